@@ -1,0 +1,83 @@
+//! Capture timestamps: nanoseconds since the Unix epoch, UTC.
+
+use std::fmt;
+
+/// A packet timestamp in nanoseconds since 1970-01-01T00:00:00Z.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const fn from_nanos(ns: i64) -> Self {
+        Timestamp(ns)
+    }
+
+    pub fn from_secs_nanos(secs: i64, nanos: i64) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+
+    pub fn from_secs_f64(secs: f64) -> Self {
+        Timestamp((secs * 1e9).round() as i64)
+    }
+
+    pub const fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Seconds since the epoch as a float (for display and arithmetic only).
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+
+    /// `self - earlier` in seconds (negative when `earlier` is later).
+    pub fn secs_since(self, earlier: Timestamp) -> f64 {
+        (self.0 - earlier.0) as f64 / 1e9
+    }
+
+    /// Add a duration given in seconds.
+    pub fn add_secs(self, secs: f64) -> Timestamp {
+        Timestamp(self.0.saturating_add((secs * 1e9).round() as i64))
+    }
+
+    /// ISO 8601 UTC with microseconds, e.g. `2026-11-24T22:59:33.123456Z`.
+    pub fn to_iso8601(self) -> String {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        match chrono::DateTime::from_timestamp(secs, nanos) {
+            Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            None => format!("{:.6}", self.as_secs_f64()),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_iso8601())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_iso8601())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_format_has_microseconds_and_z() {
+        let t = Timestamp::from_secs_nanos(1_700_000_000, 123_456_789);
+        assert_eq!(t.to_iso8601(), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(Timestamp(0).to_iso8601(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn differences_are_signed() {
+        let a = Timestamp::from_secs_nanos(10, 0);
+        let b = Timestamp::from_secs_nanos(9, 500_000_000);
+        assert_eq!(a.secs_since(b), 0.5);
+        assert_eq!(b.secs_since(a), -0.5);
+        assert_eq!(b.add_secs(0.5), a);
+    }
+}
