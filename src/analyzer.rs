@@ -1,1 +1,377 @@
-//! analyzer
+//! The engine: drives one packet at a time through decode -> flow -> http -> detect, and
+//! assembles the report. It knows nothing of where packets come from, so files, stdin and live
+//! interfaces feed it alike; verdicts become final as capture time passes (`take_ready`).
+
+use crate::capture::{Packet, Warning};
+use crate::decode::{self, Decoded, SkipReason};
+use crate::detect::{
+    Closes, ConnDetect, DetectConfig, DetectStats, Detector, EndpointStats, Finding, Kind,
+};
+use crate::flow::{
+    ConnInfo, EndReason, FlowEvent, FlowHandler, FlowStats, FlowTable, FrameRef, TableConfig, Tracked,
+};
+use crate::http::{HttpEvent, HttpStream, Side};
+use crate::report::{Report, Summary};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// Settings of the engine.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub detect: DetectConfig,
+    pub table: TableConfig,
+}
+
+/// Later stages' state of one connection.
+#[derive(Default)]
+struct ConnState {
+    http: [Option<HttpStream>; 2],
+    det: ConnDetect,
+}
+
+/// Warnings kept in the report (all are counted).
+const MAX_KEPT_WARNINGS: usize = 100;
+
+/// The analysis engine.
+pub struct Analyzer {
+    table: FlowTable<ConnState>,
+    det: Detector,
+    events: Vec<HttpEvent>,
+    inputs: Vec<String>,
+    ordinal: u64,
+    now: Timestamp,
+    last_tick: Timestamp,
+    packets: u64,
+    bytes: u64,
+    tcp_segments: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+    skipped: BTreeMap<&'static str, u64>,
+    warnings: Vec<Warning>,
+    warnings_total: u64,
+    findings: Vec<Finding>,
+    informational: Vec<Finding>,
+}
+
+impl Analyzer {
+    pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
+        Analyzer {
+            table: FlowTable::new(cfg.table),
+            det: Detector::new(cfg.detect, inputs.clone()),
+            events: Vec::new(),
+            inputs,
+            ordinal: 0,
+            now: Timestamp::default(),
+            last_tick: Timestamp::default(),
+            packets: 0,
+            bytes: 0,
+            tcp_segments: 0,
+            first_ts: None,
+            last_ts: None,
+            skipped: BTreeMap::new(),
+            warnings: Vec::new(),
+            warnings_total: 0,
+            findings: Vec::new(),
+            informational: Vec::new(),
+        }
+    }
+
+    /// Count a packet that was not analysed (filtered out, or not decodable).
+    pub fn skip(&mut self, reason: &'static str) {
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    /// Record a problem with the input; returns it for printing.
+    pub fn warn(&mut self, w: Warning) {
+        self.warnings_total += 1;
+        if self.warnings.len() < MAX_KEPT_WARNINGS {
+            self.warnings.push(w);
+        }
+    }
+
+    /// Connections currently tracked.
+    pub fn open_connections(&self) -> usize {
+        self.table.open_connections()
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Analyse one packet. Returns a warning when the packet was malformed.
+    pub fn on_packet(&mut self, pkt: &Packet) -> Option<Warning> {
+        self.packets += 1;
+        self.ordinal += 1;
+        self.bytes += u64::from(pkt.orig_len);
+        if self.first_ts.is_none_or(|f| pkt.ts < f) {
+            self.first_ts = Some(pkt.ts);
+        }
+        if self.last_ts.is_none_or(|l| pkt.ts > l) {
+            self.last_ts = Some(pkt.ts);
+        }
+        self.now = self.now.max(pkt.ts);
+        let mut warning = None;
+        match decode::decode(pkt.linktype, &pkt.data, pkt.orig_len) {
+            Decoded::Skip(reason, detail) => {
+                self.skip(reason.as_str());
+                if reason == SkipReason::Malformed {
+                    let w = Warning {
+                        file: self.input_name(pkt.input),
+                        frame: Some(pkt.frame),
+                        message: format!(
+                            "malformed packet: {}",
+                            detail.unwrap_or_else(|| "bad headers".into())
+                        ),
+                    };
+                    self.warn(w.clone());
+                    warning = Some(w);
+                }
+            }
+            Decoded::Tcp(seg) => {
+                self.tcp_segments += 1;
+                let at = FrameRef {
+                    input: pkt.input as u32,
+                    frame: pkt.frame,
+                    ordinal: self.ordinal,
+                    ts: pkt.ts,
+                };
+                let mut stages = Stages {
+                    det: &mut self.det,
+                    events: &mut self.events,
+                    now: self.now,
+                };
+                self.table.process(&seg, at, &mut stages);
+            }
+        }
+        if self.now.secs_since(self.last_tick) >= 0.1 {
+            self.tick(self.now);
+        }
+        warning
+    }
+
+    /// Let capture time advance to `now` (also called by live sources in quiet periods):
+    /// closed connections are finished and verdicts whose retry window closed become final.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        self.last_tick = self.now;
+        let now = self.now;
+        let mut stages = Stages {
+            det: &mut self.det,
+            events: &mut self.events,
+            now,
+        };
+        self.table.expire(now, &mut stages);
+        self.det.tick(now);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        for f in self.det.take_ready() {
+            if f.kind.is_finding() {
+                self.findings.push(f);
+            } else {
+                self.informational.push(f);
+            }
+        }
+    }
+
+    /// Findings that became final since the last call (for streaming output). They stay in
+    /// the final report as well.
+    pub fn take_new_findings(&mut self, since: usize) -> &[Finding] {
+        &self.findings[since.min(self.findings.len())..]
+    }
+
+    /// Number of final findings so far.
+    pub fn finding_count(&self) -> usize {
+        self.findings.len()
+    }
+
+    fn input_name(&self, input: usize) -> String {
+        self.inputs.get(input).cloned().unwrap_or_default()
+    }
+
+    /// End of input: finish every connection and build the report.
+    pub fn finish(mut self) -> Report {
+        let now = self.now;
+        let mut stages = Stages {
+            det: &mut self.det,
+            events: &mut self.events,
+            now,
+        };
+        self.table.drain(&mut stages);
+        let endpoints = self.det.finish();
+        self.collect();
+        let order = |f: &Finding| {
+            (
+                self.inputs.iter().position(|i| *i == f.request.file),
+                f.request.frame,
+                f.connection.id,
+                f.request.index,
+            )
+        };
+        let mut findings = std::mem::take(&mut self.findings);
+        findings.sort_by_key(order);
+        let mut informational = std::mem::take(&mut self.informational);
+        informational.sort_by_key(order);
+        self.build_report(findings, informational, endpoints)
+    }
+
+    fn build_report(
+        &self,
+        findings: Vec<Finding>,
+        informational: Vec<Finding>,
+        endpoints: Vec<EndpointStats>,
+    ) -> Report {
+        let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for k in Kind::ALL {
+            by_kind.insert(k.as_str(), 0);
+        }
+        let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
+        by_outcome.insert("lost", 0);
+        by_outcome.insert("retried", 0);
+        for f in findings.iter().chain(&informational) {
+            *by_kind.entry(f.kind.as_str()).or_default() += 1;
+        }
+        for f in &findings {
+            *by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+        }
+        let flow: &FlowStats = &self.table.stats;
+        let detect: &DetectStats = &self.det.stats;
+        let summary = Summary {
+            packets: self.packets,
+            bytes: self.bytes,
+            tcp_segments: self.tcp_segments,
+            first_packet_time: self.first_ts,
+            last_packet_time: self.last_ts,
+            duration_s: match (self.first_ts, self.last_ts) {
+                (Some(a), Some(b)) => b.secs_since(a),
+                _ => 0.0,
+            },
+            connections: flow.connections,
+            http_connections: detect.http_connections,
+            requests: detect.requests,
+            responses: detect.responses,
+            findings: findings.len() as u64,
+            informational: informational.len() as u64,
+            by_kind,
+            by_outcome,
+            skipped_packets: self.skipped.values().sum(),
+            warnings: self.warnings_total,
+        };
+        let recommendations = endpoints
+            .iter()
+            .filter_map(|e| e.recommendation.clone())
+            .collect();
+        Report {
+            schema_version: crate::report::SCHEMA_VERSION,
+            tool: crate::report::Tool::current(),
+            inputs: self.inputs.clone(),
+            summary,
+            findings,
+            informational,
+            endpoints,
+            recommendations,
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            tcp: flow.clone(),
+            http: detect.clone(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// The stages after flow (http, detect) as the connection table's handler.
+struct Stages<'a> {
+    det: &'a mut Detector,
+    events: &'a mut Vec<HttpEvent>,
+    now: Timestamp,
+}
+
+impl FlowHandler<ConnState> for Stages<'_> {
+    fn on_event(&mut self, info: &ConnInfo, st: &mut ConnState, ev: FlowEvent<'_>) {
+        on_flow_event(self.det, self.events, info, st, ev);
+    }
+
+    fn on_end(&mut self, t: Tracked<ConnState>, _why: EndReason, stats: &mut FlowStats) {
+        let Tracked {
+            mut tcp, mut user, ..
+        } = t;
+        let (det, events) = (&mut *self.det, &mut *self.events);
+        tcp.flush(stats, &mut |info, ev| {
+            on_flow_event(det, events, info, &mut user, ev)
+        });
+        let closes = Closes {
+            fin: [tcp.dirs[0].fin, tcp.dirs[1].fin],
+            rst: [tcp.dirs[0].rst, tcp.dirs[1].rst],
+        };
+        self.det.finish_conn(&tcp.info(), user.det, &closes, self.now);
+    }
+}
+
+fn on_flow_event(
+    det: &mut Detector,
+    events: &mut Vec<HttpEvent>,
+    info: &ConnInfo,
+    st: &mut ConnState,
+    ev: FlowEvent<'_>,
+) {
+    let (dir, meta) = match ev {
+        FlowEvent::Data {
+            dir,
+            off,
+            bytes,
+            meta,
+        } => {
+            let h = st.http[dir].get_or_insert_with(|| HttpStream::new(info.from_syn[dir]));
+            if h.side() == Side::NotHttp {
+                return;
+            }
+            st.det.log_chunk(dir, off, bytes.len() as u64, meta);
+            events.clear();
+            h.on_data(off, bytes, events);
+            (dir, meta)
+        }
+        FlowEvent::Gap {
+            dir,
+            off,
+            len,
+            meta,
+        } => {
+            let h = st.http[dir].get_or_insert_with(|| HttpStream::new(info.from_syn[dir]));
+            if h.side() == Side::NotHttp {
+                return;
+            }
+            st.det.log_chunk(dir, off, len, meta);
+            events.clear();
+            h.on_gap(off, len, events);
+            (dir, meta)
+        }
+        FlowEvent::Retransmit { dir, off, len, .. } => {
+            st.det.on_retransmit(dir, off, len);
+            return;
+        }
+        FlowEvent::Eof { dir, off, meta } => {
+            let Some(h) = st.http[dir].as_mut() else {
+                return;
+            };
+            if h.side() == Side::NotHttp {
+                return;
+            }
+            events.clear();
+            h.on_eof(off, events);
+            (dir, meta)
+        }
+    };
+    for ev in events.drain(..) {
+        if let HttpEvent::Request(head) = &ev {
+            let other = 1 - dir;
+            st.http[other]
+                .get_or_insert_with(|| HttpStream::new(info.from_syn[other]))
+                .push_request_method(&head.method);
+        }
+        det.on_http(info, &mut st.det, dir, &ev, meta);
+    }
+}

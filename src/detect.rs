@@ -1,1 +1,959 @@
-//! detect
+//! Detect stage: matches HTTP requests to responses and to the peer's FIN/RST, and gives every
+//! request that got no response a verdict decided from sequence and acknowledgement numbers.
+//!
+//! - `crossed_fin`: the server's FIN does not acknowledge the request (the server never saw it)
+//!   and the request does not acknowledge the FIN (the client had not received it): they crossed.
+//! - `after_fin`: the request acknowledged the server's FIN: sent on a connection its sender knew
+//!   was closed (stale reuse).
+//! - `after_rst`: sent after the server's RST.
+//! - `reset_unanswered`: the server reset the connection after the request, with no FIN.
+//! - `closed_unanswered`: the server acknowledged the request, then closed without answering.
+//! - informational, not findings: `unanswered_at_end` (no close seen before the capture or the
+//!   connection's tracking ended) and `client_closed` (the client closed first).
+
+use crate::flow::{CloseEvent, ConnInfo, FrameRef, SegMeta};
+use crate::http::{HttpEvent, RequestHead, ResponseHead};
+use crate::time::Timestamp;
+use rustc_hash::{FxHashMap, FxHasher};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+/// The verdict on a request that got no response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    CrossedFin,
+    AfterFin,
+    AfterRst,
+    ResetUnanswered,
+    ClosedUnanswered,
+    UnansweredAtEnd,
+    ClientClosed,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::CrossedFin,
+        Kind::AfterFin,
+        Kind::AfterRst,
+        Kind::ResetUnanswered,
+        Kind::ClosedUnanswered,
+        Kind::UnansweredAtEnd,
+        Kind::ClientClosed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CrossedFin => "crossed_fin",
+            Kind::AfterFin => "after_fin",
+            Kind::AfterRst => "after_rst",
+            Kind::ResetUnanswered => "reset_unanswered",
+            Kind::ClosedUnanswered => "closed_unanswered",
+            Kind::UnansweredAtEnd => "unanswered_at_end",
+            Kind::ClientClosed => "client_closed",
+        }
+    }
+
+    /// Findings count towards the exit code; the others are informational.
+    pub fn is_finding(self) -> bool {
+        !matches!(self, Kind::UnansweredAtEnd | Kind::ClientClosed)
+    }
+}
+
+/// Whether a lost request was sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The same request appeared on another connection to the same server within the window.
+    Retried,
+    Lost,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Retried => "retried",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+/// A packet, as reported: which file, which frame (1-based), when.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FrameInfo {
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestInfo {
+    pub method: String,
+    pub target: String,
+    pub host: Option<String>,
+    pub file: String,
+    /// Frame of the request's first byte (its first transmission).
+    pub frame: u64,
+    pub time: Timestamp,
+    /// 0-based index of the request on its connection.
+    pub index: u32,
+    /// Raw TCP sequence number of the request's first byte.
+    pub seq: u32,
+    /// Raw acknowledgement number carried by that segment (None: no ACK flag).
+    pub ack: Option<u32>,
+    /// Retransmissions of the request's first segment seen.
+    pub retransmissions: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+}
+
+/// The server's FIN or RST that decided the verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CloseInfo {
+    /// "fin" or "rst".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    /// Did its acknowledgement cover the request's first byte (the server had received it)?
+    pub acks_request: bool,
+}
+
+/// The server's RST that followed the request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RstInfo {
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    pub has_ack: bool,
+    /// The RST's seq equals the request's ack (RFC 9293's reply form SEQ=SEG.ACK): what a
+    /// kernel with no socket for the connection sends in answer.
+    pub reply_form: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetryInfo {
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    pub connection: ConnectionInfo,
+}
+
+/// A request without a response, with its verdict and the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub outcome: Outcome,
+    pub request: RequestInfo,
+    pub connection: ConnectionInfo,
+    pub peer_close: Option<CloseInfo>,
+    pub rst: Option<RstInfo>,
+    /// Request time minus the server's FIN (or RST) time; negative when the request was
+    /// captured first.
+    pub fin_to_request_s: Option<f64>,
+    /// Idle time on the connection before the request, since the previous response ended.
+    pub idle_before_s: Option<f64>,
+    pub retry: Option<RetryInfo>,
+    pub evidence: String,
+}
+
+/// Per server endpoint statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EndpointStats {
+    pub server: String,
+    pub connections: u64,
+    pub requests: u64,
+    pub responses: u64,
+    pub idle_closes: IdleCloses,
+    /// The longest idle time after which a client reused a connection (sent another request).
+    pub max_reuse_idle_s: Option<f64>,
+    /// Distinct `Keep-Alive` header values in responses (at most 8).
+    pub keep_alive: BTreeSet<String>,
+    pub findings: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub recommendation: Option<String>,
+    #[serde(skip)]
+    race_idle_max: Option<f64>,
+}
+
+/// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IdleCloses {
+    pub count: u64,
+    pub min_s: Option<f64>,
+    pub median_s: Option<f64>,
+    pub max_s: Option<f64>,
+    #[serde(skip)]
+    samples: Vec<f64>,
+}
+
+/// Samples kept for the median; beyond this a deterministic reservoir keeps it bounded.
+const MAX_IDLE_SAMPLES: usize = 4096;
+
+impl IdleCloses {
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.min_s = Some(self.min_s.map_or(v, |m| m.min(v)));
+        self.max_s = Some(self.max_s.map_or(v, |m| m.max(v)));
+        if self.samples.len() < MAX_IDLE_SAMPLES {
+            self.samples.push(v);
+        } else {
+            // deterministic reservoir sampling
+            let j = (self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % self.count;
+            if (j as usize) < MAX_IDLE_SAMPLES {
+                self.samples[j as usize] = v;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.samples.is_empty() {
+            return;
+        }
+        let mut s = self.samples.clone();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        self.median_s = Some(if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        });
+    }
+}
+
+/// Counters of the HTTP and detect stages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectStats {
+    pub http_connections: u64,
+    pub requests: u64,
+    pub responses: u64,
+    pub interim_responses: u64,
+    pub http_desyncs: u64,
+    pub tunnels: u64,
+    pub responses_without_request: u64,
+}
+
+/// One request on a connection, from its head until its response or verdict.
+#[derive(Clone, Debug)]
+struct Req {
+    index: u32,
+    start: i64,
+    at: FrameRef,
+    seq: u32,
+    ack: Option<u32>,
+    ack_off: Option<i64>,
+    method: String,
+    target: String,
+    host: Option<String>,
+    idle_before: Option<f64>,
+    retransmissions: u32,
+    key: u64,
+}
+
+/// Metadata of recently delivered bytes of one direction, to find which segment carried an
+/// offset (a head may start several segments before the one that completes it).
+#[derive(Debug, Default)]
+struct ChunkLog {
+    chunks: VecDeque<(i64, i64, SegMeta)>,
+}
+
+const CHUNK_LOG_LEN: usize = 128;
+
+impl ChunkLog {
+    fn push(&mut self, off: i64, len: u64, meta: SegMeta) {
+        if self.chunks.len() == CHUNK_LOG_LEN {
+            self.chunks.pop_front();
+        }
+        self.chunks.push_back((off, off + len as i64, meta));
+    }
+
+    fn find(&self, off: i64) -> Option<SegMeta> {
+        self.chunks
+            .iter()
+            .rev()
+            .find(|(s, e, _)| *s <= off && off < *e)
+            .map(|c| c.2)
+    }
+}
+
+/// Per connection state of the detect stage.
+#[derive(Debug, Default)]
+pub struct ConnDetect {
+    client_dir: Option<usize>,
+    chunks: [ChunkLog; 2],
+    pending: VecDeque<Req>,
+    next_index: u32,
+    requests: u64,
+    responses: u64,
+    http: bool,
+    /// When the last final response ended, and whether it ended the connection's keep-alive
+    /// (Connection: close or read-until-close).
+    last_response_end: Option<(Timestamp, bool)>,
+    max_reuse_idle: Option<f64>,
+    keep_alive: BTreeSet<String>,
+    last_response_close: bool,
+    in_response: bool,
+}
+
+impl ConnDetect {
+    /// The client's direction, once known.
+    pub fn client_dir(&self) -> Option<usize> {
+        self.client_dir
+    }
+
+    /// Note bytes (or a gap) delivered in direction `dir` so offsets map back to frames.
+    pub fn log_chunk(&mut self, dir: usize, off: i64, len: u64, meta: SegMeta) {
+        if self.http || self.client_dir.is_none() || len > 0 {
+            self.chunks[dir].push(off, len, meta);
+        }
+    }
+
+    /// A segment of direction `dir` repeated bytes already delivered.
+    pub fn on_retransmit(&mut self, dir: usize, off: i64, len: u64) {
+        if Some(dir) != self.client_dir {
+            return;
+        }
+        for r in self.pending.iter_mut() {
+            if off <= r.start && r.start < off + len as i64 {
+                r.retransmissions += 1;
+            }
+        }
+    }
+}
+
+/// What the detect stage needs about a finished connection's TCP closes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Closes {
+    pub fin: [Option<CloseEvent>; 2],
+    pub rst: [Option<CloseEvent>; 2],
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    conn: u64,
+    index: u32,
+    ts: Timestamp,
+    server: SocketAddr,
+    client_ip: IpAddr,
+    retry: Option<RetryInfo>,
+}
+
+/// Finds retries: the same request (method, target, Host, client IP) on another connection to
+/// the same server soon after. Holds only requests still waiting for a response or a verdict.
+#[derive(Debug, Default)]
+struct RetryTracker {
+    by_key: FxHashMap<u64, Vec<Candidate>>,
+}
+
+impl RetryTracker {
+    fn on_request(&mut self, key: u64, cand: Candidate, at: &FrameInfo, window: f64) {
+        let list = self.by_key.entry(key).or_default();
+        for c in list.iter_mut() {
+            let dt = cand.ts.secs_since(c.ts);
+            if c.retry.is_none()
+                && c.conn != cand.conn
+                && c.server == cand.server
+                && c.client_ip == cand.client_ip
+                && (0.0..=window).contains(&dt)
+            {
+                c.retry = Some(RetryInfo {
+                    file: at.file.clone(),
+                    frame: at.frame,
+                    time: at.time,
+                    connection: ConnectionInfo {
+                        id: cand.conn,
+                        client: String::new(),
+                        server: cand.server.to_string(),
+                    },
+                });
+            }
+        }
+        list.push(cand);
+    }
+
+    fn take(&mut self, key: u64, conn: u64, index: u32) -> Option<Candidate> {
+        let list = self.by_key.get_mut(&key)?;
+        let pos = list
+            .iter()
+            .position(|c| c.conn == conn && c.index == index)?;
+        let c = list.swap_remove(pos);
+        if list.is_empty() {
+            self.by_key.remove(&key);
+        }
+        Some(c)
+    }
+
+    fn len(&self) -> usize {
+        self.by_key.values().map(Vec::len).sum()
+    }
+}
+
+/// A verdict waiting for its retry window to close.
+#[derive(Debug)]
+struct Awaiting {
+    deadline: Timestamp,
+    key: u64,
+    finding: Finding,
+}
+
+/// Settings of the detect stage.
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    /// A request repeated on another connection within this many seconds is a retry.
+    pub retry_window: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig { retry_window: 1.0 }
+    }
+}
+
+/// The detect stage's state across connections.
+pub struct Detector {
+    cfg: DetectConfig,
+    inputs: Vec<String>,
+    retries: RetryTracker,
+    awaiting: VecDeque<Awaiting>,
+    ready: Vec<Finding>,
+    endpoints: FxHashMap<SocketAddr, EndpointStats>,
+    pub stats: DetectStats,
+}
+
+fn key_of(head: &RequestHead, client_ip: IpAddr, server: SocketAddr) -> u64 {
+    let mut h = FxHasher::default();
+    head.method.hash(&mut h);
+    head.target.hash(&mut h);
+    head.host.hash(&mut h);
+    client_ip.hash(&mut h);
+    server.hash(&mut h);
+    h.finish()
+}
+
+impl Detector {
+    pub fn new(cfg: DetectConfig, inputs: Vec<String>) -> Detector {
+        Detector {
+            cfg,
+            inputs,
+            retries: RetryTracker::default(),
+            awaiting: VecDeque::new(),
+            ready: Vec::new(),
+            endpoints: FxHashMap::default(),
+            stats: DetectStats::default(),
+        }
+    }
+
+    /// Add an input name (live sources may learn theirs late).
+    pub fn set_inputs(&mut self, inputs: Vec<String>) {
+        self.inputs = inputs;
+    }
+
+    fn frame_info(&self, at: FrameRef) -> FrameInfo {
+        FrameInfo {
+            file: self
+                .inputs
+                .get(at.input as usize)
+                .cloned()
+                .unwrap_or_default(),
+            frame: at.frame,
+            time: at.ts,
+        }
+    }
+
+    /// Requests being watched for a retry (for memory accounting and tests).
+    pub fn tracked_requests(&self) -> usize {
+        self.retries.len()
+    }
+
+    /// Handle an HTTP event of direction `dir`; `meta` is the segment that completed it.
+    pub fn on_http(
+        &mut self,
+        info: &ConnInfo,
+        cd: &mut ConnDetect,
+        dir: usize,
+        ev: &HttpEvent,
+        meta: SegMeta,
+    ) {
+        if cd.client_dir.is_none() {
+            cd.client_dir = info.syn_client.or(match ev {
+                HttpEvent::Request(_) => Some(dir),
+                HttpEvent::Response(_) => Some(1 - dir),
+                _ => None,
+            });
+        }
+        let Some(client) = cd.client_dir else {
+            return;
+        };
+        if !cd.http {
+            cd.http = true;
+            self.stats.http_connections += 1;
+        }
+        match ev {
+            HttpEvent::Request(head) if dir == client => self.on_request(info, cd, dir, head),
+            HttpEvent::Response(head) if dir != client => self.on_response(info, cd, head),
+            HttpEvent::ResponseEnd { .. } if dir != client => {
+                if cd.in_response {
+                    cd.in_response = false;
+                    cd.last_response_end = Some((meta.at.ts, cd.last_response_close));
+                }
+            }
+            HttpEvent::Desync { .. } => self.stats.http_desyncs += 1,
+            HttpEvent::Tunnel { .. } => self.stats.tunnels += 1,
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, info: &ConnInfo, cd: &mut ConnDetect, dir: usize, head: &RequestHead) {
+        let meta = cd.chunks[dir].find(head.start).unwrap_or_default();
+        let index = cd.next_index;
+        cd.next_index += 1;
+        cd.requests += 1;
+        self.stats.requests += 1;
+        let idle_before = match cd.last_response_end {
+            Some((end, _)) if cd.pending.is_empty() && !cd.in_response => {
+                Some(meta.at.ts.secs_since(end).max(0.0))
+            }
+            _ => None,
+        };
+        if let Some(idle) = idle_before {
+            cd.max_reuse_idle = Some(cd.max_reuse_idle.map_or(idle, |m: f64| m.max(idle)));
+        }
+        let client = info.addrs[dir];
+        let server = info.addrs[1 - dir];
+        let key = key_of(head, client.ip(), server);
+        let at = self.frame_info(meta.at);
+        self.retries.on_request(
+            key,
+            Candidate {
+                conn: info.id,
+                index,
+                ts: meta.at.ts,
+                server,
+                client_ip: client.ip(),
+                retry: None,
+            },
+            &at,
+            self.cfg.retry_window,
+        );
+        cd.pending.push_back(Req {
+            index,
+            start: head.start,
+            at: meta.at,
+            seq: meta.seq.wrapping_add((head.start - meta.off) as u32),
+            ack: meta.ack,
+            ack_off: meta.ack_off,
+            method: head.method.clone(),
+            target: head.target.clone(),
+            host: head.host.clone(),
+            idle_before,
+            retransmissions: 0,
+            key,
+        });
+    }
+
+    fn on_response(&mut self, info: &ConnInfo, cd: &mut ConnDetect, head: &ResponseHead) {
+        if (100..200).contains(&head.status) && head.status != 101 {
+            self.stats.interim_responses += 1;
+            return;
+        }
+        cd.responses += 1;
+        self.stats.responses += 1;
+        if let Some(ka) = &head.keep_alive
+            && cd.keep_alive.len() < 8
+        {
+            cd.keep_alive.insert(ka.clone());
+        }
+        cd.in_response = true;
+        cd.last_response_close = head.connection_close || head.version == 0;
+        match cd.pending.pop_front() {
+            Some(req) => {
+                self.retries.take(req.key, info.id, req.index);
+            }
+            None => self.stats.responses_without_request += 1,
+        }
+    }
+
+    /// A connection ended: give its unanswered requests their verdicts and add it to the
+    /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
+    pub fn finish_conn(&mut self, info: &ConnInfo, cd: ConnDetect, closes: &Closes, now: Timestamp) {
+        if !cd.http {
+            return;
+        }
+        let Some(client) = cd.client_dir else {
+            return;
+        };
+        let server = 1 - client;
+        let server_addr = info.addrs[server];
+        let conn = ConnectionInfo {
+            id: info.id,
+            client: info.addrs[client].to_string(),
+            server: server_addr.to_string(),
+        };
+        let ep = self
+            .endpoints
+            .entry(server_addr)
+            .or_insert_with(|| EndpointStats {
+                server: server_addr.to_string(),
+                ..EndpointStats::default()
+            });
+        ep.connections += 1;
+        ep.requests += cd.requests;
+        ep.responses += cd.responses;
+        for ka in &cd.keep_alive {
+            if ep.keep_alive.len() < 8 {
+                ep.keep_alive.insert(ka.clone());
+            }
+        }
+        if let Some(m) = cd.max_reuse_idle {
+            ep.max_reuse_idle_s = Some(ep.max_reuse_idle_s.map_or(m, |e| e.max(m)));
+        }
+        if let Some(idle) = idle_close(&cd, closes, client) {
+            ep.idle_closes.add(idle);
+        }
+        let rel = Rel {
+            client: i64::from(info.from_syn[client]),
+            server: i64::from(info.from_syn[server]),
+        };
+        for req in &cd.pending {
+            let finding = self.verdict(req, closes, client, &conn, rel);
+            let deadline = req.at.ts.add_secs(self.cfg.retry_window);
+            self.awaiting.push_back(Awaiting {
+                deadline,
+                key: req.key,
+                finding,
+            });
+        }
+        self.tick(now);
+    }
+
+    /// Capture time advanced to `now`: verdicts whose retry window closed become final.
+    pub fn tick(&mut self, now: Timestamp) {
+        let mut i = 0;
+        while i < self.awaiting.len() {
+            if self.awaiting[i].deadline <= now {
+                let a = self.awaiting.remove(i).expect("index checked");
+                self.finalize(a);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn finalize(&mut self, a: Awaiting) {
+        let mut f = a.finding;
+        let cand = self.retries.take(a.key, f.connection.id, f.request.index);
+        if let Some(mut r) = cand.and_then(|c| c.retry) {
+            r.connection.client = String::new();
+            f.outcome = Outcome::Retried;
+            f.retry = Some(r);
+        }
+        if f.kind.is_finding() {
+            let server: SocketAddr = match f.connection.server.parse() {
+                Ok(s) => s,
+                Err(_) => return self.ready.push(f),
+            };
+            if let Some(ep) = self.endpoints.get_mut(&server) {
+                ep.findings += 1;
+                *ep.by_kind.entry(f.kind.as_str()).or_default() += 1;
+                if matches!(f.kind, Kind::CrossedFin | Kind::AfterFin)
+                    && let Some(idle) = f.idle_before_s
+                {
+                    ep.race_idle_max = Some(ep.race_idle_max.map_or(idle, |m: f64| m.max(idle)));
+                }
+            }
+        }
+        self.ready.push(f);
+    }
+
+    /// Verdicts that became final since the last call (for streaming output).
+    pub fn take_ready(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// End of the analysis: every waiting verdict becomes final; endpoint statistics with
+    /// recommendations, ordered by server address.
+    pub fn finish(&mut self) -> Vec<EndpointStats> {
+        while let Some(a) = self.awaiting.pop_front() {
+            self.finalize(a);
+        }
+        let mut eps: Vec<EndpointStats> = self.endpoints.drain().map(|(_, e)| e).collect();
+        for ep in &mut eps {
+            ep.idle_closes.finish();
+            ep.recommendation = recommend(ep);
+        }
+        eps.sort_by(|a, b| a.server.cmp(&b.server));
+        eps
+    }
+
+    fn verdict(
+        &self,
+        req: &Req,
+        closes: &Closes,
+        client: usize,
+        conn: &ConnectionInfo,
+        rel: Rel,
+    ) -> Finding {
+        let server = 1 - client;
+        let sees = |c: &CloseEvent| c.ack_off.is_some_and(|a| a > req.start);
+        let client_close = [closes.fin[client], closes.rst[client]]
+            .into_iter()
+            .flatten()
+            .min_by_key(|c| c.at.ordinal);
+        let req_frame = self.frame_info(req.at);
+        let rq = |o: i64| o + rel.client; // relative sequence numbers, as Wireshark shows them
+        let rs = |o: i64| o + rel.server;
+        let mut peer_close = None;
+        let mut fin_to_request = None;
+        let (kind, mut evidence) = if let Some(fin) = closes.fin[server] {
+            peer_close = Some((fin, "fin"));
+            fin_to_request = Some(req.at.ts.secs_since(fin.at.ts));
+            let fin_ack = fin.ack_off.map_or("none".to_string(), |a| rq(a).to_string());
+            if sees(&fin) {
+                let answered_client = client_close
+                    .is_some_and(|c| closes.fin[client].is_some() && fin.ack_off.is_some_and(|a| a > c.off));
+                if answered_client {
+                    (
+                        Kind::ClientClosed,
+                        format!(
+                            "The client closed first (frame {}); the server's FIN (frame {}) answered that close, acknowledging client bytes up to {}.",
+                            client_close.map_or(0, |c| c.at.frame),
+                            fin.at.frame,
+                            fin_ack
+                        ),
+                    )
+                } else {
+                    (
+                        Kind::ClosedUnanswered,
+                        format!(
+                            "The server's FIN (frame {}) acknowledged client bytes up to {}, past the request starting at {}: the server received the request and closed {:.6} s later without answering.",
+                            fin.at.frame,
+                            fin_ack,
+                            rq(req.start),
+                            fin.at.ts.secs_since(req.at.ts)
+                        ),
+                    )
+                }
+            } else {
+                let req_ack = req.ack_off.map_or("none".to_string(), |a| rs(a).to_string());
+                if req.ack_off.is_some_and(|a| a > fin.off) {
+                    (
+                        Kind::AfterFin,
+                        format!(
+                            "The request (frame {}) acknowledged server bytes up to {}, which covers the server's FIN at {} (frame {}): the client's kernel had the FIN before the request was sent (stale reuse). The server's FIN acknowledged client bytes up to {}, not the request starting at {}: the server never saw it.",
+                            req.at.frame,
+                            req_ack,
+                            rs(fin.off),
+                            fin.at.frame,
+                            fin_ack,
+                            rq(req.start)
+                        ),
+                    )
+                } else {
+                    (
+                        Kind::CrossedFin,
+                        format!(
+                            "The server's FIN (frame {}) acknowledged client bytes up to {}, not the request starting at {}: the server never saw it. The request (frame {}) acknowledged server bytes up to {}, not the FIN at {}: the client had not received the FIN when it sent. They crossed in flight.",
+                            fin.at.frame,
+                            fin_ack,
+                            rq(req.start),
+                            req.at.frame,
+                            req_ack,
+                            rs(fin.off)
+                        ),
+                    )
+                }
+            }
+        } else if let Some(rst) = closes.rst[server] {
+            peer_close = Some((rst, "rst"));
+            fin_to_request = Some(req.at.ts.secs_since(rst.at.ts));
+            if client_close.is_some_and(|c| c.at.ordinal < rst.at.ordinal) {
+                (
+                    Kind::ClientClosed,
+                    format!(
+                        "The client closed first (frame {}); the server's RST (frame {}) followed.",
+                        client_close.map_or(0, |c| c.at.frame),
+                        rst.at.frame
+                    ),
+                )
+            } else if rst.at.ordinal < req.at.ordinal && !sees(&rst) {
+                (
+                    Kind::AfterRst,
+                    format!(
+                        "The server reset the connection (RST frame {}) {:.6} s before the request (frame {}) was sent on it.",
+                        rst.at.frame,
+                        req.at.ts.secs_since(rst.at.ts),
+                        req.at.frame
+                    ),
+                )
+            } else {
+                let acked = if sees(&rst) {
+                    "acknowledging the request's bytes"
+                } else if rst.ack.is_some() {
+                    "not acknowledging the request"
+                } else {
+                    "without ACK"
+                };
+                let form = if Some(rst.seq) == req.ack {
+                    "in reply form (its seq equals the request's ack)"
+                } else {
+                    "not in reply form"
+                };
+                (
+                    Kind::ResetUnanswered,
+                    format!(
+                        "The server reset the connection (RST frame {}, {}, {}) {:.6} s after the request (frame {}), with no FIN and no response: an abortive close or a middlebox.",
+                        rst.at.frame,
+                        acked,
+                        form,
+                        rst.at.ts.secs_since(req.at.ts),
+                        req.at.frame
+                    ),
+                )
+            }
+        } else if let Some(c) = client_close {
+            (
+                Kind::ClientClosed,
+                format!(
+                    "The client closed the connection (frame {}) before any response or close by the server.",
+                    c.at.frame
+                ),
+            )
+        } else {
+            (
+                Kind::UnansweredAtEnd,
+                "No response, FIN or RST from the server before the capture (or the connection's tracking) ended.".to_string(),
+            )
+        };
+        // the server's RST that followed (for FIN verdicts), or the RST itself
+        let rst = closes.rst[server].map(|r| RstInfo {
+            file: self.frame_info(r.at).file,
+            frame: r.at.frame,
+            time: r.at.ts,
+            seq: r.seq,
+            ack: r.ack,
+            has_ack: r.ack.is_some(),
+            reply_form: Some(r.seq) == req.ack,
+        });
+        if let (Some((_, "fin")), Some(r)) = (peer_close, &rst)
+            && kind.is_finding()
+        {
+            evidence.push_str(&format!(" The server then reset the connection (RST frame {}).", r.frame));
+        }
+        let peer_close = peer_close.map(|(c, t)| {
+            let fi = self.frame_info(c.at);
+            CloseInfo {
+                kind: t,
+                file: fi.file,
+                frame: fi.frame,
+                time: fi.time,
+                seq: c.seq,
+                ack: c.ack,
+                acks_request: sees(&c),
+            }
+        });
+        Finding {
+            kind,
+            outcome: Outcome::Lost,
+            request: RequestInfo {
+                method: req.method.clone(),
+                target: req.target.clone(),
+                host: req.host.clone(),
+                file: req_frame.file,
+                frame: req_frame.frame,
+                time: req_frame.time,
+                index: req.index,
+                seq: req.seq,
+                ack: req.ack,
+                retransmissions: req.retransmissions,
+            },
+            connection: conn.clone(),
+            peer_close,
+            rst,
+            fin_to_request_s: fin_to_request,
+            idle_before_s: req.idle_before,
+            retry: None,
+            evidence,
+        }
+    }
+}
+
+/// Offsets to add to stream offsets to get Wireshark-style relative sequence numbers.
+#[derive(Clone, Copy)]
+struct Rel {
+    client: i64,
+    server: i64,
+}
+
+/// The idle time before the server's FIN, when it closed an idle keep-alive connection: no
+/// request it had received was outstanding, the last response did not announce the close, and
+/// the client had not closed first.
+fn idle_close(cd: &ConnDetect, closes: &Closes, client: usize) -> Option<f64> {
+    let fin = closes.fin[1 - client]?;
+    let (end, close_delimited) = cd.last_response_end?;
+    if close_delimited || fin.at.ts < end {
+        return None;
+    }
+    let saw_pending = cd
+        .pending
+        .front()
+        .is_some_and(|r| fin.ack_off.is_some_and(|a| a > r.start));
+    let client_first = closes.fin[client].is_some_and(|c| fin.ack_off.is_some_and(|a| a > c.off));
+    if saw_pending || client_first {
+        return None;
+    }
+    Some(fin.at.ts.secs_since(end))
+}
+
+/// One sentence of advice for an endpoint with findings.
+fn recommend(ep: &EndpointStats) -> Option<String> {
+    let n = |k: Kind| ep.by_kind.get(k.as_str()).copied().unwrap_or(0);
+    let crossed = n(Kind::CrossedFin);
+    let after = n(Kind::AfterFin);
+    let resets = n(Kind::AfterRst) + n(Kind::ResetUnanswered);
+    if crossed > 0 {
+        let close = ep
+            .idle_closes
+            .median_s
+            .map_or("an idle timeout".to_string(), |m| format!("about {m:.1} s"));
+        let reuse = ep
+            .race_idle_max
+            .or(ep.max_reuse_idle_s)
+            .map_or(String::new(), |m| format!(" while clients reuse them after up to {m:.2} s"));
+        return Some(format!(
+            "{} closes idle keep-alive connections after {}{}, so {} request(s) crossed its FIN: make the upstream's idle timeout longer than the client's (proxy's) keep-alive timeout, or the client's shorter.",
+            ep.server, close, reuse, crossed
+        ));
+    }
+    if after > 0 {
+        return Some(format!(
+            "Clients sent {} request(s) to {} on connections whose FIN they had already acknowledged: the client's connection pool reuses closed connections (check that it detects a closed connection before reuse, and retries idempotent requests).",
+            after, ep.server
+        ));
+    }
+    if resets > 0 {
+        return Some(format!(
+            "{} reset {} connection(s) with requests outstanding: look for an abortive close (SO_LINGER 0, a crash) or a middlebox (firewall, load balancer idle timeout) between client and server.",
+            ep.server, resets
+        ));
+    }
+    if n(Kind::ClosedUnanswered) > 0 {
+        return Some(format!(
+            "{} received {} request(s) and closed without answering: check its request timeouts and error logs.",
+            ep.server,
+            n(Kind::ClosedUnanswered)
+        ));
+    }
+    None
+}
