@@ -957,3 +957,259 @@ fn recommend(ep: &EndpointStats) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(frame: u64, secs: f64) -> FrameRef {
+        FrameRef {
+            input: 0,
+            frame,
+            ordinal: frame,
+            ts: Timestamp::from_secs_f64(secs),
+        }
+    }
+
+    fn info(id: u64, client_port: u16) -> ConnInfo {
+        ConnInfo {
+            id,
+            addrs: [
+                format!("10.0.0.1:{client_port}").parse().unwrap(),
+                "10.0.0.2:80".parse().unwrap(),
+            ],
+            syn_client: Some(0),
+            from_syn: [true, true],
+        }
+    }
+
+    fn head(target: &str, start: i64) -> RequestHead {
+        RequestHead {
+            start,
+            head_end: start + 30,
+            method: "GET".into(),
+            target: target.into(),
+            host: Some("h".into()),
+            version: 1,
+            connection_close: false,
+            content_length: None,
+            chunked: false,
+        }
+    }
+
+    fn resp(start: i64) -> ResponseHead {
+        ResponseHead {
+            start,
+            head_end: start + 40,
+            status: 200,
+            version: 1,
+            connection_close: false,
+            keep_alive_timeout: Some(1),
+            keep_alive: Some("timeout=1".into()),
+        }
+    }
+
+    /// Request `target` at client offset `start` sent in frame `f` at `t` carrying `ack_off`.
+    fn request(
+        d: &mut Detector,
+        i: &ConnInfo,
+        cd: &mut ConnDetect,
+        target: &str,
+        start: i64,
+        f: FrameRef,
+        ack_off: i64,
+    ) {
+        let meta = SegMeta {
+            at: f,
+            seq: 1 + start as u32,
+            off: start,
+            ack: Some(1 + ack_off as u32),
+            ack_off: Some(ack_off),
+        };
+        cd.log_chunk(0, start, 30, meta);
+        d.on_http(i, cd, 0, &HttpEvent::Request(head(target, start)), meta);
+    }
+
+    fn close(f: FrameRef, off: i64, ack_off: Option<i64>) -> CloseEvent {
+        CloseEvent {
+            at: f,
+            seq: 1 + off as u32,
+            off,
+            ack: ack_off.map(|a| 1 + a as u32),
+            ack_off,
+        }
+    }
+
+    /// One answered request (ends at 1.0 s), then GET /x at client offset 30.
+    fn keepalive_then(d: &mut Detector, i: &ConnInfo, t: f64, ack_off: i64) -> ConnDetect {
+        let mut cd = ConnDetect::default();
+        request(d, i, &mut cd, "/first", 0, at(4, 0.5), 0);
+        let m = SegMeta {
+            at: at(5, 1.0),
+            ..SegMeta::default()
+        };
+        d.on_http(i, &mut cd, 1, &HttpEvent::Response(resp(0)), m);
+        d.on_http(i, &mut cd, 1, &HttpEvent::ResponseEnd { end: 40 }, m);
+        request(d, i, &mut cd, "/x", 30, at(7, t), ack_off);
+        cd
+    }
+
+    fn one(d: &mut Detector) -> Finding {
+        d.finish();
+        let mut r = d.take_ready();
+        assert_eq!(r.len(), 1, "{r:?}");
+        r.remove(0)
+    }
+
+    #[test]
+    fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
+        let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
+        let i = info(1, 1000);
+        let cd = keepalive_then(&mut d, &i, 2.0, 40);
+        let closes = Closes {
+            fin: [None, Some(close(at(6, 1.99), 40, Some(30)))],
+            rst: [None, Some(close(at(8, 2.01), 41, None))],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(5.0));
+        let f = one(&mut d);
+        assert_eq!(f.kind, Kind::CrossedFin);
+        assert_eq!(f.outcome, Outcome::Lost);
+        assert_eq!((f.request.frame, f.request.index), (7, 1));
+        assert_eq!(f.peer_close.as_ref().unwrap().frame, 6);
+        assert!(!f.peer_close.as_ref().unwrap().acks_request);
+        assert_eq!(f.rst.as_ref().unwrap().frame, 8);
+        assert!((f.fin_to_request_s.unwrap() - 0.01).abs() < 1e-9);
+        assert!((f.idle_before_s.unwrap() - 1.0).abs() < 1e-9);
+        assert!(f.evidence.contains("crossed in flight"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn request_acknowledging_the_fin_is_after_fin() {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let i = info(1, 1000);
+        let cd = keepalive_then(&mut d, &i, 2.0, 41);
+        let closes = Closes {
+            fin: [None, Some(close(at(6, 1.5), 40, Some(30)))],
+            rst: [None, None],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(5.0));
+        assert_eq!(one(&mut d).kind, Kind::AfterFin);
+    }
+
+    #[test]
+    fn fin_acknowledging_the_request_is_closed_unanswered() {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let i = info(1, 1000);
+        let cd = keepalive_then(&mut d, &i, 2.0, 40);
+        let closes = Closes {
+            fin: [None, Some(close(at(9, 30.0), 40, Some(60)))],
+            rst: [None, None],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(50.0));
+        assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
+    }
+
+    #[test]
+    fn rst_before_or_after_the_request() {
+        for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
+            let mut d = Detector::new(DetectConfig::default(), vec![]);
+            let i = info(1, 1000);
+            let cd = keepalive_then(&mut d, &i, 2.0, 40);
+            let t = rst_frame as f64 / 4.0;
+            let closes = Closes {
+                fin: [None, None],
+                rst: [None, Some(close(at(rst_frame, t), 40, Some(30)))],
+            };
+            d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(50.0));
+            let f = one(&mut d);
+            assert_eq!(f.kind, kind);
+            assert!(f.kind.is_finding());
+        }
+    }
+
+    #[test]
+    fn no_close_is_informational_and_client_close_first_too() {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let i = info(1, 1000);
+        let cd = keepalive_then(&mut d, &i, 2.0, 40);
+        d.finish_conn(&i, cd, &Closes::default(), Timestamp::from_secs_f64(9.0));
+        assert_eq!(one(&mut d).kind, Kind::UnansweredAtEnd);
+
+        let cd = keepalive_then(&mut d, &i, 2.0, 40);
+        let closes = Closes {
+            fin: [
+                Some(close(at(8, 3.0), 60, Some(40))),
+                Some(close(at(9, 3.1), 40, Some(61))),
+            ],
+            rst: [None, None],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(9.0));
+        let f = one(&mut d);
+        assert_eq!(f.kind, Kind::ClientClosed);
+        assert!(!f.kind.is_finding());
+    }
+
+    #[test]
+    fn same_request_on_another_connection_within_the_window_is_a_retry() {
+        for (delay, outcome) in [(0.3, Outcome::Retried), (1.5, Outcome::Lost)] {
+            let mut d = Detector::new(DetectConfig::default(), vec![]);
+            let i = info(1, 1000);
+            let cd = keepalive_then(&mut d, &i, 2.0, 40);
+            let closes = Closes {
+                fin: [None, Some(close(at(6, 1.99), 40, Some(30)))],
+                rst: [None, None],
+            };
+            // the verdict is made before the retry arrives; the retry window keeps it open
+            d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(2.1));
+            assert!(d.take_ready().is_empty());
+            let j = info(2, 1001);
+            let mut cd2 = ConnDetect::default();
+            request(&mut d, &j, &mut cd2, "/x", 0, at(20, 2.0 + delay), 0);
+            d.tick(Timestamp::from_secs_f64(3.6));
+            let f = one(&mut d);
+            assert_eq!(f.outcome, outcome);
+            assert_eq!(f.retry.is_some(), outcome == Outcome::Retried);
+        }
+    }
+
+    #[test]
+    fn idle_closes_and_recommendation() {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
+            let i = info(n, 1000 + n as u16);
+            let mut cd = ConnDetect::default();
+            request(&mut d, &i, &mut cd, "/a", 0, at(1, 0.0), 0);
+            let m = SegMeta {
+                at: at(2, 0.1),
+                ..SegMeta::default()
+            };
+            d.on_http(&i, &mut cd, 1, &HttpEvent::Response(resp(0)), m);
+            d.on_http(&i, &mut cd, 1, &HttpEvent::ResponseEnd { end: 40 }, m);
+            let closes = Closes {
+                fin: [None, Some(close(at(3, 0.1 + idle), 40, Some(30)))],
+                rst: [None, None],
+            };
+            d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(10.0));
+        }
+        let i = info(9, 2000);
+        let cd = keepalive_then(&mut d, &i, 1.95, 40);
+        let closes = Closes {
+            fin: [None, Some(close(at(6, 1.99), 40, Some(30)))],
+            rst: [None, None],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(10.0));
+        let eps = d.finish();
+        assert_eq!(eps.len(), 1);
+        let e = &eps[0];
+        assert_eq!(e.connections, 4);
+        // the race's FIN is an idle close too: the server had not seen the request
+        assert_eq!(e.idle_closes.count, 4);
+        assert!((e.idle_closes.median_s.unwrap() - 0.995).abs() < 1e-6);
+        assert!((e.idle_closes.min_s.unwrap() - 0.9).abs() < 1e-6);
+        assert_eq!(e.findings, 1);
+        let rec = e.recommendation.as_deref().unwrap();
+        assert!(rec.contains("about 1.0 s"), "{rec}");
+        assert!(rec.contains("up to 0.95 s"), "{rec}");
+        assert_eq!(e.keep_alive.iter().next().map(String::as_str), Some("timeout=1"));
+    }
+}
