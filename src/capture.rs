@@ -250,7 +250,11 @@ fn open_stream(name: &str, count: &Arc<AtomicU64>) -> Result<(Stream, Option<u64
         inner,
         error: error.clone(),
     });
-    let what = if gzip { "gzip data" } else { "file" };
+    let what = match (gzip, name == "-") {
+        (true, _) => "gzip data",
+        (false, true) => "input",
+        (false, false) => "file",
+    };
     let mut head = vec![0u8; 28];
     let n = read_full(&mut read, &mut head).map_err(|e| {
         if gzip {
@@ -290,6 +294,7 @@ fn open_stream(name: &str, count: &Arc<AtomicU64>) -> Result<(Stream, Option<u64
                 28 + got
             ));
         }
+        check_shb_options(&head, be)?;
         if let Err(e) = pcap_parser::pcapng::parse_sectionheaderblock(&head) {
             let detail = match e {
                 pcap_parser::nom::Err::Incomplete(_) => "cut short".to_string(),
@@ -356,6 +361,35 @@ fn open_stream(name: &str, count: &Arc<AtomicU64>) -> Result<(Stream, Option<u64
         },
         size,
     ))
+}
+
+/// pcap-parser accepts a section header whose options overrun the block or whose trailing length
+/// differs; libpcap and Wireshark refuse such files, and so do we.
+fn check_shb_options(shb: &[u8], be: bool) -> Result<(), String> {
+    let len = shb.len();
+    let end = len - 4;
+    let mut at = 24;
+    while at + 4 <= end {
+        let (code, olen) = (u16_at(shb, at, be), usize::from(u16_at(shb, at + 2, be)));
+        if code == 0 {
+            break;
+        }
+        let padded = (olen + 3) & !3;
+        if at + 4 + padded > end {
+            return Err(format!(
+                "corrupt pcapng section header (option {code} of length {olen} overruns the \
+                 block)"
+            ));
+        }
+        at += 4 + padded;
+    }
+    let trailing = u32_at(shb, len - 4, be) as usize;
+    if trailing != len {
+        return Err(format!(
+            "corrupt pcapng section header (trailing length {trailing} differs from {len})"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_error_kind<I>(e: &PcapError<I>) -> String {
@@ -635,13 +669,21 @@ impl ReadState {
                     )
                 }
             }
-            _ => (
-                Some(next),
-                format!(
-                    "capture cut short in the header of frame {next} (got {} bytes)",
-                    d.len()
-                ),
-            ),
+            _ => {
+                let (header, what) = match self.format {
+                    Format::Pcap { modified: true, .. } => (24, "record header"),
+                    Format::Pcap { .. } => (16, "record header"),
+                    Format::PcapNg => (12, "block header"),
+                };
+                (
+                    Some(next),
+                    format!(
+                        "capture cut short in the middle of frame {next} (got {} of {header} \
+                         bytes of its {what})",
+                        d.len()
+                    ),
+                )
+            }
         }
     }
 

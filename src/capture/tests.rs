@@ -486,6 +486,21 @@ fn open_errors() {
     ng.out[12] = 0;
     ng.out[14] = 1;
     assert_eq!(open_err(&ng.out), "unsupported pcapng version 0.1");
+    // A section-header option longer than the block.
+    let mut ng = Ng::new(false);
+    let opt = ng.option(2, b"hw");
+    let mut shb = ng.u32b(0x1A2B_3C4D).to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&[0xff; 8]);
+    shb.extend(opt);
+    ng.out.clear();
+    ng.block(SHB_TYPE, &shb);
+    assert!(FileSource::open(&[Temp::new(&ng.out).name()]).is_ok());
+    ng.out[24 + 2] = 0x30;
+    assert_eq!(
+        open_err(&ng.out),
+        "corrupt pcapng section header (option 2 of length 48 overruns the block)"
+    );
     let missing = std::env::temp_dir().join("tcprace-definitely-missing.pcap");
     let err = FileSource::open(&[missing.to_string_lossy().into_owned()])
         .err()
@@ -593,4 +608,80 @@ fn filter_compiles_and_matches() {
     let mut f = Filter::new("ether host 01:02:03:04:05:06").unwrap();
     let err = f.matches(&pkt).unwrap_err();
     assert!(err.contains("link type 101"), "{err}");
+}
+
+/// Reads every capture of the shared corpus (when present) to the end, and decodes every packet.
+#[test]
+fn shared_corpus() {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"));
+    let Ok(manifest) = std::fs::read_to_string(root.join("MANIFEST.tsv")) else {
+        eprintln!("note: {} not found, corpus test skipped", root.display());
+        return;
+    };
+    const OPEN_FAILS: [&str; 3] = [
+        "libpcap/tests/pcap-invalid-version-1.pcap",
+        "libpcap/tests/pcapng-invalid-vers-1.pcapng",
+        "libpcap/tests/shb-option-too-long.pcapng",
+    ];
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (c_path, c_purpose, c_packets) = (col("local_path"), col("purpose"), col("packets"));
+    let mut problems = Vec::new();
+    let mut files = 0;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (rel, purpose) = (f[c_path], f[c_purpose]);
+        let expected: Option<u64> = f[c_packets].parse().ok();
+        let malformed = purpose.contains("malformed");
+        let name = root.join(rel).to_string_lossy().into_owned();
+        files += 1;
+        let mut src = match FileSource::open(std::slice::from_ref(&name)) {
+            Ok(src) => src,
+            Err(e) => {
+                eprintln!("{rel}: open error: {}", e.message);
+                if !OPEN_FAILS.contains(&rel) {
+                    problems.push(format!("{rel}: unexpected open error {}", e.message));
+                }
+                continue;
+            }
+        };
+        if OPEN_FAILS.contains(&rel) {
+            problems.push(format!("{rel}: opened but should not"));
+        }
+        let out = read_all(&mut src);
+        let mut reasons: HashMap<&str, usize> = HashMap::new();
+        for p in &out.packets {
+            let r = match crate::decode::decode(p.linktype, &p.data, p.orig_len) {
+                crate::decode::Decoded::Tcp(_) => "tcp",
+                crate::decode::Decoded::Skip(r, _) => r.as_str(),
+            };
+            *reasons.entry(r).or_default() += 1;
+        }
+        let mut reasons: Vec<_> = reasons.into_iter().collect();
+        reasons.sort();
+        eprintln!("{rel}: {} packets {reasons:?}", out.packets.len());
+        for w in &out.warnings {
+            eprintln!("    warning: frame {:?}: {}", w.frame, w.message);
+        }
+        let n = out.packets.len() as u64;
+        if !malformed && expected != Some(n) {
+            problems.push(format!("{rel}: {n} packets, manifest says {expected:?}"));
+        }
+        if !malformed && !out.warnings.is_empty() {
+            problems.push(format!("{rel}: unexpected warnings {:?}", out.warnings));
+        }
+        let has = |s: &str| out.warnings.iter().any(|w| w.message.contains(s));
+        if rel == "suricata-verify/tests/http-mime-truncated/input.pcap"
+            && (!has("capture cut short in the middle of frame") || n == 0)
+        {
+            problems.push(format!("{rel}: expected packets then a cut-short warning"));
+        }
+        if rel == "suricata-verify/tests/bug-6875-01/fuzz.pcap" && !has("absurd length") {
+            problems.push(format!("{rel}: expected an absurd-length warning"));
+        }
+        assert_eq!(src.progress().0, src.progress().1.unwrap(), "{rel}");
+    }
+    assert!(files > 0);
+    assert!(problems.is_empty(), "{problems:#?}");
 }
