@@ -243,6 +243,9 @@ pub struct DetectStats {
     pub http_desyncs: u64,
     pub tunnels: u64,
     pub responses_without_request: u64,
+    /// Requests taken as answered because the server sent data after them while its HTTP
+    /// framing was lost (no verdict for them).
+    pub unframed_responses: u64,
 }
 
 /// One request on a connection, from its head until its response or verdict.
@@ -305,6 +308,10 @@ pub struct ConnDetect {
     keep_alive: BTreeSet<String>,
     last_response_close: bool,
     in_response: bool,
+    /// The server's HTTP framing was lost (a head that did not parse, or a gap in a head).
+    server_desync: bool,
+    /// End of the server's bytes delivered so far (stream offset).
+    server_data_end: Option<i64>,
 }
 
 impl ConnDetect {
@@ -315,8 +322,10 @@ impl ConnDetect {
 
     /// Note bytes (or a gap) delivered in direction `dir` so offsets map back to frames.
     pub fn log_chunk(&mut self, dir: usize, off: i64, len: u64, meta: SegMeta) {
-        if self.http || self.client_dir.is_none() || len > 0 {
-            self.chunks[dir].push(off, len, meta);
+        self.chunks[dir].push(off, len, meta);
+        if Some(dir) != self.client_dir {
+            let end = off + len as i64;
+            self.server_data_end = Some(self.server_data_end.map_or(end, |e| e.max(end)));
         }
     }
 
@@ -509,7 +518,12 @@ impl Detector {
                     cd.last_response_end = Some((meta.at.ts, cd.last_response_close));
                 }
             }
-            HttpEvent::Desync { .. } => self.stats.http_desyncs += 1,
+            HttpEvent::Desync { .. } => {
+                self.stats.http_desyncs += 1;
+                if dir != client {
+                    cd.server_desync = true;
+                }
+            }
             HttpEvent::Tunnel { .. } => self.stats.tunnels += 1,
             _ => {}
         }
@@ -627,6 +641,18 @@ impl Detector {
             server: i64::from(info.from_syn[server]),
         };
         for req in &cd.pending {
+            if cd.server_desync
+                && req
+                    .ack_off
+                    .zip(cd.server_data_end)
+                    .is_some_and(|(ack, end)| end > ack)
+            {
+                // the server's framing was lost, but it sent data after this request: most
+                // likely its response, which cannot be told apart; no verdict
+                self.stats.unframed_responses += 1;
+                self.retries.take(req.key, info.id, req.index);
+                continue;
+            }
             let finding = self.verdict(req, closes, client, &conn, rel);
             let deadline = req.at.ts.add_secs(self.cfg.retry_window);
             self.awaiting.push_back(Awaiting {
