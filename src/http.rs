@@ -250,6 +250,16 @@ impl HttpStream {
             offset = self.pos;
         }
         self.pos = offset + data.len() as i64;
+        // While hunting for a message start, a segment's first byte is a candidate too:
+        // senders start messages on segment boundaries, and a body of unknown length before
+        // it need not end in a newline.
+        if let Mode::Scan { .. } = self.mode
+            && self.buf.is_empty()
+        {
+            self.mode = Mode::Scan {
+                at_line_start: true,
+            };
+        }
         self.process(offset, data, out);
     }
 
