@@ -253,7 +253,17 @@ fn decode_ipv4(ip: &[u8], wire: usize) -> Decoded<'_> {
         Err(HeaderSliceError::Len(e)) => {
             return short("IPv4 header", e.required_len, ip.len(), wire);
         }
-        Err(HeaderSliceError::Content(e)) => return malformed(format!("IPv4: {e}")),
+        Err(HeaderSliceError::Content(e)) => {
+            use etherparse::err::ipv4::HeaderError;
+            return malformed(match e {
+                HeaderError::UnexpectedVersion { version_number } => {
+                    format!("IP version {version_number} where IPv4 was expected")
+                }
+                HeaderError::HeaderLengthSmallerThanHeader { ihl } => {
+                    format!("IPv4 header length {} < 20", u32::from(ihl) * 4)
+                }
+            });
+        }
     };
     let hl = h.slice().len();
     let mut total = usize::from(h.total_len());
@@ -290,7 +300,12 @@ fn decode_ipv6(ip: &[u8], wire: usize) -> Decoded<'_> {
         Err(HeaderSliceError::Len(e)) => {
             return short("IPv6 header", e.required_len, ip.len(), wire);
         }
-        Err(HeaderSliceError::Content(e)) => return malformed(format!("IPv6: {e}")),
+        Err(HeaderSliceError::Content(e)) => {
+            let etherparse::err::ipv6::HeaderError::UnexpectedVersion { version_number } = e;
+            return malformed(format!(
+                "IP version {version_number} where IPv6 was expected"
+            ));
+        }
     };
     const HL: usize = 40;
     let mut plen = usize::from(h.payload_length());
@@ -318,7 +333,15 @@ fn decode_ipv6(ip: &[u8], wire: usize) -> Decoded<'_> {
                 "IPv6 extension headers longer than the payload length {plen}"
             ));
         }
-        Err(ExtError::Content(e)) => return malformed(format!("IPv6 extension header: {e}")),
+        Err(ExtError::Content(e)) => {
+            use etherparse::err::ipv6_exts::HeaderError;
+            return malformed(match e {
+                HeaderError::HopByHopNotAtStart => {
+                    "IPv6 hop-by-hop header not directly after the IPv6 header".to_string()
+                }
+                HeaderError::IpAuth(_) => "bad IPv6 authentication header".to_string(),
+            });
+        }
     };
     // Atomic fragments (offset 0, M=0) are not fragmenting.
     if exts.is_fragmenting_payload() {
@@ -353,7 +376,10 @@ fn decode_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], seg_wire: usize) -> Decoded<
                 ))
             };
         }
-        Err(HeaderSliceError::Content(e)) => return malformed(format!("TCP: {e}")),
+        Err(HeaderSliceError::Content(e)) => {
+            let etherparse::err::tcp::HeaderError::DataOffsetTooSmall { data_offset } = e;
+            return malformed(format!("TCP data offset {data_offset} < 5"));
+        }
     };
     let hl = t.slice().len();
     let mut wscale = None;
@@ -725,11 +751,15 @@ mod tests {
         // IHL < 5.
         let mut ip = ipv4_tcp();
         ip[0] = 0x44;
-        assert_eq!(skip(dec(linktype::RAW, &ip)).0, SkipReason::Malformed);
+        let (r, d) = skip(dec(linktype::RAW, &ip));
+        assert_eq!(r, SkipReason::Malformed);
+        assert_eq!(d.as_deref(), Some("IPv4 header length 16 < 20"));
         // TCP data offset < 5.
         let mut ip = ipv4_tcp();
         ip[20 + 12] = 0x40;
-        assert_eq!(skip(dec(linktype::RAW, &ip)).0, SkipReason::Malformed);
+        let (r, d) = skip(dec(linktype::RAW, &ip));
+        assert_eq!(r, SkipReason::Malformed);
+        assert_eq!(d.as_deref(), Some("TCP data offset 4 < 5"));
         // TCP data offset beyond the IP payload (IP says only 20 + 20 bytes).
         let mut ip = ipv4_tcp();
         ip[2..4].copy_from_slice(&40u16.to_be_bytes());

@@ -651,16 +651,25 @@ fn shared_corpus() {
         }
         let out = read_all(&mut src);
         let mut reasons: HashMap<&str, usize> = HashMap::new();
+        let mut details = Vec::new();
         for p in &out.packets {
             let r = match crate::decode::decode(p.linktype, &p.data, p.orig_len) {
                 crate::decode::Decoded::Tcp(_) => "tcp",
-                crate::decode::Decoded::Skip(r, _) => r.as_str(),
+                crate::decode::Decoded::Skip(r, detail) => {
+                    if let Some(d) = detail.filter(|_| details.len() < 3) {
+                        details.push(format!("frame {}: {d}", p.frame));
+                    }
+                    r.as_str()
+                }
             };
             *reasons.entry(r).or_default() += 1;
         }
         let mut reasons: Vec<_> = reasons.into_iter().collect();
         reasons.sort();
         eprintln!("{rel}: {} packets {reasons:?}", out.packets.len());
+        for d in &details {
+            eprintln!("    skipped {d}");
+        }
         for w in &out.warnings {
             eprintln!("    warning: frame {:?}: {}", w.frame, w.message);
         }
@@ -684,4 +693,11 @@ fn shared_corpus() {
     }
     assert!(files > 0);
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn sources_and_filters_are_send() {
+    fn send<T: Send>() {}
+    send::<FileSource>();
+    send::<Filter>();
 }
