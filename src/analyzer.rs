@@ -8,7 +8,8 @@ use crate::detect::{
     Closes, ConnDetect, DetectConfig, DetectStats, Detector, EndpointStats, Finding, Kind,
 };
 use crate::flow::{
-    ConnInfo, EndReason, FlowEvent, FlowHandler, FlowStats, FlowTable, FrameRef, TableConfig, Tracked,
+    ConnInfo, EndReason, FlowEvent, FlowHandler, FlowStats, FlowTable, FrameRef, TableConfig,
+    Tracked,
 };
 use crate::http::{HttpEvent, HttpStream, Side};
 use crate::report::{Report, Summary};
@@ -307,7 +308,8 @@ impl FlowHandler<ConnState> for Stages<'_> {
             fin: [tcp.dirs[0].fin, tcp.dirs[1].fin],
             rst: [tcp.dirs[0].rst, tcp.dirs[1].rst],
         };
-        self.det.finish_conn(&tcp.info(), user.det, &closes, self.now);
+        self.det
+            .finish_conn(&tcp.info(), user.det, &closes, self.now);
     }
 }
 

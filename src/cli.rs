@@ -97,10 +97,9 @@ fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {
         Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
-    let style = ProgressStyle::with_template(
-        "{spinner} {bytes}/{total_bytes} [{bar:30}] {elapsed} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} [{bar:30}] {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb
 }

@@ -312,7 +312,13 @@ pub struct ConnDetect {
     server_desync: bool,
     /// End of the server's bytes delivered so far (stream offset).
     server_data_end: Option<i64>,
+    /// Responses seen before any request they could answer (the capture put the server's
+    /// direction first): how many client bytes each one's segment acknowledged.
+    early_responses: VecDeque<i64>,
 }
+
+/// Bound on responses waiting for their request.
+const MAX_EARLY_RESPONSES: usize = 64;
 
 impl ConnDetect {
     /// The client's direction, once known.
@@ -511,7 +517,7 @@ impl Detector {
         }
         match ev {
             HttpEvent::Request(head) if dir == client => self.on_request(info, cd, dir, head),
-            HttpEvent::Response(head) if dir != client => self.on_response(info, cd, head),
+            HttpEvent::Response(head) if dir != client => self.on_response(info, cd, head, meta),
             HttpEvent::ResponseEnd { .. } if dir != client => {
                 if cd.in_response {
                     cd.in_response = false;
@@ -535,6 +541,11 @@ impl Detector {
         cd.next_index += 1;
         cd.requests += 1;
         self.stats.requests += 1;
+        if cd.early_responses.front().is_some_and(|&ack| ack > head.start) {
+            // answered by a response the capture showed earlier (its ack covers this request)
+            cd.early_responses.pop_front();
+            return;
+        }
         let idle_before = match cd.last_response_end {
             Some((end, _)) if cd.pending.is_empty() && !cd.in_response => {
                 Some(meta.at.ts.secs_since(end).max(0.0))
@@ -577,7 +588,13 @@ impl Detector {
         });
     }
 
-    fn on_response(&mut self, info: &ConnInfo, cd: &mut ConnDetect, head: &ResponseHead) {
+    fn on_response(
+        &mut self,
+        info: &ConnInfo,
+        cd: &mut ConnDetect,
+        head: &ResponseHead,
+        meta: SegMeta,
+    ) {
         if (100..200).contains(&head.status) && head.status != 101 {
             self.stats.interim_responses += 1;
             return;
@@ -595,13 +612,25 @@ impl Detector {
             Some(req) => {
                 self.retries.take(req.key, info.id, req.index);
             }
-            None => self.stats.responses_without_request += 1,
+            None => match meta.ack_off {
+                // its request may come later in the capture: the ack will tell
+                Some(ack) if cd.early_responses.len() < MAX_EARLY_RESPONSES => {
+                    cd.early_responses.push_back(ack)
+                }
+                _ => self.stats.responses_without_request += 1,
+            },
         }
     }
 
     /// A connection ended: give its unanswered requests their verdicts and add it to the
     /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
-    pub fn finish_conn(&mut self, info: &ConnInfo, cd: ConnDetect, closes: &Closes, now: Timestamp) {
+    pub fn finish_conn(
+        &mut self,
+        info: &ConnInfo,
+        cd: ConnDetect,
+        closes: &Closes,
+        now: Timestamp,
+    ) {
         if !cd.http {
             return;
         }
@@ -745,10 +774,13 @@ impl Detector {
         let (kind, mut evidence) = if let Some(fin) = closes.fin[server] {
             peer_close = Some((fin, "fin"));
             fin_to_request = Some(req.at.ts.secs_since(fin.at.ts));
-            let fin_ack = fin.ack_off.map_or("none".to_string(), |a| rq(a).to_string());
+            let fin_ack = fin
+                .ack_off
+                .map_or("none".to_string(), |a| rq(a).to_string());
             if sees(&fin) {
-                let answered_client = client_close
-                    .is_some_and(|c| closes.fin[client].is_some() && fin.ack_off.is_some_and(|a| a > c.off));
+                let answered_client = client_close.is_some_and(|c| {
+                    closes.fin[client].is_some() && fin.ack_off.is_some_and(|a| a > c.off)
+                });
                 if answered_client {
                     (
                         Kind::ClientClosed,
@@ -772,7 +804,9 @@ impl Detector {
                     )
                 }
             } else {
-                let req_ack = req.ack_off.map_or("none".to_string(), |a| rs(a).to_string());
+                let req_ack = req
+                    .ack_off
+                    .map_or("none".to_string(), |a| rs(a).to_string());
                 if req.ack_off.is_some_and(|a| a > fin.off) {
                     (
                         Kind::AfterFin,
@@ -875,7 +909,10 @@ impl Detector {
         if let (Some((_, "fin")), Some(r)) = (peer_close, &rst)
             && kind.is_finding()
         {
-            evidence.push_str(&format!(" The server then reset the connection (RST frame {}).", r.frame));
+            evidence.push_str(&format!(
+                " The server then reset the connection (RST frame {}).",
+                r.frame
+            ));
         }
         let peer_close = peer_close.map(|(c, t)| {
             let fi = self.frame_info(c.at);
@@ -956,7 +993,9 @@ fn recommend(ep: &EndpointStats) -> Option<String> {
         let reuse = ep
             .race_idle_max
             .or(ep.max_reuse_idle_s)
-            .map_or(String::new(), |m| format!(" while clients reuse them after up to {m:.2} s"));
+            .map_or(String::new(), |m| {
+                format!(" while clients reuse them after up to {m:.2} s")
+            });
         return Some(format!(
             "{} closes idle keep-alive connections after {}{}, so {} request(s) crossed its FIN: make the upstream's idle timeout longer than the client's (proxy's) keep-alive timeout, or the client's shorter.",
             ep.server, close, reuse, crossed
@@ -1236,6 +1275,9 @@ mod tests {
         let rec = e.recommendation.as_deref().unwrap();
         assert!(rec.contains("about 1.0 s"), "{rec}");
         assert!(rec.contains("up to 0.95 s"), "{rec}");
-        assert_eq!(e.keep_alive.iter().next().map(String::as_str), Some("timeout=1"));
+        assert_eq!(
+            e.keep_alive.iter().next().map(String::as_str),
+            Some("timeout=1")
+        );
     }
 }

@@ -168,7 +168,9 @@ pub enum Handshake {
     Partial,
     /// SYN seen, no SYN-ACK yet.
     SynSent,
-    /// SYN-ACK seen (or SYN-ACK without SYN).
+    /// SYN-ACK seen (with or without the SYN), the client's ACK of it not yet.
+    SynReceived,
+    /// The client acknowledged the SYN-ACK.
     Established,
 }
 
@@ -280,7 +282,9 @@ impl TcpConn {
                 dir.init_space(seq.wrapping_add(1), 0);
             }
             if flags.ack() {
-                self.handshake = Handshake::Established;
+                if self.handshake != Handshake::Established {
+                    self.handshake = Handshake::SynReceived;
+                }
                 self.syn_client.get_or_insert(o);
             } else {
                 if self.handshake == Handshake::Partial {
@@ -288,6 +292,13 @@ impl TcpConn {
                 }
                 self.syn_client.get_or_insert(d);
             }
+        }
+        if self.handshake == Handshake::SynReceived
+            && self.syn_client == Some(d)
+            && flags.ack()
+            && !flags.syn()
+        {
+            self.handshake = Handshake::Established;
         }
         let info = self.info();
         let emit = &mut |ev: FlowEvent<'_>| emit(&info, ev);
@@ -363,10 +374,11 @@ impl TcpConn {
         stats: &mut FlowStats,
     ) {
         let o = 1 - d;
-        if self.handshake == Handshake::SynSent && self.syn_client == Some(o) {
-            // the only valid RST from the server before its SYN-ACK refuses the SYN: RST|ACK
-            // acknowledging exactly ISN+1 (RFC 9293 3.10.7.3)
-            let refusal = seg.flags.ack()
+        if self.handshaking_server(d) {
+            // the only valid RST from the server before the handshake completed refuses the
+            // SYN: RST|ACK acknowledging exactly ISN+1 (RFC 9293 3.10.7.3)
+            let refusal = self.handshake == Handshake::SynSent
+                && seg.flags.ack()
                 && self.dirs[o]
                     .isn
                     .is_some_and(|isn| isn.wrapping_add(1) == SeqNumber(seg.ack));
@@ -392,8 +404,7 @@ impl TcpConn {
     }
 
     fn on_fin(&mut self, d: usize, fin_off: i64, meta: SegMeta, stats: &mut FlowStats) {
-        let o = 1 - d;
-        if self.handshake == Handshake::SynSent && self.syn_client == Some(o) {
+        if self.handshaking_server(d) {
             stats.fin_before_handshake += 1;
             return;
         }
@@ -414,6 +425,13 @@ impl TcpConn {
             ack: meta.ack,
             ack_off: meta.ack_off,
         });
+    }
+
+    /// Is direction `d` the server's while the handshake is not complete? A FIN or RST from it
+    /// then is not a close (forged-RST evasion, data before the handshake).
+    fn handshaking_server(&self, d: usize) -> bool {
+        matches!(self.handshake, Handshake::SynSent | Handshake::SynReceived)
+            && self.syn_client == Some(1 - d)
     }
 
     /// Is stream offset `off` of direction `d` acceptable to the receiver (RFC 9293 3.10.7.4)?
@@ -630,7 +648,11 @@ impl TcpConn {
     }
 
     /// End of the connection: deliver what is held (with gaps) and the FINs.
-    pub fn flush<F: FnMut(&ConnInfo, FlowEvent<'_>)>(&mut self, stats: &mut FlowStats, emit: &mut F) {
+    pub fn flush<F: FnMut(&ConnInfo, FlowEvent<'_>)>(
+        &mut self,
+        stats: &mut FlowStats,
+        emit: &mut F,
+    ) {
         let meta = SegMeta::default();
         let info = self.info();
         let emit = &mut |ev: FlowEvent<'_>| emit(&info, ev);
@@ -877,14 +899,20 @@ mod tests {
     impl Sink {
         fn push(&mut self, ev: FlowEvent<'_>) {
             match ev {
-                FlowEvent::Data { dir, off, bytes, .. } => self.data.push((dir, off, bytes.to_vec())),
+                FlowEvent::Data {
+                    dir, off, bytes, ..
+                } => self.data.push((dir, off, bytes.to_vec())),
                 FlowEvent::Gap { dir, off, len, .. } => self.gaps.push((dir, off, len)),
                 FlowEvent::Retransmit { .. } => self.retrans += 1,
                 FlowEvent::Eof { dir, off, .. } => self.eofs.push((dir, off)),
             }
         }
         fn bytes(&self, dir: usize) -> Vec<u8> {
-            self.data.iter().filter(|d| d.0 == dir).flat_map(|d| d.2.clone()).collect()
+            self.data
+                .iter()
+                .filter(|d| d.0 == dir)
+                .flat_map(|d| d.2.clone())
+                .collect()
         }
     }
 
@@ -898,7 +926,12 @@ mod tests {
     impl Conn {
         fn new() -> Conn {
             Conn {
-                tcp: TcpConn::new(1, C.parse().unwrap(), S.parse().unwrap(), FrameRef::default()),
+                tcp: TcpConn::new(
+                    1,
+                    C.parse().unwrap(),
+                    S.parse().unwrap(),
+                    FrameRef::default(),
+                ),
                 stats: FlowStats::default(),
                 sink: Sink::default(),
                 n: 0,
@@ -913,12 +946,20 @@ mod tests {
                 ts: Timestamp::from_secs_nanos(self.n as i64, 0),
             };
             let sink = &mut self.sink;
-            self.tcp.on_segment(&s, at, &mut self.stats, &mut |_, ev| sink.push(ev));
+            self.tcp
+                .on_segment(&s, at, &mut self.stats, &mut |_, ev| sink.push(ev));
         }
         fn handshake(&mut self, cisn: u32, sisn: u32) {
             self.feed(seg(C, S, cisn, 0, SYN, b""));
             self.feed(seg(S, C, sisn, cisn.wrapping_add(1), SYN | ACK, b""));
-            self.feed(seg(C, S, cisn.wrapping_add(1), sisn.wrapping_add(1), ACK, b""));
+            self.feed(seg(
+                C,
+                S,
+                cisn.wrapping_add(1),
+                sisn.wrapping_add(1),
+                ACK,
+                b"",
+            ));
         }
     }
 
@@ -1010,6 +1051,11 @@ mod tests {
         assert_eq!(c.stats.rst_before_handshake, 1);
         assert_eq!(c.stats.fin_before_handshake, 1);
         c.feed(seg(S, C, 5000, 1001, SYN | ACK, b""));
+        assert_eq!(c.tcp.handshake, Handshake::SynReceived);
+        // data and FIN before the client acknowledged the SYN-ACK: still not a close
+        c.feed(seg(S, C, 5001, 1001, FIN, b"early"));
+        assert!(c.tcp.dirs[1].fin.is_none());
+        c.feed(seg(C, S, 1001, 5001, ACK, b""));
         assert_eq!(c.tcp.handshake, Handshake::Established);
         assert!(!c.tcp.is_closed());
     }
@@ -1112,9 +1158,21 @@ mod tests {
         };
         let mut t: FlowTable<()> = FlowTable::new(cfg);
         let mut ends = Ends::default();
-        t.process(&seg("10.0.0.1:1", S, 1, 1, PSH, b"a"), at(1, 0.0), &mut ends);
-        t.process(&seg("10.0.0.1:2", S, 1, 1, PSH, b"a"), at(2, 1.0), &mut ends);
-        t.process(&seg("10.0.0.1:3", S, 1, 1, PSH, b"a"), at(3, 2.0), &mut ends);
+        t.process(
+            &seg("10.0.0.1:1", S, 1, 1, PSH, b"a"),
+            at(1, 0.0),
+            &mut ends,
+        );
+        t.process(
+            &seg("10.0.0.1:2", S, 1, 1, PSH, b"a"),
+            at(2, 1.0),
+            &mut ends,
+        );
+        t.process(
+            &seg("10.0.0.1:3", S, 1, 1, PSH, b"a"),
+            at(3, 2.0),
+            &mut ends,
+        );
         assert_eq!(ends.0, vec![(1, EndReason::Evicted)]);
         assert_eq!(t.open_connections(), 2);
     }

@@ -128,10 +128,9 @@ fn new_table() -> Table {
 
 /// One table row per finding (also used for streaming rows as verdicts become final).
 pub fn finding_row(i: usize, f: &Finding) -> Vec<String> {
-    let close = f
-        .peer_close
-        .as_ref()
-        .map_or("-".into(), |c| format!("{} {}", c.kind.to_uppercase(), c.frame));
+    let close = f.peer_close.as_ref().map_or("-".into(), |c| {
+        format!("{} {}", c.kind.to_uppercase(), c.frame)
+    });
     vec![
         (i + 1).to_string(),
         f.kind.as_str().into(),
@@ -177,10 +176,22 @@ pub fn write_table<W: Write>(out: &mut W, r: &Report) -> io::Result<()> {
         .collect();
     let rows: Vec<(&str, String)> = vec![
         ("inputs", r.inputs.join(", ")),
-        ("packets", format!("{} ({} TCP, {} skipped)", s.packets, s.tcp_segments, s.skipped_packets)),
+        (
+            "packets",
+            format!(
+                "{} ({} TCP, {} skipped)",
+                s.packets, s.tcp_segments, s.skipped_packets
+            ),
+        ),
         ("time", span),
-        ("connections", format!("{} ({} HTTP)", s.connections, s.http_connections)),
-        ("requests / responses", format!("{} / {}", s.requests, s.responses)),
+        (
+            "connections",
+            format!("{} ({} HTTP)", s.connections, s.http_connections),
+        ),
+        (
+            "requests / responses",
+            format!("{} / {}", s.requests, s.responses),
+        ),
         (
             "findings",
             format!(
@@ -190,7 +201,14 @@ pub fn write_table<W: Write>(out: &mut W, r: &Report) -> io::Result<()> {
                 s.by_outcome.get("retried").unwrap_or(&0)
             ),
         ),
-        ("by kind", if kinds.is_empty() { "-".into() } else { kinds.join(", ") }),
+        (
+            "by kind",
+            if kinds.is_empty() {
+                "-".into()
+            } else {
+                kinds.join(", ")
+            },
+        ),
         ("warnings", s.warnings.to_string()),
     ];
     for (k, v) in rows {
@@ -248,7 +266,11 @@ pub fn write_table<W: Write>(out: &mut W, r: &Report) -> io::Result<()> {
                 e.requests.to_string(),
                 closes,
                 secs(e.max_reuse_idle_s),
-                if ka.is_empty() { "-".into() } else { ka.join("; ") },
+                if ka.is_empty() {
+                    "-".into()
+                } else {
+                    ka.join("; ")
+                },
                 e.findings.to_string(),
             ]);
         }

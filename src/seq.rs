@@ -51,7 +51,11 @@ impl SeqSpace {
 
     /// The sequence number at stream offset `off`.
     pub fn seq_at(&self, off: i64) -> SeqNumber {
-        SeqNumber(self.anchor_seq.0.wrapping_add((off - self.anchor_off) as u32))
+        SeqNumber(
+            self.anchor_seq
+                .0
+                .wrapping_add((off - self.anchor_off) as u32),
+        )
     }
 
     /// Note that `seq` was seen; moves the anchor forward so later numbers keep mapping right.
@@ -78,7 +82,10 @@ mod tests {
         assert!(b > a);
         assert_eq!(b.diff(a), 20);
         assert_eq!(a.diff(b), -20);
-        assert_eq!(SeqNumber(5).partial_cmp(&SeqNumber(5)), Some(Ordering::Equal));
+        assert_eq!(
+            SeqNumber(5).partial_cmp(&SeqNumber(5)),
+            Some(Ordering::Equal)
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ fn normalized(mut v: Value) -> Value {
 }
 
 fn rel(p: &Path) -> String {
-    p.strip_prefix(root()).unwrap().to_string_lossy().into_owned()
+    p.strip_prefix(root())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Every scenario capture's JSON report equals its golden file (UPDATE_GOLDEN=1 rewrites them).
@@ -153,7 +156,10 @@ fn scenarios_give_the_expected_verdicts() {
         }
         let code = out.status.code();
         if code != exp["exit_code"].as_i64().map(|c| c as i32) {
-            failures.push(format!("{file}: exit code {code:?}, expected {}", exp["exit_code"]));
+            failures.push(format!(
+                "{file}: exit code {code:?}, expected {}",
+                exp["exit_code"]
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -201,11 +207,7 @@ fn exit_codes_and_messages_for_bad_input() {
     let out = tcprace(&["--format", "xml", "x.pcap"]);
     assert_eq!(out.status.code(), Some(2));
 
-    let out = tcprace(&[
-        "-f",
-        "tcp prot 80",
-        "fixtures/scenarios/fin_piggyback.pcap",
-    ]);
+    let out = tcprace(&["-f", "tcp prot 80", "fixtures/scenarios/fin_piggyback.pcap"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tcp prot 80"), "{err}");
@@ -213,7 +215,8 @@ fn exit_codes_and_messages_for_bad_input() {
 
 #[test]
 fn a_file_cut_short_keeps_the_findings_and_warns_with_the_frame() {
-    let src = std::fs::read(root().join("fixtures/scenarios/crossed_fin_client_side.pcap")).unwrap();
+    let src =
+        std::fs::read(root().join("fixtures/scenarios/crossed_fin_client_side.pcap")).unwrap();
     let dir = std::env::temp_dir().join(format!("tcprace-cut-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cut = dir.join("cut.pcap");
@@ -359,7 +362,9 @@ fn corpus_runs_clean() {
         }
         if REFUSED.contains(&path) {
             if code != Some(2) || !stderr.contains(path.rsplit('/').next().unwrap()) {
-                failures.push(format!("{path}: expected exit 2 naming the file, got {code:?}: {stderr}"));
+                failures.push(format!(
+                    "{path}: expected exit 2 naming the file, got {code:?}: {stderr}"
+                ));
             }
             continue;
         }
