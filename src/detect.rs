@@ -541,7 +541,11 @@ impl Detector {
         cd.next_index += 1;
         cd.requests += 1;
         self.stats.requests += 1;
-        if cd.early_responses.front().is_some_and(|&ack| ack > head.start) {
+        if cd
+            .early_responses
+            .front()
+            .is_some_and(|&ack| ack > head.start)
+        {
             // answered by a response the capture showed earlier (its ack covers this request)
             cd.early_responses.pop_front();
             return;
@@ -795,7 +799,7 @@ impl Detector {
                     (
                         Kind::ClosedUnanswered,
                         format!(
-                            "The server's FIN (frame {}) acknowledged client bytes up to {}, past the request starting at {}: the server received the request and closed {:.6} s later without answering.",
+                            "The server's FIN (frame {}, ack {}) acknowledged the request, which starts at seq {}: the server received it and closed {:.6} s later without answering.",
                             fin.at.frame,
                             fin_ack,
                             rq(req.start),
@@ -811,7 +815,7 @@ impl Detector {
                     (
                         Kind::AfterFin,
                         format!(
-                            "The request (frame {}) acknowledged server bytes up to {}, which covers the server's FIN at {} (frame {}): the client's kernel had the FIN before the request was sent (stale reuse). The server's FIN acknowledged client bytes up to {}, not the request starting at {}: the server never saw it.",
+                            "The request (frame {}, ack {}) acknowledged the server's FIN at seq {} (frame {}): the client's kernel had the FIN before the request was sent on the closed connection (stale reuse). The FIN's ack {} does not cover the request, which starts at seq {}: the server never saw it.",
                             req.at.frame,
                             req_ack,
                             rs(fin.off),
@@ -824,7 +828,7 @@ impl Detector {
                     (
                         Kind::CrossedFin,
                         format!(
-                            "The server's FIN (frame {}) acknowledged client bytes up to {}, not the request starting at {}: the server never saw it. The request (frame {}) acknowledged server bytes up to {}, not the FIN at {}: the client had not received the FIN when it sent. They crossed in flight.",
+                            "The server's FIN (frame {}, ack {}) does not cover the request, which starts at seq {}: the server never saw it. The request (frame {}, ack {}) does not acknowledge the FIN at seq {}: the client had not received the FIN when it sent. They crossed in flight.",
                             fin.at.frame,
                             fin_ack,
                             rq(req.start),
