@@ -56,7 +56,7 @@ best_of() {
             echo "$name: run $i exited with $rc (expected one of: $ok)" >&2
             return 1
         fi
-        read -r s kb <"$TIMES"
+        read -r s kb < <(tail -n 1 "$TIMES") # time prepends a line when the exit code is not 0
         echo "$name run $i: ${s}s, ${kb} KiB" >&2
         if [ -z "$BEST_S" ] || awk -v a="$s" -v b="$BEST_S" 'BEGIN{exit !(a<b)}'; then BEST_S=$s; fi
         if [ "$kb" -gt "$PEAK_KB" ]; then PEAK_KB=$kb; fi

@@ -374,6 +374,6 @@ fn on_flow_event(
                 .get_or_insert_with(|| HttpStream::new(info.from_syn[other]))
                 .push_request_method(&head.method);
         }
-        det.on_http(info, &mut st.det, dir, &ev, meta);
+        det.on_http(info, &mut st.det, dir, ev, meta);
     }
 }

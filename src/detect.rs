@@ -16,6 +16,7 @@ use crate::http::{HttpEvent, RequestHead, ResponseHead};
 use crate::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -148,7 +149,8 @@ pub struct RetryInfo {
     pub file: String,
     pub frame: u64,
     pub time: Timestamp,
-    pub connection: ConnectionInfo,
+    /// Id of the connection that carried the retry.
+    pub connection: u64,
 }
 
 /// A request without a response, with its verdict and the evidence.
@@ -266,28 +268,34 @@ struct Req {
 }
 
 /// Metadata of recently delivered bytes of one direction, to find which segment carried an
-/// offset (a head may start several segments before the one that completes it).
+/// offset (a head may start some segments before the one that completes it). A fixed ring:
+/// no allocation per connection; a head spread over more segments maps to the oldest kept.
 #[derive(Debug, Default)]
 struct ChunkLog {
-    chunks: VecDeque<(i64, i64, SegMeta)>,
+    ring: [(i64, i64, SegMeta); CHUNK_LOG_LEN],
+    next: usize,
+    len: usize,
 }
 
-const CHUNK_LOG_LEN: usize = 128;
+const CHUNK_LOG_LEN: usize = 4;
 
 impl ChunkLog {
     fn push(&mut self, off: i64, len: u64, meta: SegMeta) {
-        if self.chunks.len() == CHUNK_LOG_LEN {
-            self.chunks.pop_front();
-        }
-        self.chunks.push_back((off, off + len as i64, meta));
+        self.ring[self.next] = (off, off + len as i64, meta);
+        self.next = (self.next + 1) % CHUNK_LOG_LEN;
+        self.len = (self.len + 1).min(CHUNK_LOG_LEN);
     }
 
     fn find(&self, off: i64) -> Option<SegMeta> {
-        self.chunks
-            .iter()
-            .rev()
-            .find(|(s, e, _)| *s <= off && off < *e)
-            .map(|c| c.2)
+        let mut oldest = None;
+        for i in 1..=self.len {
+            let (s, e, m) = self.ring[(self.next + CHUNK_LOG_LEN - i) % CHUNK_LOG_LEN];
+            if s <= off && off < e {
+                return Some(m);
+            }
+            oldest = Some(m);
+        }
+        oldest
     }
 }
 
@@ -328,7 +336,10 @@ impl ConnDetect {
 
     /// Note bytes (or a gap) delivered in direction `dir` so offsets map back to frames.
     pub fn log_chunk(&mut self, dir: usize, off: i64, len: u64, meta: SegMeta) {
-        self.chunks[dir].push(off, len, meta);
+        // only requests need mapping back to their first segment
+        if self.client_dir.is_none_or(|c| c == dir) {
+            self.chunks[dir].push(off, len, meta);
+        }
         if Some(dir) != self.client_dir {
             let end = off + len as i64;
             self.server_data_end = Some(self.server_data_end.map_or(end, |e| e.max(end)));
@@ -362,18 +373,19 @@ struct Candidate {
     ts: Timestamp,
     server: SocketAddr,
     client_ip: IpAddr,
-    retry: Option<RetryInfo>,
+    /// The retry: its first segment and connection.
+    retry: Option<(FrameRef, u64)>,
 }
 
 /// Finds retries: the same request (method, target, Host, client IP) on another connection to
 /// the same server soon after. Holds only requests still waiting for a response or a verdict.
 #[derive(Debug, Default)]
 struct RetryTracker {
-    by_key: FxHashMap<u64, Vec<Candidate>>,
+    by_key: FxHashMap<u64, SmallVec<[Candidate; 1]>>,
 }
 
 impl RetryTracker {
-    fn on_request(&mut self, key: u64, cand: Candidate, at: &FrameInfo, window: f64) {
+    fn on_request(&mut self, key: u64, cand: Candidate, at: FrameRef, window: f64) {
         let list = self.by_key.entry(key).or_default();
         for c in list.iter_mut() {
             let dt = cand.ts.secs_since(c.ts);
@@ -383,16 +395,7 @@ impl RetryTracker {
                 && c.client_ip == cand.client_ip
                 && (0.0..=window).contains(&dt)
             {
-                c.retry = Some(RetryInfo {
-                    file: at.file.clone(),
-                    frame: at.frame,
-                    time: at.time,
-                    connection: ConnectionInfo {
-                        id: cand.conn,
-                        client: String::new(),
-                        server: cand.server.to_string(),
-                    },
-                });
+                c.retry = Some((at, cand.conn));
             }
         }
         list.push(cand);
@@ -411,7 +414,7 @@ impl RetryTracker {
     }
 
     fn len(&self) -> usize {
-        self.by_key.values().map(Vec::len).sum()
+        self.by_key.values().map(|v| v.len()).sum()
     }
 }
 
@@ -498,11 +501,11 @@ impl Detector {
         info: &ConnInfo,
         cd: &mut ConnDetect,
         dir: usize,
-        ev: &HttpEvent,
+        ev: HttpEvent,
         meta: SegMeta,
     ) {
         if cd.client_dir.is_none() {
-            cd.client_dir = info.syn_client.or(match ev {
+            cd.client_dir = info.syn_client.or(match &ev {
                 HttpEvent::Request(_) => Some(dir),
                 HttpEvent::Response(_) => Some(1 - dir),
                 _ => None,
@@ -517,7 +520,7 @@ impl Detector {
         }
         match ev {
             HttpEvent::Request(head) if dir == client => self.on_request(info, cd, dir, head),
-            HttpEvent::Response(head) if dir != client => self.on_response(info, cd, head, meta),
+            HttpEvent::Response(head) if dir != client => self.on_response(info, cd, &head, meta),
             HttpEvent::ResponseEnd { .. } if dir != client => {
                 if cd.in_response {
                     cd.in_response = false;
@@ -535,7 +538,7 @@ impl Detector {
         }
     }
 
-    fn on_request(&mut self, info: &ConnInfo, cd: &mut ConnDetect, dir: usize, head: &RequestHead) {
+    fn on_request(&mut self, info: &ConnInfo, cd: &mut ConnDetect, dir: usize, head: RequestHead) {
         let meta = cd.chunks[dir].find(head.start).unwrap_or_default();
         let index = cd.next_index;
         cd.next_index += 1;
@@ -561,8 +564,7 @@ impl Detector {
         }
         let client = info.addrs[dir];
         let server = info.addrs[1 - dir];
-        let key = key_of(head, client.ip(), server);
-        let at = self.frame_info(meta.at);
+        let key = key_of(&head, client.ip(), server);
         self.retries.on_request(
             key,
             Candidate {
@@ -573,7 +575,7 @@ impl Detector {
                 client_ip: client.ip(),
                 retry: None,
             },
-            &at,
+            meta.at,
             self.cfg.retry_window,
         );
         cd.pending.push_back(Req {
@@ -583,9 +585,9 @@ impl Detector {
             seq: meta.seq.wrapping_add((head.start - meta.off) as u32),
             ack: meta.ack,
             ack_off: meta.ack_off,
-            method: head.method.clone(),
-            target: head.target.clone(),
-            host: head.host.clone(),
+            method: head.method,
+            target: head.target,
+            host: head.host,
             idle_before,
             retransmissions: 0,
             key,
@@ -607,6 +609,7 @@ impl Detector {
         self.stats.responses += 1;
         if let Some(ka) = &head.keep_alive
             && cd.keep_alive.len() < 8
+            && !cd.keep_alive.contains(ka)
         {
             cd.keep_alive.insert(ka.clone());
         }
@@ -631,7 +634,7 @@ impl Detector {
     pub fn finish_conn(
         &mut self,
         info: &ConnInfo,
-        cd: ConnDetect,
+        mut cd: ConnDetect,
         closes: &Closes,
         now: Timestamp,
     ) {
@@ -658,9 +661,9 @@ impl Detector {
         ep.connections += 1;
         ep.requests += cd.requests;
         ep.responses += cd.responses;
-        for ka in &cd.keep_alive {
+        for ka in std::mem::take(&mut cd.keep_alive) {
             if ep.keep_alive.len() < 8 {
-                ep.keep_alive.insert(ka.clone());
+                ep.keep_alive.insert(ka);
             }
         }
         if let Some(m) = cd.max_reuse_idle {
@@ -713,10 +716,15 @@ impl Detector {
     fn finalize(&mut self, a: Awaiting) {
         let mut f = a.finding;
         let cand = self.retries.take(a.key, f.connection.id, f.request.index);
-        if let Some(mut r) = cand.and_then(|c| c.retry) {
-            r.connection.client = String::new();
+        if let Some((at, conn)) = cand.and_then(|c| c.retry) {
+            let fi = self.frame_info(at);
             f.outcome = Outcome::Retried;
-            f.retry = Some(r);
+            f.retry = Some(RetryInfo {
+                file: fi.file,
+                frame: fi.frame,
+                time: fi.time,
+                connection: conn,
+            });
         }
         if f.kind.is_finding() {
             let server: SocketAddr = match f.connection.server.parse() {
@@ -1096,7 +1104,7 @@ mod tests {
             ack_off: Some(ack_off),
         };
         cd.log_chunk(0, start, 30, meta);
-        d.on_http(i, cd, 0, &HttpEvent::Request(head(target, start)), meta);
+        d.on_http(i, cd, 0, HttpEvent::Request(head(target, start)), meta);
     }
 
     fn close(f: FrameRef, off: i64, ack_off: Option<i64>) -> CloseEvent {
@@ -1117,8 +1125,8 @@ mod tests {
             at: at(5, 1.0),
             ..SegMeta::default()
         };
-        d.on_http(i, &mut cd, 1, &HttpEvent::Response(resp(0)), m);
-        d.on_http(i, &mut cd, 1, &HttpEvent::ResponseEnd { end: 40 }, m);
+        d.on_http(i, &mut cd, 1, HttpEvent::Response(resp(0)), m);
+        d.on_http(i, &mut cd, 1, HttpEvent::ResponseEnd { end: 40 }, m);
         request(d, i, &mut cd, "/x", 30, at(7, t), ack_off);
         cd
     }
@@ -1252,8 +1260,8 @@ mod tests {
                 at: at(2, 0.1),
                 ..SegMeta::default()
             };
-            d.on_http(&i, &mut cd, 1, &HttpEvent::Response(resp(0)), m);
-            d.on_http(&i, &mut cd, 1, &HttpEvent::ResponseEnd { end: 40 }, m);
+            d.on_http(&i, &mut cd, 1, HttpEvent::Response(resp(0)), m);
+            d.on_http(&i, &mut cd, 1, HttpEvent::ResponseEnd { end: 40 }, m);
             let closes = Closes {
                 fin: [None, Some(close(at(3, 0.1 + idle), 40, Some(30)))],
                 rst: [None, None],

@@ -736,7 +736,7 @@ pub trait FlowHandler<T> {
 /// The connection table: 4-tuple -> current connection.
 pub struct FlowTable<T> {
     cfg: TableConfig,
-    conns: FxHashMap<TupleKey, Tracked<T>>,
+    conns: FxHashMap<TupleKey, Box<Tracked<T>>>,
     /// Connections that closed, in order of closing (linger deadlines are in the same order).
     closing: VecDeque<(Timestamp, TupleKey, u64)>,
     next_id: u64,
@@ -765,37 +765,40 @@ impl<T: Default> FlowTable<T> {
     /// (a superseded epoch) is handed to `on_end` first.
     pub fn process<H: FlowHandler<T>>(&mut self, seg: &Segment<'_>, at: FrameRef, h: &mut H) {
         let key = TupleKey::of(seg.src, seg.dst);
-        if let Some(t) = self.conns.get(&key) {
-            let silent = at.ts.secs_since(t.tcp.last_ts) > self.cfg.idle_timeout;
-            let new_epoch = t.tcp.is_new_epoch(seg);
-            if silent || new_epoch {
-                if new_epoch {
-                    self.stats.connections_split_by_new_syn += 1;
-                } else {
-                    self.stats.connections_split_by_silence += 1;
+        // one lookup on the hot path: the packet belongs to a known connection
+        let tracked = match self.conns.get_mut(&key) {
+            Some(t)
+                if at.ts.secs_since(t.tcp.last_ts) <= self.cfg.idle_timeout
+                    && !t.tcp.is_new_epoch(seg) =>
+            {
+                t
+            }
+            found => {
+                if let Some(t) = found {
+                    if t.tcp.is_new_epoch(seg) {
+                        self.stats.connections_split_by_new_syn += 1;
+                    } else {
+                        self.stats.connections_split_by_silence += 1;
+                    }
+                    let old = self.conns.remove(&key).expect("present");
+                    h.on_end(*old, EndReason::Superseded, &mut self.stats);
+                } else if self.conns.len() >= self.cfg.max_connections {
+                    self.evict_oldest(h);
                 }
-                let old = self.conns.remove(&key).expect("present");
-                h.on_end(old, EndReason::Superseded, &mut self.stats);
+                self.next_id += 1;
+                self.stats.connections += 1;
+                let t = Box::new(Tracked {
+                    tcp: TcpConn::new(self.next_id, seg.src, seg.dst, at),
+                    user: T::default(),
+                    closing_since: None,
+                });
+                self.conns.entry(key).insert_entry(t).into_mut()
             }
-        }
-        if !self.conns.contains_key(&key) && self.conns.len() >= self.cfg.max_connections {
-            self.evict_oldest(h);
-        }
-        let next_id = &mut self.next_id;
-        let stats = &mut self.stats;
-        let tracked = self.conns.entry(key).or_insert_with(|| {
-            *next_id += 1;
-            stats.connections += 1;
-            Tracked {
-                tcp: TcpConn::new(*next_id, seg.src, seg.dst, at),
-                user: T::default(),
-                closing_since: None,
-            }
-        });
+        };
         if tracked.closing_since.is_some() && !seg.flags.rst() && seg.payload_len > 0 {
             self.stats.late_segments_after_close += 1;
         }
-        let Tracked { tcp, user, .. } = tracked;
+        let Tracked { tcp, user, .. } = &mut **tracked;
         tcp.on_segment(seg, at, &mut self.stats, &mut |info, ev| {
             h.on_event(info, user, ev)
         });
@@ -814,7 +817,7 @@ impl<T: Default> FlowTable<T> {
             self.closing.pop_front();
             if self.conns.get(&key).is_some_and(|t| t.tcp.id == id) {
                 let t = self.conns.remove(&key).expect("present");
-                h.on_end(t, EndReason::Closed, &mut self.stats);
+                h.on_end(*t, EndReason::Closed, &mut self.stats);
             }
         }
         // idle connections: a full sweep at most once per tenth of the idle timeout
@@ -830,18 +833,18 @@ impl<T: Default> FlowTable<T> {
             stale.sort_unstable_by_key(|&(id, _)| id);
             for (_, key) in stale {
                 let t = self.conns.remove(&key).expect("present");
-                h.on_end(t, EndReason::Idle, &mut self.stats);
+                h.on_end(*t, EndReason::Idle, &mut self.stats);
             }
         }
     }
 
     /// Finish every connection (end of input), oldest first.
     pub fn drain<H: FlowHandler<T>>(&mut self, h: &mut H) {
-        let mut all: Vec<Tracked<T>> = self.conns.drain().map(|(_, t)| t).collect();
+        let mut all: Vec<Box<Tracked<T>>> = self.conns.drain().map(|(_, t)| t).collect();
         all.sort_unstable_by_key(|t| t.tcp.id);
         self.closing.clear();
         for t in all {
-            h.on_end(t, EndReason::EndOfInput, &mut self.stats);
+            h.on_end(*t, EndReason::EndOfInput, &mut self.stats);
         }
     }
 
@@ -854,7 +857,7 @@ impl<T: Default> FlowTable<T> {
         if let Some(key) = oldest {
             self.stats.connections_evicted += 1;
             let t = self.conns.remove(&key).expect("present");
-            h.on_end(t, EndReason::Evicted, &mut self.stats);
+            h.on_end(*t, EndReason::Evicted, &mut self.stats);
         }
     }
 }
