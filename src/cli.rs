@@ -182,7 +182,7 @@ fn run(args: &Args) -> Result<i32, String> {
                 if let Some(w) = analyzer.on_packet(&pkt) {
                     warnings.print(&w);
                 }
-                if analyzer.packets() % 4096 == 0 {
+                if analyzer.packets().is_multiple_of(4096) {
                     pb.set_position(source.progress().0);
                     if args.format == Format::Jsonl {
                         for f in analyzer.take_new_findings(streamed) {

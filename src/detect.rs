@@ -313,7 +313,8 @@ pub struct ConnDetect {
     /// (Connection: close or read-until-close).
     last_response_end: Option<(Timestamp, bool)>,
     max_reuse_idle: Option<f64>,
-    keep_alive: BTreeSet<String>,
+    /// Distinct Keep-Alive header values (usually one).
+    keep_alive: SmallVec<[String; 1]>,
     last_response_close: bool,
     in_response: bool,
     /// The server's HTTP framing was lost (a head that did not parse, or a gap in a head).
@@ -521,11 +522,9 @@ impl Detector {
         match ev {
             HttpEvent::Request(head) if dir == client => self.on_request(info, cd, dir, head),
             HttpEvent::Response(head) if dir != client => self.on_response(info, cd, &head, meta),
-            HttpEvent::ResponseEnd { .. } if dir != client => {
-                if cd.in_response {
-                    cd.in_response = false;
-                    cd.last_response_end = Some((meta.at.ts, cd.last_response_close));
-                }
+            HttpEvent::ResponseEnd { .. } if dir != client && cd.in_response => {
+                cd.in_response = false;
+                cd.last_response_end = Some((meta.at.ts, cd.last_response_close));
             }
             HttpEvent::Desync { .. } => {
                 self.stats.http_desyncs += 1;
@@ -611,7 +610,7 @@ impl Detector {
             && cd.keep_alive.len() < 8
             && !cd.keep_alive.contains(ka)
         {
-            cd.keep_alive.insert(ka.clone());
+            cd.keep_alive.push(ka.clone());
         }
         cd.in_response = true;
         cd.last_response_close = head.connection_close || head.version == 0;
@@ -646,11 +645,6 @@ impl Detector {
         };
         let server = 1 - client;
         let server_addr = info.addrs[server];
-        let conn = ConnectionInfo {
-            id: info.id,
-            client: info.addrs[client].to_string(),
-            server: server_addr.to_string(),
-        };
         let ep = self
             .endpoints
             .entry(server_addr)
@@ -675,6 +669,14 @@ impl Detector {
         let rel = Rel {
             client: i64::from(info.from_syn[client]),
             server: i64::from(info.from_syn[server]),
+        };
+        if cd.pending.is_empty() {
+            return self.tick(now);
+        }
+        let conn = ConnectionInfo {
+            id: info.id,
+            client: info.addrs[client].to_string(),
+            server: server_addr.to_string(),
         };
         for req in &cd.pending {
             if cd.server_desync

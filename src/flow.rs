@@ -668,16 +668,38 @@ impl TcpConn {
     }
 }
 
-/// Lookup key of a 4-tuple, the same for both directions.
+/// Lookup key of a 4-tuple, the same for both directions: each endpoint packed into an
+/// integer (cheap to hash and compare on the hot path), the smaller one first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct TupleKey(SocketAddr, SocketAddr);
+enum TupleKey {
+    V4(u64, u64),
+    V6((u128, u16), (u128, u16)),
+}
 
 impl TupleKey {
     fn of(a: SocketAddr, b: SocketAddr) -> TupleKey {
-        if a <= b {
-            TupleKey(a, b)
-        } else {
-            TupleKey(b, a)
+        fn order<K: Ord>(x: K, y: K) -> (K, K) {
+            if x <= y { (x, y) } else { (y, x) }
+        }
+        match (a, b) {
+            (SocketAddr::V4(x), SocketAddr::V4(y)) => {
+                let pack = |s: std::net::SocketAddrV4| {
+                    (u64::from(u32::from(*s.ip())) << 16) | u64::from(s.port())
+                };
+                let (p, q) = order(pack(x), pack(y));
+                TupleKey::V4(p, q)
+            }
+            _ => {
+                let pack = |s: SocketAddr| {
+                    let ip = match s.ip() {
+                        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                        std::net::IpAddr::V6(v6) => v6,
+                    };
+                    (u128::from(ip), s.port())
+                };
+                let (p, q) = order(pack(a), pack(b));
+                TupleKey::V6(p, q)
+            }
         }
     }
 }
