@@ -1105,6 +1105,45 @@ mod tests {
     }
 
     #[test]
+    fn syn_with_data_fin_with_data_and_rst_with_data() {
+        let mut c = Conn::new();
+        c.feed(seg(C, S, 10, 0, SYN, b"GET / HTTP/1.1\r\n\r\n"));
+        c.feed(seg(S, C, 50, 29, SYN | ACK, b""));
+        assert_eq!(
+            c.sink.data,
+            vec![(0, 0, b"GET / HTTP/1.1\r\n\r\n".to_vec())]
+        );
+        c.feed(seg(C, S, 29, 51, ACK, b""));
+        // the response and the FIN in one segment
+        c.feed(seg(
+            S,
+            C,
+            51,
+            29,
+            FIN | TcpFlags::PSH,
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ));
+        let fin = c.tcp.dirs[1].fin.unwrap();
+        assert_eq!(fin.off, 27);
+        assert_eq!(c.sink.eofs, vec![(1, 27)]);
+        // a repeated FIN is not a second close
+        c.feed(seg(
+            S,
+            C,
+            51,
+            29,
+            FIN | TcpFlags::PSH,
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ));
+        assert_eq!(c.tcp.dirs[1].fin.unwrap().at.frame, 4);
+        assert_eq!(c.stats.conflicting_fin, 0);
+        // an RST's payload is diagnostic text, never stream data
+        c.feed(seg(C, S, 29, 79, RST | ACK, b"reset reason"));
+        assert!(c.tcp.dirs[0].rst.is_some());
+        assert_eq!(c.sink.bytes(0), b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
     fn mid_stream_pickup_maps_acks_into_the_other_direction() {
         let mut c = Conn::new();
         c.feed(seg(C, S, 5000, 9000, PSH, b"GET /a HTTP/1.1\r\n\r\n"));

@@ -384,3 +384,75 @@ fn corpus_runs_clean() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Known traps in the corpus (see its MANIFEST): forged RST/FIN before the handshake, a 4-tuple
+/// reused an hour later without a visible SYN, data and FIN sent before the handshake completed.
+/// None of them is a keep-alive race.
+#[test]
+fn corpus_traps_are_not_findings() {
+    let corpus = root().join("../shared/corpus");
+    if !corpus.join("MANIFEST.tsv").exists() {
+        eprintln!("skipping: {} not present", corpus.display());
+        return;
+    }
+    for path in [
+        "suricata-verify/tests/bug-3286-02-linux-evasion/with_evasion_linux.pcap",
+        "suricata-verify/tests/bug-3286-03-windows-evasion/with_evasion_windows.pcap",
+        "nDPI/tests/cfgs/default/pcap/ndpi_match_string_subprotocol__error.pcapng",
+        "arkime/tests/pcap/CVE-2018-6794.pcap",
+        "zeek/testing/btest/Traces/http/bro.org.pcap",
+        "nDPI/tests/cfgs/default/pcap/http_asymmetric.pcapng",
+    ] {
+        let full = corpus.join(path);
+        let out = Command::new(env!("CARGO_BIN_EXE_tcprace"))
+            .args(["--format", "json"])
+            .arg(&full)
+            .output()
+            .unwrap();
+        let v = json_of(&out);
+        assert_eq!(
+            v["summary"]["findings"],
+            0,
+            "{path}: {}",
+            serde_json::to_string_pretty(&v["findings"]).unwrap()
+        );
+        assert_eq!(out.status.code(), Some(0), "{path}");
+    }
+    // the evasion captures still have their one answered request
+    let out = Command::new(env!("CARGO_BIN_EXE_tcprace"))
+        .args(["--format", "json"])
+        .arg(corpus.join("suricata-verify/tests/bug-3286-02-linux-evasion/with_evasion_linux.pcap"))
+        .output()
+        .unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["summary"]["requests"], 1);
+    assert_eq!(v["summary"]["responses"], 1);
+}
+
+/// Idle closes in real captures: bro.org's Apache closes idle keep-alive connections ~5 s after
+/// the last response.
+#[test]
+fn corpus_idle_closes_are_measured() {
+    let corpus = root().join("../shared/corpus");
+    if !corpus.join("MANIFEST.tsv").exists() {
+        eprintln!("skipping: {} not present", corpus.display());
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tcprace"))
+        .args(["--format", "json"])
+        .arg(corpus.join("zeek/testing/btest/Traces/http/bro.org.pcap"))
+        .output()
+        .unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["summary"]["requests"], 31);
+    assert_eq!(v["summary"]["responses"], 31);
+    let eps = v["endpoints"].as_array().unwrap();
+    let closes: Vec<f64> = eps
+        .iter()
+        .filter_map(|e| e["idle_closes"]["median_s"].as_f64())
+        .collect();
+    assert!(
+        closes.iter().any(|m| (4.9..5.2).contains(m)),
+        "idle close medians {closes:?}"
+    );
+}
