@@ -557,7 +557,7 @@ fn snaplen_truncated(snaplen: u32, file: &'static str) -> Fixture {
     let r = crossed_race(&mut c, plus(last, 1000.0), &short_get("/c"));
     let payload = snaplen - 54;
     let heads = if snaplen < 200 {
-        "the response heads are cut too (the analyzer cannot frame the responses, sees that the server sent data after each request, and gives those requests no verdict)"
+        "the response heads are cut too: their status lines survive, so each response still answers its request, but their lengths are lost and framing resumes at the next status line"
     } else {
         "the response heads fit, so HTTP framing follows the bodies by Content-Length across the missing bytes"
     };

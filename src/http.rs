@@ -326,6 +326,8 @@ impl HttpStream {
                 self.desync(offset, reason, true, out);
             }
             Mode::Head => {
+                // what the capture kept of the head still names the message
+                self.salvage_head(offset, out);
                 let reason = if self.buf.is_empty() {
                     format!(
                         "gap of {len} bytes at offset {offset} where a {} head was expected",
@@ -469,6 +471,87 @@ impl HttpStream {
         self.buf.clear();
         self.upgrade_pending = false;
         self.mode = Mode::Scan { at_line_start };
+    }
+
+    /// A gap cut the head being buffered (typically a snaplen): when its first line and some
+    /// header lines are complete, report the message with what is known (the body's length is
+    /// not), so a request still counts and a response still answers one.
+    fn salvage_head(&mut self, gap_at: i64, out: &mut Vec<HttpEvent>) {
+        let Some(first_end) = find_lf(&self.buf) else {
+            return;
+        };
+        let first = trim_cr(&self.buf[..first_end]);
+        let mut headers = Vec::new();
+        let mut rest = &self.buf[first_end + 1..];
+        while let Some(n) = find_lf(rest) {
+            let line = trim_cr(&rest[..n]);
+            rest = &rest[n + 1..];
+            if let Some(colon) = line.iter().position(|&c| c == b':')
+                && let Ok(name) = std::str::from_utf8(&line[..colon])
+            {
+                headers.push(httparse::Header {
+                    name,
+                    value: trim_ows(&line[colon + 1..]),
+                });
+            }
+        }
+        let facts = header_facts(&headers).ok();
+        let (host, connection_close, keep_alive, keep_alive_timeout) = match facts {
+            Some(f) => (
+                f.host,
+                f.connection_close,
+                f.keep_alive,
+                f.keep_alive_timeout,
+            ),
+            None => (None, false, None, None),
+        };
+        let mut parts = first.split(|&c| c == b' ').filter(|p| !p.is_empty());
+        let (a, b, c) = (parts.next(), parts.next(), parts.next());
+        let version = |v: &[u8]| match v {
+            b"HTTP/1.0" => Some(0),
+            b"HTTP/1.1" => Some(1),
+            _ => None,
+        };
+        let start = self.buf_start;
+        match (self.side, a, b, c) {
+            (Side::Client, Some(m), Some(t), Some(v)) if m.iter().all(|&x| is_method_byte(x)) => {
+                let Some(version) = version(v) else { return };
+                out.push(HttpEvent::Request(RequestHead {
+                    start,
+                    head_end: gap_at,
+                    method: String::from_utf8_lossy(m).into_owned(),
+                    target: String::from_utf8_lossy(t).into_owned(),
+                    host,
+                    version,
+                    connection_close,
+                    content_length: None,
+                    chunked: false,
+                }));
+            }
+            (Side::Server, Some(v), Some(code), _) => {
+                let (Some(version), Some(status)) = (
+                    version(v),
+                    std::str::from_utf8(code)
+                        .ok()
+                        .and_then(|c| c.parse::<u16>().ok()),
+                ) else {
+                    return;
+                };
+                out.push(HttpEvent::Response(ResponseHead {
+                    start,
+                    head_end: gap_at,
+                    status,
+                    version,
+                    connection_close,
+                    keep_alive_timeout,
+                    keep_alive,
+                }));
+                if status >= 200 {
+                    self.methods.pop_front();
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The current message ends at `end`.
@@ -1316,6 +1399,10 @@ fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, String> {
     })
 }
 
+fn trim_cr(s: &[u8]) -> &[u8] {
+    s.strip_suffix(b"\r").unwrap_or(s)
+}
+
 fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -1828,16 +1915,43 @@ mod tests {
         assert_eq!(
             show(&ev),
             vec![
+                // the status line survived the gap: the response is still reported
+                format!("resp 200 0-{g}"),
                 format!("desync {g}"),
                 format!("resp 200 {s2}-{}", e2 - 1),
                 format!("respend {e2}"),
             ]
         );
         assert_eq!(s.side(), Side::Server);
-        match &ev[0] {
+        match &ev[1] {
             HttpEvent::Desync { reason, .. } => assert!(reason.contains("gap"), "{reason}"),
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn request_head_cut_by_the_snaplen_is_still_reported() {
+        let cut = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Ag";
+        let mut s = HttpStream::new(true);
+        let mut ev = feed_all(&mut s, 0, cut);
+        s.on_gap(cut.len() as i64, 200, &mut ev);
+        match &ev[0] {
+            HttpEvent::Request(r) => {
+                assert_eq!(
+                    (r.method.as_str(), r.target.as_str()),
+                    ("GET", "/index.html")
+                );
+                assert_eq!(r.host.as_deref(), Some("example.com"));
+                assert_eq!((r.start, r.head_end), (0, cut.len() as i64));
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(ev[1], HttpEvent::Desync { .. }));
+        // a first line cut short is not guessed at
+        let mut s = HttpStream::new(true);
+        let mut ev = feed_all(&mut s, 0, b"GET /index.ht");
+        s.on_gap(13, 200, &mut ev);
+        assert!(matches!(ev[..], [HttpEvent::Desync { .. }]), "{ev:?}");
     }
 
     #[test]
