@@ -1,0 +1,47 @@
+//! The reproduction lab's committed captures (fixtures/lab/captures: real nginx, HAProxy,
+//! gunicorn, uvicorn and node racing through a delay line) against the ground truth taken from
+//! the proxies' own logs. fixtures/lab/check.py does the comparison: for every capture, the
+//! findings on the proxy->upstream leg name exactly the affected requests (no more, no fewer)
+//! with the right outcome, the proxy-side and upstream-side captures agree on the kinds, and
+//! the safe configuration has no finding.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn lab_captures_match_the_proxies_logs() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = match Command::new("python3").arg("--version").output() {
+        Ok(o) if o.status.success() => "python3",
+        _ => {
+            eprintln!("skipping: python3 is needed to run fixtures/lab/check.py");
+            return;
+        }
+    };
+    let out = Command::new(python)
+        .current_dir(&root)
+        .args([
+            "fixtures/lab/check.py",
+            "--tcprace",
+            env!("CARGO_BIN_EXE_tcprace"),
+            "fixtures/lab/captures",
+        ])
+        .output()
+        .expect("run check.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    // every committed scenario was checked
+    for s in [
+        "nginx-crossing",
+        "haproxy-crossing",
+        "stale-reuse",
+        "safe",
+        "middlebox-rst",
+    ] {
+        assert!(text.contains(s), "scenario {s} not checked:\n{text}");
+    }
+}
