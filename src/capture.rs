@@ -16,13 +16,16 @@ use crate::time::Timestamp;
 use flate2::read::MultiGzDecoder;
 use pcap_parser::pcapng::{Block, InterfaceDescriptionBlock, OptionCode};
 use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// LINKTYPE_* values (tcpdump.org/linktypes.html).
 pub mod linktype {
@@ -112,8 +115,22 @@ const MAX_CAPLEN: u32 = 256 * 1024;
 const MAX_PACKET_BLOCK: u32 = MAX_CAPLEN + 64 * 1024;
 /// Largest other pcapng block (name resolution, secrets, ...) we buffer.
 const MAX_BLOCK: u32 = 16 * 1024 * 1024;
-/// Initial size of the read buffer of one input; it grows (up to the limits above) on demand.
+/// Initial size of the read buffer of a pcapng input; it grows (up to the limits above) on demand.
+/// (pcap-parser reports some corrupt blocks differently depending on the buffer size.)
 const BUF_SIZE: usize = 64 * 1024;
+/// Size of the read buffer of a classic pcap input (always holds a maximal record).
+const PCAP_BUF: usize = 1024 * 1024;
+/// A batch is sent to the consumer when it holds this many items (packets and warnings) ...
+const BATCH_ITEMS: usize = 4096;
+/// ... or this many packet bytes.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Batches in circulation between the reader thread and the consumer: at most about
+/// `BATCHES * BATCH_BYTES` of packet data is buffered. Big batches mean few thread wake-ups
+/// (each costs the consumer a futex wake); measured best with 4096 / 2 MiB / 3.
+const BATCHES: usize = 3;
+/// Capacity of a batch's packet buffer: it never needs to grow (a batch is full once it holds
+/// `BATCH_BYTES`, and no packet is larger than a maximal pcapng packet block).
+const BATCH_CAP: usize = BATCH_BYTES + MAX_PACKET_BLOCK as usize;
 
 const SHB_TYPE: u32 = 0x0A0D_0D0A;
 const OPB_TYPE: u32 = 2;
@@ -408,18 +425,8 @@ fn parse_error_kind<I>(e: &PcapError<I>) -> String {
 
 type Reader = Box<dyn PcapReaderIterator + Send>;
 
-fn make_reader(s: Stream) -> Result<(Reader, ReadState), String> {
-    let cap = BUF_SIZE.max(s.head.len() + 4096);
-    let src = io::Cursor::new(s.head).chain(s.read);
-    let reader: Reader = match s.format {
-        Format::Pcap { .. } => {
-            Box::new(LegacyPcapReader::new(cap, src).map_err(|e| format!("bad pcap header: {e}"))?)
-        }
-        Format::PcapNg => {
-            Box::new(PcapNGReader::new(cap, src).map_err(|e| format!("bad pcapng header: {e}"))?)
-        }
-    };
-    let st = ReadState {
+fn make_reader(s: Stream) -> Result<Reading, String> {
+    let mut st = ReadState {
         format: s.format,
         ng_be: false,
         ifaces: Vec::new(),
@@ -429,10 +436,55 @@ fn make_reader(s: Stream) -> Result<(Reader, ReadState), String> {
         warned_frac: false,
         approved: false,
         error: s.error,
-        cap,
+        cap: 0,
         stalls: 0,
     };
-    Ok((reader, st))
+    match s.format {
+        Format::Pcap {
+            big_endian,
+            nanos,
+            modified,
+            linktype,
+        } => {
+            // `head` holds the 24-byte file header and possibly the start of the first record.
+            let rest = s.head.get(24..).unwrap_or_default();
+            let mut buf = vec![0u8; PCAP_BUF].into_boxed_slice();
+            buf[..rest.len()].copy_from_slice(rest);
+            st.cap = PCAP_BUF;
+            Ok(Reading::Pcap(Box::new(PcapFile {
+                read: s.read,
+                end: rest.len(),
+                buf,
+                pos: 0,
+                eof: false,
+                big_endian,
+                nanos,
+                header: if modified { 24 } else { 16 },
+                linktype,
+                st,
+            })))
+        }
+        Format::PcapNg => {
+            let cap = BUF_SIZE.max(s.head.len() + 4096);
+            let src = io::Cursor::new(s.head).chain(s.read);
+            let reader: Reader = Box::new(
+                PcapNGReader::new(cap, src).map_err(|e| format!("bad pcapng header: {e}"))?,
+            );
+            st.cap = cap;
+            Ok(Reading::Ng(Box::new(NgFile { reader, st })))
+        }
+    }
+}
+
+/// The warning for a pcap record whose captured length is beyond any real packet.
+fn absurd_caplen(frame: u64, caplen: u32) -> (Option<u64>, String) {
+    (
+        Some(frame),
+        format!(
+            "record claims an absurd length of {caplen} captured bytes (limit {MAX_CAPLEN}); the \
+             rest of the file is skipped"
+        ),
+    )
 }
 
 /// Timestamp units per second for an if_tsresol value: 10^n, or 2^n when the high bit is set.
@@ -605,16 +657,7 @@ impl ReadState {
         let p = self.peek(d)?;
         let next = self.frame + 1;
         if let Some(caplen) = p.caplen {
-            if caplen > MAX_CAPLEN {
-                return Some((
-                    Some(next),
-                    format!(
-                        "record claims an absurd length of {caplen} captured bytes (limit \
-                         {MAX_CAPLEN}); the rest of the file is skipped"
-                    ),
-                ));
-            }
-            return None;
+            return (caplen > MAX_CAPLEN).then(|| absurd_caplen(next, caplen));
         }
         let limit = if p.is_packet {
             MAX_PACKET_BLOCK
@@ -710,7 +753,7 @@ impl ReadState {
         orig_len: u32,
         data: &[u8],
         bad_fraction: Option<String>,
-        pkt: &mut Packet,
+        out: &mut Batch,
     ) -> Act {
         let frame = self.frame + 1;
         if !self.approved {
@@ -743,13 +786,17 @@ impl ReadState {
         self.approved = false;
         self.frame = frame;
         self.last_ts = ts;
-        pkt.input = input;
-        pkt.frame = frame;
-        pkt.ts = ts;
-        pkt.linktype = linktype;
-        pkt.orig_len = orig_len.max(data.len() as u32);
-        pkt.data.clear();
-        pkt.data.extend_from_slice(data);
+        let start = out.data.len();
+        out.data.extend_from_slice(data);
+        out.items.push(Item::Packet {
+            input,
+            frame,
+            ts,
+            linktype,
+            orig_len: orig_len.max(data.len() as u32),
+            start,
+            len: data.len(),
+        });
         Act::Deliver(consume)
     }
 
@@ -759,7 +806,7 @@ impl ReadState {
         Act::WarnConsume(consume, Some(self.frame), message)
     }
 
-    fn ng_block(&mut self, len: usize, block: &Block<'_>, input: usize, pkt: &mut Packet) -> Act {
+    fn ng_block(&mut self, len: usize, block: &Block<'_>, input: usize, out: &mut Batch) -> Act {
         match block {
             Block::SectionHeader(shb) => {
                 if shb.major_version != 1 {
@@ -798,7 +845,7 @@ impl ReadState {
                 };
                 let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                 let (linktype, ts) = (iface.linktype, iface.timestamp(epb.ts_high, epb.ts_low));
-                self.deliver(len, input, linktype, ts, epb.origlen, data, None, pkt)
+                self.deliver(len, input, linktype, ts, epb.origlen, data, None, out)
             }
             Block::SimplePacket(spb) => {
                 let Some(iface) = self.ifaces.first() else {
@@ -820,7 +867,7 @@ impl ReadState {
                     spb.origlen,
                     &spb.data[..caplen],
                     None,
-                    pkt,
+                    out,
                 )
             }
             Block::Unknown(ub) => {
@@ -868,7 +915,7 @@ impl ReadState {
                     orig,
                     &d[20..20 + caplen],
                     None,
-                    pkt,
+                    out,
                 )
             }
             _ => Act::Consume(len),
@@ -876,71 +923,183 @@ impl ReadState {
     }
 }
 
-/// The input being read.
-struct Reading {
+/// One item of a batch, in stream order.
+enum Item {
+    /// A packet; its bytes are `data[start..start + len]` of the batch.
+    Packet {
+        input: usize,
+        frame: u64,
+        ts: Timestamp,
+        linktype: u32,
+        orig_len: u32,
+        start: usize,
+        len: usize,
+    },
+    Warning(Warning),
+}
+
+/// Packets and warnings handed from the reader thread to the consumer in one go. Batches are
+/// recycled (sent back to the reader once consumed), so their buffers are allocated only once.
+/// (Copying each packet into the caller's `Packet` measured faster than swapping `Packet`s with
+/// the caller: one contiguous buffer per batch is friendlier to the caches.)
+struct Batch {
+    items: Vec<Item>,
+    /// The bytes of all packets of the batch, one after the other.
+    data: Vec<u8>,
+    /// The stream ends after this batch.
+    end: bool,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            items: Vec::with_capacity(BATCH_ITEMS),
+            data: Vec::with_capacity(BATCH_CAP),
+            end: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.items.len() >= BATCH_ITEMS || self.data.len() >= BATCH_BYTES
+    }
+
+    fn warn(&mut self, file: &str, frame: Option<u64>, message: String) {
+        self.items.push(Item::Warning(Warning {
+            file: file.to_string(),
+            frame,
+            message,
+        }));
+    }
+
+    /// Empty the batch for reuse.
+    fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+    }
+}
+
+/// A classic pcap input, parsed directly from a large buffer (records are contiguous and their
+/// length is in the header, so no general block parser is needed).
+struct PcapFile {
+    read: Box<dyn Read + Send>,
+    buf: Box<[u8]>,
+    /// Unparsed data is `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// The input returned end of file.
+    eof: bool,
+    big_endian: bool,
+    nanos: bool,
+    /// Record header length: 16, or 24 for the "modified" format.
+    header: usize,
+    linktype: u32,
+    st: ReadState,
+}
+
+impl PcapFile {
+    fn step(&mut self, input: usize, out: &mut Batch) -> Step {
+        loop {
+            let d = &self.buf[self.pos..self.end];
+            if d.len() >= 16 {
+                let be = self.big_endian;
+                let caplen = u32_at(d, 8, be);
+                if caplen > MAX_CAPLEN {
+                    return Step::Finished(Some(absurd_caplen(self.st.frame + 1, caplen)));
+                }
+                let len = self.header + caplen as usize;
+                if d.len() >= len {
+                    let (secs, frac, orig) =
+                        (u32_at(d, 0, be), u32_at(d, 4, be), u32_at(d, 12, be));
+                    let (nanos, limit, unit) = if self.nanos {
+                        (i64::from(frac), 1_000_000_000, "ns")
+                    } else {
+                        (i64::from(frac) * 1000, 1_000_000, "µs")
+                    };
+                    let bad = (frac >= limit)
+                        .then(|| format!("fraction of {frac} {unit} is not below 1 s"));
+                    let ts = Timestamp::from_secs_nanos(i64::from(secs), nanos);
+                    let data = &d[self.header..len];
+                    return match self.st.deliver(
+                        len,
+                        input,
+                        self.linktype,
+                        ts,
+                        orig,
+                        data,
+                        bad,
+                        out,
+                    ) {
+                        Act::Deliver(n) => {
+                            self.pos += n;
+                            Step::Packet
+                        }
+                        Act::Warn(frame, msg) => Step::Warn(frame, msg),
+                        _ => Step::Finished(None),
+                    };
+                }
+            }
+            if self.eof {
+                if d.is_empty() {
+                    return Step::Finished(None);
+                }
+                return Step::Finished(Some(self.st.cut_short(d)));
+            }
+            // The record at `pos` is incomplete (and shorter than the buffer): move it to the
+            // front and read more.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+            match self.read.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(_) => return Step::Finished(Some((None, self.st.read_error()))),
+            }
+        }
+    }
+}
+
+/// A pcapng input, read with pcap-parser's block reader.
+struct NgFile {
     reader: Reader,
     st: ReadState,
 }
 
-impl Reading {
-    fn step(&mut self, input: usize, pkt: &mut Packet) -> Step {
+impl NgFile {
+    fn step(&mut self, input: usize, out: &mut Batch) -> Step {
         loop {
             let header_pending = self.reader.consumed() == 0;
             if let Some(stop) = self.st.precheck(self.reader.data(), header_pending) {
                 return Step::Finished(Some(stop));
             }
             let act = match self.reader.next() {
-                Ok((len, PcapBlockOwned::LegacyHeader(_))) => Act::Consume(len),
-                Ok((len, PcapBlockOwned::Legacy(b))) => {
-                    let Format::Pcap {
-                        nanos, linktype, ..
-                    } = self.st.format
-                    else {
-                        return Step::Finished(None);
-                    };
-                    let (frac, limit, unit) = if nanos {
-                        (i64::from(b.ts_usec), 1_000_000_000, "ns")
-                    } else {
-                        (i64::from(b.ts_usec) * 1000, 1_000_000, "µs")
-                    };
-                    let bad = (b.ts_usec >= limit)
-                        .then(|| format!("fraction of {} {unit} is not below 1 s", b.ts_usec));
-                    let ts = Timestamp::from_secs_nanos(i64::from(b.ts_sec), frac);
-                    let data = b.data;
-                    self.st
-                        .deliver(len, input, linktype, ts, b.origlen, data, bad, pkt)
-                }
-                Ok((len, PcapBlockOwned::NG(block))) => self.st.ng_block(len, &block, input, pkt),
+                Ok((len, PcapBlockOwned::NG(block))) => self.st.ng_block(len, &block, input, out),
+                Ok((len, _)) => Act::Consume(len),
                 Err(PcapError::Eof) => Act::End,
                 Err(PcapError::Incomplete(_)) => Act::Refill,
                 Err(PcapError::UnexpectedEof) => Act::UnexpectedEof,
                 Err(PcapError::BufferTooSmall) => Act::TooSmall,
                 Err(PcapError::ReadError) => Act::Stop(None, self.st.read_error()),
-                Err(e) => {
-                    let what = match self.st.format {
-                        Format::PcapNg => "pcapng block",
-                        Format::Pcap { .. } => "pcap record",
-                    };
-                    Act::Stop(
-                        None,
-                        format!(
-                            "corrupt {what} after frame {} ({}); the rest of the file is \
-                             skipped",
-                            self.st.frame,
-                            parse_error_kind(&e)
-                        ),
-                    )
-                }
+                Err(e) => Act::Stop(
+                    None,
+                    format!(
+                        "corrupt pcapng block after frame {} ({}); the rest of the file is \
+                         skipped",
+                        self.st.frame,
+                        parse_error_kind(&e)
+                    ),
+                ),
             };
+            // Consumed data is dropped from the buffer when it is refilled (one move per refill
+            // instead of one whenever half of the buffer has been consumed).
             match act {
-                Act::Consume(n) => self.reader.consume(n),
+                Act::Consume(n) => self.reader.consume_noshift(n),
                 Act::Deliver(n) => {
-                    self.reader.consume(n);
+                    self.reader.consume_noshift(n);
                     return Step::Packet;
                 }
                 Act::Warn(frame, msg) => return Step::Warn(frame, msg),
                 Act::WarnConsume(n, frame, msg) => {
-                    self.reader.consume(n);
+                    self.reader.consume_noshift(n);
                     return Step::Warn(frame, msg);
                 }
                 Act::Stop(frame, msg) => return Step::Finished(Some((frame, msg))),
@@ -1008,10 +1167,25 @@ impl Reading {
     }
 }
 
+/// The input being read.
+enum Reading {
+    Pcap(Box<PcapFile>),
+    Ng(Box<NgFile>),
+}
+
+impl Reading {
+    fn step(&mut self, input: usize, out: &mut Batch) -> Step {
+        match self {
+            Reading::Pcap(r) => r.step(input, out),
+            Reading::Ng(r) => r.step(input, out),
+        }
+    }
+}
+
 enum InputState {
     /// Checked at open, not being read yet.
     Pending,
-    Open(Box<Reading>),
+    Open(Reading),
     Done,
 }
 
@@ -1024,14 +1198,127 @@ struct Input {
     state: InputState,
 }
 
+/// The inputs and the reading position: all of the reading, which runs on the reader thread.
+struct Inputs {
+    inputs: Vec<Input>,
+    cur: usize,
+}
+
+impl Inputs {
+    fn finish_current(&mut self) {
+        if let Some(input) = self.inputs.get_mut(self.cur) {
+            input.state = InputState::Done;
+            if let Some(size) = input.size {
+                input.count.store(size, Ordering::Relaxed);
+            }
+        }
+        self.cur += 1;
+    }
+
+    /// Add packets and warnings to `out` until it is full or all inputs are read (then
+    /// `out.end` is set).
+    fn fill(&mut self, out: &mut Batch) {
+        while !out.full() {
+            let idx = self.cur;
+            let Some(input) = self.inputs.get_mut(idx) else {
+                out.end = true;
+                return;
+            };
+            match &mut input.state {
+                InputState::Done => self.cur += 1,
+                InputState::Pending => {
+                    let stream = match input.kept.take() {
+                        Some(s) => Ok(s),
+                        None => {
+                            input.count.store(0, Ordering::Relaxed);
+                            open_stream(&input.name, &input.count).map(|(s, _)| s)
+                        }
+                    };
+                    match stream.and_then(make_reader) {
+                        Ok(reading) => input.state = InputState::Open(reading),
+                        Err(m) => {
+                            out.warn(&input.name, None, format!("cannot reopen: {m}"));
+                            self.finish_current();
+                        }
+                    }
+                }
+                InputState::Open(reading) => loop {
+                    match reading.step(idx, out) {
+                        Step::Packet => {
+                            if out.full() {
+                                return;
+                            }
+                        }
+                        Step::Warn(frame, message) => out.warn(&input.name, frame, message),
+                        Step::Finished(last) => {
+                            if let Some((frame, message)) = last {
+                                out.warn(&input.name, frame, message);
+                            }
+                            self.finish_current();
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Body of the reader thread: fill batches and send them until the inputs end or the consumer
+/// goes away (its end of a channel is dropped).
+fn read_batches(mut inputs: Inputs, full: SyncSender<Batch>, free: Receiver<Batch>) {
+    let mut made = 0;
+    loop {
+        let mut batch = if made < BATCHES {
+            made += 1;
+            Batch::new()
+        } else {
+            match free.recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => return,
+            }
+        };
+        inputs.fill(&mut batch);
+        let end = batch.end;
+        if full.send(batch).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// The consumer's side of a running reader thread.
+struct Running {
+    full: Receiver<Batch>,
+    free: Sender<Batch>,
+    thread: JoinHandle<()>,
+    /// Disconnected when the thread has ended (its sender is dropped with the thread's closure).
+    done: Receiver<()>,
+}
+
+enum Run {
+    /// Not started: the reader thread starts on the first `next`.
+    Idle(Box<Inputs>),
+    Running(Running),
+    Ended,
+}
+
 /// Capture files (pcap, pcapng, gzip-compressed either) and stdin, read as one stream.
 ///
 /// Every input is checked at `open`; files are then reopened one at a time as reading reaches
-/// them, so that only one file descriptor and one read buffer are in use.
+/// them, so that only one file descriptor and one read buffer are in use. The reading and parsing
+/// run on a thread of their own, which hands packets and warnings over in batches (a few in flight,
+/// recycled, so the memory stays bounded); `next` takes them from the current batch.
 pub struct FileSource {
-    inputs: Vec<Input>,
     names: Vec<String>,
-    cur: usize,
+    counts: Vec<Arc<AtomicU64>>,
+    sizes: Vec<Option<u64>>,
+    run: Run,
+    /// The batch being handed out, and the index of its next item.
+    batch: Option<Batch>,
+    at: usize,
 }
 
 impl FileSource {
@@ -1058,67 +1345,101 @@ impl FileSource {
         }
         Ok(FileSource {
             names: paths.to_vec(),
-            inputs,
-            cur: 0,
+            counts: inputs.iter().map(|i| i.count.clone()).collect(),
+            sizes: inputs.iter().map(|i| i.size).collect(),
+            run: Run::Idle(Box::new(Inputs { inputs, cur: 0 })),
+            batch: None,
+            at: 0,
         })
     }
 
-    fn finish_current(&mut self) {
-        if let Some(input) = self.inputs.get_mut(self.cur) {
-            input.state = InputState::Done;
-            if let Some(size) = input.size {
-                input.count.store(size, Ordering::Relaxed);
-            }
+    fn start(&mut self, inputs: Inputs) -> Result<(), InputError> {
+        let (full_tx, full_rx) = mpsc::sync_channel(BATCHES);
+        let (free_tx, free_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tcprace-reader".to_string())
+            .spawn(move || {
+                let _done = done_tx;
+                read_batches(inputs, full_tx, free_rx);
+            })
+            .map_err(|e| InputError {
+                file: self.names.first().cloned().unwrap_or_default(),
+                message: format!("cannot start the reader thread: {e}"),
+            })?;
+        self.run = Run::Running(Running {
+            full: full_rx,
+            free: free_tx,
+            thread,
+            done: done_rx,
+        });
+        Ok(())
+    }
+
+    /// Wait for the reader thread after it has sent its last batch (it is ending).
+    fn join(&mut self) {
+        if let Run::Running(r) = std::mem::replace(&mut self.run, Run::Ended)
+            && let Err(panic) = r.thread.join()
+        {
+            std::panic::resume_unwind(panic);
         }
-        self.cur += 1;
     }
 }
 
 impl PacketSource for FileSource {
     fn next(&mut self, pkt: &mut Packet) -> Result<Next, InputError> {
         loop {
-            let idx = self.cur;
-            let Some(input) = self.inputs.get_mut(idx) else {
-                return Ok(Next::End);
-            };
-            let warning = |frame, message| {
-                Next::Warning(Warning {
-                    file: input.name.clone(),
-                    frame,
-                    message,
-                })
-            };
-            match &mut input.state {
-                InputState::Done => self.cur += 1,
-                InputState::Pending => {
-                    let stream = match input.kept.take() {
-                        Some(s) => Ok(s),
-                        None => {
-                            input.count.store(0, Ordering::Relaxed);
-                            open_stream(&input.name, &input.count).map(|(s, _)| s)
+            if let Some(batch) = &mut self.batch {
+                if let Some(item) = batch.items.get(self.at) {
+                    self.at += 1;
+                    return Ok(match item {
+                        Item::Packet {
+                            input,
+                            frame,
+                            ts,
+                            linktype,
+                            orig_len,
+                            start,
+                            len,
+                        } => {
+                            pkt.input = *input;
+                            pkt.frame = *frame;
+                            pkt.ts = *ts;
+                            pkt.linktype = *linktype;
+                            pkt.orig_len = *orig_len;
+                            pkt.data.clear();
+                            pkt.data
+                                .extend_from_slice(&batch.data[*start..*start + *len]);
+                            Next::Packet
                         }
-                    };
-                    match stream.and_then(make_reader) {
-                        Ok((reader, st)) => {
-                            input.state = InputState::Open(Box::new(Reading { reader, st }));
-                        }
-                        Err(m) => {
-                            let w = warning(None, format!("cannot reopen: {m}"));
-                            self.finish_current();
-                            return Ok(w);
-                        }
-                    }
+                        Item::Warning(w) => Next::Warning(w.clone()),
+                    });
                 }
-                InputState::Open(reading) => match reading.step(idx, pkt) {
-                    Step::Packet => return Ok(Next::Packet),
-                    Step::Warn(frame, message) => return Ok(warning(frame, message)),
-                    Step::Finished(last) => {
-                        let w = last.map(|(frame, message)| warning(frame, message));
-                        self.finish_current();
-                        if let Some(w) = w {
-                            return Ok(w);
-                        }
+                let done = self.batch.take().expect("current batch");
+                let end = done.end;
+                if let Run::Running(r) = &self.run {
+                    // The reader may have finished already; then the batch is simply dropped.
+                    let _ = r.free.send(done);
+                }
+                if end {
+                    self.join();
+                }
+            }
+            match &mut self.run {
+                Run::Ended => return Ok(Next::End),
+                Run::Idle(_) => {
+                    let Run::Idle(inputs) = std::mem::replace(&mut self.run, Run::Ended) else {
+                        unreachable!()
+                    };
+                    self.start(*inputs)?;
+                }
+                Run::Running(r) => match r.full.recv() {
+                    Ok(batch) => {
+                        self.batch = Some(batch);
+                        self.at = 0;
                     }
+                    // The thread ended without its last batch: it panicked.
+                    Err(_) => self.join(),
                 },
             }
         }
@@ -1129,13 +1450,33 @@ impl PacketSource for FileSource {
     }
 
     fn progress(&self) -> (u64, Option<u64>) {
-        let done = self
-            .inputs
-            .iter()
-            .map(|i| i.count.load(Ordering::Relaxed))
-            .sum();
-        let total = self.inputs.iter().map(|i| i.size).sum();
+        let done = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let total = self.sizes.iter().copied().sum();
         (done, total)
+    }
+}
+
+impl Drop for FileSource {
+    /// Stop the reader thread: dropping our ends of the channels makes its next send or receive
+    /// fail. A thread blocked in a read (stdin) ends when that read returns; it is not waited for
+    /// longer than a second.
+    fn drop(&mut self) {
+        if let Run::Running(r) = std::mem::replace(&mut self.run, Run::Ended) {
+            let Running {
+                full,
+                free,
+                thread,
+                done,
+            } = r;
+            drop(full);
+            drop(free);
+            match done.recv_timeout(Duration::from_secs(1)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
 }
 
