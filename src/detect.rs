@@ -272,7 +272,8 @@ struct Req {
 /// no allocation per connection; a head spread over more segments maps to the oldest kept.
 #[derive(Debug, Default)]
 struct ChunkLog {
-    ring: [(i64, i64, SegMeta); CHUNK_LOG_LEN],
+    /// (direction, start, end, segment)
+    ring: [(u8, i64, i64, SegMeta); CHUNK_LOG_LEN],
     next: usize,
     len: usize,
 }
@@ -280,16 +281,19 @@ struct ChunkLog {
 const CHUNK_LOG_LEN: usize = 4;
 
 impl ChunkLog {
-    fn push(&mut self, off: i64, len: u64, meta: SegMeta) {
-        self.ring[self.next] = (off, off + len as i64, meta);
+    fn push(&mut self, dir: usize, off: i64, len: u64, meta: SegMeta) {
+        self.ring[self.next] = (dir as u8, off, off + len as i64, meta);
         self.next = (self.next + 1) % CHUNK_LOG_LEN;
         self.len = (self.len + 1).min(CHUNK_LOG_LEN);
     }
 
-    fn find(&self, off: i64) -> Option<SegMeta> {
+    fn find(&self, dir: usize, off: i64) -> Option<SegMeta> {
         let mut oldest = None;
         for i in 1..=self.len {
-            let (s, e, m) = self.ring[(self.next + CHUNK_LOG_LEN - i) % CHUNK_LOG_LEN];
+            let (d, s, e, m) = self.ring[(self.next + CHUNK_LOG_LEN - i) % CHUNK_LOG_LEN];
+            if usize::from(d) != dir {
+                continue;
+            }
             if s <= off && off < e {
                 return Some(m);
             }
@@ -303,7 +307,7 @@ impl ChunkLog {
 #[derive(Debug, Default)]
 pub struct ConnDetect {
     client_dir: Option<usize>,
-    chunks: [ChunkLog; 2],
+    chunks: ChunkLog,
     pending: VecDeque<Req>,
     next_index: u32,
     requests: u64,
@@ -339,7 +343,7 @@ impl ConnDetect {
     pub fn log_chunk(&mut self, dir: usize, off: i64, len: u64, meta: SegMeta) {
         // only requests need mapping back to their first segment
         if self.client_dir.is_none_or(|c| c == dir) {
-            self.chunks[dir].push(off, len, meta);
+            self.chunks.push(dir, off, len, meta);
         }
         if Some(dir) != self.client_dir {
             let end = off + len as i64;
@@ -538,7 +542,7 @@ impl Detector {
     }
 
     fn on_request(&mut self, info: &ConnInfo, cd: &mut ConnDetect, dir: usize, head: RequestHead) {
-        let meta = cd.chunks[dir].find(head.start).unwrap_or_default();
+        let meta = cd.chunks.find(dir, head.start).unwrap_or_default();
         let index = cd.next_index;
         cd.next_index += 1;
         cd.requests += 1;
