@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -141,12 +141,20 @@ const EPB_TYPE: u32 = 6;
 struct Counted<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    /// Set when a read returned less than asked: the source (a pipe) has nothing more for now,
+    /// so the reader thread hands over what it has instead of waiting for a full batch.
+    starved: Option<Arc<AtomicBool>>,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(flag) = &self.starved
+            && n < buf.len()
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
         Ok(n)
     }
 }
@@ -236,7 +244,11 @@ fn hex_prefix(d: &[u8]) -> String {
 
 /// Open one input (a path or "-"), gunzip it when it starts with the gzip magic, and check its
 /// capture header. Returns the stream and the size of the file when it is a regular file.
-fn open_stream(name: &str, count: &Arc<AtomicU64>) -> Result<(Stream, Option<u64>), String> {
+fn open_stream(
+    name: &str,
+    count: &Arc<AtomicU64>,
+    starved: &Arc<AtomicBool>,
+) -> Result<(Stream, Option<u64>), String> {
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if name == "-" {
         (Box::new(io::stdin()), None)
     } else {
@@ -251,6 +263,7 @@ fn open_stream(name: &str, count: &Arc<AtomicU64>) -> Result<(Stream, Option<u64
     let mut raw = Counted {
         inner: raw,
         count: count.clone(),
+        starved: (name == "-").then(|| starved.clone()),
     };
     let read_err = |e: io::Error| format!("read error: {e}");
     let mut magic = [0u8; 2];
@@ -427,6 +440,7 @@ type Reader = Box<dyn PcapReaderIterator + Send>;
 
 fn make_reader(s: Stream) -> Result<Reading, String> {
     let mut st = ReadState {
+        paused: false,
         format: s.format,
         ng_be: false,
         ifaces: Vec::new(),
@@ -555,6 +569,8 @@ impl Iface {
 /// Reading state of the open input, apart from the reader itself (so that it can be updated while
 /// a block borrowed from the reader is alive).
 struct ReadState {
+    /// The reader stopped once before its next read (see `Step::WillRead`).
+    paused: bool,
     format: Format,
     /// Byte order of the current pcapng section.
     ng_be: bool,
@@ -592,6 +608,9 @@ enum Act {
 /// Outcome of one step on the open input.
 enum Step {
     Packet,
+    /// The reader is about to read more input, which may block (a pipe): a chance to hand over
+    /// what the batch holds first. The next `step` reads.
+    WillRead,
     Warn(Option<u64>, String),
     /// The input is finished, possibly with a last warning.
     Finished(Option<(Option<u64>, String)>),
@@ -1046,6 +1065,10 @@ impl PcapFile {
             }
             // The record at `pos` is incomplete (and shorter than the buffer): move it to the
             // front and read more.
+            self.st.paused = !self.st.paused;
+            if self.st.paused {
+                return Step::WillRead;
+            }
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
@@ -1112,6 +1135,10 @@ impl NgFile {
                     return Step::Finished(Some(self.st.cut_short(d)));
                 }
                 Act::Refill => {
+                    self.st.paused = !self.st.paused;
+                    if self.st.paused {
+                        return Step::WillRead;
+                    }
                     let before = self.reader.data().len();
                     if self.reader.refill().is_err() {
                         return Step::Finished(Some((None, self.st.read_error())));
@@ -1202,6 +1229,8 @@ struct Input {
 struct Inputs {
     inputs: Vec<Input>,
     cur: usize,
+    /// Standard input had no more data at its last read (see `Counted`).
+    starved: Arc<AtomicBool>,
 }
 
 impl Inputs {
@@ -1231,7 +1260,7 @@ impl Inputs {
                         Some(s) => Ok(s),
                         None => {
                             input.count.store(0, Ordering::Relaxed);
-                            open_stream(&input.name, &input.count).map(|(s, _)| s)
+                            open_stream(&input.name, &input.count, &self.starved).map(|(s, _)| s)
                         }
                     };
                     match stream.and_then(make_reader) {
@@ -1246,6 +1275,14 @@ impl Inputs {
                     match reading.step(idx, out) {
                         Step::Packet => {
                             if out.full() {
+                                return;
+                            }
+                        }
+                        Step::WillRead => {
+                            // the last read came back short (a pipe with nothing more for
+                            // now): hand over what there is before a read that may block
+                            if !out.items.is_empty() && self.starved.swap(false, Ordering::Relaxed)
+                            {
                                 return;
                             }
                         }
@@ -1325,12 +1362,14 @@ impl FileSource {
     /// Open every input up front; "-" reads stdin.
     pub fn open(paths: &[String]) -> Result<FileSource, InputError> {
         let mut inputs = Vec::with_capacity(paths.len());
+        let starved = Arc::new(AtomicBool::new(false));
         for path in paths {
             let count = Arc::new(AtomicU64::new(0));
-            let (stream, size) = open_stream(path, &count).map_err(|message| InputError {
-                file: path.clone(),
-                message,
-            })?;
+            let (stream, size) =
+                open_stream(path, &count, &starved).map_err(|message| InputError {
+                    file: path.clone(),
+                    message,
+                })?;
             let kept = (path == "-").then_some(stream);
             if kept.is_none() {
                 count.store(0, Ordering::Relaxed);
@@ -1347,7 +1386,11 @@ impl FileSource {
             names: paths.to_vec(),
             counts: inputs.iter().map(|i| i.count.clone()).collect(),
             sizes: inputs.iter().map(|i| i.size).collect(),
-            run: Run::Idle(Box::new(Inputs { inputs, cur: 0 })),
+            run: Run::Idle(Box::new(Inputs {
+                inputs,
+                cur: 0,
+                starved,
+            })),
             batch: None,
             at: 0,
         })

@@ -184,13 +184,13 @@ fn run(args: &Args) -> Result<i32, String> {
                 }
                 if analyzer.packets().is_multiple_of(4096) {
                     pb.set_position(source.progress().0);
-                    if args.format == Format::Jsonl {
-                        for f in analyzer.take_new_findings(streamed) {
-                            report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
-                            streamed_ids.insert((f.connection.id, f.request.index));
-                        }
-                        streamed = analyzer.finding_count();
+                }
+                if args.format == Format::Jsonl && analyzer.finding_count() > streamed {
+                    for f in analyzer.take_new_findings(streamed) {
+                        report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
+                        streamed_ids.insert((f.connection.id, f.request.index));
                     }
+                    streamed = analyzer.finding_count();
                 }
             }
         }

@@ -456,3 +456,55 @@ fn corpus_idle_closes_are_measured() {
         "idle close medians {closes:?}"
     );
 }
+
+/// `tcpdump -w - | tcprace --format jsonl -`: a finding is written as soon as its verdict is
+/// final (capture time moved past the retry window), while standard input is still open.
+#[test]
+fn jsonl_on_stdin_streams_findings_before_the_input_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut bytes =
+        std::fs::read(root().join("fixtures/scenarios/crossed_fin_client_side.pcap")).unwrap();
+    // find the last record and append a copy of it 5 s later, to move capture time on
+    let mut pos = 24;
+    let mut last = pos;
+    while pos + 16 <= bytes.len() {
+        last = pos;
+        let caplen = u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        pos += 16 + caplen;
+    }
+    let mut rec = bytes[last..pos].to_vec();
+    let secs = u32::from_le_bytes(rec[0..4].try_into().unwrap()) + 5;
+    rec[0..4].copy_from_slice(&secs.to_le_bytes());
+    bytes.extend_from_slice(&rec);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcprace"))
+        .args(["--format", "jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes).unwrap();
+    stdin.flush().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // stdin is still open: the finding must come anyway
+    let first = rx.recv_timeout(Duration::from_secs(10));
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let first: Value = serde_json::from_str(&first.expect("no line while stdin was open")).unwrap();
+    assert_eq!(first["record"], "finding");
+    assert_eq!(first["kind"], "crossed_fin");
+    let summary: Value =
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!(summary["record"], "summary");
+    assert_eq!(status.code(), Some(1));
+}
