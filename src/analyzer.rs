@@ -2,7 +2,7 @@
 //! assembles the report. It knows nothing of where packets come from, so files, stdin and live
 //! interfaces feed it alike; verdicts become final as capture time passes (`take_ready`).
 
-use crate::capture::{Packet, Warning};
+use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
 use crate::detect::{
     Closes, ConnDetect, DetectConfig, DetectStats, Detector, EndpointStats, Finding, Kind,
@@ -101,6 +101,11 @@ impl Analyzer {
 
     /// Analyse one packet. Returns a warning when the packet was malformed.
     pub fn on_packet(&mut self, pkt: &Packet) -> Option<Warning> {
+        self.on_packet_ref(pkt.as_ref())
+    }
+
+    /// `on_packet` for a packet borrowed from its source.
+    pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         self.packets += 1;
         self.ordinal += 1;
         self.bytes += u64::from(pkt.orig_len);
@@ -112,7 +117,7 @@ impl Analyzer {
         }
         self.now = self.now.max(pkt.ts);
         let mut warning = None;
-        match decode::decode(pkt.linktype, &pkt.data, pkt.orig_len) {
+        match decode::decode(pkt.linktype, pkt.data, pkt.orig_len) {
             Decoded::Skip(reason, detail) => {
                 self.skip(reason.as_str());
                 if reason == SkipReason::Malformed {
@@ -296,20 +301,22 @@ impl FlowHandler<ConnState> for Stages<'_> {
         on_flow_event(self.det, self.events, info, st, ev);
     }
 
-    fn on_end(&mut self, t: Tracked<ConnState>, _why: EndReason, stats: &mut FlowStats) {
-        let Tracked {
-            mut tcp, mut user, ..
-        } = t;
+    fn on_end(&mut self, mut t: Box<Tracked<ConnState>>, _why: EndReason, stats: &mut FlowStats) {
+        let Tracked { tcp, user, .. } = &mut *t;
         let (det, events) = (&mut *self.det, &mut *self.events);
         tcp.flush(stats, &mut |info, ev| {
-            on_flow_event(det, events, info, &mut user, ev)
+            on_flow_event(det, events, info, user, ev)
         });
         let closes = Closes {
             fin: [tcp.dirs[0].fin, tcp.dirs[1].fin],
             rst: [tcp.dirs[0].rst, tcp.dirs[1].rst],
         };
-        self.det
-            .finish_conn(&tcp.info(), user.det, &closes, self.now);
+        self.det.finish_conn(
+            &tcp.info(),
+            std::mem::take(&mut user.det),
+            &closes,
+            self.now,
+        );
     }
 }
 

@@ -55,6 +55,39 @@ pub struct Packet {
     pub data: Vec<u8>,
 }
 
+/// A packet borrowed from its source: the same fields as [`Packet`], without a copy of the
+/// bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketRef<'a> {
+    pub input: usize,
+    pub frame: u64,
+    pub ts: Timestamp,
+    pub linktype: u32,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+impl Packet {
+    pub fn as_ref(&self) -> PacketRef<'_> {
+        PacketRef {
+            input: self.input,
+            frame: self.frame,
+            ts: self.ts,
+            linktype: self.linktype,
+            orig_len: self.orig_len,
+            data: &self.data,
+        }
+    }
+}
+
+/// What [`FileSource::next_ref`] produced.
+#[derive(Debug)]
+pub enum NextRef<'a> {
+    Packet(PacketRef<'a>),
+    Warning(Warning),
+    End,
+}
+
 /// A problem with the input that does not stop the analysis.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
@@ -1429,36 +1462,16 @@ impl FileSource {
     }
 }
 
-impl PacketSource for FileSource {
-    fn next(&mut self, pkt: &mut Packet) -> Result<Next, InputError> {
+impl FileSource {
+    /// The next packet, borrowed from the reader's batch (no copy); valid until the next call.
+    pub fn next_ref(&mut self) -> Result<NextRef<'_>, InputError> {
         loop {
-            if let Some(batch) = &mut self.batch {
-                if let Some(item) = batch.items.get(self.at) {
-                    self.at += 1;
-                    return Ok(match item {
-                        Item::Packet {
-                            input,
-                            frame,
-                            ts,
-                            linktype,
-                            orig_len,
-                            start,
-                            len,
-                        } => {
-                            pkt.input = *input;
-                            pkt.frame = *frame;
-                            pkt.ts = *ts;
-                            pkt.linktype = *linktype;
-                            pkt.orig_len = *orig_len;
-                            pkt.data.clear();
-                            pkt.data
-                                .extend_from_slice(&batch.data[*start..*start + *len]);
-                            Next::Packet
-                        }
-                        Item::Warning(w) => Next::Warning(w.clone()),
-                    });
-                }
-                let done = self.batch.take().expect("current batch");
+            if let Some(batch) = &self.batch
+                && self.at < batch.items.len()
+            {
+                break;
+            }
+            if let Some(done) = self.batch.take() {
                 let end = done.end;
                 if let Run::Running(r) = &self.run {
                     // The reader may have finished already; then the batch is simply dropped.
@@ -1469,7 +1482,7 @@ impl PacketSource for FileSource {
                 }
             }
             match &mut self.run {
-                Run::Ended => return Ok(Next::End),
+                Run::Ended => return Ok(NextRef::End),
                 Run::Idle(_) => {
                     let Run::Idle(inputs) = std::mem::replace(&mut self.run, Run::Ended) else {
                         unreachable!()
@@ -1486,6 +1499,47 @@ impl PacketSource for FileSource {
                 },
             }
         }
+        let batch = self.batch.as_ref().expect("a batch with items left");
+        let item = &batch.items[self.at];
+        self.at += 1;
+        Ok(match item {
+            Item::Packet {
+                input,
+                frame,
+                ts,
+                linktype,
+                orig_len,
+                start,
+                len,
+            } => NextRef::Packet(PacketRef {
+                input: *input,
+                frame: *frame,
+                ts: *ts,
+                linktype: *linktype,
+                orig_len: *orig_len,
+                data: &batch.data[*start..*start + *len],
+            }),
+            Item::Warning(w) => NextRef::Warning(w.clone()),
+        })
+    }
+}
+
+impl PacketSource for FileSource {
+    fn next(&mut self, pkt: &mut Packet) -> Result<Next, InputError> {
+        Ok(match self.next_ref()? {
+            NextRef::Packet(p) => {
+                pkt.input = p.input;
+                pkt.frame = p.frame;
+                pkt.ts = p.ts;
+                pkt.linktype = p.linktype;
+                pkt.orig_len = p.orig_len;
+                pkt.data.clear();
+                pkt.data.extend_from_slice(p.data);
+                Next::Packet
+            }
+            NextRef::Warning(w) => Next::Warning(w),
+            NextRef::End => Next::End,
+        })
     }
 
     fn inputs(&self) -> &[String] {
@@ -1572,6 +1626,11 @@ impl Filter {
 
     /// Does the packet match? Err when the expression cannot be compiled for this link type.
     pub fn matches(&mut self, pkt: &Packet) -> Result<bool, String> {
+        self.matches_ref(&pkt.as_ref())
+    }
+
+    /// `matches` for a borrowed packet.
+    pub fn matches_ref(&mut self, pkt: &PacketRef<'_>) -> Result<bool, String> {
         let expr = &self.expr;
         let program = self.programs.entry(pkt.linktype).or_insert_with(|| {
             compile(expr, pkt.linktype).map_err(|m| {
@@ -1582,7 +1641,7 @@ impl Filter {
             })
         });
         match program {
-            Ok(p) => Ok(p.filter(&pkt.data)),
+            Ok(p) => Ok(p.filter(pkt.data)),
             Err(m) => Err(m.clone()),
         }
     }

@@ -2,7 +2,7 @@
 //! report. Exit codes: 0 no findings, 1 findings, 2 error.
 
 use crate::analyzer::{Analyzer, Config};
-use crate::capture::{FileSource, Filter, Next, Packet, PacketSource, Warning};
+use crate::capture::{FileSource, Filter, NextRef, PacketSource, Warning};
 use crate::detect::DetectConfig;
 use crate::flow::TableConfig;
 use crate::report::{self, Format};
@@ -145,54 +145,54 @@ fn run(args: &Args) -> Result<i32, String> {
     let mut streamed = 0usize;
     let mut streamed_ids = std::collections::HashSet::new();
     let mut filter_errors = std::collections::HashSet::new();
-    let mut pkt = Packet::default();
+    let names = source.inputs().to_vec();
     loop {
-        match source.next(&mut pkt).map_err(|e| e.to_string())? {
-            Next::End => break,
-            Next::Warning(w) => {
+        let pkt = match source.next_ref().map_err(|e| e.to_string())? {
+            NextRef::End => break,
+            NextRef::Warning(w) => {
                 warnings.print(&w);
                 analyzer.warn(w);
+                continue;
             }
-            Next::Packet => {
-                if let Some(f) = filter.as_mut() {
-                    match f.matches(&pkt) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            analyzer.skip("filtered_out");
-                            continue;
-                        }
-                        Err(e) => {
-                            if filter_errors.insert(pkt.linktype) {
-                                let w = Warning {
-                                    file: source.inputs()[pkt.input].clone(),
-                                    frame: Some(pkt.frame),
-                                    message: format!(
-                                        "filter does not apply to link type {}: {e}; such packets are skipped",
-                                        pkt.linktype
-                                    ),
-                                };
-                                warnings.print(&w);
-                                analyzer.warn(w);
-                            }
-                            analyzer.skip("filter_unsupported_link_type");
-                            continue;
-                        }
+            NextRef::Packet(p) => p,
+        };
+        if let Some(f) = filter.as_mut() {
+            match f.matches_ref(&pkt) {
+                Ok(true) => {}
+                Ok(false) => {
+                    analyzer.skip("filtered_out");
+                    continue;
+                }
+                Err(e) => {
+                    if filter_errors.insert(pkt.linktype) {
+                        let w = Warning {
+                            file: names[pkt.input].clone(),
+                            frame: Some(pkt.frame),
+                            message: format!(
+                                "filter does not apply to link type {}: {e}; such packets are skipped",
+                                pkt.linktype
+                            ),
+                        };
+                        warnings.print(&w);
+                        analyzer.warn(w);
                     }
-                }
-                if let Some(w) = analyzer.on_packet(&pkt) {
-                    warnings.print(&w);
-                }
-                if analyzer.packets().is_multiple_of(4096) {
-                    pb.set_position(source.progress().0);
-                }
-                if args.format == Format::Jsonl && analyzer.finding_count() > streamed {
-                    for f in analyzer.take_new_findings(streamed) {
-                        report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
-                        streamed_ids.insert((f.connection.id, f.request.index));
-                    }
-                    streamed = analyzer.finding_count();
+                    analyzer.skip("filter_unsupported_link_type");
+                    continue;
                 }
             }
+        }
+        if let Some(w) = analyzer.on_packet_ref(pkt) {
+            warnings.print(&w);
+        }
+        if analyzer.packets().is_multiple_of(4096) {
+            pb.set_position(source.progress().0);
+        }
+        if args.format == Format::Jsonl && analyzer.finding_count() > streamed {
+            for f in analyzer.take_new_findings(streamed) {
+                report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
+                streamed_ids.insert((f.connection.id, f.request.index));
+            }
+            streamed = analyzer.finding_count();
         }
     }
     pb.finish_and_clear();

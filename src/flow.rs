@@ -752,7 +752,7 @@ pub enum EndReason {
 /// connections (whose remaining held bytes it should flush with [`TcpConn::flush`]).
 pub trait FlowHandler<T> {
     fn on_event(&mut self, info: &ConnInfo, user: &mut T, ev: FlowEvent<'_>);
-    fn on_end(&mut self, t: Tracked<T>, why: EndReason, stats: &mut FlowStats);
+    fn on_end(&mut self, t: Box<Tracked<T>>, why: EndReason, stats: &mut FlowStats);
 }
 
 /// The connection table: 4-tuple -> current connection.
@@ -803,7 +803,7 @@ impl<T: Default> FlowTable<T> {
                         self.stats.connections_split_by_silence += 1;
                     }
                     let old = self.conns.remove(&key).expect("present");
-                    h.on_end(*old, EndReason::Superseded, &mut self.stats);
+                    h.on_end(old, EndReason::Superseded, &mut self.stats);
                 } else if self.conns.len() >= self.cfg.max_connections {
                     self.evict_oldest(h);
                 }
@@ -839,7 +839,7 @@ impl<T: Default> FlowTable<T> {
             self.closing.pop_front();
             if self.conns.get(&key).is_some_and(|t| t.tcp.id == id) {
                 let t = self.conns.remove(&key).expect("present");
-                h.on_end(*t, EndReason::Closed, &mut self.stats);
+                h.on_end(t, EndReason::Closed, &mut self.stats);
             }
         }
         // idle connections: a full sweep at most once per tenth of the idle timeout
@@ -855,7 +855,7 @@ impl<T: Default> FlowTable<T> {
             stale.sort_unstable_by_key(|&(id, _)| id);
             for (_, key) in stale {
                 let t = self.conns.remove(&key).expect("present");
-                h.on_end(*t, EndReason::Idle, &mut self.stats);
+                h.on_end(t, EndReason::Idle, &mut self.stats);
             }
         }
     }
@@ -866,7 +866,7 @@ impl<T: Default> FlowTable<T> {
         all.sort_unstable_by_key(|t| t.tcp.id);
         self.closing.clear();
         for t in all {
-            h.on_end(*t, EndReason::EndOfInput, &mut self.stats);
+            h.on_end(t, EndReason::EndOfInput, &mut self.stats);
         }
     }
 
@@ -879,7 +879,7 @@ impl<T: Default> FlowTable<T> {
         if let Some(key) = oldest {
             self.stats.connections_evicted += 1;
             let t = self.conns.remove(&key).expect("present");
-            h.on_end(*t, EndReason::Evicted, &mut self.stats);
+            h.on_end(t, EndReason::Evicted, &mut self.stats);
         }
     }
 }
@@ -1159,7 +1159,7 @@ mod tests {
 
     impl FlowHandler<()> for Ends {
         fn on_event(&mut self, _: &ConnInfo, _: &mut (), _: FlowEvent<'_>) {}
-        fn on_end(&mut self, t: Tracked<()>, why: EndReason, _: &mut FlowStats) {
+        fn on_end(&mut self, t: Box<Tracked<()>>, why: EndReason, _: &mut FlowStats) {
             self.0.push((t.tcp.id, why));
         }
     }
