@@ -24,6 +24,12 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod live;
+pub use live::{
+    CaptureStats, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError, LiveNext, LiveSource,
+    list_interfaces, setcap_hint,
+};
+
 /// LINKTYPE_* values (tcpdump.org/linktypes.html).
 pub mod linktype {
     pub const NULL: u32 = 0;
