@@ -393,3 +393,94 @@ fn write_report<W: Write>(
     }
     out.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(dropped: u64, if_dropped: u64) -> CaptureInfo {
+        CaptureInfo {
+            interface: "eth0".into(),
+            datalink: "EN10MB".into(),
+            snaplen: 262_144,
+            filter: Some("tcp port 80".into()),
+            captured: 10,
+            received: 12,
+            dropped,
+            if_dropped,
+            stopped_by: StopReason::Signal.as_str(),
+            written_to: None,
+        }
+    }
+
+    #[test]
+    fn drops_make_a_note() {
+        assert_eq!(info(0, 0).drop_note(), None);
+        let n = info(3, 1).drop_note().unwrap();
+        assert!(n.starts_with("4 packet(s) were dropped"), "{n}");
+        assert!(n.contains("verdicts may be incomplete"), "{n}");
+    }
+
+    #[test]
+    fn capture_section_is_added_to_the_report() {
+        let an = Analyzer::new(Config::default(), vec!["eth0".into()]);
+        let report = an.finish();
+        let v = report_value(&report, &info(2, 0));
+        assert_eq!(v["capture"]["interface"], "eth0");
+        assert_eq!(v["capture"]["dropped"], 2);
+        assert_eq!(v["capture"]["stopped_by"], "signal");
+        assert!(v["summary"].is_object() && v["findings"].is_array());
+        let mut out = Vec::new();
+        write_report(
+            &mut out,
+            Format::Table,
+            &report,
+            &info(2, 0),
+            &HashSet::new(),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Capture: eth0 (EN10MB), 10 packets captured"),
+            "{text}"
+        );
+        assert!(text.contains("WARNING: 2 packet(s) were dropped"), "{text}");
+    }
+
+    #[test]
+    fn request_heads_are_recognised() {
+        let mut p = Packet {
+            linktype: crate::capture::linktype::RAW,
+            ..Packet::default()
+        };
+        // IPv4 + TCP (no options) + "GET / HTTP/1.1"
+        let payload = b"GET / HTTP/1.1\r\n\r\n";
+        let total = 20 + 20 + payload.len();
+        let mut d = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
+        d.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        d.extend_from_slice(&[
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff,
+        ]);
+        d.extend_from_slice(&[0, 0, 0, 0]);
+        d.extend_from_slice(payload);
+        p.orig_len = d.len() as u32;
+        p.data = d;
+        assert!(starts_request(&p));
+        p.data.truncate(40);
+        p.orig_len = 40;
+        assert!(!starts_request(&p));
+    }
+}
