@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 
 mod live;
 pub use live::{
-    CaptureStats, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError, LiveNext, LiveSource,
-    list_interfaces, setcap_hint,
+    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
+    LiveNext, LiveSource, list_interfaces, setcap_hint,
 };
 
 /// LINKTYPE_* values (tcpdump.org/linktypes.html).

@@ -33,7 +33,8 @@ pub struct Args {
     #[arg(short = 's', long, value_name = "N", default_value_t = crate::capture::DEFAULT_SNAPLEN)]
     pub snaplen: u32,
 
-    /// Live: kernel capture buffer size in bytes (libpcap's default when not given).
+    /// Live: kernel capture buffer size in bytes [default: 33554432 (32 MiB); in immediate mode
+    /// each packet takes a slot of up to ~64 KiB].
     #[arg(long, value_name = "BYTES")]
     pub buffer_size: Option<u32>,
 
@@ -313,7 +314,9 @@ fn run_live(args: &Args, iface: &str) -> Result<i32, String> {
         capture: crate::capture::LiveConfig {
             filter: args.filter.clone(),
             snaplen: args.snaplen.max(1),
-            buffer_size: args.buffer_size,
+            buffer_size: args
+                .buffer_size
+                .or(Some(crate::capture::DEFAULT_BUFFER_SIZE)),
             promisc: !args.no_promisc,
             write: args.write.clone(),
             ..crate::capture::LiveConfig::new(iface)

@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 /// Default snapshot length: tcpdump's, so that HTTP heads are never cut.
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
 
+/// Default kernel buffer. In immediate mode libpcap on Linux uses TPACKET_V2, whose ring has
+/// fixed-size slots of the snaplen capped at MTU + 18; on loopback (MTU 65536) and on NICs with
+/// receive offload that is ~64 KiB per packet, so libpcap's 2 MB default holds only ~32 packets
+/// and a short scheduling delay drops packets. 32 MiB holds ~500 (the pages are only resident
+/// once used).
+pub const DEFAULT_BUFFER_SIZE: u32 = 32 * 1024 * 1024;
+
 /// How to open the live capture.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
@@ -26,7 +33,7 @@ pub struct LiveConfig {
     /// BPF filter expression, compiled by libpcap and set on the handle.
     pub filter: Option<String>,
     pub snaplen: u32,
-    /// Kernel capture buffer in bytes (libpcap's default when `None`).
+    /// Kernel capture buffer in bytes (libpcap's default, 2 MB, when `None`).
     pub buffer_size: Option<u32>,
     /// Read timeout in milliseconds: how long a read waits in a quiet period.
     pub timeout_ms: u32,
@@ -41,7 +48,7 @@ impl LiveConfig {
             interface: interface.to_string(),
             filter: None,
             snaplen: DEFAULT_SNAPLEN,
-            buffer_size: None,
+            buffer_size: Some(DEFAULT_BUFFER_SIZE),
             timeout_ms: 200,
             promisc: true,
             write: None,
