@@ -310,6 +310,9 @@ fn run_live(args: &Args, iface: &str) -> Result<i32, String> {
             return Err(format!("{name}: expected a number of seconds >= 0"));
         }
     }
+    if args.write.as_deref() == Some("-") {
+        return Err("-w -: standard output carries the findings; give a file name".into());
+    }
     let opts = crate::live::LiveOptions {
         capture: crate::capture::LiveConfig {
             filter: args.filter.clone(),
