@@ -16,6 +16,7 @@ SOAK_SECS=${SOAK_SECS:-600}
 RATE=${RATE:-50}
 REUSE_PCT=${REUSE_PCT:-2}
 IDLE=${IDLE:-1.0}
+BUFFER_SIZE=${BUFFER_SIZE:-}   # tcprace --buffer-size (its default when empty)
 OUT=bench/out
 mkdir -p "$OUT"
 CSV=$OUT/soak-rss.csv
@@ -76,7 +77,7 @@ PIDS+=($!)
 sleep 0.5
 
 ip netns exec "$NS" "$BIN" -i lo -f "tcp port 8080" --format jsonl --stats-every 10 \
-    --duration "$((SOAK_SECS + 3))" >"$JSONL" 2>"$LOG" &
+    --duration "$((SOAK_SECS + 3))" ${BUFFER_SIZE:+--buffer-size "$BUFFER_SIZE"} >"$JSONL" 2>"$LOG" &
 TPID=$!
 PIDS+=("$TPID")
 sleep 1
@@ -128,9 +129,11 @@ EOF
 CPID=$!
 PIDS+=("$CPID")
 
-echo "elapsed_s,rss_kb" >"$CSV"
+# VmRSS includes the kernel's capture ring (mmapped, resident from the start); RssAnon is
+# tcprace's own heap.
+echo "elapsed_s,vmrss_kb,rssanon_kb" >"$CSV"
 START=$(date +%s)
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$TPID/status" 2>/dev/null || true; }
+rss() { awk '/^VmRSS/ {v=$2} /^RssAnon/ {a=$2} END {if (v) print v "," a}' "/proc/$TPID/status" 2>/dev/null || true; }
 while kill -0 "$TPID" 2>/dev/null; do
     r=$(rss)
     [ -n "$r" ] && echo "$(($(date +%s) - START)),$r" >>"$CSV"
@@ -148,7 +151,9 @@ import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 summ = [l for l in lines if l.get("record") == "summary"][-1]
 finds = [l for l in lines if l.get("record") == "finding"]
-rss = [int(l.split(",")[1]) for l in open(sys.argv[2]).read().split()[1:]]
+rows = [l.split(",") for l in open(sys.argv[2]).read().split()[1:]]
+rss = [int(r[1]) for r in rows]
+anon = [int(r[2]) for r in rows]
 client = json.load(open(sys.argv[3]))
 s, c, t = summ["summary"], summ["capture"], summ["tcp"]
 print("duration_s          %.0f" % s["duration_s"])
@@ -156,7 +161,8 @@ print("connections         %d (client opened %d, %d HTTP)" % (s["connections"], 
 print("requests            %d (client sent %d)" % (s["requests"], client["requests"]))
 print("findings            %d (client late reuses %d) by kind %s" % (s["findings"], client["late_reuses"], {k: v for k, v in s["by_kind"].items() if v}))
 print("packets             %d" % s["packets"])
-print("rss_kb start/end/max %d / %d / %d (%d samples)" % (rss[0], rss[-1], max(rss), len(rss)))
+print("VmRSS kB start/end/max   %d / %d / %d (%d samples; includes the capture ring)" % (rss[0], rss[-1], max(rss), len(rss)))
+print("RssAnon kB start/end/max %d / %d / %d (tcprace's heap)" % (anon[0], anon[-1], max(anon)))
 print("kernel              received %d dropped %d if_dropped %d" % (c["received"], c["dropped"], c["if_dropped"]))
 print("connections_evicted %d" % t.get("connections_evicted", 0))
 print("client errors       %d" % client["errors"])
