@@ -24,12 +24,6 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-mod live;
-pub use live::{
-    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
-    LiveNext, LiveSource, list_interfaces, setcap_hint,
-};
-
 /// LINKTYPE_* values (tcpdump.org/linktypes.html).
 pub mod linktype {
     pub const NULL: u32 = 0;
@@ -1209,6 +1203,13 @@ impl Filter {
         }
     }
 }
+
+/// Live capture from an interface (libpcap).
+mod live;
+pub use live::{
+    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
+    LiveNext, LiveSource, list_interfaces, setcap_hint,
+};
 
 #[cfg(test)]
 mod tests;
