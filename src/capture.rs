@@ -1647,5 +1647,12 @@ impl Filter {
     }
 }
 
+/// Live capture from an interface (libpcap).
+mod live;
+pub use live::{
+    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
+    LiveNext, LiveSource, list_interfaces, setcap_hint,
+};
+
 #[cfg(test)]
 mod tests;

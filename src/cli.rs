@@ -17,10 +17,51 @@ use std::io::{self, IsTerminal, Write};
 pub struct Args {
     /// Capture files (pcap, pcapng, optionally gzip-compressed), read as one stream in order;
     /// "-" reads standard input.
-    #[arg(value_name = "FILE")]
+    #[arg(value_name = "FILE", conflicts_with_all = ["interface", "list_interfaces"])]
     pub files: Vec<String>,
 
-    /// BPF filter expression (libpcap syntax), applied to file packets too.
+    /// Capture live on this interface ("any": all interfaces); findings are printed as their
+    /// verdicts become final. Needs root or CAP_NET_RAW.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// List the interfaces live capture can use, and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub list_interfaces: bool,
+
+    /// Live: snapshot length in bytes (payload beyond it is counted by length).
+    #[arg(short = 's', long, value_name = "N", default_value_t = crate::capture::DEFAULT_SNAPLEN)]
+    pub snaplen: u32,
+
+    /// Live: kernel capture buffer size in bytes [default: 33554432 (32 MiB); in immediate mode
+    /// each packet takes a slot of up to ~64 KiB].
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_size: Option<u32>,
+
+    /// Live: do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    pub no_promisc: bool,
+
+    /// Live: also write every captured packet to this pcap file (re-analyse it later with
+    /// identical results).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<String>,
+
+    /// Live: print running totals (packets, connections, requests, findings, kernel drops) to
+    /// stderr every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub stats_every: Option<f64>,
+
+    /// Live: stop after SECS seconds (also stops on Ctrl-C and SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// Live: stop after N packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// BPF filter expression (libpcap syntax): set on the live capture, applied to file packets
+    /// too.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
 
@@ -51,6 +92,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// The first live-capture option given without `-i`.
+    fn live_only_flag(&self) -> Option<&'static str> {
+        [
+            (
+                self.snaplen != crate::capture::DEFAULT_SNAPLEN,
+                "-s/--snaplen",
+            ),
+            (self.buffer_size.is_some(), "--buffer-size"),
+            (self.no_promisc, "-p/--no-promiscuous-mode"),
+            (self.write.is_some(), "-w/--write"),
+            (self.stats_every.is_some(), "--stats-every"),
+            (self.duration.is_some(), "--duration"),
+            (self.count.is_some(), "-c/--count"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
     fn config(&self) -> Config {
         Config {
             detect: DetectConfig {
@@ -124,8 +183,22 @@ pub fn main() -> i32 {
 }
 
 fn run(args: &Args) -> Result<i32, String> {
+    if args.list_interfaces {
+        return list_interfaces();
+    }
+    if let Some(iface) = &args.interface {
+        return run_live(args, iface);
+    }
+    if let Some(flag) = args.live_only_flag() {
+        return Err(format!(
+            "{flag} applies to live capture only (use -i IFACE)"
+        ));
+    }
     if args.files.is_empty() {
-        return Err("no capture file given (use - to read standard input)".into());
+        return Err(
+            "no capture file given (use - to read standard input, or -i IFACE to capture live)"
+                .into(),
+        );
     }
     let mut filter = match &args.filter {
         Some(expr) => Some(Filter::new(expr)?),
@@ -215,6 +288,53 @@ fn run(args: &Args) -> Result<i32, String> {
     .and_then(|_| out.flush())
     .map_err(io_err)?;
     Ok(report.exit_code())
+}
+
+fn list_interfaces() -> Result<i32, String> {
+    let list = crate::capture::list_interfaces()?;
+    if list.is_empty() {
+        return Err("no interfaces to capture on (live capture needs root or CAP_NET_RAW)".into());
+    }
+    for (i, d) in list.iter().enumerate() {
+        println!("{}.{d}", i + 1);
+    }
+    Ok(0)
+}
+
+fn run_live(args: &Args, iface: &str) -> Result<i32, String> {
+    for (name, v) in [
+        ("--stats-every", args.stats_every),
+        ("--duration", args.duration),
+    ] {
+        if v.is_some_and(|s| !s.is_finite() || s < 0.0) {
+            return Err(format!("{name}: expected a number of seconds >= 0"));
+        }
+    }
+    if args.write.as_deref() == Some("-") {
+        return Err("-w -: standard output carries the findings; give a file name".into());
+    }
+    let opts = crate::live::LiveOptions {
+        capture: crate::capture::LiveConfig {
+            filter: args.filter.clone(),
+            snaplen: args.snaplen.max(1),
+            buffer_size: args
+                .buffer_size
+                .or(Some(crate::capture::DEFAULT_BUFFER_SIZE)),
+            promisc: !args.no_promisc,
+            write: args.write.clone(),
+            ..crate::capture::LiveConfig::new(iface)
+        },
+        config: args.config(),
+        format: args.format,
+        stats_every: args.stats_every,
+        duration: args.duration,
+        count: args.count,
+        max_warnings: args.max_warnings,
+    };
+    let stop = crate::live::install_signal_handlers()?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    crate::live::run(&opts, &stop, &mut out)
 }
 
 fn io_err(e: io::Error) -> String {

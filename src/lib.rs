@@ -10,6 +10,7 @@ pub mod decode;
 pub mod detect;
 pub mod flow;
 pub mod http;
+pub mod live;
 pub mod report;
 pub mod seq;
 pub mod synth;
