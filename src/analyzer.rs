@@ -99,6 +99,11 @@ impl Analyzer {
         self.packets
     }
 
+    /// HTTP requests seen so far (for running totals).
+    pub fn requests(&self) -> u64 {
+        self.det.stats.requests
+    }
+
     /// Analyse one packet. Returns a warning when the packet was malformed.
     pub fn on_packet(&mut self, pkt: &Packet) -> Option<Warning> {
         self.on_packet_ref(pkt.as_ref())

@@ -8,7 +8,6 @@
 
 use crate::analyzer::{Analyzer, Config};
 use crate::capture::{CaptureStats, LiveConfig, LiveNext, LiveSource, Packet, Warning};
-use crate::decode::{self, Decoded};
 use crate::report::{self, FINDING_HEADER, Format, Report};
 use crate::time::Timestamp;
 use std::collections::HashSet;
@@ -107,28 +106,6 @@ fn wall_clock() -> Timestamp {
     Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
 }
 
-const METHODS: [&[u8]; 9] = [
-    b"GET ",
-    b"POST ",
-    b"PUT ",
-    b"HEAD ",
-    b"DELETE ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-    b"TRACE ",
-];
-
-/// Does the packet carry the start of an HTTP request head? Only for the running totals of
-/// `--stats-every` (the engine does not expose its request count while running); retransmitted
-/// heads count twice, pipelined heads in one segment once. The final report has exact numbers.
-fn starts_request(pkt: &Packet) -> bool {
-    match decode::decode(pkt.linktype, &pkt.data, pkt.orig_len) {
-        Decoded::Tcp(seg) => METHODS.iter().any(|m| seg.payload.starts_with(m)),
-        Decoded::Skip(..) => false,
-    }
-}
-
 struct WarningPrinter {
     max: u64,
     seen: u64,
@@ -203,7 +180,7 @@ impl Streamer {
     }
 }
 
-fn stats_line(start: Instant, an: &Analyzer, heads: u64, k: Option<CaptureStats>) -> String {
+fn stats_line(start: Instant, an: &Analyzer, k: Option<CaptureStats>) -> String {
     let kernel = match k {
         Some(k) => format!(
             "kernel received {} dropped {} if_dropped {}",
@@ -216,7 +193,7 @@ fn stats_line(start: Instant, an: &Analyzer, heads: u64, k: Option<CaptureStats>
         start.elapsed().as_secs_f64(),
         an.packets(),
         an.open_connections(),
-        heads,
+        an.requests(),
         an.finding_count(),
         kernel
     )
@@ -274,7 +251,6 @@ pub fn run<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: &mut W) -> Resu
         .filter(|s| *s > 0.0)
         .map(Duration::from_secs_f64);
     let mut next_stats = stats_every.map(|s| start + s);
-    let mut heads = 0u64;
     let mut pkt = Packet::default();
     let stopped_by = loop {
         if stop.load(Ordering::Relaxed) {
@@ -290,14 +266,11 @@ pub fn run<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: &mut W) -> Resu
         if let (Some(every), Some(at)) = (stats_every, next_stats)
             && now >= at
         {
-            eprintln!("{}", stats_line(start, &analyzer, heads, src.stats()));
+            eprintln!("{}", stats_line(start, &analyzer, src.stats()));
             next_stats = Some(at + every * (1 + ((now - at).as_nanos() / every.as_nanos()) as u32));
         }
         match src.read(&mut pkt).map_err(|e| e.to_string())? {
             LiveNext::Packet => {
-                if stats_every.is_some() && starts_request(&pkt) {
-                    heads += 1;
-                }
                 if let Some(w) = analyzer.on_packet(&pkt) {
                     warnings.print(&w);
                 }
@@ -447,40 +420,4 @@ mod tests {
         assert!(text.contains("WARNING: 2 packet(s) were dropped"), "{text}");
     }
 
-    #[test]
-    fn request_heads_are_recognised() {
-        let mut p = Packet {
-            linktype: crate::capture::linktype::RAW,
-            ..Packet::default()
-        };
-        // IPv4 + TCP (no options) + "GET / HTTP/1.1"
-        let payload = b"GET / HTTP/1.1\r\n\r\n";
-        let total = 20 + 20 + payload.len();
-        let mut d = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            6,
-            0,
-            0,
-        ];
-        d.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-        d.extend_from_slice(&[
-            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff,
-        ]);
-        d.extend_from_slice(&[0, 0, 0, 0]);
-        d.extend_from_slice(payload);
-        p.orig_len = d.len() as u32;
-        p.data = d;
-        assert!(starts_request(&p));
-        p.data.truncate(40);
-        p.orig_len = 40;
-        assert!(!starts_request(&p));
-    }
 }
