@@ -5,7 +5,7 @@ use crate::analyzer::{Analyzer, Config};
 use crate::capture::{FileSource, Filter, NextRef, PacketSource, Warning};
 use crate::detect::DetectConfig;
 use crate::flow::TableConfig;
-use crate::report::{self, Format};
+use crate::report::{self, Format, WarningPrinter, io_err};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Write};
@@ -124,30 +124,6 @@ impl Args {
     }
 }
 
-/// Prints warnings to stderr up to a limit.
-struct WarningPrinter {
-    max: u64,
-    seen: u64,
-}
-
-impl WarningPrinter {
-    fn print(&mut self, w: &Warning) {
-        self.seen += 1;
-        if self.seen <= self.max {
-            eprintln!("tcprace: warning: {w}");
-        }
-    }
-
-    fn done(&self) {
-        if self.seen > self.max {
-            eprintln!(
-                "tcprace: {} more warnings not shown (see the report)",
-                self.seen - self.max
-            );
-        }
-    }
-}
-
 fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {
     if !enabled || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -207,10 +183,7 @@ fn run(args: &Args) -> Result<i32, String> {
     let mut source = FileSource::open(&args.files).map_err(|e| e.to_string())?;
     let inputs = source.inputs().to_vec();
     let mut analyzer = Analyzer::new(args.config(), inputs);
-    let mut warnings = WarningPrinter {
-        max: args.max_warnings,
-        seen: 0,
-    };
+    let mut warnings = WarningPrinter::new(args.max_warnings);
     let pb = progress_bar(source.progress().1, !args.no_progress);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -335,12 +308,4 @@ fn run_live(args: &Args, iface: &str) -> Result<i32, String> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     crate::live::run(&opts, &stop, &mut out)
-}
-
-fn io_err(e: io::Error) -> String {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        "output closed".into()
-    } else {
-        format!("writing output: {e}")
-    }
 }

@@ -7,8 +7,8 @@
 //! same report as file mode, plus a `capture` section with the kernel's drop counters.
 
 use crate::analyzer::{Analyzer, Config};
-use crate::capture::{CaptureStats, LiveConfig, LiveNext, LiveSource, Packet, Warning};
-use crate::report::{self, FINDING_HEADER, Format, Report};
+use crate::capture::{CaptureStats, LiveConfig, LiveNext, LiveSource, Packet};
+use crate::report::{self, FINDING_HEADER, Format, Report, WarningPrinter, io_err};
 use crate::time::Timestamp;
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -104,37 +104,6 @@ fn wall_clock() -> Timestamp {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
-}
-
-struct WarningPrinter {
-    max: u64,
-    seen: u64,
-}
-
-impl WarningPrinter {
-    fn print(&mut self, w: &Warning) {
-        self.seen += 1;
-        if self.seen <= self.max {
-            eprintln!("tcprace: warning: {w}");
-        }
-    }
-
-    fn done(&self) {
-        if self.seen > self.max {
-            eprintln!(
-                "tcprace: {} more warnings not shown (see the report)",
-                self.seen - self.max
-            );
-        }
-    }
-}
-
-fn io_err(e: io::Error) -> String {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        "output closed".into()
-    } else {
-        format!("writing output: {e}")
-    }
 }
 
 /// One streamed finding in table format: a single self-describing line.
@@ -233,10 +202,7 @@ pub fn run<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: &mut W) -> Resu
             .unwrap_or_default(),
     );
     let mut analyzer = Analyzer::new(opts.config.clone(), src.inputs().to_vec());
-    let mut warnings = WarningPrinter {
-        max: opts.max_warnings,
-        seen: 0,
-    };
+    let mut warnings = WarningPrinter::new(opts.max_warnings);
     let mut streamer = Streamer {
         format: opts.format,
         next: 0,
@@ -419,5 +385,4 @@ mod tests {
         );
         assert!(text.contains("WARNING: 2 packet(s) were dropped"), "{text}");
     }
-
 }

@@ -87,6 +87,44 @@ pub enum Format {
     Jsonl,
 }
 
+/// Prints warnings to stderr as they come, up to a limit (all are counted in the report).
+pub struct WarningPrinter {
+    max: u64,
+    seen: u64,
+}
+
+impl WarningPrinter {
+    pub fn new(max: u64) -> WarningPrinter {
+        WarningPrinter { max, seen: 0 }
+    }
+
+    pub fn print(&mut self, w: &Warning) {
+        self.seen += 1;
+        if self.seen <= self.max {
+            eprintln!("tcprace: warning: {w}");
+        }
+    }
+
+    /// Say how many were not shown.
+    pub fn done(&self) {
+        if self.seen > self.max {
+            eprintln!(
+                "tcprace: {} more warnings not shown (see the report)",
+                self.seen - self.max
+            );
+        }
+    }
+}
+
+/// The message for an error writing the output (a closed pipe is not worth more words).
+pub fn io_err(e: io::Error) -> String {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        "output closed".into()
+    } else {
+        format!("writing output: {e}")
+    }
+}
+
 pub fn write_json<W: Write>(out: &mut W, report: &Report) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, report)?;
     writeln!(out)
