@@ -186,9 +186,9 @@ impl Analyzer {
         }
     }
 
-    /// Findings that became final since the last call (for streaming output). They stay in
-    /// the final report as well.
-    pub fn take_new_findings(&mut self, since: usize) -> &[Finding] {
+    /// Final findings from position `since` on (pass the `finding_count` of the last call to
+    /// stream them as they become final). They stay in the final report as well.
+    pub fn findings_since(&self, since: usize) -> &[Finding] {
         &self.findings[since.min(self.findings.len())..]
     }
 

@@ -234,7 +234,7 @@ fn run(args: &Args) -> Result<i32, String> {
             pb.set_position(source.progress().0);
         }
         if args.format == Format::Jsonl && analyzer.finding_count() > streamed {
-            for f in analyzer.take_new_findings(streamed) {
+            for f in analyzer.findings_since(streamed) {
                 report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
                 streamed_ids.insert((f.connection.id, f.request.index));
             }

@@ -130,7 +130,7 @@ impl Streamer {
         if analyzer.finding_count() <= self.next {
             return Ok(());
         }
-        for f in analyzer.take_new_findings(self.next) {
+        for f in analyzer.findings_since(self.next) {
             match self.format {
                 Format::Jsonl => report::write_jsonl_finding(out, f).map_err(io_err)?,
                 Format::Table => {
