@@ -3,6 +3,11 @@
 //! and capture on that namespace's loopback. They need root; without root or `ip netns` they
 //! print why and pass. Every namespace, process and file they create is removed by a guard,
 //! also when an assertion fails.
+//!
+//! One test builds the reproduction lab's topology instead (proxy host, delay-line namespace
+//! running fixtures/lab/wire.py with 15 ms each way, upstream host) and captures on the proxy
+//! host's eth0 while requests cross the upstream's idle-close FIN in flight (`crossed_fin`).
+//! It also needs python3 and ethtool.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -105,7 +110,11 @@ struct Lab {
 impl Lab {
     fn new(tag: &str) -> Result<Lab, String> {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let ns = format!("tcprace-t{}-{n}", std::process::id());
+        Lab::named(format!("tcprace-t{}-{n}", std::process::id()), tag)
+    }
+
+    /// A namespace with the given (unique) name.
+    fn named(ns: String, tag: &str) -> Result<Lab, String> {
         let out = Command::new("ip")
             .args(["netns", "add", &ns])
             .output()
@@ -566,5 +575,367 @@ fn list_interfaces_like_tcpdump() {
         text.lines()
             .any(|l| l.contains(".lo [") && l.contains("Loopback")),
         "{text}"
+    );
+}
+
+/// The lab's topology (fixtures/lab/run.sh `setup_topology` + `start_wire`): a proxy host and an
+/// upstream host joined through a third namespace running the user-space delay line
+/// (fixtures/lab/wire.py, 15 ms each way), offloads off on every veth, addresses from
+/// 198.18.0.0/15. Namespaces `tcprace-x<pid>-{p,w,u}`; each is a [`Lab`], so its processes are
+/// killed by id and the namespace deleted on drop (also when an assertion fails).
+struct WiredLab {
+    proxy: Lab,
+    up: Lab,
+    wire: Lab,
+}
+
+const LAB_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lab/live_crossing.py");
+const WIRE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/lab/wire.py");
+const PROXY_IP: &str = "198.18.0.1";
+const UP_IP: &str = "198.18.1.2";
+const UP_PORT: &str = "8000";
+
+/// `name` in PATH or in the sbin directories (not always in a test's PATH).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn ok(out: &Output, what: &str) -> Result<(), String> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl WiredLab {
+    /// Why the wired lab cannot run here (the test then passes after saying so). Missing
+    /// ethtool is a skip: the test installs nothing.
+    fn skip_reason() -> Option<String> {
+        if let Some(why) = skip_reason() {
+            return Some(why);
+        }
+        match Command::new("python3").arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => return Some("python3 not found".into()),
+        }
+        if find_tool("ethtool").is_none() {
+            return Some("ethtool not found (apt-get install ethtool)".into());
+        }
+        None
+    }
+
+    fn new() -> Result<WiredLab, String> {
+        let pid = std::process::id();
+        let proxy = Lab::named(format!("tcprace-x{pid}-p"), "proxy")?;
+        let wire = Lab::named(format!("tcprace-x{pid}-w"), "wire")?;
+        let up = Lab::named(format!("tcprace-x{pid}-u"), "upstream")?;
+        let lab = WiredLab { proxy, up, wire };
+        for l in [&lab.proxy, &lab.wire, &lab.up] {
+            // IPv6 off, as in the lab (no router solicitations on the wire); best effort.
+            let _ = l.run(&[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]);
+        }
+        for (host, leg) in [(&lab.proxy.ns, "wa"), (&lab.up.ns, "wb")] {
+            let out = Command::new("ip")
+                .args(["link", "add", "name", "eth0", "netns", host])
+                .args(["type", "veth", "peer", "name", leg, "netns", &lab.wire.ns])
+                .output()
+                .map_err(|e| e.to_string())?;
+            ok(&out, "ip link add veth")?;
+        }
+        ok(
+            &lab.proxy.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{PROXY_IP}/23"),
+                "dev",
+                "eth0",
+            ]),
+            "address the proxy host",
+        )?;
+        ok(
+            &lab.up
+                .run(&["ip", "addr", "add", &format!("{UP_IP}/23"), "dev", "eth0"]),
+            "address the upstream host",
+        )?;
+        let ethtool = find_tool("ethtool").ok_or("ethtool not found")?;
+        let ethtool = ethtool.to_str().unwrap();
+        for (l, dev) in [
+            (&lab.proxy, "eth0"),
+            (&lab.up, "eth0"),
+            (&lab.wire, "wa"),
+            (&lab.wire, "wb"),
+        ] {
+            ok(&l.run(&["ip", "link", "set", dev, "up"]), "link up")?;
+            ok(
+                &l.run(&[
+                    ethtool, "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+                ]),
+                &format!("ethtool -K {dev}"),
+            )?;
+        }
+        for dev in ["wa", "wb"] {
+            ok(
+                &lab.wire.run(&["ip", "link", "set", dev, "promisc", "on"]),
+                "promisc",
+            )?;
+        }
+        Ok(lab)
+    }
+
+    /// The delay line (15 ms each way, bounded run time), up once its ready file exists.
+    fn start_wire(&mut self) {
+        let ready = self.wire.dir.join("wire.ready");
+        let ready_s = ready.to_str().unwrap().to_string();
+        self.wire.spawn(&[
+            "python3",
+            WIRE_SCRIPT,
+            "--if-a",
+            "wa",
+            "--if-b",
+            "wb",
+            "--delay-ms",
+            "15",
+            "--max-seconds",
+            "150",
+            "--ready-file",
+            &ready_s,
+        ]);
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(Instant::now() < end, "delay line did not start");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The upstream: closes a connection idle for 1.0 s (fixtures/lab/live_crossing.py).
+    fn start_upstream(&mut self) {
+        let i = self.up.spawn(&[
+            "python3",
+            LAB_SCRIPT,
+            "server",
+            "--host",
+            UP_IP,
+            "--port",
+            UP_PORT,
+            "--idle",
+            "1.0",
+            "--max-seconds",
+            "150",
+        ]);
+        let lines = line_reader(self.up.children[i].stdout.take().unwrap());
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("upstream did not start");
+        assert_eq!(line.1, "ready");
+    }
+}
+
+/// One capture + one client sweep through the wired lab.
+struct Sweep {
+    /// tcprace's stdout lines (arrival time, record).
+    records: Vec<(Instant, Value)>,
+    status: ExitStatus,
+    stderr: Vec<String>,
+    /// What the client saw, one record per gap.
+    client: Vec<Value>,
+}
+
+impl Sweep {
+    fn findings<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a (Instant, Value)> + 'a {
+        self.records
+            .iter()
+            .filter(move |(_, v)| v["record"] == "finding" && v["kind"] == kind)
+    }
+}
+
+fn sweep(lab: &mut WiredLab, gaps: &[f64]) -> Sweep {
+    let t = lab
+        .proxy
+        .spawn(&[BIN, "-i", "eth0", "--format", "jsonl", "--duration", "12"]);
+    let stdout = line_reader(lab.proxy.children[t].stdout.take().unwrap());
+    let stderr = line_reader(lab.proxy.children[t].stderr.take().unwrap());
+    let mut stderr_text = wait_for_line(&stderr, "listening on eth0", Duration::from_secs(10));
+
+    let gaps_arg = gaps
+        .iter()
+        .map(|g| format!("{g:.3}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let client = lab.proxy.run_timeout(
+        &[
+            "python3",
+            LAB_SCRIPT,
+            "client",
+            "--host",
+            UP_IP,
+            "--port",
+            UP_PORT,
+            "--gaps",
+            &gaps_arg,
+            "--stagger",
+            "0.3",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        client.status.success(),
+        "client failed: {}{}",
+        String::from_utf8_lossy(&client.stdout),
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let client: Vec<Value> = String::from_utf8_lossy(&client.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("client JSON line"))
+        .collect();
+    assert_eq!(client.len(), gaps.len(), "one client record per gap");
+
+    // tcprace's stdout until it ends (EOF), bounded.
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match stdout.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => break,
+        }
+    }
+    let status = wait_bounded(&mut lab.proxy.children[t], Duration::from_secs(10))
+        .expect("tcprace did not exit");
+    stderr_text.extend(stderr.try_iter().map(|(_, l)| l));
+    let records = lines
+        .iter()
+        .map(|(at, l)| (*at, serde_json::from_str(l).expect("JSON line")))
+        .collect();
+    Sweep {
+        records,
+        status,
+        stderr: stderr_text,
+        client,
+    }
+}
+
+#[test]
+fn crossed_fin_through_the_delay_line_is_streamed_live() {
+    let name = "crossed_fin_live";
+    if let Some(why) = WiredLab::skip_reason() {
+        eprintln!("SKIPPED {name}: {why} (needs root, ip netns, python3, ethtool)");
+        return;
+    }
+    let mut lab = match WiredLab::new() {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("SKIPPED {name}: cannot build the lab topology: {why}");
+            return;
+        }
+    };
+    lab.start_wire();
+    lab.start_upstream();
+
+    // Upstream idle timeout T = 1.0 s, one-way delay D = 15 ms: a request sent g seconds after
+    // the response arrived crosses the FIN when T - 2D < g < T; sweep around it.
+    let gaps: Vec<f64> = (0..=10).map(|i| 0.960 + 0.005 * f64::from(i)).collect();
+    let mut run = None;
+    for attempt in 1..=2 {
+        let s = sweep(&mut lab, &gaps);
+        eprintln!("sweep {attempt}: client per gap:");
+        for c in &s.client {
+            eprintln!("  {c}");
+        }
+        let kinds: Vec<(String, String)> = s
+            .records
+            .iter()
+            .filter(|(_, v)| v["record"] == "finding")
+            .map(|(_, v)| {
+                (
+                    v["kind"].as_str().unwrap_or_default().to_string(),
+                    v["request"]["target"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        eprintln!("sweep {attempt}: findings {kinds:?}");
+        let crossed = s.findings("crossed_fin").count();
+        run = Some(s);
+        if crossed > 0 {
+            break;
+        }
+        eprintln!("sweep {attempt}: no crossing (timing on a loaded machine?)");
+    }
+    let s = run.unwrap();
+
+    let crossed: Vec<&(Instant, Value)> = s.findings("crossed_fin").collect();
+    assert!(
+        !crossed.is_empty(),
+        "no crossed_fin in two sweeps; client: {:?}; records: {:?}",
+        s.client,
+        s.records.iter().map(|(_, v)| v).collect::<Vec<_>>()
+    );
+    let summary_at = s
+        .records
+        .iter()
+        .find(|(_, v)| v["record"] == "summary")
+        .map(|(at, _)| *at)
+        .unwrap_or_else(|| panic!("summary line; stderr {:?}", s.stderr));
+    assert_eq!(
+        s.records.last().unwrap().1["record"],
+        "summary",
+        "the summary line comes last"
+    );
+    assert_eq!(
+        s.status.code(),
+        Some(1),
+        "exit code (findings); stderr: {:?}",
+        s.stderr
+    );
+
+    let client_of = |target: &str| s.client.iter().find(|c| c["target"] == target);
+    for (at, f) in &crossed {
+        let target = f["request"]["target"].as_str().unwrap_or_default();
+        assert_eq!(f["request"]["method"], "GET");
+        assert!(target.starts_with("/x"), "crossed_fin for {target}");
+        assert_eq!(f["connection"]["server"], format!("{UP_IP}:{UP_PORT}"));
+        // Streamed while the capture still ran (the summary comes at --duration).
+        assert!(
+            *at + Duration::from_millis(1500) < summary_at,
+            "crossed_fin for {target} came {:?} before the summary",
+            summary_at.saturating_duration_since(*at)
+        );
+        // Deterministic consistency with the client: a request that does not acknowledge
+        // the FIN was built before the kernel processed the FIN.
+        let c = client_of(target).unwrap_or_else(|| panic!("client sent {target}"));
+        assert_eq!(c["state_before"], "ESTABLISHED", "{c}");
+    }
+    // No after_fin for requests the client sent before its kernel had the FIN (the socket was
+    // still ESTABLISHED after the request was written).
+    for (_, f) in s.findings("after_fin") {
+        let target = f["request"]["target"].as_str().unwrap_or_default();
+        if let Some(c) = client_of(target) {
+            assert_eq!(
+                c["fin_seen_before_send"], true,
+                "after_fin for {target}, which was sent before the FIN arrived: {c}"
+            );
+        }
+    }
+    // The warm-up requests were answered: never a finding.
+    assert!(
+        !s.records
+            .iter()
+            .any(|(_, v)| v["record"] == "finding" && v["request"]["target"] == "/warm"),
+        "a /warm request reported"
     );
 }
