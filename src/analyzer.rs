@@ -1,6 +1,6 @@
 //! The engine: drives one packet at a time through decode -> flow -> http -> detect, and
 //! assembles the report. It knows nothing of where packets come from, so files, stdin and live
-//! interfaces feed it alike; verdicts become final as capture time passes (`take_ready`).
+//! interfaces feed it alike; verdicts become final as capture time passes (`findings_since`).
 
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
@@ -39,7 +39,6 @@ pub struct Analyzer {
     det: Detector,
     events: Vec<HttpEvent>,
     inputs: Vec<String>,
-    ordinal: u64,
     now: Timestamp,
     last_tick: Timestamp,
     packets: u64,
@@ -61,7 +60,6 @@ impl Analyzer {
             det: Detector::new(cfg.detect, inputs.clone()),
             events: Vec::new(),
             inputs,
-            ordinal: 0,
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             packets: 0,
@@ -112,7 +110,6 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         self.packets += 1;
-        self.ordinal += 1;
         self.bytes += u64::from(pkt.orig_len);
         if self.first_ts.is_none_or(|f| pkt.ts < f) {
             self.first_ts = Some(pkt.ts);
@@ -143,7 +140,7 @@ impl Analyzer {
                 let at = FrameRef {
                     input: pkt.input as u32,
                     frame: pkt.frame,
-                    ordinal: self.ordinal,
+                    ordinal: self.packets,
                     ts: pkt.ts,
                 };
                 let mut stages = Stages {
