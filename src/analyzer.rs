@@ -227,16 +227,19 @@ impl Analyzer {
 
     /// End of input: finish every connection and build the report.
     pub fn finish(self) -> Report {
-        let mut parts = self.into_parts();
+        let now = self.now;
+        let mut parts = self.into_parts(now);
         parts.sort_findings();
         let warnings = parts.warnings.drain(..).map(|(_, w)| w).collect();
         build_report(parts, warnings)
     }
 
-    /// End of input of a part of the input (a shard): finish every connection and return
-    /// the results, to be merged with the other parts' by [`merge`].
-    pub fn into_parts(mut self) -> Parts {
-        let now = self.now;
+    /// End of input of a part of the input (a shard), whose capture time is `now`: finish
+    /// every connection and return the results, to be merged with the other parts' by
+    /// [`merge`].
+    pub fn into_parts(mut self, now: Timestamp) -> Parts {
+        let now = self.now.max(now);
+        self.now = now;
         let mut stages = Stages {
             det: &mut self.det,
             events: &mut self.events,
