@@ -500,3 +500,73 @@ fn on_flow_event(
         det.on_http(info, &mut st.det, dir, ev, meta);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::linktype;
+
+    fn warning(frame: u64) -> Warning {
+        Warning {
+            file: "in.pcap".into(),
+            frame: Some(frame),
+            message: format!("w{frame}"),
+        }
+    }
+
+    /// A packet that is not IP (skipped): enough to count and to time.
+    fn feed(a: &mut Analyzer, ordinal: u64, secs: f64) {
+        let data = [0u8; 14];
+        let pkt = PacketRef {
+            input: 0,
+            frame: ordinal,
+            ts: Timestamp::from_secs_f64(secs),
+            linktype: linktype::ETHERNET,
+            orig_len: 14,
+            data: &data,
+        };
+        a.on_packet_at(pkt, ordinal, pkt.ts);
+    }
+
+    #[test]
+    fn merge_sums_the_parts_and_orders_the_warnings_as_the_input() {
+        let inputs = vec!["in.pcap".to_string()];
+        let mut a = Analyzer::new(Config::default(), inputs.clone());
+        let mut b = Analyzer::new(Config::default(), inputs.clone());
+        feed(&mut a, 1, 5.0);
+        feed(&mut b, 2, 3.0);
+        feed(&mut a, 3, 9.0);
+        a.skip("filtered_out");
+        // b's warnings come first in the input, then a's; 150 in all, 100 kept
+        for n in 0..75 {
+            a.warn_at((100 + n, 1), warning(100 + n));
+            b.warn_at((n, 0), warning(n));
+        }
+        let r = merge(vec![
+            a.into_parts(Timestamp::from_secs_f64(9.0)),
+            b.into_parts(Timestamp::from_secs_f64(9.0)),
+        ]);
+        assert_eq!(r.inputs, inputs);
+        assert_eq!(r.summary.packets, 3);
+        assert_eq!(r.summary.bytes, 42);
+        assert_eq!(
+            r.summary.first_packet_time,
+            Some(Timestamp::from_secs_f64(3.0))
+        );
+        assert_eq!(
+            r.summary.last_packet_time,
+            Some(Timestamp::from_secs_f64(9.0))
+        );
+        assert!((r.summary.duration_s - 6.0).abs() < 1e-9);
+        assert_eq!(r.summary.skipped_packets, 4);
+        assert_eq!(r.skipped.get("non_ip"), Some(&3));
+        assert_eq!(r.skipped.get("filtered_out"), Some(&1));
+        assert_eq!(r.summary.warnings, 150);
+        assert_eq!(r.warnings.len(), MAX_KEPT_WARNINGS);
+        let frames: Vec<u64> = r.warnings.iter().filter_map(|w| w.frame).collect();
+        let want: Vec<u64> = (0..75).chain(100..125).collect();
+        assert_eq!(frames, want);
+        assert_eq!(r.summary.by_kind.len(), Kind::ALL.len());
+        assert!(r.findings.is_empty() && r.endpoints.is_empty());
+    }
+}

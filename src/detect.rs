@@ -1403,4 +1403,82 @@ mod tests {
             Some("timeout=1")
         );
     }
+
+    fn endpoint(
+        server: &str,
+        idles: impl Iterator<Item = (u64, f64)>,
+        ka: &[&str],
+    ) -> EndpointStats {
+        let mut e = EndpointStats {
+            server: server.into(),
+            ..EndpointStats::default()
+        };
+        for (conn, v) in idles {
+            e.connections += 1;
+            e.idle_closes.add(v, conn);
+        }
+        for k in ka {
+            add_keep_alive(&mut e.keep_alive, k.to_string());
+        }
+        e.idle_closes.finish();
+        e
+    }
+
+    #[test]
+    fn merged_endpoints_equal_one_over_everything() {
+        let idle = |c: u64| (c, (c * 7919 % 1000) as f64 / 100.0);
+        let kas = ["k", "j", "i", "h", "g", "f", "e", "d", "c", "b", "a"];
+        // more idle closes than samples are kept, split unevenly and interleaved
+        let whole = endpoint("10.0.0.1:80", (1..=9000).map(idle), &kas);
+        let a = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 == 0).map(idle),
+            &kas[..6],
+        );
+        let mut b = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 != 0).rev().map(idle),
+            &kas[6..],
+        );
+        b.findings = 2;
+        b.by_kind.insert(Kind::CrossedFin.as_str(), 2);
+        b.race_idle_max = Some(4.5);
+        b.max_reuse_idle_s = Some(4.0);
+        let mut a2 = a.clone();
+        a2.max_reuse_idle_s = Some(5.0);
+        let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
+        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], {
+            let mut o = other;
+            o.recommendation = None;
+            o
+        });
+        let m = &merged[1];
+        assert_eq!(m.connections, 9000);
+        let (mi, wi) = (&m.idle_closes, &whole.idle_closes);
+        assert_eq!(
+            (mi.count, mi.min_s, mi.median_s, mi.max_s),
+            (wi.count, wi.min_s, wi.median_s, wi.max_s)
+        );
+        let sorted = |v: &[(u64, f64)]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|s| s.0);
+            v
+        };
+        assert_eq!(sorted(&mi.samples), sorted(&wi.samples));
+        assert_eq!(mi.samples.len(), MAX_IDLE_SAMPLES);
+        assert_eq!(m.keep_alive, whole.keep_alive);
+        assert_eq!(
+            m.keep_alive.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e", "f", "g", "h"]
+        );
+        assert_eq!(m.max_reuse_idle_s, Some(5.0));
+        assert_eq!(m.findings, 2);
+        assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
+        let rec = m.recommendation.as_deref().unwrap();
+        let median = whole.idle_closes.median_s.unwrap();
+        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains("up to 4.50 s"), "{rec}");
+    }
 }
