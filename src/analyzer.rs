@@ -33,6 +33,11 @@ struct ConnState {
 /// Warnings kept in the report (all are counted).
 const MAX_KEPT_WARNINGS: usize = 100;
 
+/// Where a warning belongs in the input: (ordinal of the last analysed packet, n), n = 0 for
+/// the warning about that packet itself and 1, 2, ... for those that followed it. Orders the
+/// warnings of parts of the input (shards) as the whole input would.
+pub type WarningKey = (u64, u64);
+
 /// The analysis engine.
 pub struct Analyzer {
     table: FlowTable<ConnState>,
@@ -47,7 +52,8 @@ pub struct Analyzer {
     first_ts: Option<Timestamp>,
     last_ts: Option<Timestamp>,
     skipped: BTreeMap<&'static str, u64>,
-    warnings: Vec<Warning>,
+    /// The kept warnings with their place in the input (see [`Analyzer::warn_at`]).
+    warnings: Vec<(WarningKey, Warning)>,
     warnings_total: u64,
     findings: Vec<Finding>,
     informational: Vec<Finding>,
@@ -80,11 +86,17 @@ impl Analyzer {
         *self.skipped.entry(reason).or_default() += 1;
     }
 
-    /// Record a problem with the input; returns it for printing.
+    /// Record a problem with the input.
     pub fn warn(&mut self, w: Warning) {
+        self.warn_at((self.packets, 1), w);
+    }
+
+    /// Record a problem with the input at its place `key` in the input (warnings of a part
+    /// of the input, to be merged).
+    pub fn warn_at(&mut self, key: WarningKey, w: Warning) {
         self.warnings_total += 1;
         if self.warnings.len() < MAX_KEPT_WARNINGS {
-            self.warnings.push(w);
+            self.warnings.push((key, w));
         }
     }
 
@@ -109,6 +121,24 @@ impl Analyzer {
 
     /// `on_packet` for a packet borrowed from its source.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
+        let now = self.now.max(pkt.ts);
+        let warning = self.on_packet_at(pkt, self.packets + 1, now);
+        if self.now.secs_since(self.last_tick) >= 0.1 {
+            self.tick(self.now);
+        }
+        warning
+    }
+
+    /// Analyse one packet of a part of the input (a shard): `ordinal` is its position among
+    /// the analysed packets of the whole input, `now` the capture time of the whole input
+    /// (the latest timestamp so far, this packet's included). Time does not advance by itself:
+    /// the caller calls [`Analyzer::tick`] when the whole input's analyzer would.
+    pub fn on_packet_at(
+        &mut self,
+        pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+    ) -> Option<Warning> {
         self.packets += 1;
         self.bytes += u64::from(pkt.orig_len);
         if self.first_ts.is_none_or(|f| pkt.ts < f) {
@@ -117,7 +147,7 @@ impl Analyzer {
         if self.last_ts.is_none_or(|l| pkt.ts > l) {
             self.last_ts = Some(pkt.ts);
         }
-        self.now = self.now.max(pkt.ts);
+        self.now = self.now.max(now);
         let mut warning = None;
         match decode::decode(pkt.linktype, pkt.data, pkt.orig_len) {
             Decoded::Skip(reason, detail) => {
@@ -131,7 +161,7 @@ impl Analyzer {
                             detail.unwrap_or_else(|| "bad headers".into())
                         ),
                     };
-                    self.warn(w.clone());
+                    self.warn_at((ordinal, 0), w.clone());
                     warning = Some(w);
                 }
             }
@@ -140,7 +170,7 @@ impl Analyzer {
                 let at = FrameRef {
                     input: pkt.input as u32,
                     frame: pkt.frame,
-                    ordinal: self.packets,
+                    ordinal,
                     ts: pkt.ts,
                 };
                 let mut stages = Stages {
@@ -150,9 +180,6 @@ impl Analyzer {
                 };
                 self.table.process(&seg, at, &mut stages);
             }
-        }
-        if self.now.secs_since(self.last_tick) >= 0.1 {
-            self.tick(self.now);
         }
         warning
     }
@@ -199,8 +226,20 @@ impl Analyzer {
     }
 
     /// End of input: finish every connection and build the report.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
         let now = self.now;
+        let mut parts = self.into_parts(now);
+        parts.sort_findings();
+        let warnings = parts.warnings.drain(..).map(|(_, w)| w).collect();
+        build_report(parts, warnings)
+    }
+
+    /// End of input of a part of the input (a shard), whose capture time is `now`: finish
+    /// every connection and return the results, to be merged with the other parts' by
+    /// [`merge`].
+    pub fn into_parts(mut self, now: Timestamp) -> Parts {
+        let now = self.now.max(now);
+        self.now = now;
         let mut stages = Stages {
             det: &mut self.det,
             events: &mut self.events,
@@ -209,85 +248,160 @@ impl Analyzer {
         self.table.drain(&mut stages);
         let endpoints = self.det.finish();
         self.collect();
+        Parts {
+            inputs: self.inputs,
+            packets: self.packets,
+            bytes: self.bytes,
+            tcp_segments: self.tcp_segments,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            skipped: self.skipped,
+            warnings: self.warnings,
+            warnings_total: self.warnings_total,
+            findings: self.findings,
+            informational: self.informational,
+            endpoints,
+            flow: self.table.stats,
+            detect: self.det.stats,
+        }
+    }
+}
+
+/// The results of the analysis of a part of the input (from [`Analyzer::into_parts`]).
+#[derive(Debug, Default)]
+pub struct Parts {
+    inputs: Vec<String>,
+    packets: u64,
+    bytes: u64,
+    tcp_segments: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+    skipped: BTreeMap<&'static str, u64>,
+    warnings: Vec<(WarningKey, Warning)>,
+    warnings_total: u64,
+    findings: Vec<Finding>,
+    informational: Vec<Finding>,
+    endpoints: Vec<EndpointStats>,
+    flow: FlowStats,
+    detect: DetectStats,
+}
+
+impl Parts {
+    /// Findings in the order of the report: input, frame, connection, request.
+    fn sort_findings(&mut self) {
+        let inputs = &self.inputs;
         let order = |f: &Finding| {
             (
-                self.inputs.iter().position(|i| *i == f.request.file),
+                inputs.iter().position(|i| *i == f.request.file),
                 f.request.frame,
                 f.connection.id,
                 f.request.index,
             )
         };
-        let mut findings = std::mem::take(&mut self.findings);
-        findings.sort_by_key(order);
-        let mut informational = std::mem::take(&mut self.informational);
-        informational.sort_by_key(order);
-        self.build_report(findings, informational, endpoints)
+        self.findings.sort_by_key(order);
+        self.informational.sort_by_key(order);
     }
+}
 
-    fn build_report(
-        &self,
-        findings: Vec<Finding>,
-        informational: Vec<Finding>,
-        endpoints: Vec<EndpointStats>,
-    ) -> Report {
-        let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for k in Kind::ALL {
-            by_kind.insert(k.as_str(), 0);
+/// The report of the whole input from the parts it was split into (shards: every connection,
+/// and every request that may be retried on another connection, analysed in one part, with
+/// global ordinals and capture time). Equal to what one [`Analyzer`] over the whole input gives.
+pub fn merge(parts: Vec<Parts>) -> Report {
+    let mut all = Parts::default();
+    let mut endpoints = Vec::with_capacity(parts.len());
+    for p in parts {
+        if all.inputs.is_empty() {
+            all.inputs = p.inputs;
         }
-        let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
-        by_outcome.insert("lost", 0);
-        by_outcome.insert("retried", 0);
-        for f in findings.iter().chain(&informational) {
-            *by_kind.entry(f.kind.as_str()).or_default() += 1;
-        }
-        for f in &findings {
-            *by_outcome.entry(f.outcome.as_str()).or_default() += 1;
-        }
-        let flow: &FlowStats = &self.table.stats;
-        let detect: &DetectStats = &self.det.stats;
-        let summary = Summary {
-            packets: self.packets,
-            bytes: self.bytes,
-            tcp_segments: self.tcp_segments,
-            first_packet_time: self.first_ts,
-            last_packet_time: self.last_ts,
-            duration_s: match (self.first_ts, self.last_ts) {
-                (Some(a), Some(b)) => b.secs_since(a),
-                _ => 0.0,
-            },
-            connections: flow.connections,
-            http_connections: detect.http_connections,
-            requests: detect.requests,
-            responses: detect.responses,
-            findings: findings.len() as u64,
-            informational: informational.len() as u64,
-            by_kind,
-            by_outcome,
-            skipped_packets: self.skipped.values().sum(),
-            warnings: self.warnings_total,
+        all.packets += p.packets;
+        all.bytes += p.bytes;
+        all.tcp_segments += p.tcp_segments;
+        all.first_ts = match (all.first_ts, p.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let recommendations = endpoints
-            .iter()
-            .filter_map(|e| e.recommendation.clone())
-            .collect();
-        Report {
-            schema_version: crate::report::SCHEMA_VERSION,
-            tool: crate::report::Tool::current(),
-            inputs: self.inputs.clone(),
-            summary,
-            findings,
-            informational,
-            endpoints,
-            recommendations,
-            skipped: self
-                .skipped
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-            tcp: flow.clone(),
-            http: detect.clone(),
-            warnings: self.warnings.clone(),
+        all.last_ts = match (all.last_ts, p.last_ts) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (k, n) in p.skipped {
+            *all.skipped.entry(k).or_default() += n;
         }
+        all.warnings.extend(p.warnings);
+        all.warnings_total += p.warnings_total;
+        all.findings.extend(p.findings);
+        all.informational.extend(p.informational);
+        endpoints.push(p.endpoints);
+        all.flow.add(&p.flow);
+        all.detect.add(&p.detect);
+    }
+    all.sort_findings();
+    all.endpoints = crate::detect::merge_endpoints(endpoints);
+    // each part kept its first warnings: the first of all are among them
+    all.warnings.sort_by_key(|(k, _)| *k);
+    let warnings = all
+        .warnings
+        .drain(..)
+        .take(MAX_KEPT_WARNINGS)
+        .map(|(_, w)| w)
+        .collect();
+    build_report(all, warnings)
+}
+
+/// The report from the (merged) results; findings sorted, endpoints final.
+fn build_report(p: Parts, warnings: Vec<Warning>) -> Report {
+    let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for k in Kind::ALL {
+        by_kind.insert(k.as_str(), 0);
+    }
+    let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
+    by_outcome.insert("lost", 0);
+    by_outcome.insert("retried", 0);
+    for f in p.findings.iter().chain(&p.informational) {
+        *by_kind.entry(f.kind.as_str()).or_default() += 1;
+    }
+    for f in &p.findings {
+        *by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+    }
+    let summary = Summary {
+        packets: p.packets,
+        bytes: p.bytes,
+        tcp_segments: p.tcp_segments,
+        first_packet_time: p.first_ts,
+        last_packet_time: p.last_ts,
+        duration_s: match (p.first_ts, p.last_ts) {
+            (Some(a), Some(b)) => b.secs_since(a),
+            _ => 0.0,
+        },
+        connections: p.flow.connections,
+        http_connections: p.detect.http_connections,
+        requests: p.detect.requests,
+        responses: p.detect.responses,
+        findings: p.findings.len() as u64,
+        informational: p.informational.len() as u64,
+        by_kind,
+        by_outcome,
+        skipped_packets: p.skipped.values().sum(),
+        warnings: p.warnings_total,
+    };
+    let recommendations = p
+        .endpoints
+        .iter()
+        .filter_map(|e| e.recommendation.clone())
+        .collect();
+    Report {
+        schema_version: crate::report::SCHEMA_VERSION,
+        tool: crate::report::Tool::current(),
+        inputs: p.inputs,
+        summary,
+        findings: p.findings,
+        informational: p.informational,
+        endpoints: p.endpoints,
+        recommendations,
+        skipped: p.skipped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        tcp: p.flow,
+        http: p.detect,
+        warnings,
     }
 }
 
@@ -384,5 +498,75 @@ fn on_flow_event(
                 .push_request_method(&head.method);
         }
         det.on_http(info, &mut st.det, dir, ev, meta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::linktype;
+
+    fn warning(frame: u64) -> Warning {
+        Warning {
+            file: "in.pcap".into(),
+            frame: Some(frame),
+            message: format!("w{frame}"),
+        }
+    }
+
+    /// A packet that is not IP (skipped): enough to count and to time.
+    fn feed(a: &mut Analyzer, ordinal: u64, secs: f64) {
+        let data = [0u8; 14];
+        let pkt = PacketRef {
+            input: 0,
+            frame: ordinal,
+            ts: Timestamp::from_secs_f64(secs),
+            linktype: linktype::ETHERNET,
+            orig_len: 14,
+            data: &data,
+        };
+        a.on_packet_at(pkt, ordinal, pkt.ts);
+    }
+
+    #[test]
+    fn merge_sums_the_parts_and_orders_the_warnings_as_the_input() {
+        let inputs = vec!["in.pcap".to_string()];
+        let mut a = Analyzer::new(Config::default(), inputs.clone());
+        let mut b = Analyzer::new(Config::default(), inputs.clone());
+        feed(&mut a, 1, 5.0);
+        feed(&mut b, 2, 3.0);
+        feed(&mut a, 3, 9.0);
+        a.skip("filtered_out");
+        // b's warnings come first in the input, then a's; 150 in all, 100 kept
+        for n in 0..75 {
+            a.warn_at((100 + n, 1), warning(100 + n));
+            b.warn_at((n, 0), warning(n));
+        }
+        let r = merge(vec![
+            a.into_parts(Timestamp::from_secs_f64(9.0)),
+            b.into_parts(Timestamp::from_secs_f64(9.0)),
+        ]);
+        assert_eq!(r.inputs, inputs);
+        assert_eq!(r.summary.packets, 3);
+        assert_eq!(r.summary.bytes, 42);
+        assert_eq!(
+            r.summary.first_packet_time,
+            Some(Timestamp::from_secs_f64(3.0))
+        );
+        assert_eq!(
+            r.summary.last_packet_time,
+            Some(Timestamp::from_secs_f64(9.0))
+        );
+        assert!((r.summary.duration_s - 6.0).abs() < 1e-9);
+        assert_eq!(r.summary.skipped_packets, 4);
+        assert_eq!(r.skipped.get("non_ip"), Some(&3));
+        assert_eq!(r.skipped.get("filtered_out"), Some(&1));
+        assert_eq!(r.summary.warnings, 150);
+        assert_eq!(r.warnings.len(), MAX_KEPT_WARNINGS);
+        let frames: Vec<u64> = r.warnings.iter().filter_map(|w| w.frame).collect();
+        let want: Vec<u64> = (0..75).chain(100..125).collect();
+        assert_eq!(frames, want);
+        assert_eq!(r.summary.by_kind.len(), Kind::ALL.len());
+        assert!(r.findings.is_empty() && r.endpoints.is_empty());
     }
 }

@@ -2,13 +2,17 @@
 //! report. Exit codes: 0 no findings, 1 findings, 2 error.
 
 use crate::analyzer::{Analyzer, Config};
-use crate::capture::{FileSource, Filter, NextRef, PacketSource, Warning};
+use crate::capture::{FileSource, Filter, NextRef, PacketRef, PacketSource, Warning};
 use crate::detect::DetectConfig;
 use crate::flow::TableConfig;
 use crate::report::{self, Format, WarningPrinter, io_err};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+/// Threads the analysis of files is split into (at most; one per core).
+const SHARDS: usize = 2;
 
 /// Finds HTTP keep-alive races in packet captures: requests sent on connections the peer had
 /// already closed (the cause of sporadic 502s behind reverse proxies).
@@ -181,17 +185,61 @@ fn run(args: &Args) -> Result<i32, String> {
         None => None,
     };
     let mut source = FileSource::open(&args.files).map_err(|e| e.to_string())?;
-    let inputs = source.inputs().to_vec();
-    let mut analyzer = Analyzer::new(args.config(), inputs);
-    let mut warnings = WarningPrinter::new(args.max_warnings);
+    let names = source.inputs().to_vec();
+    let mut filter_errors = std::collections::HashSet::new();
+    // whether a packet is analysed (the filter), else why not and what to warn about
+    let mut admit = |pkt: &PacketRef<'_>| -> Result<(), (&'static str, Option<Warning>)> {
+        let Some(f) = filter.as_mut() else {
+            return Ok(());
+        };
+        match f.matches_ref(pkt) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(("filtered_out", None)),
+            Err(e) => {
+                let w = filter_errors.insert(pkt.linktype).then(|| Warning {
+                    file: names[pkt.input].clone(),
+                    frame: Some(pkt.frame),
+                    message: format!(
+                        "filter does not apply to link type {}: {e}; such packets are skipped",
+                        pkt.linktype
+                    ),
+                });
+                Err(("filter_unsupported_link_type", w))
+            }
+        }
+    };
     let pb = progress_bar(source.progress().1, !args.no_progress);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    if args.format != Format::Jsonl {
+        // the whole report at the end: analysed in parallel
+        let printer = Arc::new(Mutex::new(WarningPrinter::new(args.max_warnings)));
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(SHARDS));
+        let report = crate::parallel::analyze(
+            &mut source,
+            args.config(),
+            shards,
+            &mut admit,
+            &printer,
+            &mut |done| pb.set_position(done),
+        )?;
+        pb.finish_and_clear();
+        if let Ok(p) = printer.lock() {
+            p.done();
+        }
+        match args.format {
+            Format::Table => report::write_table(&mut out, &report),
+            _ => report::write_json(&mut out, &report),
+        }
+        .and_then(|_| out.flush())
+        .map_err(io_err)?;
+        return Ok(report.exit_code());
+    }
+    let mut analyzer = Analyzer::new(args.config(), names.clone());
+    let mut warnings = WarningPrinter::new(args.max_warnings);
     // JSON Lines: findings are written as their verdicts become final
     let mut streamed = 0usize;
     let mut streamed_ids = std::collections::HashSet::new();
-    let mut filter_errors = std::collections::HashSet::new();
-    let names = source.inputs().to_vec();
     loop {
         let pkt = match source.next_ref().map_err(|e| e.to_string())? {
             NextRef::End => break,
@@ -202,30 +250,13 @@ fn run(args: &Args) -> Result<i32, String> {
             }
             NextRef::Packet(p) => p,
         };
-        if let Some(f) = filter.as_mut() {
-            match f.matches_ref(&pkt) {
-                Ok(true) => {}
-                Ok(false) => {
-                    analyzer.skip("filtered_out");
-                    continue;
-                }
-                Err(e) => {
-                    if filter_errors.insert(pkt.linktype) {
-                        let w = Warning {
-                            file: names[pkt.input].clone(),
-                            frame: Some(pkt.frame),
-                            message: format!(
-                                "filter does not apply to link type {}: {e}; such packets are skipped",
-                                pkt.linktype
-                            ),
-                        };
-                        warnings.print(&w);
-                        analyzer.warn(w);
-                    }
-                    analyzer.skip("filter_unsupported_link_type");
-                    continue;
-                }
+        if let Err((reason, w)) = admit(&pkt) {
+            if let Some(w) = w {
+                warnings.print(&w);
+                analyzer.warn(w);
             }
+            analyzer.skip(reason);
+            continue;
         }
         if let Some(w) = analyzer.on_packet_ref(pkt) {
             warnings.print(&w);
@@ -233,7 +264,7 @@ fn run(args: &Args) -> Result<i32, String> {
         if analyzer.packets().is_multiple_of(4096) {
             pb.set_position(source.progress().0);
         }
-        if args.format == Format::Jsonl && analyzer.finding_count() > streamed {
+        if analyzer.finding_count() > streamed {
             for f in analyzer.findings_since(streamed) {
                 report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
                 streamed_ids.insert((f.connection.id, f.request.index));
@@ -244,22 +275,16 @@ fn run(args: &Args) -> Result<i32, String> {
     pb.finish_and_clear();
     let report = analyzer.finish();
     warnings.done();
-    match args.format {
-        Format::Json => report::write_json(&mut out, &report),
-        Format::Table => report::write_table(&mut out, &report),
-        Format::Jsonl => {
-            let rest = report
-                .findings
-                .iter()
-                .filter(|f| !streamed_ids.contains(&(f.connection.id, f.request.index)));
-            for f in rest {
-                report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
-            }
-            report::write_jsonl_summary(&mut out, &report)
-        }
+    let rest = report
+        .findings
+        .iter()
+        .filter(|f| !streamed_ids.contains(&(f.connection.id, f.request.index)));
+    for f in rest {
+        report::write_jsonl_finding(&mut out, f).map_err(io_err)?;
     }
-    .and_then(|_| out.flush())
-    .map_err(io_err)?;
+    report::write_jsonl_summary(&mut out, &report)
+        .and_then(|_| out.flush())
+        .map_err(io_err)?;
     Ok(report.exit_code())
 }
 

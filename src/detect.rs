@@ -181,7 +181,7 @@ pub struct EndpointStats {
     pub idle_closes: IdleCloses,
     /// The longest idle time after which a client reused a connection (sent another request).
     pub max_reuse_idle_s: Option<f64>,
-    /// Distinct `Keep-Alive` header values in responses (at most 8).
+    /// Distinct `Keep-Alive` header values in responses (the first 8 in sort order).
     pub keep_alive: BTreeSet<String>,
     pub findings: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
@@ -197,34 +197,66 @@ pub struct IdleCloses {
     pub min_s: Option<f64>,
     pub median_s: Option<f64>,
     pub max_s: Option<f64>,
+    /// (rank, idle time): the samples for the median, at most `MAX_IDLE_SAMPLES` after
+    /// `finish`. Beyond that the samples of lowest rank (a hash of the connection id) are
+    /// kept: a deterministic sample that does not depend on the order of the closes, so the
+    /// samples of parts of the input (shards) merge to the same result.
     #[serde(skip)]
-    samples: Vec<f64>,
+    samples: Vec<(u64, f64)>,
 }
 
-/// Samples kept for the median; beyond this a deterministic reservoir keeps it bounded.
+/// Samples kept for the median.
 const MAX_IDLE_SAMPLES: usize = 4096;
 
+/// A bijective mix of a connection id (splitmix64's finalizer): distinct ids, distinct ranks.
+fn sample_rank(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl IdleCloses {
-    fn add(&mut self, v: f64) {
+    fn add(&mut self, v: f64, conn: u64) {
         self.count += 1;
         self.min_s = Some(self.min_s.map_or(v, |m| m.min(v)));
         self.max_s = Some(self.max_s.map_or(v, |m| m.max(v)));
-        if self.samples.len() < MAX_IDLE_SAMPLES {
-            self.samples.push(v);
-        } else {
-            // deterministic reservoir sampling
-            let j = (self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % self.count;
-            if (j as usize) < MAX_IDLE_SAMPLES {
-                self.samples[j as usize] = v;
-            }
+        self.samples.push((sample_rank(conn), v));
+        if self.samples.len() >= 2 * MAX_IDLE_SAMPLES {
+            self.trim();
         }
     }
 
+    /// Keep the `MAX_IDLE_SAMPLES` samples of lowest rank.
+    fn trim(&mut self) {
+        if self.samples.len() > MAX_IDLE_SAMPLES {
+            self.samples
+                .select_nth_unstable_by_key(MAX_IDLE_SAMPLES - 1, |&(rank, _)| rank);
+            self.samples.truncate(MAX_IDLE_SAMPLES);
+        }
+    }
+
+    /// Add the closes of another part of the input.
+    fn merge(&mut self, other: &IdleCloses) {
+        self.count += other.count;
+        self.min_s = match (self.min_s, other.min_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_s = match (self.max_s, other.max_s) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.samples.extend_from_slice(&other.samples);
+        self.trim();
+    }
+
     fn finish(&mut self) {
+        self.trim();
         if self.samples.is_empty() {
             return;
         }
-        let mut s = self.samples.clone();
+        let mut s: Vec<f64> = self.samples.iter().map(|&(_, v)| v).collect();
         s.sort_by(f64::total_cmp);
         let n = s.len();
         self.median_s = Some(if n % 2 == 1 {
@@ -660,15 +692,13 @@ impl Detector {
         ep.requests += cd.requests;
         ep.responses += cd.responses;
         for ka in std::mem::take(&mut cd.keep_alive) {
-            if ep.keep_alive.len() < 8 {
-                ep.keep_alive.insert(ka);
-            }
+            add_keep_alive(&mut ep.keep_alive, ka);
         }
         if let Some(m) = cd.max_reuse_idle {
             ep.max_reuse_idle_s = Some(ep.max_reuse_idle_s.map_or(m, |e| e.max(m)));
         }
         if let Some(idle) = idle_close(&cd, closes, client) {
-            ep.idle_closes.add(idle);
+            ep.idle_closes.add(idle, info.id);
         }
         let rel = Rel {
             client: i64::from(info.from_syn[client]),
@@ -967,6 +997,81 @@ impl Detector {
             retry: None,
             evidence,
         }
+    }
+}
+
+/// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
+/// kept (independent of the order the values come in, so parts of the input merge alike).
+fn add_keep_alive(set: &mut BTreeSet<String>, ka: String) {
+    if set.len() < 8 || set.last().is_some_and(|last| ka < *last) {
+        set.insert(ka);
+        if set.len() > 8 {
+            set.pop_last();
+        }
+    }
+}
+
+impl DetectStats {
+    /// Add another part's counters (the shards of a parallel analysis).
+    pub fn add(&mut self, other: &DetectStats) {
+        let DetectStats {
+            http_connections,
+            requests,
+            responses,
+            interim_responses,
+            http_desyncs,
+            tunnels,
+            responses_without_request,
+            unframed_responses,
+        } = *other;
+        self.http_connections += http_connections;
+        self.requests += requests;
+        self.responses += responses;
+        self.interim_responses += interim_responses;
+        self.http_desyncs += http_desyncs;
+        self.tunnels += tunnels;
+        self.responses_without_request += responses_without_request;
+        self.unframed_responses += unframed_responses;
+    }
+}
+
+/// Merge the endpoint statistics of parts of the input (each from [`Detector::finish`]; every
+/// connection in exactly one part): per server, counts summed, idle closes and keep-alive
+/// values merged, the recommendation recomputed. Ordered by server address, as `finish` is.
+pub fn merge_endpoints(parts: Vec<Vec<EndpointStats>>) -> Vec<EndpointStats> {
+    let mut by_server: BTreeMap<String, EndpointStats> = BTreeMap::new();
+    for ep in parts.into_iter().flatten() {
+        let Some(m) = by_server.get_mut(&ep.server) else {
+            by_server.insert(ep.server.clone(), ep);
+            continue;
+        };
+        m.connections += ep.connections;
+        m.requests += ep.requests;
+        m.responses += ep.responses;
+        m.idle_closes.merge(&ep.idle_closes);
+        m.max_reuse_idle_s = max_opt(m.max_reuse_idle_s, ep.max_reuse_idle_s);
+        for ka in ep.keep_alive {
+            add_keep_alive(&mut m.keep_alive, ka);
+        }
+        m.findings += ep.findings;
+        for (k, n) in ep.by_kind {
+            *m.by_kind.entry(k).or_default() += n;
+        }
+        m.race_idle_max = max_opt(m.race_idle_max, ep.race_idle_max);
+    }
+    let mut eps: Vec<EndpointStats> = by_server.into_values().collect();
+    for ep in &mut eps {
+        ep.idle_closes.finish();
+        ep.recommendation = recommend(ep);
+    }
+    eps.sort_by(|a, b| a.server.cmp(&b.server));
+    eps
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -1297,5 +1402,83 @@ mod tests {
             e.keep_alive.iter().next().map(String::as_str),
             Some("timeout=1")
         );
+    }
+
+    fn endpoint(
+        server: &str,
+        idles: impl Iterator<Item = (u64, f64)>,
+        ka: &[&str],
+    ) -> EndpointStats {
+        let mut e = EndpointStats {
+            server: server.into(),
+            ..EndpointStats::default()
+        };
+        for (conn, v) in idles {
+            e.connections += 1;
+            e.idle_closes.add(v, conn);
+        }
+        for k in ka {
+            add_keep_alive(&mut e.keep_alive, k.to_string());
+        }
+        e.idle_closes.finish();
+        e
+    }
+
+    #[test]
+    fn merged_endpoints_equal_one_over_everything() {
+        let idle = |c: u64| (c, (c * 7919 % 1000) as f64 / 100.0);
+        let kas = ["k", "j", "i", "h", "g", "f", "e", "d", "c", "b", "a"];
+        // more idle closes than samples are kept, split unevenly and interleaved
+        let whole = endpoint("10.0.0.1:80", (1..=9000).map(idle), &kas);
+        let a = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 == 0).map(idle),
+            &kas[..6],
+        );
+        let mut b = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 != 0).rev().map(idle),
+            &kas[6..],
+        );
+        b.findings = 2;
+        b.by_kind.insert(Kind::CrossedFin.as_str(), 2);
+        b.race_idle_max = Some(4.5);
+        b.max_reuse_idle_s = Some(4.0);
+        let mut a2 = a.clone();
+        a2.max_reuse_idle_s = Some(5.0);
+        let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
+        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], {
+            let mut o = other;
+            o.recommendation = None;
+            o
+        });
+        let m = &merged[1];
+        assert_eq!(m.connections, 9000);
+        let (mi, wi) = (&m.idle_closes, &whole.idle_closes);
+        assert_eq!(
+            (mi.count, mi.min_s, mi.median_s, mi.max_s),
+            (wi.count, wi.min_s, wi.median_s, wi.max_s)
+        );
+        let sorted = |v: &[(u64, f64)]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|s| s.0);
+            v
+        };
+        assert_eq!(sorted(&mi.samples), sorted(&wi.samples));
+        assert_eq!(mi.samples.len(), MAX_IDLE_SAMPLES);
+        assert_eq!(m.keep_alive, whole.keep_alive);
+        assert_eq!(
+            m.keep_alive.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e", "f", "g", "h"]
+        );
+        assert_eq!(m.max_reuse_idle_s, Some(5.0));
+        assert_eq!(m.findings, 2);
+        assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
+        let rec = m.recommendation.as_deref().unwrap();
+        let median = whole.idle_closes.median_s.unwrap();
+        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains("up to 4.50 s"), "{rec}");
     }
 }

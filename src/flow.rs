@@ -104,6 +104,46 @@ pub struct FlowStats {
     pub late_segments_after_close: u64,
 }
 
+impl FlowStats {
+    /// Add another part's counters (the shards of a parallel analysis).
+    pub fn add(&mut self, other: &FlowStats) {
+        let FlowStats {
+            connections,
+            retransmitted_segments,
+            out_of_order_segments,
+            gaps,
+            gap_bytes,
+            snaplen_truncated_segments,
+            rst_before_handshake,
+            fin_before_handshake,
+            rst_out_of_window,
+            fin_out_of_window,
+            conflicting_fin,
+            reorder_buffer_overflows,
+            connections_split_by_new_syn,
+            connections_split_by_silence,
+            connections_evicted,
+            late_segments_after_close,
+        } = *other;
+        self.connections += connections;
+        self.retransmitted_segments += retransmitted_segments;
+        self.out_of_order_segments += out_of_order_segments;
+        self.gaps += gaps;
+        self.gap_bytes += gap_bytes;
+        self.snaplen_truncated_segments += snaplen_truncated_segments;
+        self.rst_before_handshake += rst_before_handshake;
+        self.fin_before_handshake += fin_before_handshake;
+        self.rst_out_of_window += rst_out_of_window;
+        self.fin_out_of_window += fin_out_of_window;
+        self.conflicting_fin += conflicting_fin;
+        self.reorder_buffer_overflows += reorder_buffer_overflows;
+        self.connections_split_by_new_syn += connections_split_by_new_syn;
+        self.connections_split_by_silence += connections_split_by_silence;
+        self.connections_evicted += connections_evicted;
+        self.late_segments_after_close += late_segments_after_close;
+    }
+}
+
 /// Bounds of the out-of-order buffer of one direction.
 const OOO_MAX_SEGMENTS: usize = 64;
 const OOO_MAX_BYTES: usize = 256 * 1024;
@@ -761,7 +801,6 @@ pub struct FlowTable<T> {
     conns: FxHashMap<TupleKey, Box<Tracked<T>>>,
     /// Connections that closed, in order of closing (linger deadlines are in the same order).
     closing: VecDeque<(Timestamp, TupleKey, u64)>,
-    next_id: u64,
     last_sweep: Timestamp,
     pub stats: FlowStats,
 }
@@ -772,7 +811,6 @@ impl<T: Default> FlowTable<T> {
             cfg,
             conns: FxHashMap::default(),
             closing: VecDeque::new(),
-            next_id: 0,
             last_sweep: Timestamp::default(),
             stats: FlowStats::default(),
         }
@@ -807,10 +845,11 @@ impl<T: Default> FlowTable<T> {
                 } else if self.conns.len() >= self.cfg.max_connections {
                     self.evict_oldest(h);
                 }
-                self.next_id += 1;
                 self.stats.connections += 1;
+                // the id is the ordinal of the connection's first packet: unique (a packet
+                // starts at most one connection) and the same however the input is split
                 let t = Box::new(Tracked {
-                    tcp: TcpConn::new(self.next_id, seg.src, seg.dst, at),
+                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, at),
                     user: T::default(),
                     closing_since: None,
                 });
@@ -1189,7 +1228,7 @@ mod tests {
         t.process(&seg(C, S, 90_000, 0, SYN, b""), at(6, 0.7), &mut ends);
         assert_eq!(t.stats.connections, 2);
         t.drain(&mut ends);
-        assert_eq!(ends.0.last(), Some(&(2, EndReason::EndOfInput)));
+        assert_eq!(ends.0.last(), Some(&(5, EndReason::EndOfInput)));
     }
 
     #[test]
@@ -1210,7 +1249,7 @@ mod tests {
         // silence longer than the idle timeout on an open connection
         t.process(&seg(C, S, 10, 1, PSH, b"y"), at(3, 10.0), &mut ends);
         t.process(&seg(C, S, 11, 1, PSH, b"z"), at(4, 200.0), &mut ends);
-        assert_eq!(ends.0.last(), Some(&(2, EndReason::Superseded)));
+        assert_eq!(ends.0.last(), Some(&(3, EndReason::Superseded)));
         assert_eq!(t.stats.connections_split_by_silence, 1);
     }
 

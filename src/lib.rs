@@ -11,6 +11,7 @@ pub mod detect;
 pub mod flow;
 pub mod http;
 pub mod live;
+pub mod parallel;
 pub mod report;
 pub mod seq;
 pub mod synth;

@@ -1,0 +1,285 @@
+//! Parallel analysis of capture files: the packets are split into shards by the unordered pair
+//! of their IP addresses ([`decode::shard`]), so that everything that interacts (both
+//! directions of a connection, every epoch of a 4-tuple, a request and its retry on another
+//! connection) is analysed by one [`Analyzer`]. Shard 0 is analysed on the calling thread, which
+//! also takes the packets from the source and hands the others' packets over in recycled
+//! batches; each other shard has a thread of its own. Every shard gets the global ordinal and
+//! capture time with each packet and the whole input's ticks, so the merged report
+//! ([`analyzer::merge`]) equals that of one analyzer over the whole input, as long as the cap
+//! on tracked connections is not reached (each shard has the whole cap).
+
+use crate::analyzer::{self, Analyzer, Config, Parts};
+use crate::capture::{FileSource, NextRef, PacketRef, PacketSource, Warning};
+use crate::decode;
+use crate::report::{Report, WarningPrinter};
+use crate::time::Timestamp;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Items per batch handed to a shard thread ...
+const BATCH_ITEMS: usize = 4096;
+/// ... or packet bytes.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches in circulation per shard thread (memory: about `BATCHES * BATCH_BYTES` each).
+const BATCHES: usize = 3;
+
+/// Seconds of capture time between ticks (as [`Analyzer::on_packet_ref`] does).
+const TICK_S: f64 = 0.1;
+
+/// What a shard thread is told, in the order of the input.
+enum Item {
+    Packet {
+        input: u32,
+        frame: u64,
+        ts: Timestamp,
+        linktype: u32,
+        orig_len: u32,
+        start: u32,
+        len: u32,
+        ordinal: u64,
+        now: Timestamp,
+    },
+    Tick(Timestamp),
+    /// The capture time at the end of the input.
+    End(Timestamp),
+}
+
+struct Batch {
+    items: Vec<Item>,
+    data: Vec<u8>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            items: Vec::with_capacity(BATCH_ITEMS),
+            data: Vec::with_capacity(BATCH_BYTES + 256 * 1024),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.items.len() >= BATCH_ITEMS || self.data.len() >= BATCH_BYTES
+    }
+}
+
+/// The dispatcher's side of a shard thread.
+struct Shard {
+    batch: Batch,
+    made: usize,
+    full: Option<SyncSender<Batch>>,
+    free: Receiver<Batch>,
+    thread: JoinHandle<Parts>,
+}
+
+impl Shard {
+    fn start(
+        config: Config,
+        inputs: Vec<String>,
+        printer: Arc<Mutex<WarningPrinter>>,
+        n: usize,
+    ) -> Result<Shard, String> {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
+        let (free_tx, free_rx) = mpsc::channel::<Batch>();
+        let thread = std::thread::Builder::new()
+            .name(format!("tcprace-shard{n}"))
+            .spawn(move || run_shard(Analyzer::new(config, inputs), full_rx, free_tx, &printer))
+            .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
+        Ok(Shard {
+            batch: Batch::new(),
+            made: 1,
+            full: Some(full_tx),
+            free: free_rx,
+            thread,
+        })
+    }
+
+    fn push(&mut self, item: Item) {
+        self.batch.items.push(item);
+        if self.batch.full() {
+            self.send();
+        }
+    }
+
+    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp) {
+        let start = self.batch.data.len();
+        self.batch.data.extend_from_slice(p.data);
+        self.push(Item::Packet {
+            input: p.input as u32,
+            frame: p.frame,
+            ts: p.ts,
+            linktype: p.linktype,
+            orig_len: p.orig_len,
+            start: start as u32,
+            len: p.data.len() as u32,
+            ordinal,
+            now,
+        });
+    }
+
+    /// Hand the current batch over and take an empty one.
+    fn send(&mut self) {
+        let next = if self.made < BATCHES {
+            self.made += 1;
+            Batch::new()
+        } else {
+            match self.free.recv() {
+                Ok(mut b) => {
+                    b.items.clear();
+                    b.data.clear();
+                    b
+                }
+                // the thread ended early (it panicked): `finish` reports it
+                Err(_) => Batch::new(),
+            }
+        };
+        let full = std::mem::replace(&mut self.batch, next);
+        if let Some(tx) = &self.full {
+            let _ = tx.send(full);
+        }
+    }
+
+    fn finish(mut self, now: Timestamp) -> Parts {
+        self.batch.items.push(Item::End(now));
+        self.send();
+        drop(self.full.take());
+        match self.thread.join() {
+            Ok(parts) => parts,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// Body of a shard thread: analyse the batches until the dispatcher hangs up.
+fn run_shard(
+    mut analyzer: Analyzer,
+    full: Receiver<Batch>,
+    free: Sender<Batch>,
+    printer: &Mutex<WarningPrinter>,
+) -> Parts {
+    let mut now = Timestamp::default();
+    for batch in full {
+        for item in &batch.items {
+            match *item {
+                Item::Packet {
+                    input,
+                    frame,
+                    ts,
+                    linktype,
+                    orig_len,
+                    start,
+                    len,
+                    ordinal,
+                    now: at,
+                } => {
+                    let pkt = PacketRef {
+                        input: input as usize,
+                        frame,
+                        ts,
+                        linktype,
+                        orig_len,
+                        data: &batch.data[start as usize..(start + len) as usize],
+                    };
+                    now = at;
+                    if let Some(w) = analyzer.on_packet_at(pkt, ordinal, at) {
+                        print(printer, &w);
+                    }
+                }
+                Item::Tick(at) => {
+                    now = at;
+                    analyzer.tick(at);
+                }
+                Item::End(at) => now = at,
+            }
+        }
+        let _ = free.send(batch);
+    }
+    analyzer.into_parts(now)
+}
+
+fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
+    if let Ok(mut p) = printer.lock() {
+        p.print(w);
+    }
+}
+
+/// Decides whether a packet is analysed: `Err((skip reason, warning to record))` when not.
+pub type Admit<'a> = dyn FnMut(&PacketRef<'_>) -> Result<(), (&'static str, Option<Warning>)> + 'a;
+
+/// Analyse all packets of `source` in `shards` shards (1: on this thread only) and merge the
+/// results into one report. `admit` filters packets (before sharding); `progress` is called
+/// every 4096 packets with the bytes read so far.
+pub fn analyze(
+    source: &mut FileSource,
+    config: Config,
+    shards: usize,
+    admit: &mut Admit<'_>,
+    printer: &Arc<Mutex<WarningPrinter>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, String> {
+    let shards = shards.max(1);
+    let inputs = source.inputs().to_vec();
+    let mut main = Analyzer::new(config.clone(), inputs.clone());
+    let mut others = Vec::with_capacity(shards - 1);
+    for n in 1..shards {
+        others.push(Shard::start(
+            config.clone(),
+            inputs.clone(),
+            printer.clone(),
+            n,
+        )?);
+    }
+    let mut ordinal = 0u64;
+    let mut now = Timestamp::default();
+    let mut last_tick = Timestamp::default();
+    let mut warning_seq = 0u64;
+    let result = loop {
+        let pkt = match source.next_ref() {
+            Err(e) => break Err(e.to_string()),
+            Ok(NextRef::End) => break Ok(()),
+            Ok(NextRef::Warning(w)) => {
+                print(printer, &w);
+                warning_seq += 1;
+                main.warn_at((ordinal, warning_seq), w);
+                continue;
+            }
+            Ok(NextRef::Packet(p)) => p,
+        };
+        if let Err((reason, warning)) = admit(&pkt) {
+            if let Some(w) = warning {
+                print(printer, &w);
+                warning_seq += 1;
+                main.warn_at((ordinal, warning_seq), w);
+            }
+            main.skip(reason);
+            continue;
+        }
+        ordinal += 1;
+        now = now.max(pkt.ts);
+        match decode::shard(pkt.linktype, pkt.data, shards) {
+            0 => {
+                if let Some(w) = main.on_packet_at(pkt, ordinal, now) {
+                    print(printer, &w);
+                }
+            }
+            n => others[n - 1].push_packet(&pkt, ordinal, now),
+        }
+        if now.secs_since(last_tick) >= TICK_S {
+            last_tick = now;
+            main.tick(now);
+            for s in &mut others {
+                s.push(Item::Tick(now));
+            }
+        }
+        if ordinal.is_multiple_of(4096) {
+            progress(source.progress().0);
+        }
+    };
+    // the shard threads end when their channel closes, on errors too
+    let mut parts = vec![main.into_parts(now)];
+    for s in others {
+        parts.push(s.finish(now));
+    }
+    result?;
+    Ok(analyzer::merge(parts))
+}
