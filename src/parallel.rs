@@ -203,6 +203,20 @@ fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
     }
 }
 
+/// Share of the packets (in percent, by IP pair) the main thread analyses when there are two
+/// shards. The main thread also hands the other shard its packets, but the worker shares its core
+/// with the reader thread: 60 % measured fastest on bench/run.sh (0.42 s against 0.47 s at 50 %).
+const MAIN_SHARE_PERCENT: usize = 60;
+
+/// The shard a packet is analysed in: a split of [`decode::shard`]'s hash of its IP pair.
+pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
+    if shards == 2 {
+        usize::from(decode::shard(linktype, data, 100) >= MAIN_SHARE_PERCENT)
+    } else {
+        decode::shard(linktype, data, shards)
+    }
+}
+
 /// Decides whether a packet is analysed: `Err((skip reason, warning to record))` when not.
 pub type Admit<'a> = dyn FnMut(&PacketRef<'_>) -> Result<(), (&'static str, Option<Warning>)> + 'a;
 
@@ -256,7 +270,7 @@ pub fn analyze(
         }
         ordinal += 1;
         now = now.max(pkt.ts);
-        match decode::shard(pkt.linktype, pkt.data, shards) {
+        match shard_of(pkt.linktype, pkt.data, shards) {
             0 => {
                 if let Some(w) = main.on_packet_at(pkt, ordinal, now) {
                     print(printer, &w);
