@@ -232,6 +232,9 @@ pub fn analyze(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, String> {
     let shards = shards.max(1);
+    // --max-connections bounds the whole process: each shard gets its part
+    let mut config = config;
+    config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
     let inputs = source.inputs().to_vec();
     let mut main = Analyzer::new(config.clone(), inputs.clone());
     let mut others = Vec::with_capacity(shards - 1);
