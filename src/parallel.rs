@@ -6,7 +6,7 @@
 //! batches; each other shard has a thread of its own. Every shard gets the global ordinal and
 //! capture time with each packet and the whole input's ticks, so the merged report
 //! ([`analyzer::merge`]) equals that of one analyzer over the whole input, as long as the cap
-//! on tracked connections is not reached (each shard has the whole cap).
+//! on tracked connections is not reached (the shards share `--max-connections`).
 
 use crate::analyzer::{self, Analyzer, Config, Parts};
 use crate::capture::{FileSource, NextRef, PacketRef, PacketSource, Warning};
