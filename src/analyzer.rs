@@ -43,20 +43,10 @@ pub struct Analyzer {
     table: FlowTable<ConnState>,
     det: Detector,
     events: Vec<HttpEvent>,
-    inputs: Vec<String>,
     now: Timestamp,
     last_tick: Timestamp,
-    packets: u64,
-    bytes: u64,
-    tcp_segments: u64,
-    first_ts: Option<Timestamp>,
-    last_ts: Option<Timestamp>,
-    skipped: BTreeMap<&'static str, u64>,
-    /// The kept warnings with their place in the input (see [`Analyzer::warn_at`]).
-    warnings: Vec<(WarningKey, Warning)>,
-    warnings_total: u64,
-    findings: Vec<Finding>,
-    informational: Vec<Finding>,
+    /// Counters, warnings and final verdicts so far (the rest of it is filled at the end).
+    acc: Parts,
 }
 
 impl Analyzer {
@@ -65,38 +55,31 @@ impl Analyzer {
             table: FlowTable::new(cfg.table),
             det: Detector::new(cfg.detect, inputs.clone()),
             events: Vec::new(),
-            inputs,
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
-            packets: 0,
-            bytes: 0,
-            tcp_segments: 0,
-            first_ts: None,
-            last_ts: None,
-            skipped: BTreeMap::new(),
-            warnings: Vec::new(),
-            warnings_total: 0,
-            findings: Vec::new(),
-            informational: Vec::new(),
+            acc: Parts {
+                inputs,
+                ..Parts::default()
+            },
         }
     }
 
     /// Count a packet that was not analysed (filtered out, or not decodable).
     pub fn skip(&mut self, reason: &'static str) {
-        *self.skipped.entry(reason).or_default() += 1;
+        *self.acc.skipped.entry(reason).or_default() += 1;
     }
 
     /// Record a problem with the input.
     pub fn warn(&mut self, w: Warning) {
-        self.warn_at((self.packets, 1), w);
+        self.warn_at((self.acc.packets, 1), w);
     }
 
     /// Record a problem with the input at its place `key` in the input (warnings of a part
     /// of the input, to be merged).
     pub fn warn_at(&mut self, key: WarningKey, w: Warning) {
-        self.warnings_total += 1;
-        if self.warnings.len() < MAX_KEPT_WARNINGS {
-            self.warnings.push((key, w));
+        self.acc.warnings_total += 1;
+        if self.acc.warnings.len() < MAX_KEPT_WARNINGS {
+            self.acc.warnings.push((key, w));
         }
     }
 
@@ -106,7 +89,7 @@ impl Analyzer {
     }
 
     pub fn packets(&self) -> u64 {
-        self.packets
+        self.acc.packets
     }
 
     /// HTTP requests seen so far (for running totals).
@@ -122,7 +105,7 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         let now = self.now.max(pkt.ts);
-        let warning = self.on_packet_at(pkt, self.packets + 1, now);
+        let warning = self.on_packet_at(pkt, self.acc.packets + 1, now);
         if self.now.secs_since(self.last_tick) >= 0.1 {
             self.tick(self.now);
         }
@@ -139,13 +122,13 @@ impl Analyzer {
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
-        self.packets += 1;
-        self.bytes += u64::from(pkt.orig_len);
-        if self.first_ts.is_none_or(|f| pkt.ts < f) {
-            self.first_ts = Some(pkt.ts);
+        self.acc.packets += 1;
+        self.acc.bytes += u64::from(pkt.orig_len);
+        if self.acc.first_ts.is_none_or(|f| pkt.ts < f) {
+            self.acc.first_ts = Some(pkt.ts);
         }
-        if self.last_ts.is_none_or(|l| pkt.ts > l) {
-            self.last_ts = Some(pkt.ts);
+        if self.acc.last_ts.is_none_or(|l| pkt.ts > l) {
+            self.acc.last_ts = Some(pkt.ts);
         }
         self.now = self.now.max(now);
         let mut warning = None;
@@ -166,7 +149,7 @@ impl Analyzer {
                 }
             }
             Decoded::Tcp(seg) => {
-                self.tcp_segments += 1;
+                self.acc.tcp_segments += 1;
                 let at = FrameRef {
                     input: pkt.input as u32,
                     frame: pkt.frame,
@@ -203,9 +186,9 @@ impl Analyzer {
     fn collect(&mut self) {
         for f in self.det.take_ready() {
             if f.kind.is_finding() {
-                self.findings.push(f);
+                self.acc.findings.push(f);
             } else {
-                self.informational.push(f);
+                self.acc.informational.push(f);
             }
         }
     }
@@ -213,25 +196,22 @@ impl Analyzer {
     /// Final findings from position `since` on (pass the `finding_count` of the last call to
     /// stream them as they become final). They stay in the final report as well.
     pub fn findings_since(&self, since: usize) -> &[Finding] {
-        &self.findings[since.min(self.findings.len())..]
+        &self.acc.findings[since.min(self.acc.findings.len())..]
     }
 
     /// Number of final findings so far.
     pub fn finding_count(&self) -> usize {
-        self.findings.len()
+        self.acc.findings.len()
     }
 
     fn input_name(&self, input: usize) -> String {
-        self.inputs.get(input).cloned().unwrap_or_default()
+        self.acc.inputs.get(input).cloned().unwrap_or_default()
     }
 
     /// End of input: finish every connection and build the report.
     pub fn finish(self) -> Report {
         let now = self.now;
-        let mut parts = self.into_parts(now);
-        parts.sort_findings();
-        let warnings = parts.warnings.drain(..).map(|(_, w)| w).collect();
-        build_report(parts, warnings)
+        merge(vec![self.into_parts(now)])
     }
 
     /// End of input of a part of the input (a shard), whose capture time is `now`: finish
@@ -249,20 +229,10 @@ impl Analyzer {
         let endpoints = self.det.finish();
         self.collect();
         Parts {
-            inputs: self.inputs,
-            packets: self.packets,
-            bytes: self.bytes,
-            tcp_segments: self.tcp_segments,
-            first_ts: self.first_ts,
-            last_ts: self.last_ts,
-            skipped: self.skipped,
-            warnings: self.warnings,
-            warnings_total: self.warnings_total,
-            findings: self.findings,
-            informational: self.informational,
             endpoints,
             flow: self.table.stats,
             detect: self.det.stats,
+            ..self.acc
         }
     }
 }
