@@ -41,19 +41,9 @@ pub struct SegMeta {
     pub ack_off: Option<i64>,
 }
 
-/// A FIN or RST accepted as closing one direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CloseEvent {
-    pub at: FrameRef,
-    /// Raw sequence number.
-    pub seq: u32,
-    /// Stream offset of the FIN (or of the RST's sequence number).
-    pub off: i64,
-    /// Raw acknowledgement number, when the ACK flag was set.
-    pub ack: Option<u32>,
-    /// The acknowledgement as an offset in the other direction's stream.
-    pub ack_off: Option<i64>,
-}
+/// A FIN or RST accepted as closing one direction: its segment's metadata, with `off` the
+/// stream offset of the FIN (or of the RST's sequence number).
+pub type CloseEvent = SegMeta;
 
 /// What the flow stage tells the HTTP stage, in order, per direction.
 #[derive(Debug, PartialEq, Eq)]
@@ -433,13 +423,7 @@ impl TcpConn {
         }
         let dir = &mut self.dirs[d];
         if dir.rst.is_none() {
-            dir.rst = Some(CloseEvent {
-                at: meta.at,
-                seq: meta.seq,
-                off,
-                ack: meta.ack,
-                ack_off: meta.ack_off,
-            });
+            dir.rst = Some(CloseEvent { off, ..meta });
         }
     }
 
@@ -459,11 +443,8 @@ impl TcpConn {
             return;
         }
         self.dirs[d].fin = Some(CloseEvent {
-            at: meta.at,
-            seq: meta.seq,
             off: fin_off,
-            ack: meta.ack,
-            ack_off: meta.ack_off,
+            ..meta
         });
     }
 
@@ -672,17 +653,10 @@ impl TcpConn {
             && dir.next >= f.off
         {
             dir.fin_delivered = true;
-            let meta = SegMeta {
-                at: f.at,
-                seq: f.seq,
-                off: f.off,
-                ack: f.ack,
-                ack_off: f.ack_off,
-            };
             emit(FlowEvent::Eof {
                 dir: d,
                 off: f.off,
-                meta,
+                meta: f,
             });
         }
     }
