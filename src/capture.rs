@@ -330,6 +330,26 @@ fn open_stream(
     if n == 0 {
         return Err(format!("empty {what}, not a pcap or pcapng capture"));
     }
+    let format = read_format(&mut head, &mut read, gzip)?;
+    Ok((
+        Stream {
+            read,
+            head,
+            format,
+            error,
+        },
+        size,
+    ))
+}
+
+/// The capture format from the first bytes (`head`); a pcapng section header is read whole
+/// into `head` (from `read`) and checked.
+fn read_format(
+    head: &mut Vec<u8>,
+    read: &mut Box<dyn Read + Send>,
+    gzip: bool,
+) -> Result<Format, String> {
+    let n = head.len();
     if n >= 4 && head[..4] == SHB_TYPE.to_le_bytes() {
         if n < 28 {
             return Err(format!(
@@ -341,24 +361,24 @@ fn open_stream(
             0x4D3C_2B1A => true,
             _ => return Err("pcapng section header with a bad byte-order magic".to_string()),
         };
-        let (major, minor) = (u16_at(&head, 12, be), u16_at(&head, 14, be));
+        let (major, minor) = (u16_at(head, 12, be), u16_at(head, 14, be));
         if major != 1 {
             return Err(format!("unsupported pcapng version {major}.{minor}"));
         }
-        let len = u32_at(&head, 4, be) as usize;
+        let len = u32_at(head, 4, be) as usize;
         if len < 28 || !len.is_multiple_of(4) || len > MAX_BLOCK as usize {
             return Err(format!("pcapng section header with a bad length ({len})"));
         }
         head.resize(len, 0);
-        let got = read_full(&mut read, &mut head[28..]).map_err(read_err)?;
+        let got = read_full(read, &mut head[28..]).map_err(|e| format!("read error: {e}"))?;
         if got < len - 28 {
             return Err(format!(
                 "pcapng section header cut short ({} of {len} bytes)",
                 28 + got
             ));
         }
-        check_shb_options(&head, be)?;
-        if let Err(e) = pcap_parser::pcapng::parse_sectionheaderblock(&head) {
+        check_shb_options(head, be)?;
+        if let Err(e) = pcap_parser::pcapng::parse_sectionheaderblock(head) {
             let detail = match e {
                 pcap_parser::nom::Err::Incomplete(_) => "cut short".to_string(),
                 pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e) => {
@@ -367,16 +387,7 @@ fn open_stream(
             };
             return Err(format!("corrupt pcapng section header ({detail})"));
         }
-        let format = Format::PcapNg;
-        return Ok((
-            Stream {
-                read,
-                head,
-                format,
-                error,
-            },
-            size,
-        ));
+        return Ok(Format::PcapNg);
     }
     let magic = if n >= 4 {
         u32::from_le_bytes([head[0], head[1], head[2], head[3]])
@@ -396,34 +407,25 @@ fn open_stream(
             let more = if gzip { " after gunzip" } else { "" };
             return Err(format!(
                 "not a pcap or pcapng capture (starts with bytes {}{more})",
-                hex_prefix(&head)
+                hex_prefix(head)
             ));
         }
     };
     if n < 24 {
         return Err(format!("pcap file header cut short ({n} of 24 bytes)"));
     }
-    let (major, minor) = (u16_at(&head, 4, big_endian), u16_at(&head, 6, big_endian));
+    let (major, minor) = (u16_at(head, 4, big_endian), u16_at(head, 6, big_endian));
     if major != 2 {
         return Err(format!("unsupported pcap version {major}.{minor}"));
     }
     // The upper bits of the link-type field carry FCS information.
-    let linktype = u32_at(&head, 20, big_endian) & 0xFFFF;
-    let format = Format::Pcap {
+    let linktype = u32_at(head, 20, big_endian) & 0xFFFF;
+    Ok(Format::Pcap {
         big_endian,
         nanos,
         modified,
         linktype,
-    };
-    Ok((
-        Stream {
-            read,
-            head,
-            format,
-            error,
-        },
-        size,
-    ))
+    })
 }
 
 /// pcap-parser accepts a section header whose options overrun the block or whose trailing length
