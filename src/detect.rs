@@ -1361,6 +1361,65 @@ mod tests {
     }
 
     #[test]
+    fn a_response_captured_before_its_request_answers_it_by_ack() {
+        let fin = |f| Closes {
+            fin: [None, Some(close(at(f, 5.0), 40, Some(30)))],
+            rst: [None, None],
+        };
+        // the server's response (its segment acknowledges the 30 request bytes) comes first
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let i = info(1, 1000);
+        let mut cd = ConnDetect::default();
+        let m = SegMeta {
+            at: at(2, 0.1),
+            ack_off: Some(30),
+            ..SegMeta::default()
+        };
+        d.on_http(&i, &mut cd, 1, HttpEvent::Response(resp(0)), m);
+        request(&mut d, &i, &mut cd, "/a", 0, at(3, 0.05), 0);
+        d.finish_conn(&i, cd, &fin(4), Timestamp::from_secs_f64(9.0));
+        d.finish();
+        assert!(d.take_ready().is_empty());
+        // a response whose ack does not cover the request does not answer it
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut cd = ConnDetect::default();
+        let m = SegMeta {
+            ack_off: Some(0),
+            ..m
+        };
+        d.on_http(&i, &mut cd, 1, HttpEvent::Response(resp(0)), m);
+        request(&mut d, &i, &mut cd, "/a", 0, at(3, 0.05), 0);
+        d.finish_conn(&i, cd, &fin(4), Timestamp::from_secs_f64(9.0));
+        assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
+    }
+
+    #[test]
+    fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let i = info(1, 1000);
+        let mut cd = ConnDetect::default();
+        request(&mut d, &i, &mut cd, "/a", 0, at(1, 0.0), 0);
+        let m = SegMeta {
+            at: at(2, 0.1),
+            ..SegMeta::default()
+        };
+        cd.log_chunk(1, 0, 100, m);
+        let desync = HttpEvent::Desync {
+            offset: 0,
+            reason: "gap".into(),
+        };
+        d.on_http(&i, &mut cd, 1, desync, m);
+        let closes = Closes {
+            fin: [None, Some(close(at(3, 5.0), 100, Some(30)))],
+            rst: [None, None],
+        };
+        d.finish_conn(&i, cd, &closes, Timestamp::from_secs_f64(9.0));
+        d.finish();
+        assert!(d.take_ready().is_empty());
+        assert_eq!(d.stats.unframed_responses, 1);
+    }
+
+    #[test]
     fn idle_closes_and_recommendation() {
         let mut d = Detector::new(DetectConfig::default(), vec![]);
         for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
