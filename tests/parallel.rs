@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tcprace::analyzer::{Analyzer, Config};
 use tcprace::capture::{FileSource, NextRef, PacketSource};
-use tcprace::report::{Report, WarningPrinter};
+use tcprace::engine::{Analyzer, Config, FileInput, RunOptions};
+use tcprace::report::{JsonRenderer, Report};
 use tcprace::synth::{
     ConvConfig, Conversation, Link, PcapOptions, PcapWriter, Side, Vantage, after_ms, merge,
 };
@@ -35,17 +34,16 @@ fn single(files: &[String]) -> Result<Report, String> {
     Ok(a.finish())
 }
 
+/// The driver loop, as `--format json` runs it, on `shards` threads.
 fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
-    let mut src = FileSource::open(files).map_err(|e| e.to_string())?;
-    let printer = Arc::new(Mutex::new(WarningPrinter::new(0)));
-    tcprace::parallel::analyze(
-        &mut src,
-        Config::default(),
-        shards,
-        &mut |_| Ok(()),
-        &printer,
-        &mut |_| {},
-    )
+    let mut src = FileInput::open(files, None)?;
+    let opts = RunOptions {
+        config: Config::default(),
+        threads: shards,
+        max_warnings: 0,
+    };
+    let mut renderer = JsonRenderer::new(std::io::sink());
+    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut |_| {})
 }
 
 fn json(r: &Report) -> String {
@@ -228,7 +226,7 @@ fn generated_capture_with_races_and_retries_in_every_shard() {
     let mut src = FileSource::open(&files).unwrap();
     let mut shard_of_frame = Vec::new();
     while let NextRef::Packet(p) = src.next_ref().unwrap() {
-        shard_of_frame.push(tcprace::parallel::shard_of(p.linktype, p.data, 2));
+        shard_of_frame.push(tcprace::engine::parallel::shard_of(p.linktype, p.data, 2));
     }
     let retried: Vec<usize> = r
         .findings

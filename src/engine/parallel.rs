@@ -1,17 +1,21 @@
-//! Parallel analysis of capture files: the packets are split into shards by the unordered pair
-//! of their IP addresses ([`decode::shard`]), so that everything that interacts (both
-//! directions of a connection, every epoch of a 4-tuple, a request and its retry on another
-//! connection) is analysed by one [`Analyzer`]. Shard 0 is analysed on the calling thread, which
-//! also takes the packets from the source and hands the others' packets over in recycled
-//! batches; each other shard has a thread of its own. Every shard gets the global ordinal and
-//! capture time with each packet and the whole input's ticks, so the merged report
-//! ([`analyzer::merge`]) equals that of one analyzer over the whole input, as long as the cap
-//! on tracked connections is not reached (the shards share `--max-connections`).
+//! Parallel analysis: the packets are split into shards by the unordered pair of their IP
+//! addresses ([`decode::shard`]), so that everything that interacts (both directions of a
+//! connection, every epoch of a 4-tuple, a request and its retry on another connection) is
+//! analysed by one [`Analyzer`]. Shard 0 is analysed on the driver's thread, which also takes
+//! the packets from the source and hands the others' packets over in recycled batches; each
+//! other shard has a thread of its own. Every shard gets the global ordinal and capture time
+//! with each packet and the whole input's ticks, so the merged report ([`merge`]) equals that
+//! of one analyzer over the whole input, as long as the cap on tracked connections is not
+//! reached (the shards share `--max-connections`).
+//!
+//! [`merge`]: super::result::merge
 
-use crate::analyzer::{self, Analyzer, Config, Parts};
-use crate::capture::{FileSource, NextRef, PacketRef, PacketSource, Warning};
+use super::Config;
+use super::analyzer::Analyzer;
+use super::result::ShardResult;
+use crate::capture::{PacketRef, Warning};
 use crate::decode;
-use crate::report::{Report, WarningPrinter};
+use crate::report::WarningPrinter;
 use crate::time::Timestamp;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -23,9 +27,6 @@ const BATCH_ITEMS: usize = 4096;
 const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches in circulation per shard thread (memory: about `BATCHES * BATCH_BYTES` each).
 const BATCHES: usize = 3;
-
-/// Seconds of capture time between ticks (as [`Analyzer::on_packet_ref`] does).
-const TICK_S: f64 = 0.1;
 
 /// What a shard thread is told, in the order of the input.
 enum Item {
@@ -69,7 +70,7 @@ struct Shard {
     made: usize,
     full: Option<SyncSender<Batch>>,
     free: Receiver<Batch>,
-    thread: JoinHandle<Parts>,
+    thread: JoinHandle<ShardResult>,
 }
 
 impl Shard {
@@ -139,7 +140,7 @@ impl Shard {
         }
     }
 
-    fn finish(mut self, now: Timestamp) -> Parts {
+    fn finish(mut self, now: Timestamp) -> ShardResult {
         self.batch.items.push(Item::End(now));
         self.send();
         drop(self.full.take());
@@ -156,7 +157,7 @@ fn run_shard(
     full: Receiver<Batch>,
     free: Sender<Batch>,
     printer: &Mutex<WarningPrinter>,
-) -> Parts {
+) -> ShardResult {
     let mut now = Timestamp::default();
     for batch in full {
         for item in &batch.items {
@@ -194,10 +195,10 @@ fn run_shard(
         }
         let _ = free.send(batch);
     }
-    analyzer.into_parts(now)
+    analyzer.into_result(now)
 }
 
-fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
+pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
     if let Ok(mut p) = printer.lock() {
         p.print(w);
     }
@@ -217,86 +218,60 @@ pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
     }
 }
 
-/// Decides whether a packet is analysed: `Err((skip reason, warning to record))` when not.
-pub type Admit<'a> = dyn FnMut(&PacketRef<'_>) -> Result<(), (&'static str, Option<Warning>)> + 'a;
+/// The shards other than the driver's own (shard 0), each on a thread of its own.
+pub(super) struct Shards {
+    others: Vec<Shard>,
+}
 
-/// Analyse all packets of `source` in `shards` shards (1: on this thread only) and merge the
-/// results into one report. `admit` filters packets (before sharding); `progress` is called
-/// every 4096 packets with the bytes read so far.
-pub fn analyze(
-    source: &mut FileSource,
-    config: Config,
-    shards: usize,
-    admit: &mut Admit<'_>,
-    printer: &Arc<Mutex<WarningPrinter>>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<Report, String> {
-    let shards = shards.max(1);
-    // --max-connections bounds the whole process: each shard gets its part
-    let mut config = config;
-    config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
-    let inputs = source.inputs().to_vec();
-    let mut main = Analyzer::new(config.clone(), inputs.clone());
-    let mut others = Vec::with_capacity(shards - 1);
-    for n in 1..shards {
-        others.push(Shard::start(
-            config.clone(),
-            inputs.clone(),
-            printer.clone(),
-            n,
-        )?);
-    }
-    let mut ordinal = 0u64;
-    let mut now = Timestamp::default();
-    let mut last_tick = Timestamp::default();
-    let mut warning_seq = 0u64;
-    let result = loop {
-        let pkt = match source.next_ref() {
-            Err(e) => break Err(e.to_string()),
-            Ok(NextRef::End) => break Ok(()),
-            Ok(NextRef::Warning(w)) => {
-                print(printer, &w);
-                warning_seq += 1;
-                main.warn_at((ordinal, warning_seq), w);
-                continue;
-            }
-            Ok(NextRef::Packet(p)) => p,
-        };
-        if let Err((reason, warning)) = admit(&pkt) {
-            if let Some(w) = warning {
-                print(printer, &w);
-                warning_seq += 1;
-                main.warn_at((ordinal, warning_seq), w);
-            }
-            main.skip(reason);
-            continue;
+impl Shards {
+    /// Start `count - 1` shard threads (none for one shard). The shards share the cap on
+    /// tracked connections: `config` must carry each shard's part of it.
+    pub fn start(
+        count: usize,
+        config: &Config,
+        inputs: &[String],
+        printer: &Arc<Mutex<WarningPrinter>>,
+    ) -> Result<Shards, String> {
+        let mut others = Vec::with_capacity(count.saturating_sub(1));
+        for n in 1..count.max(1) {
+            others.push(Shard::start(
+                config.clone(),
+                inputs.to_vec(),
+                printer.clone(),
+                n,
+            )?);
         }
-        ordinal += 1;
-        now = now.max(pkt.ts);
-        match shard_of(pkt.linktype, pkt.data, shards) {
+        Ok(Shards { others })
+    }
+
+    /// Analyse a packet in its shard (`main` is shard 0).
+    pub fn dispatch(
+        &mut self,
+        main: &mut Analyzer,
+        pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+        printer: &Mutex<WarningPrinter>,
+    ) {
+        match shard_of(pkt.linktype, pkt.data, self.others.len() + 1) {
             0 => {
                 if let Some(w) = main.on_packet_at(pkt, ordinal, now) {
                     print(printer, &w);
                 }
             }
-            n => others[n - 1].push_packet(&pkt, ordinal, now),
+            n => self.others[n - 1].push_packet(&pkt, ordinal, now),
         }
-        if now.secs_since(last_tick) >= TICK_S {
-            last_tick = now;
-            main.tick(now);
-            for s in &mut others {
-                s.push(Item::Tick(now));
-            }
-        }
-        if ordinal.is_multiple_of(4096) {
-            progress(source.progress().0);
-        }
-    };
-    // the shard threads end when their channel closes, on errors too
-    let mut parts = vec![main.into_parts(now)];
-    for s in others {
-        parts.push(s.finish(now));
     }
-    result?;
-    Ok(analyzer::merge(parts))
+
+    /// Capture time advanced to `now` in the whole input.
+    pub fn tick(&mut self, now: Timestamp) {
+        for s in &mut self.others {
+            s.push(Item::Tick(now));
+        }
+    }
+
+    /// The end of the input, at capture time `now`: the other shards' results.
+    pub fn finish(self, now: Timestamp) -> Vec<ShardResult> {
+        self.others.into_iter().map(|s| s.finish(now)).collect()
+    }
 }

@@ -1,0 +1,431 @@
+//! Heads: request and status lines with their header sections, parsed with httparse across any
+//! number of segments (bounded), and what the framing needs from them (RFC 9112 section 6).
+
+use super::chunked::CHUNK_SIZE_START;
+use super::sniff::{find_lf, leading_newlines};
+use super::stream::{HttpStream, MethodKind, Mode};
+use super::{HttpEvent, RequestHead, ResponseHead, Side};
+use crate::flow::SegMeta;
+
+/// Largest head (request/status line plus header section) buffered across segments.
+pub(super) const HEAD_CAP: usize = 64 * 1024;
+/// Header slots tried first, then on `TooManyHeaders` once more with the larger count.
+const HEADERS_SMALL: usize = 64;
+const HEADERS_LARGE: usize = 512;
+
+impl HttpStream {
+    pub(super) fn step_head(&mut self, off: i64, d: &[u8], out: &mut Vec<HttpEvent>) -> usize {
+        let is_request = self.side == Side::Client;
+        if self.buf.is_empty() {
+            // Fast path: parse straight from the segment.
+            return match parse_head(d, is_request) {
+                Parsed::Done(h) => {
+                    let len = h.len;
+                    self.apply(off, h, self.cur, out);
+                    len
+                }
+                Parsed::Partial => {
+                    if d.len() > HEAD_CAP {
+                        let reason = format!(
+                            "{} head at offset {off} exceeds {HEAD_CAP} bytes",
+                            self.kind()
+                        );
+                        self.desync(off, reason, false, out);
+                        HEAD_CAP
+                    } else {
+                        self.buffer(off, d);
+                        d.len()
+                    }
+                }
+                Parsed::Invalid(e) => {
+                    let at = off + leading_newlines(d) as i64;
+                    let reason = format!("invalid {} head at offset {at}: {e}", self.kind());
+                    self.desync(at, reason, false, out);
+                    1
+                }
+            };
+        }
+        let old = self.buf.len();
+        let n = d.len().min((HEAD_CAP + 1).saturating_sub(old));
+        self.buffer(off, &d[..n]);
+        if self.buf.len() <= HEAD_CAP && find_lf(&d[..n]).is_none() {
+            // No new line completed: the head cannot have become complete.
+            return n;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let start = self.buf_start;
+        let used = match parse_head(&buf, is_request) {
+            Parsed::Done(h) => {
+                let len = h.len;
+                self.apply(start, h, self.buf_first, out);
+                if len >= old {
+                    len - old
+                } else {
+                    // Cannot normally happen (the old prefix had no complete head); handle anyway.
+                    self.reprocess(start + len as i64, &buf[len..old], out);
+                    0
+                }
+            }
+            Parsed::Partial => {
+                if buf.len() > HEAD_CAP {
+                    let reason = format!(
+                        "{} head at offset {start} exceeds {HEAD_CAP} bytes",
+                        self.kind()
+                    );
+                    self.desync(start, reason, false, out);
+                    n
+                } else {
+                    self.buf = buf;
+                    return n;
+                }
+            }
+            Parsed::Invalid(e) => {
+                let at = start + leading_newlines(&buf) as i64;
+                let reason = format!("invalid {} head at offset {at}: {e}", self.kind());
+                self.desync(at, reason, false, out);
+                // Rescan the buffered bytes (after the bad head's first byte), then `d`.
+                self.reprocess(start + 1, &buf[1..old], out);
+                0
+            }
+        };
+        if self.buf.capacity() == 0 {
+            // Keep the allocation for the next head.
+            self.buf = buf;
+            self.buf.clear();
+        }
+        used
+    }
+
+    /// Acts on a complete head that started at stream offset `base`, whose first byte segment
+    /// `first` carried.
+    fn apply(&mut self, base: i64, h: Head, first: SegMeta, out: &mut Vec<HttpEvent>) {
+        let start = base + h.lead as i64;
+        let head_end = base + h.len as i64;
+        match h.kind {
+            HeadKind::Request {
+                method,
+                target,
+                upgrade,
+            } => {
+                let chunked = h.framing == Framing::Chunked;
+                let content_length = match h.framing {
+                    Framing::Length(n) => Some(n),
+                    _ => None,
+                };
+                self.upgrade_pending = upgrade || method == "CONNECT";
+                out.push(HttpEvent::Request(RequestHead {
+                    start,
+                    head_end,
+                    first,
+                    method,
+                    target,
+                    host: h.host,
+                    version: h.version,
+                    connection_close: h.connection_close,
+                    content_length,
+                    chunked,
+                }));
+                match h.framing {
+                    Framing::Chunked => self.mode = Mode::Chunked(CHUNK_SIZE_START),
+                    Framing::Length(n) if n > 0 => self.mode = Mode::Body { remaining: n },
+                    Framing::OtherCoding => {
+                        let reason = format!(
+                            "request at offset {start}: Transfer-Encoding without final chunked, body length unknown"
+                        );
+                        self.desync(head_end, reason, true, out);
+                    }
+                    _ => self.finish(head_end, out),
+                }
+            }
+            HeadKind::Response { status } => {
+                out.push(HttpEvent::Response(ResponseHead {
+                    start,
+                    head_end,
+                    first,
+                    status,
+                    version: h.version,
+                    connection_close: h.connection_close,
+                    keep_alive_timeout: h.keep_alive_timeout,
+                    keep_alive: h.keep_alive,
+                }));
+                if status == 101 {
+                    out.push(HttpEvent::Tunnel { offset: head_end });
+                    self.become_not_http();
+                    return;
+                }
+                if (100..200).contains(&status) {
+                    // Interim: the final response follows.
+                    self.mode = Mode::Head;
+                    return;
+                }
+                let method = self.methods.pop_front().unwrap_or_else(|| {
+                    self.unmatched_responses += 1;
+                    MethodKind::Other
+                });
+                if method == MethodKind::Connect && (200..300).contains(&status) {
+                    out.push(HttpEvent::Tunnel { offset: head_end });
+                    self.become_not_http();
+                    return;
+                }
+                if method == MethodKind::Head || status == 204 || status == 304 {
+                    self.finish(head_end, out);
+                    return;
+                }
+                match h.framing {
+                    Framing::Chunked => self.mode = Mode::Chunked(CHUNK_SIZE_START),
+                    Framing::Length(0) => self.finish(head_end, out),
+                    Framing::Length(n) => self.mode = Mode::Body { remaining: n },
+                    Framing::OtherCoding | Framing::None => self.mode = Mode::UntilClose,
+                }
+            }
+        }
+    }
+}
+
+// ---- head parsing ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No Content-Length or Transfer-Encoding.
+    None,
+    Length(u64),
+    Chunked,
+    /// Transfer-Encoding whose last coding is not chunked.
+    OtherCoding,
+}
+
+#[derive(Debug)]
+enum HeadKind {
+    Request {
+        method: String,
+        target: String,
+        upgrade: bool,
+    },
+    Response {
+        status: u16,
+    },
+}
+
+#[derive(Debug)]
+struct Head {
+    /// Bytes of the head, including skipped leading empty lines.
+    len: usize,
+    /// Leading empty-line bytes skipped before the start line.
+    lead: usize,
+    version: u8,
+    kind: HeadKind,
+    host: Option<String>,
+    connection_close: bool,
+    keep_alive: Option<String>,
+    keep_alive_timeout: Option<u32>,
+    framing: Framing,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Partial,
+    Invalid(String),
+    Done(Head),
+}
+
+fn parse_head(bytes: &[u8], is_request: bool) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_SMALL];
+    match parse_with(bytes, is_request, &mut headers) {
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut more = vec![httparse::EMPTY_HEADER; HEADERS_LARGE];
+            match parse_with(bytes, is_request, &mut more) {
+                Err(httparse::Error::TooManyHeaders) => {
+                    Parsed::Invalid(format!("more than {HEADERS_LARGE} header fields"))
+                }
+                Err(e) => Parsed::Invalid(e.to_string()),
+                Ok(p) => p,
+            }
+        }
+        Err(e) => Parsed::Invalid(e.to_string()),
+        Ok(p) => p,
+    }
+}
+
+fn parse_with<'b>(
+    bytes: &'b [u8],
+    is_request: bool,
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Parsed, httparse::Error> {
+    let (len, version, kind, hdrs): (usize, u8, HeadKind, &[httparse::Header<'b>]) = if is_request {
+        let mut req = httparse::Request::new(headers);
+        let len = match req.parse(bytes)? {
+            httparse::Status::Partial => return Ok(Parsed::Partial),
+            httparse::Status::Complete(n) => n,
+        };
+        let method = req.method.unwrap_or("");
+        let hdrs: &[httparse::Header<'b>] = req.headers;
+        let upgrade = hdrs.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+        let kind = HeadKind::Request {
+            method: method.to_owned(),
+            target: req.path.unwrap_or("").to_owned(),
+            upgrade,
+        };
+        (len, req.version.unwrap_or(1), kind, hdrs)
+    } else {
+        let mut resp = httparse::Response::new(headers);
+        let status = httparse::ParserConfig::default()
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_multiple_spaces_in_response_status_delimiters(true)
+            .parse_response(&mut resp, bytes)?;
+        let len = match status {
+            httparse::Status::Partial => return Ok(Parsed::Partial),
+            httparse::Status::Complete(n) => n,
+        };
+        let kind = HeadKind::Response {
+            status: resp.code.unwrap_or(0),
+        };
+        let hdrs: &[httparse::Header<'b>] = resp.headers;
+        (len, resp.version.unwrap_or(1), kind, hdrs)
+    };
+    let facts = match header_facts(hdrs) {
+        Ok(f) => f,
+        Err(reason) => return Ok(Parsed::Invalid(reason)),
+    };
+    Ok(Parsed::Done(Head {
+        len,
+        lead: leading_newlines(&bytes[..len]),
+        version,
+        kind,
+        host: facts.host,
+        connection_close: facts.connection_close,
+        keep_alive: facts.keep_alive,
+        keep_alive_timeout: facts.keep_alive_timeout,
+        framing: facts.framing,
+    }))
+}
+
+pub(super) struct Facts {
+    pub(super) host: Option<String>,
+    pub(super) connection_close: bool,
+    pub(super) keep_alive: Option<String>,
+    pub(super) keep_alive_timeout: Option<u32>,
+    framing: Framing,
+}
+
+pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, String> {
+    let mut host = None;
+    let mut connection_close = false;
+    let mut keep_alive: Option<String> = None;
+    let mut keep_alive_timeout = None;
+    let mut content_length: Option<u64> = None;
+    let mut cl_error: Option<String> = None;
+    let mut te_present = false;
+    let mut chunked = false;
+    for h in headers {
+        let name = h.name;
+        let value = h.value;
+        if name.eq_ignore_ascii_case("content-length") {
+            for part in value.split(|&c| c == b',') {
+                match parse_decimal(trim_ows(part)) {
+                    None => {
+                        cl_error.get_or_insert_with(|| {
+                            format!(
+                                "invalid Content-Length {:?}",
+                                String::from_utf8_lossy(value)
+                            )
+                        });
+                    }
+                    Some(n) => match content_length {
+                        Some(prev) if prev != n => {
+                            cl_error.get_or_insert_with(|| {
+                                format!("conflicting Content-Length values {prev} and {n}")
+                            });
+                        }
+                        _ => content_length = Some(n),
+                    },
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te_present = true;
+            for part in value.split(|&c| c == b',') {
+                let coding = trim_ows(part.split(|&c| c == b';').next().unwrap_or(b""));
+                if !coding.is_empty() {
+                    chunked = coding.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            if value
+                .split(|&c| c == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"))
+            {
+                connection_close = true;
+            }
+        } else if name.eq_ignore_ascii_case("keep-alive") {
+            let v = String::from_utf8_lossy(trim_ows(value));
+            match &mut keep_alive {
+                Some(s) => {
+                    s.push_str(", ");
+                    s.push_str(&v);
+                }
+                None => keep_alive = Some(v.into_owned()),
+            }
+            for param in value.split(|&c| c == b',') {
+                let Some(eq) = param.iter().position(|&c| c == b'=') else {
+                    continue;
+                };
+                if trim_ows(&param[..eq]).eq_ignore_ascii_case(b"timeout") {
+                    let mut v = trim_ows(&param[eq + 1..]);
+                    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+                        v = &v[1..v.len() - 1];
+                    }
+                    if let Some(t) = parse_decimal(v).and_then(|t| u32::try_from(t).ok()) {
+                        keep_alive_timeout.get_or_insert(t);
+                    }
+                }
+            }
+        } else if name.eq_ignore_ascii_case("host") && host.is_none() {
+            host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
+        }
+    }
+    let framing = if chunked {
+        // Chunked wins over Content-Length (RFC 9112 6.3), which is then ignored.
+        Framing::Chunked
+    } else if te_present {
+        Framing::OtherCoding
+    } else if let Some(e) = cl_error {
+        return Err(e);
+    } else {
+        content_length.map_or(Framing::None, Framing::Length)
+    };
+    Ok(Facts {
+        host,
+        connection_close,
+        keep_alive,
+        keep_alive_timeout,
+        framing,
+    })
+}
+
+pub(super) fn trim_cr(s: &[u8]) -> &[u8] {
+    s.strip_suffix(b"\r").unwrap_or(s)
+}
+
+pub(super) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A non-empty run of ASCII digits that fits in a u64.
+pub(super) fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &c| {
+        if c.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add((c - b'0') as u64)
+        } else {
+            None
+        }
+    })
+}

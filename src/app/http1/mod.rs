@@ -1,0 +1,195 @@
+//! HTTP/1.x: frames requests and responses on both directions of a connection.
+//!
+//! One [`HttpStream`] per direction frames messages; [`Http1Conn`] owns both, tells the server
+//! direction each request's method (HEAD and CONNECT change how its response is framed) and
+//! turns the framing events into protocol-neutral [`AppEvent`]s.
+//!
+//! HTTP is recognised by content, not port: a stream whose first bytes are not a request or
+//! status line becomes `NotHttp` and costs nothing afterwards. Heads are parsed with httparse
+//! (split over any number of segments, bounded buffer); bodies by Content-Length, chunked, or
+//! read-until-close (responses only); no body for HEAD, 1xx, 204, 304; a 101 or a 2xx to CONNECT
+//! ends HTTP parsing (tunnel). After a gap that hits a head or a chunk-size line the parser
+//! resynchronises on the next request/status line instead of guessing.
+
+mod chunked;
+mod head;
+mod salvage;
+mod sniff;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use stream::HttpStream;
+
+use super::{AppEvent, Identity, Request, Response};
+use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
+
+/// Which role a direction has, as learnt from its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Nothing recognised yet.
+    Unknown,
+    /// Sends requests.
+    Client,
+    /// Sends responses.
+    Server,
+    /// Not HTTP (or a tunnel after 101/CONNECT): ignored from now on.
+    NotHttp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Stream offset of the first byte of the request line.
+    pub start: i64,
+    /// Stream offset just past the blank line ending the head.
+    pub head_end: i64,
+    /// The segment that carried the first byte of the request line.
+    pub first: SegMeta,
+    pub method: String,
+    pub target: String,
+    pub host: Option<String>,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// `Connection: close` present.
+    pub connection_close: bool,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub start: i64,
+    pub head_end: i64,
+    /// The segment that carried the first byte of the status line.
+    pub first: SegMeta,
+    pub status: u16,
+    pub version: u8,
+    pub connection_close: bool,
+    /// `Keep-Alive: timeout=N`.
+    pub keep_alive_timeout: Option<u32>,
+    /// Raw `Keep-Alive` header value, if any.
+    pub keep_alive: Option<String>,
+}
+
+/// What the framing of one direction finds, with stream offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpEvent {
+    Request(RequestHead),
+    /// The request's body (if any) is complete; `end` is the offset just past it.
+    RequestEnd {
+        end: i64,
+    },
+    /// A response head; 1xx heads are interim (not the final response).
+    Response(ResponseHead),
+    /// The final response's body is complete (for read-until-close: at `on_eof`).
+    ResponseEnd {
+        end: i64,
+    },
+    /// A head that did not parse, or sync lost in a gap; the parser now looks for the next
+    /// request/status line.
+    Desync {
+        offset: i64,
+        reason: String,
+    },
+    /// 101 Switching Protocols or CONNECT 2xx: no more HTTP on this direction.
+    Tunnel {
+        offset: i64,
+    },
+}
+
+/// HTTP/1.x on one connection: a framing state per direction, made on its first bytes.
+#[derive(Debug, Default)]
+pub struct Http1Conn {
+    streams: PerDir<Option<HttpStream>>,
+}
+
+impl Http1Conn {
+    /// Feed one flow event; `scratch` is a reusable buffer, the messages go to `out`.
+    pub fn on_flow(
+        &mut self,
+        conn: &ConnMeta,
+        ev: &FlowEvent<'_>,
+        scratch: &mut Vec<HttpEvent>,
+        out: &mut Vec<AppEvent>,
+    ) {
+        scratch.clear();
+        let dir = match *ev {
+            FlowEvent::Data {
+                dir,
+                off,
+                bytes,
+                meta,
+            } => {
+                let Some(h) = self.stream(conn, dir) else {
+                    return;
+                };
+                h.on_data(off, bytes, meta, scratch);
+                dir
+            }
+            FlowEvent::Gap {
+                dir,
+                off,
+                len,
+                meta,
+            } => {
+                let Some(h) = self.stream(conn, dir) else {
+                    return;
+                };
+                h.on_gap(off, len, meta, scratch);
+                dir
+            }
+            FlowEvent::Eof { dir, off, meta } => {
+                match &mut self.streams[dir] {
+                    Some(h) if h.side() != Side::NotHttp => h.on_eof(off, meta, scratch),
+                    _ => return,
+                }
+                dir
+            }
+            FlowEvent::Retransmit { .. } => return,
+        };
+        for ev in scratch.drain(..) {
+            if let HttpEvent::Request(head) = &ev {
+                let other = dir.other();
+                self.streams[other]
+                    .get_or_insert_with(|| HttpStream::new(conn.from_syn[other]))
+                    .push_request_method(&head.method);
+            }
+            out.push(app_event(dir, ev));
+        }
+    }
+
+    /// The framing state of `dir` (made on its first bytes), unless it is not HTTP.
+    fn stream(&mut self, conn: &ConnMeta, dir: Dir) -> Option<&mut HttpStream> {
+        let h = self.streams[dir].get_or_insert_with(|| HttpStream::new(conn.from_syn[dir]));
+        (h.side() != Side::NotHttp).then_some(h)
+    }
+}
+
+/// The protocol-neutral form of a framing event of direction `dir`.
+fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
+    match ev {
+        HttpEvent::Request(h) => AppEvent::Request(Request {
+            dir,
+            start: h.start,
+            first: h.first,
+            identity: Identity {
+                method: h.method,
+                target: h.target,
+                host: h.host,
+            },
+        }),
+        HttpEvent::RequestEnd { .. } => AppEvent::RequestEnd { dir },
+        HttpEvent::Response(h) => AppEvent::Response(Response {
+            dir,
+            start: h.start,
+            first: h.first,
+            status: h.status,
+            interim: (100..200).contains(&h.status) && h.status != 101,
+            closes_connection: h.connection_close || h.version == 0,
+            keep_alive: h.keep_alive,
+        }),
+        HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
+        HttpEvent::Desync { .. } => AppEvent::Desync { dir },
+        HttpEvent::Tunnel { .. } => AppEvent::Tunnel { dir },
+    }
+}

@@ -1,0 +1,441 @@
+//! The framing state machine of one direction: where messages start and end.
+
+use super::chunked::Chunk;
+use super::{HttpEvent, Side};
+use crate::flow::SegMeta;
+use std::collections::VecDeque;
+
+/// Most request methods remembered for response framing.
+const METHOD_FIFO_CAP: usize = 1024;
+
+/// What the response framing needs to know about the matching request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MethodKind {
+    Other,
+    Head,
+    Connect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// At a point where the next bytes decide whether HTTP goes on: the very start of a stream
+    /// whose start is known, or (client side) after a CONNECT/Upgrade request, where anything
+    /// but another request means a tunnel. `buf` holds an undecided prefix.
+    Detect {
+        after_upgrade: bool,
+    },
+    /// Looking for a request/status line at a line start (mid-stream pickup or resync).
+    /// `buf` holds an undecided candidate line start.
+    Scan {
+        at_line_start: bool,
+    },
+    /// Reading a head; `buf` holds its bytes so far if it spans segments.
+    Head,
+    /// Body of known remaining length.
+    Body {
+        remaining: u64,
+    },
+    Chunked(Chunk),
+    /// Response body delimited by the end of the connection.
+    UntilClose,
+    /// Not HTTP, tunnel, or after EOF: everything is ignored.
+    Dead,
+}
+
+/// HTTP/1.x framing state for one direction of a connection.
+#[derive(Debug)]
+pub struct HttpStream {
+    pub(super) side: Side,
+    pub(super) mode: Mode,
+    /// An offset has been seen (`pos` is meaningful).
+    started: bool,
+    /// Stream offset of the next expected byte.
+    pos: i64,
+    /// Undecided line prefix (Detect/Scan) or partial head (Head); bounded.
+    pub(super) buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    pub(super) buf_start: i64,
+    /// The segment that carried the first byte of `buf` that is not a leading empty line.
+    pub(super) buf_first: SegMeta,
+    /// `buf` holds only CR and LF bytes so far.
+    buf_blank: bool,
+    /// The segment of the bytes being processed.
+    pub(super) cur: SegMeta,
+    /// Bytes scanned while the side is still unknown (mid-stream pickup budget).
+    pub(super) scanned: u64,
+    /// Methods of requests whose responses have not been framed yet (server side).
+    pub(super) methods: VecDeque<MethodKind>,
+    /// Final responses framed while `methods` was empty (assumed GET): that many methods pushed
+    /// later belong to responses already framed and are dropped, keeping the FIFO aligned.
+    pub(super) unmatched_responses: u64,
+    /// The current request is CONNECT or carries `Upgrade`: after it, non-HTTP means tunnel.
+    pub(super) upgrade_pending: bool,
+}
+
+impl HttpStream {
+    /// `start_known`: the stream's first byte is the start of the connection (SYN seen), so the
+    /// first bytes decide HTTP or not; otherwise (mid-stream pickup) scan a bounded amount for a
+    /// request/status line first.
+    pub fn new(start_known: bool) -> Self {
+        HttpStream {
+            side: Side::Unknown,
+            mode: if start_known {
+                Mode::Detect {
+                    after_upgrade: false,
+                }
+            } else {
+                Mode::Scan {
+                    at_line_start: true,
+                }
+            },
+            started: false,
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+            buf_first: SegMeta::default(),
+            buf_blank: false,
+            cur: SegMeta::default(),
+            scanned: 0,
+            methods: VecDeque::new(),
+            unmatched_responses: 0,
+            upgrade_pending: false,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// In-order bytes starting at stream offset `offset`, carried by segment `seg`.
+    pub fn on_data(&mut self, offset: i64, data: &[u8], seg: SegMeta, out: &mut Vec<HttpEvent>) {
+        if self.mode == Mode::Dead || data.is_empty() {
+            return;
+        }
+        if offset as i128 + data.len() as i128 > i64::MAX as i128 {
+            return; // nonsensical offset; never overflow
+        }
+        self.cur = seg;
+        let (mut offset, mut data) = (offset, data);
+        if !self.started {
+            self.started = true;
+            self.pos = offset;
+        } else if offset > self.pos {
+            // Bytes between the last call and this one were never delivered: treat as a gap.
+            let missing = (offset as i128 - self.pos as i128) as u64;
+            self.on_gap(self.pos, missing, seg, out);
+            if self.mode == Mode::Dead {
+                return;
+            }
+        } else if offset < self.pos {
+            // Overlap with bytes already seen: skip them.
+            let skip = (self.pos as i128 - offset as i128) as u64;
+            if skip >= data.len() as u64 {
+                return;
+            }
+            data = &data[skip as usize..];
+            offset = self.pos;
+        }
+        self.pos = offset + data.len() as i64;
+        // While hunting for a message start, a segment's first byte is a candidate too:
+        // senders start messages on segment boundaries, and a body of unknown length before
+        // it need not end in a newline.
+        if let Mode::Scan { .. } = self.mode
+            && self.buf.is_empty()
+        {
+            self.mode = Mode::Scan {
+                at_line_start: true,
+            };
+        }
+        self.process(offset, data, out);
+    }
+
+    /// `len` bytes starting at `offset` are missing from the capture (known only by length);
+    /// `seg` is the segment that revealed them.
+    pub fn on_gap(&mut self, offset: i64, len: u64, seg: SegMeta, out: &mut Vec<HttpEvent>) {
+        if self.mode == Mode::Dead || len == 0 {
+            return;
+        }
+        self.cur = seg;
+        let end = (offset as i128 + len as i128).min(i64::MAX as i128) as i64;
+        let mut offset = offset;
+        if !self.started {
+            self.started = true;
+        } else {
+            if end <= self.pos {
+                return;
+            }
+            // Missing bytes before the gap's start are part of the gap too; bytes already seen
+            // are not.
+            offset = self.pos;
+        }
+        let len = (end as i128 - offset as i128) as u64;
+        self.pos = end;
+        match self.mode {
+            Mode::Dead | Mode::UntilClose => {}
+            Mode::Body { remaining } => self.gap_in_body(offset, len, remaining, out),
+            Mode::Chunked(c) => self.gap_in_chunked(offset, len, c, out),
+            Mode::Head => {
+                // what the capture kept of the head still names the message
+                self.salvage_head(offset, out);
+                let reason = if self.buf.is_empty() {
+                    format!(
+                        "gap of {len} bytes at offset {offset} where a {} head was expected",
+                        self.kind()
+                    )
+                } else {
+                    format!(
+                        "gap of {len} bytes at offset {offset} inside the {} head started at {}",
+                        self.kind(),
+                        self.buf_start
+                    )
+                };
+                self.desync(offset, reason, true, out);
+            }
+            Mode::Detect { after_upgrade } => {
+                if after_upgrade {
+                    let reason = format!(
+                        "gap of {len} bytes at offset {offset} where a request head was expected"
+                    );
+                    self.desync(offset, reason, true, out);
+                } else {
+                    // The first bytes are missing: fall back to scanning as on a mid-stream pickup.
+                    self.buf.clear();
+                    self.mode = Mode::Scan {
+                        at_line_start: true,
+                    };
+                    self.count_scanned(len);
+                }
+            }
+            Mode::Scan { .. } => {
+                self.buf.clear();
+                self.mode = Mode::Scan {
+                    at_line_start: true,
+                };
+                if self.side == Side::Unknown {
+                    self.count_scanned(len);
+                }
+            }
+        }
+    }
+
+    /// A gap of `len` bytes at `offset` inside a body with `remaining` bytes to go.
+    fn gap_in_body(&mut self, offset: i64, len: u64, remaining: u64, out: &mut Vec<HttpEvent>) {
+        if len < remaining {
+            self.mode = Mode::Body {
+                remaining: remaining - len,
+            };
+            return;
+        }
+        let end = add_offset(offset, remaining);
+        self.finish(end, out);
+        if len > remaining {
+            let reason = format!(
+                "gap of {} bytes at offset {end} where the next {} head was expected",
+                len - remaining,
+                self.kind()
+            );
+            self.desync(end, reason, true, out);
+        }
+    }
+
+    /// A gap of `len` bytes at `offset` inside chunked framing.
+    fn gap_in_chunked(&mut self, offset: i64, len: u64, c: Chunk, out: &mut Vec<HttpEvent>) {
+        let Chunk::Data { remaining } = c else {
+            let reason = format!(
+                "gap of {len} bytes at offset {offset} inside a chunk-size line or trailer"
+            );
+            return self.desync(offset, reason, true, out);
+        };
+        if len < remaining {
+            self.mode = Mode::Chunked(Chunk::Data {
+                remaining: remaining - len,
+            });
+        } else if len == remaining {
+            self.mode = Mode::Chunked(Chunk::DataEnd { cr: false });
+        } else {
+            let at = add_offset(offset, remaining);
+            let reason = format!(
+                "gap of {} bytes at offset {at} over chunked framing",
+                len - remaining
+            );
+            self.desync(at, reason, true, out);
+        }
+    }
+
+    /// The sender closed this direction (FIN) at `offset`; `seg` is the FIN's segment.
+    pub fn on_eof(&mut self, offset: i64, seg: SegMeta, out: &mut Vec<HttpEvent>) {
+        if self.mode == Mode::Dead {
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            self.pos = offset;
+        } else if offset > self.pos {
+            self.on_gap(
+                self.pos,
+                (offset as i128 - self.pos as i128) as u64,
+                seg,
+                out,
+            );
+            if self.mode == Mode::Dead {
+                return;
+            }
+        }
+        let unfinished = match self.mode {
+            Mode::UntilClose => {
+                out.push(HttpEvent::ResponseEnd { end: offset });
+                None
+            }
+            Mode::Body { remaining } => Some(format!(
+                "a {} body ({remaining} bytes missing)",
+                self.kind()
+            )),
+            Mode::Chunked(_) => Some(format!("a chunked {} body", self.kind())),
+            Mode::Head if !self.buf.is_empty() => Some(format!(
+                "the {} head started at {}",
+                self.kind(),
+                self.buf_start
+            )),
+            _ => None,
+        };
+        if let Some(inside) = unfinished {
+            out.push(HttpEvent::Desync {
+                offset,
+                reason: format!("connection closed at offset {offset} inside {inside}"),
+            });
+        }
+        if self.side == Side::Unknown {
+            self.side = Side::NotHttp;
+        }
+        self.mode = Mode::Dead;
+        self.buf = Vec::new();
+    }
+
+    /// Response side: the next request in order has this method (HEAD and CONNECT change how
+    /// the matching response is framed). Called once per request, in order.
+    pub fn push_request_method(&mut self, method: &str) {
+        if self.side == Side::NotHttp || self.methods.len() >= METHOD_FIFO_CAP {
+            return;
+        }
+        if self.unmatched_responses > 0 {
+            // Its response was already framed before this request was reported.
+            self.unmatched_responses -= 1;
+            return;
+        }
+        let kind = match method {
+            "HEAD" => MethodKind::Head,
+            "CONNECT" => MethodKind::Connect,
+            _ => MethodKind::Other,
+        };
+        self.methods.push_back(kind);
+    }
+
+    /// "request", "response" or "message", for messages.
+    pub(super) fn kind(&self) -> &'static str {
+        match self.side {
+            Side::Client => "request",
+            Side::Server => "response",
+            _ => "message",
+        }
+    }
+
+    pub(super) fn become_not_http(&mut self) {
+        self.side = Side::NotHttp;
+        self.mode = Mode::Dead;
+        self.buf = Vec::new();
+        self.methods = VecDeque::new();
+    }
+
+    pub(super) fn count_scanned(&mut self, n: u64) {
+        self.scanned = self.scanned.saturating_add(n);
+        if self.scanned >= super::sniff::SCAN_BUDGET {
+            self.become_not_http();
+        }
+    }
+
+    /// Start buffering bytes of a message (or a candidate message start) at `off`.
+    pub(super) fn buffer(&mut self, off: i64, data: &[u8]) {
+        let blank = data.iter().all(|&c| c == b'\r' || c == b'\n');
+        if self.buf.is_empty() {
+            self.buf_start = off;
+            self.buf_first = self.cur;
+            self.buf_blank = blank;
+        } else if self.buf_blank && !blank {
+            // the message itself starts in this segment, after empty lines
+            self.buf_first = self.cur;
+            self.buf_blank = false;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Lose sync at `offset`: report it and look for the next request/status line.
+    pub(super) fn desync(
+        &mut self,
+        offset: i64,
+        reason: String,
+        at_line_start: bool,
+        out: &mut Vec<HttpEvent>,
+    ) {
+        out.push(HttpEvent::Desync { offset, reason });
+        self.buf.clear();
+        self.upgrade_pending = false;
+        self.mode = Mode::Scan { at_line_start };
+    }
+
+    /// The current message ends at `end`.
+    pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
+        out.push(if self.side == Side::Client {
+            HttpEvent::RequestEnd { end }
+        } else {
+            HttpEvent::ResponseEnd { end }
+        });
+        self.mode = if std::mem::take(&mut self.upgrade_pending) {
+            Mode::Detect {
+                after_upgrade: true,
+            }
+        } else {
+            Mode::Head
+        };
+    }
+
+    /// Runs the state machine over contiguous bytes starting at `base`.
+    pub(super) fn process(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
+        let mut i = 0usize;
+        while i < data.len() {
+            let off = base + i as i64;
+            let d = &data[i..];
+            i += match self.mode {
+                Mode::Dead => return,
+                Mode::Detect { after_upgrade } => self.step_detect(off, d, after_upgrade, out),
+                Mode::Scan { at_line_start } => self.step_scan(off, d, at_line_start),
+                Mode::Head => self.step_head(off, d, out),
+                Mode::Body { remaining } => {
+                    let take = remaining.min(d.len() as u64);
+                    if take == remaining {
+                        self.finish(off + take as i64, out);
+                    } else {
+                        self.mode = Mode::Body {
+                            remaining: remaining - take,
+                        };
+                    }
+                    take as usize
+                }
+                Mode::Chunked(c) => self.step_chunk(off, d, c, out),
+                Mode::UntilClose => d.len(),
+            };
+        }
+    }
+
+    /// Process bytes that were buffered from earlier segments again (after a head that did not
+    /// parse): messages found in them started in those segments.
+    pub(super) fn reprocess(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
+        let cur = std::mem::replace(&mut self.cur, self.buf_first);
+        self.process(base, data, out);
+        self.cur = cur;
+    }
+}
+
+/// `off + n`, saturating (gap lengths are arbitrary u64).
+pub(super) fn add_offset(off: i64, n: u64) -> i64 {
+    (off as i128 + n as i128).min(i64::MAX as i128) as i64
+}

@@ -1,0 +1,80 @@
+//! The command line: parses and validates the arguments ([`args`]), opens the packet source,
+//! runs the engine's driver loop and renders the report. Exit codes: 0 no findings, 1 findings,
+//! 2 error.
+
+mod args;
+
+use crate::capture::Filter;
+use crate::engine::{FileInput, Source, run};
+use crate::report::{io_err, renderer};
+use args::{Args, Command, FilesRun};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{self, IsTerminal};
+
+/// Entry point of the binary; returns the exit code.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match args.validate().and_then(execute) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("tcprace: error: {msg}");
+            2
+        }
+    }
+}
+
+fn execute(cmd: Command) -> Result<i32, String> {
+    match cmd {
+        Command::ListInterfaces => list_interfaces(),
+        Command::Files(f) => run_files(&f),
+        Command::Live(opts) => {
+            let stop = crate::engine::live::install_signal_handlers()?;
+            crate::engine::live::run_live(&opts, &stop, io::BufWriter::new(io::stdout().lock()))
+        }
+    }
+}
+
+fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {
+    if !enabled || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} [{bar:30}] {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+fn run_files(f: &FilesRun) -> Result<i32, String> {
+    let filter = f.filter.as_deref().map(Filter::new).transpose()?;
+    let mut source = FileInput::open(&f.files, filter)?;
+    let pb = progress_bar(source.progress().1, f.progress);
+    let mut renderer = renderer(f.format, io::BufWriter::new(io::stdout().lock()), false);
+    let report = run(&mut source, &f.run, renderer.as_mut(), &mut |done| {
+        pb.set_position(done)
+    });
+    pb.finish_and_clear();
+    let report = report?;
+    renderer.finish(&report).map_err(io_err)?;
+    Ok(report.exit_code())
+}
+
+fn list_interfaces() -> Result<i32, String> {
+    let list = crate::capture::list_interfaces()?;
+    if list.is_empty() {
+        return Err("no interfaces to capture on (live capture needs root or CAP_NET_RAW)".into());
+    }
+    for (i, d) in list.iter().enumerate() {
+        println!("{}.{d}", i + 1);
+    }
+    Ok(0)
+}

@@ -1,0 +1,326 @@
+//! Per server endpoint statistics: connections, requests, the server's idle closes, how long
+//! clients let connections idle before reusing them, findings. Accumulated per shard of the
+//! input in a form that merges to the same result whatever the split.
+
+use super::exchanges::Exchanges;
+use super::recommend::recommend;
+use crate::flow::{Closes, Dir};
+use crate::report::schema::{EndpointStats, IdleCloses, Kind};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+/// Samples kept for the median.
+const MAX_IDLE_SAMPLES: usize = 4096;
+/// `Keep-Alive` values kept per endpoint.
+const MAX_KEEP_ALIVE_VALUES: usize = 8;
+
+/// A bijective mix of a connection id (splitmix64's finalizer): distinct ids, distinct ranks.
+fn sample_rank(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The server's idle closes so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct IdleTally {
+    count: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+    /// (rank, idle time): the samples for the median, at most `MAX_IDLE_SAMPLES` once trimmed.
+    /// Beyond that the samples of lowest rank (a hash of the connection id) are kept: a
+    /// deterministic sample that does not depend on the order of the closes, so the samples of
+    /// shards of the input merge to the same result.
+    samples: Vec<(u64, f64)>,
+}
+
+impl IdleTally {
+    pub fn add(&mut self, v: f64, conn: u64) {
+        self.count += 1;
+        self.min = min_opt(self.min, Some(v));
+        self.max = max_opt(self.max, Some(v));
+        self.samples.push((sample_rank(conn), v));
+        if self.samples.len() >= 2 * MAX_IDLE_SAMPLES {
+            self.trim();
+        }
+    }
+
+    /// Keep the `MAX_IDLE_SAMPLES` samples of lowest rank.
+    fn trim(&mut self) {
+        if self.samples.len() > MAX_IDLE_SAMPLES {
+            self.samples
+                .select_nth_unstable_by_key(MAX_IDLE_SAMPLES - 1, |&(rank, _)| rank);
+            self.samples.truncate(MAX_IDLE_SAMPLES);
+        }
+    }
+
+    fn merge(&mut self, other: IdleTally) {
+        self.count += other.count;
+        self.min = min_opt(self.min, other.min);
+        self.max = max_opt(self.max, other.max);
+        self.samples.extend_from_slice(&other.samples);
+        self.trim();
+    }
+
+    fn median(&mut self) -> Option<f64> {
+        self.trim();
+        let mut s: Vec<f64> = self.samples.iter().map(|&(_, v)| v).collect();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(s[n / 2]),
+            _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+        }
+    }
+}
+
+/// One server endpoint's statistics so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct EndpointTally {
+    pub server: String,
+    pub connections: u64,
+    pub requests: u64,
+    pub responses: u64,
+    pub idle: IdleTally,
+    pub max_reuse_idle: Option<f64>,
+    pub keep_alive: BTreeSet<String>,
+    pub findings: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    /// The longest idle time before a request that crossed or followed the server's FIN.
+    pub race_idle_max: Option<f64>,
+}
+
+impl EndpointTally {
+    pub fn new(server: SocketAddr) -> EndpointTally {
+        EndpointTally {
+            server: server.to_string(),
+            ..EndpointTally::default()
+        }
+    }
+
+    /// A finished connection to this server.
+    pub fn add_connection(&mut self, conn: u64, ex: &mut Exchanges, closes: &Closes, client: Dir) {
+        self.connections += 1;
+        self.requests += ex.requests;
+        self.responses += ex.responses;
+        for ka in std::mem::take(&mut ex.keep_alive) {
+            add_keep_alive(&mut self.keep_alive, ka);
+        }
+        self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
+        if let Some(idle) = idle_close(ex, closes, client) {
+            self.idle.add(idle, conn);
+        }
+    }
+
+    /// A final finding of `kind` on this server, whose request came after `idle_before` s idle.
+    pub fn add_finding(&mut self, kind: Kind, idle_before: Option<f64>) {
+        self.findings += 1;
+        *self.by_kind.entry(kind.as_str()).or_default() += 1;
+        if matches!(kind, Kind::CrossedFin | Kind::AfterFin) {
+            self.race_idle_max = max_opt(self.race_idle_max, idle_before);
+        }
+    }
+
+    /// Add another shard's statistics of the same server.
+    fn merge(&mut self, other: EndpointTally) {
+        self.connections += other.connections;
+        self.requests += other.requests;
+        self.responses += other.responses;
+        self.idle.merge(other.idle);
+        self.max_reuse_idle = max_opt(self.max_reuse_idle, other.max_reuse_idle);
+        for ka in other.keep_alive {
+            add_keep_alive(&mut self.keep_alive, ka);
+        }
+        self.findings += other.findings;
+        for (k, n) in other.by_kind {
+            *self.by_kind.entry(k).or_default() += n;
+        }
+        self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
+    }
+
+    /// The statistics as reported, with the median idle close and the recommendation.
+    fn into_stats(mut self) -> EndpointStats {
+        let median = self.idle.median();
+        let recommendation = recommend(&self, median);
+        EndpointStats {
+            server: self.server,
+            connections: self.connections,
+            requests: self.requests,
+            responses: self.responses,
+            idle_closes: IdleCloses {
+                count: self.idle.count,
+                min_s: self.idle.min,
+                median_s: median,
+                max_s: self.idle.max,
+            },
+            max_reuse_idle_s: self.max_reuse_idle,
+            keep_alive: self.keep_alive,
+            findings: self.findings,
+            by_kind: self.by_kind,
+            recommendation,
+        }
+    }
+}
+
+/// Merge the endpoint statistics of the shards of the input (every connection in exactly one
+/// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
+/// server address as text.
+pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointStats> {
+    let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
+    for ep in shards.into_iter().flatten() {
+        match by_server.get_mut(&ep.server) {
+            Some(m) => m.merge(ep),
+            None => {
+                by_server.insert(ep.server.clone(), ep);
+            }
+        }
+    }
+    by_server
+        .into_values()
+        .map(EndpointTally::into_stats)
+        .collect()
+}
+
+/// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
+/// kept (independent of the order the values come in, so shards merge alike).
+fn add_keep_alive(set: &mut BTreeSet<String>, ka: String) {
+    if set.len() < MAX_KEEP_ALIVE_VALUES || set.last().is_some_and(|last| ka < *last) {
+        set.insert(ka);
+        if set.len() > MAX_KEEP_ALIVE_VALUES {
+            set.pop_last();
+        }
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The idle time before the server's FIN, when it closed an idle keep-alive connection: no
+/// request it had received was outstanding, the last response did not announce the close, and
+/// the client had not closed first.
+fn idle_close(ex: &Exchanges, closes: &Closes, client: Dir) -> Option<f64> {
+    let fin = closes.fin[client.other()]?;
+    let (end, close_delimited) = ex.last_response_end?;
+    if close_delimited || fin.at.ts < end {
+        return None;
+    }
+    let saw_pending = ex
+        .pending
+        .front()
+        .is_some_and(|r| fin.ack_off.is_some_and(|a| a > r.start));
+    let client_first = closes.fin[client].is_some_and(|c| fin.ack_off.is_some_and(|a| a > c.off));
+    if saw_pending || client_first {
+        return None;
+    }
+    Some(fin.at.ts.secs_since(end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(
+        server: &str,
+        idles: impl Iterator<Item = (u64, f64)>,
+        ka: &[&str],
+    ) -> EndpointTally {
+        let mut e = EndpointTally {
+            server: server.into(),
+            ..EndpointTally::default()
+        };
+        for (conn, v) in idles {
+            e.connections += 1;
+            e.idle.add(v, conn);
+        }
+        for k in ka {
+            add_keep_alive(&mut e.keep_alive, k.to_string());
+        }
+        e
+    }
+
+    #[test]
+    fn merged_endpoints_equal_one_over_everything() {
+        let idle = |c: u64| (c, (c * 7919 % 1000) as f64 / 100.0);
+        let kas = ["k", "j", "i", "h", "g", "f", "e", "d", "c", "b", "a"];
+        // more idle closes than samples are kept, split unevenly and interleaved
+        let mut whole = endpoint("10.0.0.1:80", (1..=9000).map(idle), &kas);
+        let a = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 == 0).map(idle),
+            &kas[..6],
+        );
+        let mut b = endpoint(
+            "10.0.0.1:80",
+            (1..=9000).filter(|c| c % 3 != 0).rev().map(idle),
+            &kas[6..],
+        );
+        b.add_finding(Kind::CrossedFin, Some(4.5));
+        b.add_finding(Kind::CrossedFin, Some(1.0));
+        b.max_reuse_idle = Some(4.0);
+        let mut a2 = a.clone();
+        a2.max_reuse_idle = Some(5.0);
+        let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
+        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], other.into_stats());
+        let m = &merged[1];
+        assert_eq!(m.connections, 9000);
+        let whole_median = whole.idle.median();
+        let mi = &m.idle_closes;
+        assert_eq!(
+            (mi.count, mi.min_s, mi.median_s, mi.max_s),
+            (
+                whole.idle.count,
+                whole.idle.min,
+                whole_median,
+                whole.idle.max
+            )
+        );
+        assert_eq!(m.keep_alive, whole.keep_alive);
+        assert_eq!(
+            m.keep_alive.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "e", "f", "g", "h"]
+        );
+        assert_eq!(m.max_reuse_idle_s, Some(5.0));
+        assert_eq!(m.findings, 2);
+        assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
+        let rec = m.recommendation.as_deref().unwrap();
+        let median = whole_median.unwrap();
+        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains("up to 4.50 s"), "{rec}");
+    }
+
+    #[test]
+    fn the_median_sample_does_not_depend_on_the_split() {
+        let idle = |c: u64| (c, (c * 7919 % 1000) as f64 / 100.0);
+        let mut whole = IdleTally::default();
+        let (mut a, mut b) = (IdleTally::default(), IdleTally::default());
+        for (c, v) in (1..=9000).map(idle) {
+            whole.add(v, c);
+            if c % 3 == 0 { a.add(v, c) } else { b.add(v, c) }
+        }
+        a.merge(b);
+        let sorted = |t: &mut IdleTally| {
+            t.trim();
+            let mut v = t.samples.clone();
+            v.sort_by_key(|s| s.0);
+            v
+        };
+        assert_eq!(sorted(&mut a), sorted(&mut whole));
+        assert_eq!(a.samples.len(), MAX_IDLE_SAMPLES);
+        assert_eq!(a.median(), whole.median());
+    }
+}

@@ -1,0 +1,311 @@
+use super::*;
+use crate::app::Identity;
+use crate::flow::{CloseEvent, Closes, Dir, EndReason, PerDir, SeqNumber};
+use crate::report::schema::Kind;
+
+fn at(frame: u64, secs: f64) -> FrameRef {
+    FrameRef {
+        input: 0,
+        frame,
+        ordinal: frame,
+        ts: Timestamp::from_secs_f64(secs),
+    }
+}
+
+/// A connection from 10.0.0.1:`client_port` (its first packet, direction Fwd) to 10.0.0.2:80.
+fn conn(id: u64, client_port: u16) -> ConnMeta {
+    ConnMeta {
+        id,
+        addrs: PerDir::new(
+            format!("10.0.0.1:{client_port}").parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        ),
+        syn_client: Some(Dir::Fwd),
+        from_syn: PerDir::new(true, true),
+    }
+}
+
+/// Request `target` at client offset `start` sent in frame `f` carrying `ack_off`.
+fn request(
+    d: &mut Detector,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    target: &str,
+    start: i64,
+    f: FrameRef,
+    ack_off: i64,
+) {
+    let first = SegMeta {
+        at: f,
+        seq: SeqNumber(1 + start as u32),
+        off: start,
+        ack: Some(SeqNumber(1 + ack_off as u32)),
+        ack_off: Some(ack_off),
+    };
+    let identity = Identity {
+        method: "GET".into(),
+        target: target.into(),
+        host: Some("h".into()),
+    };
+    let r = Request {
+        dir: Dir::Fwd,
+        start,
+        first,
+        identity,
+    };
+    d.on_message(c, ex, AppEvent::Request(r), first);
+}
+
+/// A final keep-alive response by the server, completed by segment `m`.
+fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
+    let r = Response {
+        dir: Dir::Rev,
+        start: 0,
+        first: m,
+        status: 200,
+        interim: false,
+        closes_connection: false,
+        keep_alive: Some("timeout=1".into()),
+    };
+    d.on_message(c, ex, AppEvent::Response(r), m);
+}
+
+fn close(f: FrameRef, off: i64, ack_off: Option<i64>) -> CloseEvent {
+    CloseEvent {
+        at: f,
+        seq: SeqNumber(1 + off as u32),
+        off,
+        ack: ack_off.map(|a| SeqNumber(1 + a as u32)),
+        ack_off,
+    }
+}
+
+/// The end of `c` with the server's (Rev) FIN and RST, and the client's FIN.
+fn end_of(
+    c: &ConnMeta,
+    client_fin: Option<CloseEvent>,
+    fin: Option<CloseEvent>,
+    rst: Option<CloseEvent>,
+) -> ConnEnd {
+    ConnEnd {
+        conn: *c,
+        closes: Closes {
+            fin: PerDir::new(client_fin, fin),
+            rst: PerDir::new(None, rst),
+        },
+        stream_end: PerDir::new(None, None),
+        why: EndReason::Closed,
+    }
+}
+
+/// One answered request (ends at 1.0 s), then GET /x at client offset 30.
+fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Exchanges {
+    let mut ex = Exchanges::default();
+    request(d, c, &mut ex, "/first", 0, at(4, 0.5), 0);
+    let m = SegMeta {
+        at: at(5, 1.0),
+        ..SegMeta::default()
+    };
+    response(d, c, &mut ex, m);
+    d.on_message(c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+    request(d, c, &mut ex, "/x", 30, at(7, t), ack_off);
+    ex
+}
+
+fn one(d: &mut Detector) -> Finding {
+    d.finish();
+    let mut r = d.take_ready();
+    assert_eq!(r.len(), 1, "{r:?}");
+    r.remove(0)
+}
+
+fn secs(s: f64) -> Timestamp {
+    Timestamp::from_secs_f64(s)
+}
+
+#[test]
+fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
+    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
+    let c = conn(1, 1000);
+    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let fin = close(at(6, 1.99), 40, Some(30));
+    let rst = close(at(8, 2.01), 41, None);
+    d.finish_conn(&end_of(&c, None, Some(fin), Some(rst)), ex, secs(5.0));
+    let f = one(&mut d);
+    assert_eq!(f.kind, Kind::CrossedFin);
+    assert_eq!(f.outcome, Outcome::Lost);
+    assert_eq!((f.request.frame, f.request.index), (7, 1));
+    assert_eq!(f.request.file, "a.pcap");
+    assert_eq!(f.peer_close.as_ref().unwrap().frame, 6);
+    assert!(!f.peer_close.as_ref().unwrap().acks_request);
+    assert_eq!(f.rst.as_ref().unwrap().frame, 8);
+    assert!((f.fin_to_request_s.unwrap() - 0.01).abs() < 1e-9);
+    assert!((f.idle_before_s.unwrap() - 1.0).abs() < 1e-9);
+    assert!(f.evidence.contains("crossed in flight"), "{}", f.evidence);
+    assert!(f.evidence.ends_with("(RST frame 8)."), "{}", f.evidence);
+}
+
+#[test]
+fn request_acknowledging_the_fin_is_after_fin() {
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let c = conn(1, 1000);
+    let ex = keepalive_then(&mut d, &c, 2.0, 41);
+    let fin = close(at(6, 1.5), 40, Some(30));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(5.0));
+    assert_eq!(one(&mut d).kind, Kind::AfterFin);
+}
+
+#[test]
+fn fin_acknowledging_the_request_is_closed_unanswered() {
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let c = conn(1, 1000);
+    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let fin = close(at(9, 30.0), 40, Some(60));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(50.0));
+    assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
+}
+
+#[test]
+fn rst_before_or_after_the_request() {
+    for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let c = conn(1, 1000);
+        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let t = rst_frame as f64 / 4.0;
+        let rst = close(at(rst_frame, t), 40, Some(30));
+        d.finish_conn(&end_of(&c, None, None, Some(rst)), ex, secs(50.0));
+        let f = one(&mut d);
+        assert_eq!(f.kind, kind);
+        assert!(f.kind.is_finding());
+    }
+}
+
+#[test]
+fn no_close_is_informational_and_client_close_first_too() {
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let c = conn(1, 1000);
+    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    d.finish_conn(&end_of(&c, None, None, None), ex, secs(9.0));
+    assert_eq!(one(&mut d).kind, Kind::UnansweredAtEnd);
+
+    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let client_fin = close(at(8, 3.0), 60, Some(40));
+    let fin = close(at(9, 3.1), 40, Some(61));
+    d.finish_conn(
+        &end_of(&c, Some(client_fin), Some(fin), None),
+        ex,
+        secs(9.0),
+    );
+    let f = one(&mut d);
+    assert_eq!(f.kind, Kind::ClientClosed);
+    assert!(!f.kind.is_finding());
+}
+
+#[test]
+fn same_request_on_another_connection_within_the_window_is_a_retry() {
+    for (delay, outcome) in [(0.3, Outcome::Retried), (1.5, Outcome::Lost)] {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let c = conn(1, 1000);
+        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let fin = close(at(6, 1.99), 40, Some(30));
+        // the verdict is made before the retry arrives; the retry window keeps it open
+        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(2.1));
+        assert!(d.take_ready().is_empty());
+        let c2 = conn(2, 1001);
+        let mut ex2 = Exchanges::default();
+        request(&mut d, &c2, &mut ex2, "/x", 0, at(20, 2.0 + delay), 0);
+        d.tick(secs(3.6));
+        let f = one(&mut d);
+        assert_eq!(f.outcome, outcome);
+        assert_eq!(f.retry.is_some(), outcome == Outcome::Retried);
+    }
+}
+
+#[test]
+fn a_response_captured_before_its_request_answers_it_by_ack() {
+    let c = conn(1, 1000);
+    let fin = || Some(close(at(4, 5.0), 40, Some(30)));
+    // the server's response (its segment acknowledges the 30 request bytes) comes first
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut ex = Exchanges::default();
+    let m = SegMeta {
+        at: at(2, 0.1),
+        ack_off: Some(30),
+        ..SegMeta::default()
+    };
+    response(&mut d, &c, &mut ex, m);
+    request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
+    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    d.finish();
+    assert!(d.take_ready().is_empty());
+    // a response whose ack does not cover the request does not answer it
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut ex = Exchanges::default();
+    let m = SegMeta {
+        ack_off: Some(0),
+        ..m
+    };
+    response(&mut d, &c, &mut ex, m);
+    request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
+    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
+}
+
+#[test]
+fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
+    for (server_bytes, verdicts) in [(Some(100), 0), (None, 1)] {
+        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let c = conn(1, 1000);
+        let mut ex = Exchanges::default();
+        request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
+        let m = SegMeta {
+            at: at(2, 0.1),
+            ..SegMeta::default()
+        };
+        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, m);
+        let mut end = end_of(&c, None, Some(close(at(3, 5.0), 100, Some(30))), None);
+        end.stream_end[Dir::Rev] = server_bytes;
+        d.finish_conn(&end, ex, secs(9.0));
+        d.finish();
+        assert_eq!(d.take_ready().len(), verdicts);
+        assert_eq!(d.stats().unframed_responses, 1 - verdicts as u64);
+    }
+}
+
+#[test]
+fn idle_closes_and_recommendation() {
+    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
+        let c = conn(n, 1000 + n as u16);
+        let mut ex = Exchanges::default();
+        request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
+        let m = SegMeta {
+            at: at(2, 0.1),
+            ..SegMeta::default()
+        };
+        response(&mut d, &c, &mut ex, m);
+        d.on_message(&c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+        let fin = close(at(3, 0.1 + idle), 40, Some(30));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+    }
+    let c = conn(9, 2000);
+    let ex = keepalive_then(&mut d, &c, 1.95, 40);
+    let fin = close(at(6, 1.99), 40, Some(30));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+    let eps = merge_endpoints(vec![d.finish()]);
+    assert_eq!(eps.len(), 1);
+    let e = &eps[0];
+    assert_eq!(e.connections, 4);
+    // the race's FIN is an idle close too: the server had not seen the request
+    assert_eq!(e.idle_closes.count, 4);
+    assert!((e.idle_closes.median_s.unwrap() - 0.995).abs() < 1e-6);
+    assert!((e.idle_closes.min_s.unwrap() - 0.9).abs() < 1e-6);
+    assert_eq!(e.findings, 1);
+    let rec = e.recommendation.as_deref().unwrap();
+    assert!(rec.contains("about 1.0 s"), "{rec}");
+    assert!(rec.contains("up to 0.95 s"), "{rec}");
+    assert_eq!(
+        e.keep_alive.iter().next().map(String::as_str),
+        Some("timeout=1")
+    );
+}

@@ -1,0 +1,217 @@
+//! Live capture as a [`Source`] of the driver loop.
+//!
+//! Packets are read with a short read timeout; each quiet period lets capture time advance to
+//! the wall clock ([`Next::Idle`]), so verdicts that wait for later events (the RST, the end of
+//! the retry window) become final while the capture runs, and each finding is printed as soon
+//! as it is final. The run stops on Ctrl-C/SIGTERM, `--duration` or `--count` and prints the
+//! same report as file mode, plus the capture's statistics (the kernel's drop counters).
+
+use super::run::{RunOptions, run};
+use super::source::{Next, Source, Status};
+use crate::capture::{LiveConfig, LiveNext, LiveSource, Packet};
+use crate::report::schema::CaptureInfo;
+use crate::report::{Format, io_err, renderer};
+use crate::time::Timestamp;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Everything a live run needs.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub capture: LiveConfig,
+    pub run: RunOptions,
+    pub format: Format,
+    /// Print running totals to stderr this often.
+    pub stats_every: Option<Duration>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many packets.
+    pub count: Option<u64>,
+}
+
+/// Why the capture stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    Duration,
+    Count,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Signal => "signal",
+            StopReason::Duration => "duration",
+            StopReason::Count => "count",
+        }
+    }
+}
+
+/// Stop flag set by SIGINT and SIGTERM; a second signal ends the process at once (exit 130).
+pub fn install_signal_handlers() -> Result<Arc<AtomicBool>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+fn wall_clock() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+}
+
+/// A live interface as the driver's source: stops on the flag, the deadline or the count, and
+/// prints running totals.
+struct LiveInput<'a> {
+    src: LiveSource,
+    cfg: &'a LiveConfig,
+    pkt: Packet,
+    stop: &'a AtomicBool,
+    start: Instant,
+    deadline: Option<Instant>,
+    count: Option<u64>,
+    stats_every: Option<Duration>,
+    next_stats: Option<Instant>,
+    stopped_by: Option<StopReason>,
+}
+
+impl LiveInput<'_> {
+    fn stop_reason(&self) -> Option<StopReason> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Some(StopReason::Signal);
+        }
+        if self.count.is_some_and(|n| self.src.frames() >= n) {
+            return Some(StopReason::Count);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(StopReason::Duration);
+        }
+        None
+    }
+}
+
+impl Source for LiveInput<'_> {
+    fn next(&mut self) -> Result<Next<'_>, String> {
+        if let Some(why) = self.stop_reason() {
+            self.stopped_by = Some(why);
+            return Ok(Next::End);
+        }
+        match self.src.read(&mut self.pkt).map_err(|e| e.to_string())? {
+            LiveNext::Packet => Ok(Next::Packet(self.pkt.as_ref())),
+            // Nothing was waiting in the buffer: every packet captured before now has been
+            // read, so capture time may advance to the wall clock.
+            LiveNext::Timeout => Ok(Next::Idle(wall_clock())),
+        }
+    }
+
+    fn inputs(&self) -> &[String] {
+        self.src.inputs()
+    }
+
+    fn status(&mut self, s: Status) {
+        let (Some(every), Some(at)) = (self.stats_every, self.next_stats) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < at {
+            return;
+        }
+        let kernel = match self.src.stats() {
+            Some(k) => format!(
+                "kernel received {} dropped {} if_dropped {}",
+                k.received, k.dropped, k.if_dropped
+            ),
+            None => "kernel counters unavailable".into(),
+        };
+        eprintln!(
+            "tcprace: stats: {:.0} s, packets {}, connections open {}, requests {}, findings {}, {}",
+            self.start.elapsed().as_secs_f64(),
+            s.packets,
+            s.open_connections,
+            s.requests,
+            s.findings,
+            kernel
+        );
+        let missed = (now - at).as_nanos() / every.as_nanos();
+        self.next_stats = Some(at + every * (1 + missed as u32));
+    }
+
+    fn close(&mut self) -> Result<Option<CaptureInfo>, String> {
+        let kernel = self.src.stats().unwrap_or_default();
+        let capture = CaptureInfo {
+            interface: self.cfg.interface.clone(),
+            datalink: self.src.datalink_name(),
+            snaplen: self.cfg.snaplen,
+            filter: self.cfg.filter.clone(),
+            captured: self.src.frames(),
+            received: kernel.received,
+            dropped: kernel.dropped,
+            if_dropped: kernel.if_dropped,
+            stopped_by: self.stopped_by.unwrap_or(StopReason::Signal).as_str(),
+            written_to: self.cfg.write.clone(),
+        };
+        self.src.close_savefile()?;
+        Ok(Some(capture))
+    }
+}
+
+/// Capture from the interface until `stop` is set (or duration/count), streaming findings to
+/// `out`; then print the report. Returns the exit code (0 no findings, 1 findings).
+pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, String> {
+    let cfg = &opts.capture;
+    let src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
+    eprintln!(
+        "tcprace: listening on {}, link-type {}, snapshot length {} bytes{}{}",
+        cfg.interface,
+        src.datalink_name(),
+        cfg.snaplen,
+        cfg.filter
+            .as_ref()
+            .map(|f| format!(", filter \"{f}\""))
+            .unwrap_or_default(),
+        cfg.write
+            .as_ref()
+            .map(|w| format!(", writing {w}"))
+            .unwrap_or_default(),
+    );
+    let start = Instant::now();
+    let mut input = LiveInput {
+        src,
+        cfg,
+        pkt: Packet::default(),
+        stop,
+        start,
+        deadline: opts.duration.map(|d| start + d),
+        count: opts.count,
+        stats_every: opts.stats_every,
+        next_stats: opts.stats_every.map(|s| start + s),
+        stopped_by: None,
+    };
+    let mut renderer = renderer(opts.format, out, true);
+    let report = run(&mut input, &opts.run, renderer.as_mut(), &mut |_| {})?;
+    drop(input);
+    if let Some(c) = &report.capture {
+        eprintln!(
+            "tcprace: stopped ({}) after {:.1} s: {} packets captured, {} received by the kernel, {} dropped, {} dropped by the interface",
+            c.stopped_by,
+            start.elapsed().as_secs_f64(),
+            c.captured,
+            c.received,
+            c.dropped,
+            c.if_dropped
+        );
+        if let Some(n) = c.drop_note() {
+            eprintln!("tcprace: warning: {n}");
+        }
+    }
+    renderer.finish(&report).map_err(io_err)?;
+    Ok(report.exit_code())
+}

@@ -1,0 +1,205 @@
+//! The results of analysing the input or a shard of it, and their merge into the report.
+
+use crate::capture::Warning;
+use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
+use crate::flow::FlowStats;
+use crate::report::schema::{Finding, Kind, Report, SCHEMA_VERSION, Summary, Tool};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// Warnings kept in the report (all are counted).
+pub(crate) const MAX_KEPT_WARNINGS: usize = 100;
+
+/// Where a warning belongs in the input: (ordinal of the last analysed packet, n), n = 0 for
+/// the warning about that packet itself and 1, 2, ... for those that followed it. Orders the
+/// warnings of shards of the input as the whole input would.
+pub type WarningKey = (u64, u64);
+
+/// The results of the analysis of a shard of the input (the whole input when there is one):
+/// counters, warnings and final verdicts as they accumulate, endpoint statistics and stage
+/// counters at the end. Shards merge ([`merge`]) to what one analyzer over the whole input
+/// gives.
+#[derive(Debug, Default)]
+pub struct ShardResult {
+    pub(super) inputs: Vec<String>,
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) tcp_segments: u64,
+    pub(super) first_ts: Option<Timestamp>,
+    pub(super) last_ts: Option<Timestamp>,
+    pub(super) skipped: BTreeMap<&'static str, u64>,
+    pub(super) warnings: Vec<(WarningKey, Warning)>,
+    pub(super) warnings_total: u64,
+    pub(super) findings: Vec<Finding>,
+    pub(super) informational: Vec<Finding>,
+    pub(super) endpoints: Vec<EndpointTally>,
+    pub(super) flow: FlowStats,
+    pub(super) detect: DetectStats,
+}
+
+impl ShardResult {
+    pub(super) fn new(inputs: Vec<String>) -> ShardResult {
+        ShardResult {
+            inputs,
+            ..ShardResult::default()
+        }
+    }
+
+    /// A packet of `len` bytes on the wire, captured at `ts`.
+    pub(super) fn count_packet(&mut self, len: u32, ts: Timestamp) {
+        self.packets += 1;
+        self.bytes += u64::from(len);
+        if self.first_ts.is_none_or(|f| ts < f) {
+            self.first_ts = Some(ts);
+        }
+        if self.last_ts.is_none_or(|l| ts > l) {
+            self.last_ts = Some(ts);
+        }
+    }
+
+    pub(super) fn skip(&mut self, reason: &'static str) {
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    pub(super) fn warn_at(&mut self, key: WarningKey, w: Warning) {
+        self.warnings_total += 1;
+        if self.warnings.len() < MAX_KEPT_WARNINGS {
+            self.warnings.push((key, w));
+        }
+    }
+
+    /// A final verdict: a finding, or an informational record.
+    pub(super) fn add_verdict(&mut self, f: Finding) {
+        if f.kind.is_finding() {
+            self.findings.push(f);
+        } else {
+            self.informational.push(f);
+        }
+    }
+
+    /// Add another shard's results.
+    fn absorb(&mut self, p: ShardResult) {
+        if self.inputs.is_empty() {
+            self.inputs = p.inputs;
+        }
+        self.packets += p.packets;
+        self.bytes += p.bytes;
+        self.tcp_segments += p.tcp_segments;
+        self.first_ts = match (self.first_ts, p.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = match (self.last_ts, p.last_ts) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (k, n) in p.skipped {
+            *self.skipped.entry(k).or_default() += n;
+        }
+        self.warnings.extend(p.warnings);
+        self.warnings_total += p.warnings_total;
+        self.findings.extend(p.findings);
+        self.informational.extend(p.informational);
+        self.flow.add(&p.flow);
+        self.detect.add(&p.detect);
+    }
+
+    /// Findings in the order of the report: input, frame, connection, request.
+    fn sort_findings(&mut self) {
+        let inputs = &self.inputs;
+        let order = |f: &Finding| {
+            (
+                inputs.iter().position(|i| *i == f.request.file),
+                f.request.frame,
+                f.connection.id,
+                f.request.index,
+            )
+        };
+        self.findings.sort_by_key(order);
+        self.informational.sort_by_key(order);
+    }
+}
+
+/// The report of the whole input from the results of its shards (every connection, and every
+/// request that may be retried on another connection, analysed in one shard, with global
+/// ordinals and capture time). Equal to what one analyzer over the whole input gives.
+pub fn merge(shards: Vec<ShardResult>) -> Report {
+    let mut all = ShardResult::default();
+    let mut endpoints = Vec::with_capacity(shards.len());
+    for mut p in shards {
+        endpoints.push(std::mem::take(&mut p.endpoints));
+        all.absorb(p);
+    }
+    all.sort_findings();
+    // each shard kept its first warnings: the first of all are among them
+    all.warnings.sort_by_key(|(k, _)| *k);
+    let warnings = all
+        .warnings
+        .drain(..)
+        .take(MAX_KEPT_WARNINGS)
+        .map(|(_, w)| w)
+        .collect();
+    build_report(all, merge_endpoints(endpoints), warnings)
+}
+
+/// The report from the merged results (findings sorted).
+fn build_report(
+    p: ShardResult,
+    endpoints: Vec<crate::report::schema::EndpointStats>,
+    warnings: Vec<Warning>,
+) -> Report {
+    let summary = summary(&p);
+    let recommendations = endpoints
+        .iter()
+        .filter_map(|e| e.recommendation.clone())
+        .collect();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool::current(),
+        inputs: p.inputs,
+        summary,
+        findings: p.findings,
+        informational: p.informational,
+        endpoints,
+        recommendations,
+        skipped: p.skipped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        tcp: p.flow,
+        http: p.detect,
+        warnings,
+        capture: None,
+    }
+}
+
+fn summary(p: &ShardResult) -> Summary {
+    let mut by_kind: BTreeMap<&'static str, u64> =
+        Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
+    let mut by_outcome: BTreeMap<&'static str, u64> =
+        [("lost", 0), ("retried", 0)].into_iter().collect();
+    for f in p.findings.iter().chain(&p.informational) {
+        *by_kind.entry(f.kind.as_str()).or_default() += 1;
+    }
+    for f in &p.findings {
+        *by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+    }
+    Summary {
+        packets: p.packets,
+        bytes: p.bytes,
+        tcp_segments: p.tcp_segments,
+        first_packet_time: p.first_ts,
+        last_packet_time: p.last_ts,
+        duration_s: match (p.first_ts, p.last_ts) {
+            (Some(a), Some(b)) => b.secs_since(a),
+            _ => 0.0,
+        },
+        connections: p.flow.connections,
+        http_connections: p.detect.http_connections,
+        requests: p.detect.requests,
+        responses: p.detect.responses,
+        findings: p.findings.len() as u64,
+        informational: p.informational.len() as u64,
+        by_kind,
+        by_outcome,
+        skipped_packets: p.skipped.values().sum(),
+        warnings: p.warnings_total,
+    }
+}

@@ -1,0 +1,122 @@
+//! The driver loop, one for every kind of run: packets from a [`Source`] (capture files, stdin,
+//! a live interface) through the analyzers (sharded over threads when the output is not
+//! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
+
+use super::Config;
+use super::analyzer::{Analyzer, TICK_S};
+use super::parallel::{Shards, print};
+use super::result::merge;
+use super::source::{Next, Source, Status};
+use crate::report::schema::Report;
+use crate::report::{Renderer, WarningPrinter, io_err};
+use crate::time::Timestamp;
+use std::sync::{Arc, Mutex};
+
+/// How to run the analysis.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: Config,
+    /// Threads to analyse on (at most); streamed output is analysed on one.
+    pub threads: usize,
+    /// Print at most this many warnings on stderr (all are counted in the report).
+    pub max_warnings: u64,
+}
+
+/// Packets between progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// Analyse everything `source` yields. Findings are handed to `renderer` as they become final
+/// (when it streams); the report is returned, for the caller to finish the rendering with.
+/// `progress` is called now and then with the bytes read so far.
+pub fn run(
+    source: &mut dyn Source,
+    opts: &RunOptions,
+    renderer: &mut dyn Renderer,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Report, String> {
+    let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
+    // streamed findings come in verdict order: one analyzer sees everything
+    let shards = if renderer.streams() {
+        1
+    } else {
+        opts.threads.max(1)
+    };
+    // --max-connections bounds the whole process: each shard gets its part
+    let mut config = opts.config.clone();
+    config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
+    let inputs = source.inputs().to_vec();
+    let mut main = Analyzer::new(config.clone(), inputs.clone());
+    let mut others = Shards::start(shards, &config, &inputs, &printer)?;
+    let mut ordinal = 0u64;
+    let mut now = Timestamp::default();
+    let mut last_tick = Timestamp::default();
+    // orders the warnings that come between two packets
+    let mut warning_seq = 0u64;
+    let mut streamed = 0usize;
+    let result = loop {
+        source.status(Status {
+            packets: main.packets(),
+            open_connections: main.open_connections(),
+            requests: main.requests(),
+            findings: main.finding_count(),
+        });
+        let next = match source.next() {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        match next {
+            Next::End => break Ok(()),
+            Next::Warning(w) => {
+                print(&printer, &w);
+                warning_seq += 1;
+                main.warn_at((ordinal, warning_seq), w);
+            }
+            Next::Skipped(reason, warning) => {
+                if let Some(w) = warning {
+                    print(&printer, &w);
+                    warning_seq += 1;
+                    main.warn_at((ordinal, warning_seq), w);
+                }
+                main.skip(reason);
+            }
+            Next::Idle(wall) => {
+                now = now.max(wall);
+                last_tick = now;
+                main.tick(now);
+                others.tick(now);
+            }
+            Next::Packet(pkt) => {
+                ordinal += 1;
+                now = now.max(pkt.ts);
+                others.dispatch(&mut main, pkt, ordinal, now, &printer);
+                if now.secs_since(last_tick) >= TICK_S {
+                    last_tick = now;
+                    main.tick(now);
+                    others.tick(now);
+                }
+                if ordinal.is_multiple_of(PROGRESS_EVERY) {
+                    progress(source.progress().0);
+                }
+            }
+        }
+        if main.finding_count() > streamed {
+            for f in main.findings_since(streamed) {
+                if let Err(e) = renderer.finding(f) {
+                    return Err(io_err(e));
+                }
+            }
+            streamed = main.finding_count();
+        }
+    };
+    // the shard threads end when their channels close, on errors too
+    let mut results = vec![main.into_result(now)];
+    results.extend(others.finish(now));
+    let capture = source.close();
+    result?;
+    if let Ok(p) = printer.lock() {
+        p.done();
+    }
+    let mut report = merge(results);
+    report.capture = capture?;
+    Ok(report)
+}

@@ -1,0 +1,311 @@
+//! The TCP state of one connection: the handshake as the capture showed it, each direction's
+//! endpoint, and which FINs and RSTs count as closes.
+
+use super::endpoint::Endpoint;
+use super::{
+    CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef, PerDir,
+    SegMeta, SeqNumber,
+};
+use crate::decode::Segment;
+use crate::time::Timestamp;
+use std::net::SocketAddr;
+
+/// Handshake progress, as seen in the capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Handshake {
+    /// The capture started mid-connection: no SYN seen.
+    Partial,
+    /// SYN seen, no SYN-ACK yet.
+    SynSent,
+    /// SYN-ACK seen (with or without the SYN), the client's ACK of it not yet.
+    SynReceived,
+    /// The client acknowledged the SYN-ACK.
+    Established,
+}
+
+/// TCP state of one connection (one epoch of a 4-tuple).
+#[derive(Debug)]
+pub(super) struct TcpConn {
+    pub id: u64,
+    /// `addrs[d]` sent direction `d`; `addrs[Fwd]` sent the first packet seen.
+    pub addrs: PerDir<SocketAddr>,
+    pub dirs: PerDir<Endpoint>,
+    pub handshake: Handshake,
+    /// Direction sent by the client, when known from the SYN.
+    pub syn_client: Option<Dir>,
+    /// A SYN was answered by RST (connection refused).
+    pub refused: bool,
+    pub last_ts: Timestamp,
+}
+
+impl TcpConn {
+    pub fn new(id: u64, src: SocketAddr, dst: SocketAddr, at: FrameRef) -> TcpConn {
+        TcpConn {
+            id,
+            addrs: PerDir::new(src, dst),
+            dirs: PerDir::default(),
+            handshake: Handshake::Partial,
+            syn_client: None,
+            refused: false,
+            last_ts: at.ts,
+        }
+    }
+
+    pub fn meta(&self) -> ConnMeta {
+        ConnMeta {
+            id: self.id,
+            addrs: self.addrs,
+            syn_client: self.syn_client,
+            from_syn: PerDir::new(
+                self.dirs[Dir::Fwd].from_syn(),
+                self.dirs[Dir::Rev].from_syn(),
+            ),
+        }
+    }
+
+    /// What the later stages get when the connection is finished.
+    pub fn end(&self, why: EndReason) -> ConnEnd {
+        let [fwd, rev] = &self.dirs.0;
+        ConnEnd {
+            conn: self.meta(),
+            closes: Closes {
+                fin: PerDir::new(fwd.fin, rev.fin),
+                rst: PerDir::new(fwd.rst, rev.rst),
+            },
+            stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
+            why,
+        }
+    }
+
+    /// Direction of a segment from `src`.
+    pub fn dir_of(&self, src: SocketAddr) -> Dir {
+        if src == self.addrs[Dir::Fwd] {
+            Dir::Fwd
+        } else {
+            Dir::Rev
+        }
+    }
+
+    /// Both directions closed (FIN or RST), or either reset.
+    pub fn is_closed(&self) -> bool {
+        let [fwd, rev] = &self.dirs.0;
+        self.refused || fwd.rst.is_some() || rev.rst.is_some() || (fwd.closed() && rev.closed())
+    }
+
+    /// Would this segment start a new connection on the same 4-tuple?
+    pub fn is_new_epoch(&self, seg: &Segment<'_>) -> bool {
+        if !seg.flags.syn() || seg.flags.rst() {
+            return false;
+        }
+        let d = &self.dirs[self.dir_of(seg.src)];
+        match d.isn {
+            // a retransmitted SYN (or SYN-ACK) keeps the connection
+            Some(isn) => isn != SeqNumber(seg.seq),
+            // a SYN after data, FIN or RST was seen in that direction starts anew; a SYN-ACK
+            // following a SYN we saw (handshake in progress) does not
+            None => d.seen_segment && (d.bytes > 0 || d.closed() || self.is_closed()),
+        }
+    }
+
+    /// Process one segment; emits events for the later stages through `emit`.
+    pub fn on_segment<F: FnMut(&ConnMeta, FlowEvent<'_>)>(
+        &mut self,
+        seg: &Segment<'_>,
+        at: FrameRef,
+        stats: &mut FlowStats,
+        emit: &mut F,
+    ) {
+        let d = self.dir_of(seg.src);
+        self.last_ts = at.ts;
+        self.track_handshake(d, seg);
+        let meta = self.note_segment(d, seg, at);
+        let conn = self.meta();
+        let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
+        if let Some(a) = meta.ack_off {
+            let sender = &mut self.dirs[d];
+            if sender.highest_ack.is_none_or(|h| a > h) {
+                sender.highest_ack = Some(a);
+            }
+            // the receiver acknowledged bytes the capture never showed: a gap in the other
+            // direction
+            self.dirs[d.other()].ack_reveals_gap(d.other(), a, meta, stats, emit);
+        }
+        // the stream offset of the segment's first byte (after the SYN's sequence number)
+        let off = meta.off + i64::from(seg.flags.syn() && !seg.flags.rst());
+        if seg.flags.rst() {
+            self.on_rst(d, seg, off, meta, stats);
+            return;
+        }
+        let wire_len = seg.payload_len;
+        if wire_len > 0 {
+            if (seg.payload.len() as u32) < wire_len {
+                stats.snaplen_truncated_segments += 1;
+            }
+            self.dirs[d].deliver(d, off, seg.payload, wire_len, meta, stats, emit);
+        }
+        let end = off + i64::from(wire_len);
+        let sender = &mut self.dirs[d];
+        sender.max_end = sender.max_end.max(end + i64::from(seg.flags.fin()));
+        if seg.flags.fin() {
+            self.on_fin(d, end, meta, stats);
+        }
+        self.dirs[d].try_eof(d, emit);
+    }
+
+    /// SYN, SYN-ACK and the client's ACK of the SYN-ACK: who is the client, how far the
+    /// handshake got.
+    fn track_handshake(&mut self, d: Dir, seg: &Segment<'_>) {
+        let flags = seg.flags;
+        if flags.syn() && !flags.rst() {
+            let sender = &mut self.dirs[d];
+            if sender.isn.is_none() {
+                let isn = SeqNumber(seg.seq);
+                sender.isn = Some(isn);
+                sender.wscale = seg.wscale;
+                sender.init_space(isn.wrapping_add(1), 0);
+            }
+            if flags.ack() {
+                if self.handshake != Handshake::Established {
+                    self.handshake = Handshake::SynReceived;
+                }
+                self.syn_client.get_or_insert(d.other());
+            } else {
+                if self.handshake == Handshake::Partial {
+                    self.handshake = Handshake::SynSent;
+                }
+                self.syn_client.get_or_insert(d);
+            }
+        }
+        if self.handshake == Handshake::SynReceived
+            && self.syn_client == Some(d)
+            && flags.ack()
+            && !flags.syn()
+        {
+            self.handshake = Handshake::Established;
+        }
+    }
+
+    /// Map the segment's sequence and acknowledgement numbers to stream offsets.
+    fn note_segment(&mut self, d: Dir, seg: &Segment<'_>, at: FrameRef) -> SegMeta {
+        let seq = SeqNumber(seg.seq);
+        let sender = &mut self.dirs[d];
+        if sender.space.is_none() {
+            sender.init_space(seq, 0);
+        }
+        sender.seen_segment = true;
+        sender.window = seg.window;
+        let ack = seg.flags.ack().then_some(SeqNumber(seg.ack));
+        let ack_off = ack.and_then(|ack| {
+            let receiver = &mut self.dirs[d.other()];
+            if receiver.space.is_none() {
+                receiver.init_space(ack, 0);
+            }
+            receiver.space.map(|s| s.offset(ack))
+        });
+        SegMeta {
+            at,
+            seq,
+            off: self.dirs[d].observe(seq),
+            ack,
+            ack_off,
+        }
+    }
+
+    fn on_rst(
+        &mut self,
+        d: Dir,
+        seg: &Segment<'_>,
+        off: i64,
+        meta: SegMeta,
+        stats: &mut FlowStats,
+    ) {
+        if self.handshaking_server(d) {
+            // the only valid RST from the server before the handshake completed refuses the
+            // SYN: RST|ACK acknowledging exactly ISN+1 (RFC 9293 3.10.7.3)
+            let refusal = self.handshake == Handshake::SynSent
+                && seg.flags.ack()
+                && self.dirs[d.other()]
+                    .isn
+                    .is_some_and(|isn| isn.wrapping_add(1) == SeqNumber(seg.ack));
+            if !refusal {
+                stats.rst_before_handshake += 1;
+                return;
+            }
+            self.refused = true;
+        } else if !self.in_window(d, off) {
+            stats.rst_out_of_window += 1;
+            return;
+        }
+        let sender = &mut self.dirs[d];
+        if sender.rst.is_none() {
+            sender.rst = Some(CloseEvent { off, ..meta });
+        }
+    }
+
+    fn on_fin(&mut self, d: Dir, fin_off: i64, meta: SegMeta, stats: &mut FlowStats) {
+        if self.handshaking_server(d) {
+            stats.fin_before_handshake += 1;
+            return;
+        }
+        if let Some(prev) = self.dirs[d].fin {
+            if prev.off != fin_off {
+                stats.conflicting_fin += 1;
+            }
+            return;
+        }
+        if !self.in_window(d, fin_off) {
+            stats.fin_out_of_window += 1;
+            return;
+        }
+        self.dirs[d].fin = Some(CloseEvent {
+            off: fin_off,
+            ..meta
+        });
+    }
+
+    /// Is direction `d` the server's while the handshake is not complete? A FIN or RST from it
+    /// then is not a close (forged-RST evasion, data before the handshake).
+    fn handshaking_server(&self, d: Dir) -> bool {
+        matches!(self.handshake, Handshake::SynSent | Handshake::SynReceived)
+            && self.syn_client == Some(d.other())
+    }
+
+    /// Is stream offset `off` of direction `d` acceptable to the receiver (RFC 9293 3.10.7.4)?
+    /// Lenient where the capture does not tell (no window seen, scale unknown).
+    fn in_window(&self, d: Dir, off: i64) -> bool {
+        let recv = &self.dirs[d.other()];
+        let Some(rcv_nxt) = recv.highest_ack else {
+            return true;
+        };
+        if !recv.seen_segment {
+            return true;
+        }
+        let sent = &self.dirs[d];
+        // the window scale applies only when both SYNs carried the option
+        let shift = match (sent.isn, recv.isn) {
+            (Some(_), Some(_)) => match (sent.wscale, recv.wscale) {
+                (Some(_), Some(s)) => u32::from(s.min(14)),
+                _ => 0,
+            },
+            _ => 14,
+        };
+        let wnd = (i64::from(recv.window) << shift).max(65_535);
+        let lo = rcv_nxt.min(sent.next) - 1;
+        let hi = rcv_nxt.max(sent.max_end) + wnd;
+        (lo..=hi).contains(&off)
+    }
+
+    /// End of the connection: deliver what is held (with gaps) and the FINs.
+    pub fn flush<F: FnMut(&ConnMeta, FlowEvent<'_>)>(
+        &mut self,
+        stats: &mut FlowStats,
+        emit: &mut F,
+    ) {
+        let meta = SegMeta::default();
+        let conn = self.meta();
+        let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
+        for d in Dir::BOTH {
+            self.dirs[d].flush(d, meta, stats, emit);
+        }
+    }
+}

@@ -1,0 +1,356 @@
+use super::conn::{Handshake, TcpConn};
+use super::*;
+use crate::decode::{Segment, TcpFlags};
+use crate::time::Timestamp;
+
+const C: &str = "10.0.0.1:40000";
+const S: &str = "10.0.0.2:80";
+
+fn seg<'a>(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &'a [u8]) -> Segment<'a> {
+    Segment {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        seq,
+        ack,
+        flags: TcpFlags(flags),
+        window: 65535,
+        wscale: None,
+        payload: data,
+        payload_len: data.len() as u32,
+    }
+}
+
+const SYN: u8 = TcpFlags::SYN;
+const ACK: u8 = TcpFlags::ACK;
+const FIN: u8 = TcpFlags::FIN | TcpFlags::ACK;
+const RST: u8 = TcpFlags::RST;
+const PSH: u8 = TcpFlags::PSH | TcpFlags::ACK;
+
+/// Collects events as owned values.
+#[derive(Default)]
+struct Sink {
+    data: Vec<(Dir, i64, Vec<u8>)>,
+    gaps: Vec<(Dir, i64, u64)>,
+    retrans: usize,
+    eofs: Vec<(Dir, i64)>,
+}
+
+impl Sink {
+    fn push(&mut self, ev: FlowEvent<'_>) {
+        match ev {
+            FlowEvent::Data {
+                dir, off, bytes, ..
+            } => self.data.push((dir, off, bytes.to_vec())),
+            FlowEvent::Gap { dir, off, len, .. } => self.gaps.push((dir, off, len)),
+            FlowEvent::Retransmit { .. } => self.retrans += 1,
+            FlowEvent::Eof { dir, off, .. } => self.eofs.push((dir, off)),
+        }
+    }
+    fn bytes(&self, dir: Dir) -> Vec<u8> {
+        self.data
+            .iter()
+            .filter(|d| d.0 == dir)
+            .flat_map(|d| d.2.clone())
+            .collect()
+    }
+}
+
+struct Conn {
+    tcp: TcpConn,
+    stats: FlowStats,
+    sink: Sink,
+    n: u64,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn {
+            tcp: TcpConn::new(
+                1,
+                C.parse().unwrap(),
+                S.parse().unwrap(),
+                FrameRef::default(),
+            ),
+            stats: FlowStats::default(),
+            sink: Sink::default(),
+            n: 0,
+        }
+    }
+    fn feed(&mut self, s: Segment<'_>) {
+        self.n += 1;
+        let at = FrameRef {
+            input: 0,
+            frame: self.n,
+            ordinal: self.n,
+            ts: Timestamp::from_secs_nanos(self.n as i64, 0),
+        };
+        let sink = &mut self.sink;
+        self.tcp
+            .on_segment(&s, at, &mut self.stats, &mut |_, ev| sink.push(ev));
+    }
+    fn handshake(&mut self, cisn: u32, sisn: u32) {
+        self.feed(seg(C, S, cisn, 0, SYN, b""));
+        self.feed(seg(S, C, sisn, cisn.wrapping_add(1), SYN | ACK, b""));
+        self.feed(seg(
+            C,
+            S,
+            cisn.wrapping_add(1),
+            sisn.wrapping_add(1),
+            ACK,
+            b"",
+        ));
+    }
+}
+
+#[test]
+fn in_order_data_retransmission_and_overlap() {
+    let mut c = Conn::new();
+    c.handshake(1000, 5000);
+    c.feed(seg(C, S, 1001, 5001, PSH, b"hello "));
+    c.feed(seg(C, S, 1001, 5001, PSH, b"hello ")); // full retransmission
+    c.feed(seg(C, S, 1004, 5001, PSH, b"lo world")); // overlap
+    assert_eq!(c.sink.bytes(Dir::Fwd), b"hello world");
+    assert_eq!(c.sink.retrans, 1);
+    assert_eq!(c.sink.data.last().unwrap().1, 6);
+    assert_eq!(c.tcp.handshake, Handshake::Established);
+    assert_eq!(c.tcp.syn_client, Some(Dir::Fwd));
+}
+
+#[test]
+fn out_of_order_segments_are_held_and_delivered_in_order() {
+    let mut c = Conn::new();
+    c.handshake(1, 1);
+    c.feed(seg(C, S, 7, 2, PSH, b"world"));
+    assert!(c.sink.data.is_empty());
+    c.feed(seg(C, S, 2, 2, PSH, b"hello"));
+    assert_eq!(c.sink.bytes(Dir::Fwd), b"helloworld");
+    assert_eq!(c.stats.out_of_order_segments, 1);
+}
+
+#[test]
+fn ack_beyond_captured_bytes_is_a_gap() {
+    let mut c = Conn::new();
+    c.handshake(100, 200);
+    c.feed(seg(C, S, 101, 201, PSH, b"abc"));
+    // 10 bytes sent but not captured, then the server acknowledges them
+    c.feed(seg(C, S, 114, 201, PSH, b"xyz"));
+    c.feed(seg(S, C, 201, 117, ACK, b""));
+    assert_eq!(c.sink.gaps, vec![(Dir::Fwd, 3, 10)]);
+    assert_eq!(c.sink.bytes(Dir::Fwd), b"abcxyz");
+}
+
+#[test]
+fn snaplen_cut_payload_is_delivered_then_a_gap() {
+    let mut c = Conn::new();
+    c.handshake(100, 200);
+    let mut s = seg(C, S, 101, 201, PSH, b"GET ");
+    s.payload_len = 100;
+    c.feed(s);
+    assert_eq!(c.sink.data, vec![(Dir::Fwd, 0, b"GET ".to_vec())]);
+    assert_eq!(c.sink.gaps, vec![(Dir::Fwd, 4, 96)]);
+    assert_eq!(c.stats.snaplen_truncated_segments, 1);
+}
+
+#[test]
+fn sequence_numbers_wrap_across_2_pow_32() {
+    let mut c = Conn::new();
+    let isn = u32::MAX - 3;
+    c.handshake(isn, 7);
+    c.feed(seg(C, S, isn.wrapping_add(1), 8, PSH, b"0123456789"));
+    c.feed(seg(C, S, isn.wrapping_add(11), 8, FIN, b"ab"));
+    assert_eq!(c.sink.bytes(Dir::Fwd), b"0123456789ab");
+    assert_eq!(c.sink.eofs, vec![(Dir::Fwd, 12)]);
+    let fin = c.tcp.dirs[Dir::Fwd].fin.unwrap();
+    assert_eq!(fin.off, 12);
+    assert_eq!(fin.seq, SeqNumber(7)); // wrapped
+}
+
+#[test]
+fn fin_and_rst_are_recorded_with_offsets() {
+    let mut c = Conn::new();
+    c.handshake(0, 0);
+    c.feed(seg(C, S, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n"));
+    c.feed(seg(S, C, 1, 1, FIN, b""));
+    let fin = c.tcp.dirs[Dir::Rev].fin.unwrap();
+    assert_eq!((fin.off, fin.ack_off), (0, Some(0)));
+    c.feed(seg(S, C, 2, 0, RST, b""));
+    let rst = c.tcp.dirs[Dir::Rev].rst.unwrap();
+    assert_eq!((rst.off, rst.ack), (1, None));
+    assert!(c.tcp.is_closed());
+    assert_eq!(c.sink.eofs, vec![(Dir::Rev, 0)]);
+}
+
+#[test]
+fn rst_or_fin_before_the_handshake_is_not_a_close() {
+    let mut c = Conn::new();
+    c.feed(seg(C, S, 1000, 0, SYN, b""));
+    c.feed(seg(S, C, 777, 0, RST, b""));
+    c.feed(seg(S, C, 778, 0, TcpFlags::FIN, b""));
+    assert!(c.tcp.dirs[Dir::Rev].rst.is_none() && c.tcp.dirs[Dir::Rev].fin.is_none());
+    assert_eq!(c.stats.rst_before_handshake, 1);
+    assert_eq!(c.stats.fin_before_handshake, 1);
+    c.feed(seg(S, C, 5000, 1001, SYN | ACK, b""));
+    assert_eq!(c.tcp.handshake, Handshake::SynReceived);
+    // data and FIN before the client acknowledged the SYN-ACK: still not a close
+    c.feed(seg(S, C, 5001, 1001, FIN, b"early"));
+    assert!(c.tcp.dirs[Dir::Rev].fin.is_none());
+    c.feed(seg(C, S, 1001, 5001, ACK, b""));
+    assert_eq!(c.tcp.handshake, Handshake::Established);
+    assert!(!c.tcp.is_closed());
+}
+
+#[test]
+fn refused_syn_is_a_valid_rst() {
+    let mut c = Conn::new();
+    c.feed(seg(C, S, 1000, 0, SYN, b""));
+    c.feed(seg(S, C, 0, 1001, RST | ACK, b""));
+    assert!(c.tcp.refused);
+    assert!(c.tcp.is_closed());
+}
+
+#[test]
+fn rst_far_outside_the_window_is_ignored() {
+    let mut c = Conn::new();
+    c.handshake(0, 0);
+    c.feed(seg(C, S, 1, 1, PSH, b"x"));
+    c.feed(seg(S, C, 1 << 30, 0, RST, b""));
+    assert!(c.tcp.dirs[Dir::Rev].rst.is_none());
+    assert_eq!(c.stats.rst_out_of_window, 1);
+}
+
+#[test]
+fn syn_with_data_fin_with_data_and_rst_with_data() {
+    let mut c = Conn::new();
+    c.feed(seg(C, S, 10, 0, SYN, b"GET / HTTP/1.1\r\n\r\n"));
+    c.feed(seg(S, C, 50, 29, SYN | ACK, b""));
+    assert_eq!(
+        c.sink.data,
+        vec![(Dir::Fwd, 0, b"GET / HTTP/1.1\r\n\r\n".to_vec())]
+    );
+    c.feed(seg(C, S, 29, 51, ACK, b""));
+    // the response and the FIN in one segment
+    c.feed(seg(
+        S,
+        C,
+        51,
+        29,
+        FIN | TcpFlags::PSH,
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    ));
+    let fin = c.tcp.dirs[Dir::Rev].fin.unwrap();
+    assert_eq!(fin.off, 27);
+    assert_eq!(c.sink.eofs, vec![(Dir::Rev, 27)]);
+    // a repeated FIN is not a second close
+    c.feed(seg(
+        S,
+        C,
+        51,
+        29,
+        FIN | TcpFlags::PSH,
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    ));
+    assert_eq!(c.tcp.dirs[Dir::Rev].fin.unwrap().at.frame, 4);
+    assert_eq!(c.stats.conflicting_fin, 0);
+    // an RST's payload is diagnostic text, never stream data
+    c.feed(seg(C, S, 29, 79, RST | ACK, b"reset reason"));
+    assert!(c.tcp.dirs[Dir::Fwd].rst.is_some());
+    assert_eq!(c.sink.bytes(Dir::Fwd), b"GET / HTTP/1.1\r\n\r\n");
+}
+
+#[test]
+fn mid_stream_pickup_maps_acks_into_the_other_direction() {
+    let mut c = Conn::new();
+    c.feed(seg(C, S, 5000, 9000, PSH, b"GET /a HTTP/1.1\r\n\r\n"));
+    c.feed(seg(S, C, 9000, 5019, PSH, b"HTTP/1.1 200 OK\r\n\r\n"));
+    assert_eq!(c.tcp.handshake, Handshake::Partial);
+    assert!(!c.tcp.dirs[Dir::Fwd].from_syn());
+    assert_eq!(c.sink.bytes(Dir::Rev), b"HTTP/1.1 200 OK\r\n\r\n");
+    assert_eq!(c.tcp.dirs[Dir::Rev].highest_ack, Some(19));
+}
+
+#[derive(Default)]
+struct Ends(Vec<(u64, EndReason)>);
+
+impl FlowHandler<()> for Ends {
+    fn on_event(&mut self, _: &ConnMeta, _: &mut (), _: FlowEvent<'_>) {}
+    fn on_end(&mut self, end: ConnEnd, _: ()) {
+        self.0.push((end.conn.id, end.why));
+    }
+}
+
+fn at(n: u64, secs: f64) -> FrameRef {
+    FrameRef {
+        input: 0,
+        frame: n,
+        ordinal: n,
+        ts: Timestamp::from_secs_f64(secs),
+    }
+}
+
+#[test]
+fn new_syn_on_a_closed_tuple_starts_a_new_connection() {
+    let mut t: FlowTable<()> = FlowTable::new(TableConfig::default());
+    let mut ends = Ends::default();
+    t.process(&seg(C, S, 100, 0, SYN, b""), at(1, 0.0), &mut ends);
+    t.process(&seg(S, C, 500, 101, SYN | ACK, b""), at(2, 0.0), &mut ends);
+    t.process(&seg(C, S, 101, 501, FIN, b""), at(3, 0.1), &mut ends);
+    t.process(&seg(S, C, 501, 102, FIN, b""), at(4, 0.1), &mut ends);
+    // same 4-tuple, new ISN, 0.5 s later (before the linger expired)
+    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(5, 0.6), &mut ends);
+    assert_eq!(ends.0, vec![(1, EndReason::Superseded)]);
+    assert_eq!(t.stats().connections, 2);
+    // a retransmitted SYN does not
+    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(6, 0.7), &mut ends);
+    assert_eq!(t.stats().connections, 2);
+    t.drain(&mut ends);
+    assert_eq!(ends.0.last(), Some(&(5, EndReason::EndOfInput)));
+}
+
+#[test]
+fn closed_connections_linger_then_expire_and_silence_splits() {
+    let cfg = TableConfig {
+        idle_timeout: 100.0,
+        close_linger: 2.0,
+        max_connections: 10,
+    };
+    let mut t: FlowTable<()> = FlowTable::new(cfg);
+    let mut ends = Ends::default();
+    t.process(&seg(C, S, 1, 1, PSH, b"x"), at(1, 0.0), &mut ends);
+    t.process(&seg(S, C, 1, 2, RST, b""), at(2, 1.0), &mut ends);
+    t.expire(Timestamp::from_secs_f64(2.0), &mut ends);
+    assert!(ends.0.is_empty());
+    t.expire(Timestamp::from_secs_f64(3.5), &mut ends);
+    assert_eq!(ends.0, vec![(1, EndReason::Closed)]);
+    // silence longer than the idle timeout on an open connection
+    t.process(&seg(C, S, 10, 1, PSH, b"y"), at(3, 10.0), &mut ends);
+    t.process(&seg(C, S, 11, 1, PSH, b"z"), at(4, 200.0), &mut ends);
+    assert_eq!(ends.0.last(), Some(&(3, EndReason::Superseded)));
+    assert_eq!(t.stats().connections_split_by_silence, 1);
+}
+
+#[test]
+fn the_cap_on_connections_evicts_the_least_recently_active() {
+    let cfg = TableConfig {
+        max_connections: 2,
+        ..TableConfig::default()
+    };
+    let mut t: FlowTable<()> = FlowTable::new(cfg);
+    let mut ends = Ends::default();
+    t.process(
+        &seg("10.0.0.1:1", S, 1, 1, PSH, b"a"),
+        at(1, 0.0),
+        &mut ends,
+    );
+    t.process(
+        &seg("10.0.0.1:2", S, 1, 1, PSH, b"a"),
+        at(2, 1.0),
+        &mut ends,
+    );
+    t.process(
+        &seg("10.0.0.1:3", S, 1, 1, PSH, b"a"),
+        at(3, 2.0),
+        &mut ends,
+    );
+    assert_eq!(ends.0, vec![(1, EndReason::Evicted)]);
+    assert_eq!(t.open_connections(), 2);
+}

@@ -1,0 +1,90 @@
+//! Report stage: the result document ([`schema`]) and its renderings behind one interface
+//! ([`Renderer`]): a table for people, JSON for scripts and tickets, JSON Lines for streams.
+//! Renderers only read the report; streaming ones also get each finding as its verdict becomes
+//! final.
+
+mod json;
+pub mod schema;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use json::{JsonLinesRenderer, JsonRenderer};
+pub use schema::*;
+pub use table::TableRenderer;
+
+use crate::capture::Warning;
+use std::io::{self, Write};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Jsonl,
+}
+
+/// Writes the results of a run.
+pub trait Renderer {
+    /// Whether findings are written as their verdicts become final (the driver then keeps
+    /// them in verdict order).
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// A finding whose verdict became final.
+    fn finding(&mut self, _f: &Finding) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The end of the run: the whole report.
+    fn finish(&mut self, r: &Report) -> io::Result<()>;
+}
+
+/// The renderer of `format` writing to `out`. `live`: findings are also streamed as table lines
+/// (JSON Lines always streams them).
+pub fn renderer<'a, W: Write + 'a>(format: Format, out: W, live: bool) -> Box<dyn Renderer + 'a> {
+    match format {
+        Format::Table => Box::new(TableRenderer::new(out, live)),
+        Format::Json => Box::new(JsonRenderer::new(out)),
+        Format::Jsonl => Box::new(JsonLinesRenderer::new(out)),
+    }
+}
+
+/// Prints warnings to stderr as they come, up to a limit (all are counted in the report).
+pub struct WarningPrinter {
+    max: u64,
+    seen: u64,
+}
+
+impl WarningPrinter {
+    pub fn new(max: u64) -> WarningPrinter {
+        WarningPrinter { max, seen: 0 }
+    }
+
+    pub fn print(&mut self, w: &Warning) {
+        self.seen += 1;
+        if self.seen <= self.max {
+            eprintln!("tcprace: warning: {w}");
+        }
+    }
+
+    /// Say how many were not shown.
+    pub fn done(&self) {
+        if self.seen > self.max {
+            eprintln!(
+                "tcprace: {} more warnings not shown (see the report)",
+                self.seen - self.max
+            );
+        }
+    }
+}
+
+/// The message for an error writing the output (a closed pipe is not worth more words).
+pub fn io_err(e: io::Error) -> String {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        "output closed".into()
+    } else {
+        format!("writing output: {e}")
+    }
+}

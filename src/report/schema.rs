@@ -1,0 +1,296 @@
+//! The report: every type of the JSON document, in one place. The detect stage fills findings
+//! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
+//! read it. Field order here is the order in the JSON output.
+
+use crate::capture::Warning;
+use crate::detect::DetectStats;
+use crate::flow::FlowStats;
+use crate::time::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Version of the JSON document's schema; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The verdict on a request that got no response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    CrossedFin,
+    AfterFin,
+    AfterRst,
+    ResetUnanswered,
+    ClosedUnanswered,
+    UnansweredAtEnd,
+    ClientClosed,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::CrossedFin,
+        Kind::AfterFin,
+        Kind::AfterRst,
+        Kind::ResetUnanswered,
+        Kind::ClosedUnanswered,
+        Kind::UnansweredAtEnd,
+        Kind::ClientClosed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CrossedFin => "crossed_fin",
+            Kind::AfterFin => "after_fin",
+            Kind::AfterRst => "after_rst",
+            Kind::ResetUnanswered => "reset_unanswered",
+            Kind::ClosedUnanswered => "closed_unanswered",
+            Kind::UnansweredAtEnd => "unanswered_at_end",
+            Kind::ClientClosed => "client_closed",
+        }
+    }
+
+    /// Findings count towards the exit code; the others are informational.
+    pub fn is_finding(self) -> bool {
+        !matches!(self, Kind::UnansweredAtEnd | Kind::ClientClosed)
+    }
+}
+
+/// Whether a lost request was sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The same request appeared on another connection to the same server within the window.
+    Retried,
+    Lost,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Retried => "retried",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+/// A request without a response, with its verdict and the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub outcome: Outcome,
+    pub request: RequestInfo,
+    pub connection: ConnectionInfo,
+    /// The server's FIN or RST that decided the verdict.
+    pub peer_close: Option<CloseInfo>,
+    /// The server's RST, when there was one (for FIN verdicts: the RST that followed).
+    pub rst: Option<RstInfo>,
+    /// Request time minus the server's FIN (or RST) time; negative when the request was
+    /// captured first.
+    pub fin_to_request_s: Option<f64>,
+    /// Idle time on the connection before the request, since the previous response ended.
+    pub idle_before_s: Option<f64>,
+    pub retry: Option<RetryInfo>,
+    /// The verdict in one paragraph, with frames and relative sequence numbers.
+    pub evidence: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestInfo {
+    pub method: String,
+    pub target: String,
+    pub host: Option<String>,
+    pub file: String,
+    /// Frame of the request's first byte (its first transmission).
+    pub frame: u64,
+    pub time: Timestamp,
+    /// 0-based index of the request on its connection.
+    pub index: u32,
+    /// Raw TCP sequence number of the request's first byte.
+    pub seq: u32,
+    /// Raw acknowledgement number carried by that segment (None: no ACK flag).
+    pub ack: Option<u32>,
+    /// Retransmissions of the request's first segment seen.
+    pub retransmissions: u32,
+}
+
+/// The connection of a finding, as the report names it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+}
+
+/// The server's FIN or RST that decided the verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CloseInfo {
+    /// "fin" or "rst".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    /// Did its acknowledgement cover the request's first byte (the server had received it)?
+    pub acks_request: bool,
+}
+
+/// The server's RST that followed the request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RstInfo {
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    pub has_ack: bool,
+    /// The RST's seq equals the request's ack (RFC 9293's reply form SEQ=SEG.ACK): what a
+    /// kernel with no socket for the connection sends in answer.
+    pub reply_form: bool,
+}
+
+/// The retry of a lost request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetryInfo {
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    /// Id of the connection that carried the retry.
+    pub connection: u64,
+}
+
+/// Per server endpoint statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EndpointStats {
+    pub server: String,
+    pub connections: u64,
+    pub requests: u64,
+    pub responses: u64,
+    pub idle_closes: IdleCloses,
+    /// The longest idle time after which a client reused a connection (sent another request).
+    pub max_reuse_idle_s: Option<f64>,
+    /// Distinct `Keep-Alive` header values in responses (the first 8 in sort order).
+    pub keep_alive: BTreeSet<String>,
+    pub findings: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub recommendation: Option<String>,
+}
+
+/// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IdleCloses {
+    pub count: u64,
+    pub min_s: Option<f64>,
+    /// Of at most 4096 samples (a deterministic sample beyond that).
+    pub median_s: Option<f64>,
+    pub max_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl Tool {
+    pub fn current() -> Tool {
+        Tool {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub packets: u64,
+    /// Bytes on the wire (original lengths).
+    pub bytes: u64,
+    pub tcp_segments: u64,
+    pub first_packet_time: Option<Timestamp>,
+    pub last_packet_time: Option<Timestamp>,
+    pub duration_s: f64,
+    pub connections: u64,
+    pub http_connections: u64,
+    pub requests: u64,
+    pub responses: u64,
+    /// Requests flagged (kinds that are findings).
+    pub findings: u64,
+    /// Requests without response that are not findings (unanswered_at_end, client_closed).
+    pub informational: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub by_outcome: BTreeMap<&'static str, u64>,
+    pub skipped_packets: u64,
+    pub warnings: u64,
+}
+
+/// A live capture: the interface, the kernel's counters and why it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CaptureInfo {
+    pub interface: String,
+    /// libpcap's name of the link type, e.g. "EN10MB".
+    pub datalink: String,
+    pub snaplen: u32,
+    pub filter: Option<String>,
+    /// Packets read by tcprace.
+    pub captured: u64,
+    /// Kernel counters (`pcap_stats`): received, dropped (buffer full), if_dropped.
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
+    /// "signal", "duration" or "count".
+    pub stopped_by: &'static str,
+    /// The `-w` file.
+    pub written_to: Option<String>,
+}
+
+impl CaptureInfo {
+    /// Packets lost before tcprace could read them.
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.if_dropped
+    }
+
+    /// What to tell the reader when packets were dropped.
+    pub fn drop_note(&self) -> Option<String> {
+        (self.lost() > 0).then(|| {
+            format!(
+                "{} packet(s) were dropped during the capture ({} by the kernel, {} by the \
+                 interface): verdicts may be incomplete (try --buffer-size or a narrower -f filter)",
+                self.lost(),
+                self.dropped,
+                self.if_dropped
+            )
+        })
+    }
+}
+
+/// The whole result of an analysis.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub inputs: Vec<String>,
+    pub summary: Summary,
+    pub findings: Vec<Finding>,
+    pub informational: Vec<Finding>,
+    pub endpoints: Vec<EndpointStats>,
+    pub recommendations: Vec<String>,
+    /// Packets not analysed, per reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// TCP reassembly counters and anomalies.
+    pub tcp: FlowStats,
+    /// HTTP framing counters.
+    pub http: DetectStats,
+    /// Problems with the input (the first 100; `summary.warnings` counts all).
+    pub warnings: Vec<Warning>,
+    /// Live capture only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureInfo>,
+}
+
+impl Report {
+    /// Process exit code: 1 when there are findings, else 0.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(!self.findings.is_empty())
+    }
+}
