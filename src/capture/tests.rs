@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
