@@ -4,7 +4,10 @@
 use super::records::{Act, ReadState, Step};
 use super::{Batch, MAX_BLOCK, u16_at, u32_at};
 use crate::time::Timestamp;
-use pcap_parser::pcapng::{Block, InterfaceDescriptionBlock, OptionCode};
+use pcap_parser::pcapng::{
+    Block, EnhancedPacketBlock, InterfaceDescriptionBlock, OptionCode, SectionHeaderBlock,
+    SimplePacketBlock, UnknownBlock,
+};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
 use std::io::{self, Read};
@@ -104,29 +107,9 @@ impl Iface {
 /// The pcapng blocks, read into the reading state (a method of `ReadState` so that it can be
 /// updated while the block, borrowed from the reader, is alive).
 impl ReadState {
-    /// A pcapng block that is not a packet we can deliver.
-    fn skip_packet(&mut self, consume: usize, message: String) -> Act {
-        self.frame += 1;
-        Act::WarnConsume(consume, Some(self.frame), message)
-    }
-
     fn ng_block(&mut self, len: usize, block: &Block<'_>, input: usize, out: &mut Batch) -> Act {
         match block {
-            Block::SectionHeader(shb) => {
-                if shb.major_version != 1 {
-                    return Act::Stop(
-                        None,
-                        format!(
-                            "section with unsupported pcapng version {}.{} after frame {}; \
-                             the rest of the file is skipped",
-                            shb.major_version, shb.minor_version, self.frame
-                        ),
-                    );
-                }
-                self.ng_be = shb.big_endian();
-                self.ifaces.clear();
-                Act::Consume(len)
-            }
+            Block::SectionHeader(shb) => self.section_header(len, shb),
             Block::InterfaceDescription(idb) => {
                 let (iface, warn) = Iface::new(idb, self.ng_be);
                 self.ifaces.push(iface);
@@ -135,95 +118,146 @@ impl ReadState {
                     None => Act::Consume(len),
                 }
             }
-            Block::EnhancedPacket(epb) => {
-                let Some(iface) = self.ifaces.get(epb.if_id as usize) else {
-                    let n = self.ifaces.len();
-                    return self.skip_packet(
-                        len,
-                        format!(
-                            "packet on interface {} but the section describes {n} \
-                             interface(s); packet skipped",
-                            epb.if_id
-                        ),
-                    );
-                };
-                let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
-                let (linktype, ts) = (iface.linktype, iface.timestamp(epb.ts_high, epb.ts_low));
-                self.deliver(len, input, linktype, ts, epb.origlen, data, None, out)
-            }
-            Block::SimplePacket(spb) => {
-                let Some(iface) = self.ifaces.first() else {
-                    return self.skip_packet(
-                        len,
-                        "simple packet block without an interface; packet skipped".to_string(),
-                    );
-                };
-                let mut caplen = (spb.origlen as usize).min(spb.data.len());
-                if iface.snaplen > 0 {
-                    caplen = caplen.min(iface.snaplen as usize);
-                }
-                let (linktype, ts) = (iface.linktype, self.last_ts);
-                self.deliver(
-                    len,
-                    input,
-                    linktype,
-                    ts,
-                    spb.origlen,
-                    &spb.data[..caplen],
-                    None,
-                    out,
-                )
-            }
-            Block::Unknown(ub) => {
-                let ty = if self.ng_be {
-                    ub.block_type.swap_bytes()
-                } else {
-                    ub.block_type
-                };
-                if ty != OPB_TYPE {
-                    return Act::Consume(len);
-                }
-                // Obsolete packet block: if_id u16, drops u16, ts high/low, caplen, origlen.
-                let d = ub.data;
-                let be = self.ng_be;
-                let caplen = if d.len() >= 20 {
-                    u32_at(d, 12, be) as usize
-                } else {
-                    usize::MAX
-                };
-                if caplen > d.len() - 20.min(d.len()) {
-                    return Act::Stop(
-                        Some(self.frame + 1),
-                        "corrupt obsolete packet block; the rest of the file is skipped"
-                            .to_string(),
-                    );
-                }
-                let if_id = u16_at(d, 0, be);
-                let Some(iface) = self.ifaces.get(usize::from(if_id)) else {
-                    let n = self.ifaces.len();
-                    return self.skip_packet(
-                        len,
-                        format!(
-                            "packet on interface {if_id} but the section describes {n} \
-                             interface(s); packet skipped"
-                        ),
-                    );
-                };
-                let ts = iface.timestamp(u32_at(d, 4, be), u32_at(d, 8, be));
-                let (linktype, orig) = (iface.linktype, u32_at(d, 16, be));
-                self.deliver(
-                    len,
-                    input,
-                    linktype,
-                    ts,
-                    orig,
-                    &d[20..20 + caplen],
-                    None,
-                    out,
-                )
-            }
+            Block::EnhancedPacket(epb) => self.enhanced_packet(len, epb, input, out),
+            Block::SimplePacket(spb) => self.simple_packet(len, spb, input, out),
+            Block::Unknown(ub) => self.unknown_block(len, ub, input, out),
             _ => Act::Consume(len),
         }
+    }
+
+    /// A new section: its own byte order and interfaces.
+    fn section_header(&mut self, len: usize, shb: &SectionHeaderBlock<'_>) -> Act {
+        if shb.major_version != 1 {
+            return Act::Stop(
+                None,
+                format!(
+                    "section with unsupported pcapng version {}.{} after frame {}; \
+                     the rest of the file is skipped",
+                    shb.major_version, shb.minor_version, self.frame
+                ),
+            );
+        }
+        self.ng_be = shb.big_endian();
+        self.ifaces.clear();
+        Act::Consume(len)
+    }
+
+    fn enhanced_packet(
+        &mut self,
+        len: usize,
+        epb: &EnhancedPacketBlock<'_>,
+        input: usize,
+        out: &mut Batch,
+    ) -> Act {
+        let Some(iface) = self.ifaces.get(epb.if_id as usize) else {
+            let n = self.ifaces.len();
+            return self.skip_packet(
+                len,
+                format!(
+                    "packet on interface {} but the section describes {n} \
+                     interface(s); packet skipped",
+                    epb.if_id
+                ),
+            );
+        };
+        let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+        let (linktype, ts) = (iface.linktype, iface.timestamp(epb.ts_high, epb.ts_low));
+        self.deliver(len, input, linktype, ts, epb.origlen, data, None, out)
+    }
+
+    fn simple_packet(
+        &mut self,
+        len: usize,
+        spb: &SimplePacketBlock<'_>,
+        input: usize,
+        out: &mut Batch,
+    ) -> Act {
+        let Some(iface) = self.ifaces.first() else {
+            return self.skip_packet(
+                len,
+                "simple packet block without an interface; packet skipped".to_string(),
+            );
+        };
+        let mut caplen = (spb.origlen as usize).min(spb.data.len());
+        if iface.snaplen > 0 {
+            caplen = caplen.min(iface.snaplen as usize);
+        }
+        let (linktype, ts) = (iface.linktype, self.last_ts);
+        self.deliver(
+            len,
+            input,
+            linktype,
+            ts,
+            spb.origlen,
+            &spb.data[..caplen],
+            None,
+            out,
+        )
+    }
+
+    /// A block pcap-parser does not know: an obsolete packet block is read, others are skipped.
+    fn unknown_block(
+        &mut self,
+        len: usize,
+        ub: &UnknownBlock<'_>,
+        input: usize,
+        out: &mut Batch,
+    ) -> Act {
+        let ty = if self.ng_be {
+            ub.block_type.swap_bytes()
+        } else {
+            ub.block_type
+        };
+        if ty != OPB_TYPE {
+            return Act::Consume(len);
+        }
+        self.obsolete_packet(len, ub.data, input, out)
+    }
+
+    /// `d`: the body of an obsolete packet block: if_id u16, drops u16, ts high/low, caplen,
+    /// origlen, data.
+    fn obsolete_packet(&mut self, len: usize, d: &[u8], input: usize, out: &mut Batch) -> Act {
+        let be = self.ng_be;
+        let caplen = if d.len() >= 20 {
+            u32_at(d, 12, be) as usize
+        } else {
+            usize::MAX
+        };
+        if caplen > d.len() - 20.min(d.len()) {
+            return Act::Stop(
+                Some(self.frame + 1),
+                "corrupt obsolete packet block; the rest of the file is skipped".to_string(),
+            );
+        }
+        let if_id = u16_at(d, 0, be);
+        let Some(iface) = self.ifaces.get(usize::from(if_id)) else {
+            let n = self.ifaces.len();
+            return self.skip_packet(
+                len,
+                format!(
+                    "packet on interface {if_id} but the section describes {n} \
+                     interface(s); packet skipped"
+                ),
+            );
+        };
+        let ts = iface.timestamp(u32_at(d, 4, be), u32_at(d, 8, be));
+        let (linktype, orig) = (iface.linktype, u32_at(d, 16, be));
+        self.deliver(
+            len,
+            input,
+            linktype,
+            ts,
+            orig,
+            &d[20..20 + caplen],
+            None,
+            out,
+        )
+    }
+
+    /// A pcapng block that is not a packet we can deliver.
+    fn skip_packet(&mut self, consume: usize, message: String) -> Act {
+        self.frame += 1;
+        Act::WarnConsume(consume, Some(self.frame), message)
     }
 }
 
@@ -295,49 +329,66 @@ impl NgFile {
                     return Step::Finished(Some(self.st.cut_short(d)));
                 }
                 Act::Refill => {
-                    self.st.paused = !self.st.paused;
-                    if self.st.paused {
-                        return Step::WillRead;
-                    }
-                    let before = self.reader.data().len();
-                    if self.reader.refill().is_err() {
-                        return Step::Finished(Some((None, self.st.read_error())));
-                    }
-                    if self.reader.data().len() == before && !self.reader.reader_exhausted() {
-                        // The buffer is full but the parser wants more: make room.
-                        self.st.stalls += 1;
-                        if self.st.stalls > 2 && !self.grow(2 * self.st.cap) {
-                            return Step::Finished(Some((
-                                None,
-                                format!(
-                                    "cannot parse the data after frame {}; the rest of the \
-                                     file is skipped",
-                                    self.st.frame
-                                ),
-                            )));
-                        }
-                    } else {
-                        self.st.stalls = 0;
+                    if let Some(step) = self.refill() {
+                        return step;
                     }
                 }
                 Act::TooSmall => {
-                    let need = self
-                        .st
-                        .peek(self.reader.data())
-                        .map_or(2 * self.st.cap as u64, |p| p.len + 4096);
-                    if !self.grow(need.min(usize::MAX as u64) as usize) {
-                        return Step::Finished(Some((
-                            None,
-                            format!(
-                                "record after frame {} does not fit in the read buffer; the \
-                                 rest of the file is skipped",
-                                self.st.frame
-                            ),
-                        )));
+                    if let Some(step) = self.make_room() {
+                        return step;
                     }
                 }
             }
         }
+    }
+
+    /// Read more input into the reader's buffer, or first stop once (see `Step::WillRead`).
+    /// `Some` ends the step.
+    fn refill(&mut self) -> Option<Step> {
+        self.st.paused = !self.st.paused;
+        if self.st.paused {
+            return Some(Step::WillRead);
+        }
+        let before = self.reader.data().len();
+        if self.reader.refill().is_err() {
+            return Some(Step::Finished(Some((None, self.st.read_error()))));
+        }
+        if self.reader.data().len() == before && !self.reader.reader_exhausted() {
+            // The buffer is full but the parser wants more: make room.
+            self.st.stalls += 1;
+            if self.st.stalls > 2 && !self.grow(2 * self.st.cap) {
+                return Some(Step::Finished(Some((
+                    None,
+                    format!(
+                        "cannot parse the data after frame {}; the rest of the file is skipped",
+                        self.st.frame
+                    ),
+                ))));
+            }
+        } else {
+            self.st.stalls = 0;
+        }
+        None
+    }
+
+    /// The parser's buffer is too small for the next block: grow it to hold the block as its
+    /// header announces it. `Some` (the end of the input) when it cannot grow.
+    fn make_room(&mut self) -> Option<Step> {
+        let need = self
+            .st
+            .peek(self.reader.data())
+            .map_or(2 * self.st.cap as u64, |p| p.len + 4096);
+        if !self.grow(need.min(usize::MAX as u64) as usize) {
+            return Some(Step::Finished(Some((
+                None,
+                format!(
+                    "record after frame {} does not fit in the read buffer; the rest of the file \
+                     is skipped",
+                    self.st.frame
+                ),
+            ))));
+        }
+        None
     }
 
     /// Grow the read buffer to `size` bytes, within the limits; false when impossible.
