@@ -230,7 +230,7 @@ fn dlt_to_linktype(dlt: i32) -> u32 {
 }
 
 /// libpcap's name of a data link type (e.g. "EN10MB").
-pub fn datalink_name(dlt: i32) -> String {
+fn datalink_name(dlt: i32) -> String {
     pcap::Linktype(dlt)
         .get_name()
         .unwrap_or_else(|_| format!("DLT {dlt}"))

@@ -1,0 +1,75 @@
+//! The BPF filter (`-f`): compiled by libpcap, one program per link type (lazily), and applied to
+//! packets read from files as well.
+
+use super::{Packet, PacketRef, linktype};
+use std::collections::HashMap;
+
+/// A BPF filter compiled by libpcap, one program per link type.
+pub struct Filter {
+    expr: String,
+    /// Compiled programs (or the compile error) by link type.
+    programs: HashMap<u32, Result<pcap::BpfProgram, String>>,
+}
+
+/// libpcap's `pcap_open_dead` takes a DLT_ value, which differs from the LINKTYPE_ value for a
+/// few old link types (libpcap's own `linktype_to_dlt` is not exported).
+fn linktype_to_dlt(linktype: u32) -> i32 {
+    const DLT_RAW: i32 = if cfg!(target_os = "openbsd") { 14 } else { 12 };
+    match linktype {
+        100 => 11, // ATM_RFC1483
+        101 => DLT_RAW,
+        102 => 15, // SLIP_BSDOS
+        103 => 16, // PPP_BSDOS
+        lt => lt as i32,
+    }
+}
+
+fn compile(expr: &str, linktype: u32) -> Result<pcap::BpfProgram, String> {
+    let dead = pcap::Capture::dead(pcap::Linktype(linktype_to_dlt(linktype)))
+        .map_err(|e| e.to_string())?;
+    dead.compile(expr, true).map_err(|e| match e {
+        pcap::Error::PcapError(m) => m,
+        other => other.to_string(),
+    })
+}
+
+impl Filter {
+    /// Compile `expr` (checked against Ethernet); the error is libpcap's message with the expression.
+    pub fn new(expr: &str) -> Result<Filter, String> {
+        let program = compile(expr, linktype::ETHERNET)
+            .map_err(|m| format!("invalid filter \"{expr}\": {m}"))?;
+        let mut programs = HashMap::new();
+        programs.insert(linktype::ETHERNET, Ok(program));
+        Ok(Filter {
+            expr: expr.to_string(),
+            programs,
+        })
+    }
+
+    /// The expression as given.
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    /// Does the packet match? Err when the expression cannot be compiled for this link type.
+    pub fn matches(&mut self, pkt: &Packet) -> Result<bool, String> {
+        self.matches_ref(&pkt.as_ref())
+    }
+
+    /// `matches` for a borrowed packet.
+    pub fn matches_ref(&mut self, pkt: &PacketRef<'_>) -> Result<bool, String> {
+        let expr = &self.expr;
+        let program = self.programs.entry(pkt.linktype).or_insert_with(|| {
+            compile(expr, pkt.linktype).map_err(|m| {
+                format!(
+                    "filter \"{expr}\" cannot be used on link type {}: {m}",
+                    pkt.linktype
+                )
+            })
+        });
+        match program {
+            Ok(p) => Ok(p.filter(pkt.data)),
+            Err(m) => Err(m.clone()),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The TCP header: ports, sequence numbers, flags, window and the window-scale option.
+
+use super::{Decoded, Segment, SkipReason, TcpFlags, malformed};
+use etherparse::{TcpHeaderSlice, TcpOptionElement};
+use std::net::{IpAddr, SocketAddr};
+
+/// `seg`: captured TCP bytes (padding already trimmed); `seg_wire`: TCP length from the IP header.
+pub(super) fn decode_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], seg_wire: usize) -> Decoded<'_> {
+    use etherparse::err::tcp::HeaderSliceError;
+    let t = match TcpHeaderSlice::from_slice(seg) {
+        Ok(t) => t,
+        Err(HeaderSliceError::Len(e)) => {
+            let need = e.required_len;
+            return if seg_wire >= need {
+                Decoded::Skip(
+                    SkipReason::Truncated,
+                    Some(format!(
+                        "TCP header cut by the snaplen ({} of {need} bytes captured)",
+                        seg.len()
+                    )),
+                )
+            } else {
+                malformed(format!(
+                    "TCP header length {need} > TCP segment length {seg_wire} from the IP header"
+                ))
+            };
+        }
+        Err(HeaderSliceError::Content(e)) => {
+            let etherparse::err::tcp::HeaderError::DataOffsetTooSmall { data_offset } = e;
+            return malformed(format!("TCP data offset {data_offset} < 5"));
+        }
+    };
+    let hl = t.slice().len();
+    let mut wscale = None;
+    for opt in t.options_iterator() {
+        match opt {
+            Ok(TcpOptionElement::WindowScale(s)) => {
+                wscale = Some(s);
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Decoded::Tcp(Segment {
+        src: SocketAddr::new(src, t.source_port()),
+        dst: SocketAddr::new(dst, t.destination_port()),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        flags: TcpFlags(t.slice()[13]),
+        window: t.window_size(),
+        wscale,
+        payload: &seg[hl..],
+        payload_len: (seg_wire - hl) as u32,
+    })
+}
