@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tcprace::capture::{FileSource, NextRef, PacketSource};
-use tcprace::engine::{Analyzer, Config, FileInput, RunOptions};
+use tcprace::capture::{FileSource, Next, PacketSource};
+use tcprace::engine::{Analyzer, Config, RunOptions};
 use tcprace::report::{JsonRenderer, Report};
 use tcprace::synth::{
     ConvConfig, Conversation, Link, PcapOptions, PcapWriter, Side, Vantage, after_ms, merge,
@@ -23,10 +23,11 @@ fn single(files: &[String]) -> Result<Report, String> {
     let mut src = FileSource::open(files).map_err(|e| e.to_string())?;
     let mut a = Analyzer::new(Config::default(), src.inputs().to_vec());
     loop {
-        match src.next_ref().map_err(|e| e.to_string())? {
-            NextRef::End => break,
-            NextRef::Warning(w) => a.warn(w),
-            NextRef::Packet(p) => {
+        match src.next().map_err(|e| e.to_string())? {
+            Next::End => break,
+            Next::Warning(w) => a.warn(w),
+            Next::Skipped(..) | Next::Idle(_) => unreachable!("a file source"),
+            Next::Packet(p) => {
                 a.on_packet_ref(p);
             }
         }
@@ -36,14 +37,14 @@ fn single(files: &[String]) -> Result<Report, String> {
 
 /// The driver loop, as `--format json` runs it, on `shards` threads.
 fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
-    let mut src = FileInput::open(files, None)?;
+    let mut src = FileSource::open(files).map_err(|e| e.to_string())?;
     let opts = RunOptions {
         config: Config::default(),
         threads: shards,
         max_warnings: 0,
     };
     let mut renderer = JsonRenderer::new(std::io::sink());
-    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut |_| {})
+    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ())
 }
 
 fn json(r: &Report) -> String {
@@ -225,7 +226,7 @@ fn generated_capture_with_races_and_retries_in_every_shard() {
     // the races and their retries are spread over both shards
     let mut src = FileSource::open(&files).unwrap();
     let mut shard_of_frame = Vec::new();
-    while let NextRef::Packet(p) = src.next_ref().unwrap() {
+    while let Next::Packet(p) = src.next().unwrap() {
         shard_of_frame.push(tcprace::engine::parallel::shard_of(p.linktype, p.data, 2));
     }
     let retried: Vec<usize> = r

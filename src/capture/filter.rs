@@ -1,8 +1,8 @@
 //! The BPF filter (`-f`): compiled by libpcap, one program per link type (lazily), and applied to
 //! packets read from files as well.
 
-use super::{Packet, PacketRef, linktype};
-use std::collections::HashMap;
+use super::{InputError, Next, Packet, PacketRef, PacketSource, Warning, linktype};
+use std::collections::{HashMap, HashSet};
 
 /// A BPF filter compiled by libpcap, one program per link type.
 pub struct Filter {
@@ -71,5 +71,58 @@ impl Filter {
             Ok(p) => Ok(p.filter(pkt.data)),
             Err(m) => Err(m.clone()),
         }
+    }
+}
+
+/// A packet source whose packets pass a [`Filter`] (in user space: for files; a live capture
+/// sets its filter on the handle).
+pub struct Filtered<S> {
+    inner: S,
+    names: Vec<String>,
+    filter: Filter,
+    /// Link types the filter does not apply to (warned once each).
+    unsupported: HashSet<u32>,
+}
+
+impl<S: PacketSource> Filtered<S> {
+    pub fn new(inner: S, filter: Filter) -> Self {
+        Filtered {
+            names: inner.inputs().to_vec(),
+            inner,
+            filter,
+            unsupported: HashSet::new(),
+        }
+    }
+}
+
+impl<S: PacketSource> PacketSource for Filtered<S> {
+    fn next(&mut self) -> Result<Next<'_>, InputError> {
+        let pkt = match self.inner.next()? {
+            Next::Packet(p) => p,
+            other => return Ok(other),
+        };
+        Ok(match self.filter.matches_ref(&pkt) {
+            Ok(true) => Next::Packet(pkt),
+            Ok(false) => Next::Skipped("filtered_out", None),
+            Err(e) => {
+                let warning = self.unsupported.insert(pkt.linktype).then(|| Warning {
+                    file: self.names[pkt.input].clone(),
+                    frame: Some(pkt.frame),
+                    message: format!(
+                        "filter does not apply to link type {}: {e}; such packets are skipped",
+                        pkt.linktype
+                    ),
+                });
+                Next::Skipped("filter_unsupported_link_type", warning)
+            }
+        })
+    }
+
+    fn inputs(&self) -> &[String] {
+        &self.names
+    }
+
+    fn progress(&self) -> (u64, Option<u64>) {
+        self.inner.progress()
     }
 }

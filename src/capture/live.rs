@@ -7,7 +7,7 @@
 //! written to a pcap file (`-w`), which analysed later as a file gives the same frame numbers,
 //! timestamps and therefore the same verdicts.
 
-use super::{InputError, Packet, linktype};
+use super::{InputError, Next, Packet, PacketSource, linktype};
 use crate::time::Timestamp;
 use pcap::{Active, Capture, Device, Savefile};
 use std::fmt;
@@ -71,15 +71,6 @@ impl CaptureStats {
     pub fn lost(&self) -> u64 {
         self.dropped + self.if_dropped
     }
-}
-
-/// What `LiveSource::read` produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LiveNext {
-    /// `pkt` was filled with the next packet.
-    Packet,
-    /// The read timeout expired without a packet: a quiet period.
-    Timeout,
 }
 
 /// Why a live capture could not be started. `Display` gives a message for the user.
@@ -240,6 +231,8 @@ fn datalink_name(dlt: i32) -> String {
 pub struct LiveSource {
     cap: Capture<Active>,
     names: Vec<String>,
+    /// The packet last read (the bytes are copied out of libpcap's ring).
+    pkt: Packet,
     dlt: i32,
     linktype: u32,
     frame: u64,
@@ -328,6 +321,7 @@ impl LiveSource {
         Ok(LiveSource {
             cap,
             names: vec![iface],
+            pkt: Packet::default(),
             dlt,
             linktype: dlt_to_linktype(dlt),
             frame: 0,
@@ -335,11 +329,6 @@ impl LiveSource {
             last_flush: Instant::now(),
             timeout_ms: i32::try_from(cfg.timeout_ms.max(1)).unwrap_or(1000),
         })
-    }
-
-    /// Input names (one: the interface); `Packet::input` is 0.
-    pub fn inputs(&self) -> &[String] {
-        &self.names
     }
 
     /// LINKTYPE_ of the capture.
@@ -357,9 +346,9 @@ impl LiveSource {
         self.frame
     }
 
-    /// Read the next packet into `pkt`, or report a quiet period. Errors are fatal (interface
-    /// gone, ...).
-    pub fn read(&mut self, pkt: &mut Packet) -> Result<LiveNext, InputError> {
+    /// Read the next packet into `self.pkt`; false in a quiet period. Errors are fatal
+    /// (interface gone, ...).
+    fn read(&mut self) -> Result<bool, InputError> {
         // First try what is already buffered (no syscall per packet in a burst); when nothing
         // is, wait for the descriptor up to the read timeout and try once more.
         for attempt in 0..2 {
@@ -367,23 +356,23 @@ impl LiveSource {
                 Ok(p) => {
                     self.frame += 1;
                     let h = p.header;
-                    pkt.input = 0;
-                    pkt.frame = self.frame;
+                    self.pkt.input = 0;
+                    self.pkt.frame = self.frame;
                     // time_t/suseconds_t are i64 here but not on every target.
                     #[allow(clippy::useless_conversion)]
                     let (sec, usec) = (i64::from(h.ts.tv_sec), i64::from(h.ts.tv_usec));
-                    pkt.ts = Timestamp::from_secs_nanos(sec, usec.saturating_mul(1000));
-                    pkt.linktype = self.linktype;
-                    pkt.orig_len = h.len.max(h.caplen);
-                    pkt.data.clear();
-                    pkt.data.extend_from_slice(p.data);
+                    self.pkt.ts = Timestamp::from_secs_nanos(sec, usec.saturating_mul(1000));
+                    self.pkt.linktype = self.linktype;
+                    self.pkt.orig_len = h.len.max(h.caplen);
+                    self.pkt.data.clear();
+                    self.pkt.data.extend_from_slice(p.data);
                     if let Some(sf) = self.savefile.as_mut() {
                         sf.write(&p);
                     }
                     if self.last_flush.elapsed() >= FLUSH_EVERY {
                         self.flush();
                     }
-                    return Ok(LiveNext::Packet);
+                    return Ok(true);
                 }
                 // Non-blocking mode: nothing to read right now.
                 Err(pcap::Error::TimeoutExpired) => {
@@ -400,7 +389,7 @@ impl LiveSource {
             }
         }
         self.flush();
-        Ok(LiveNext::Timeout)
+        Ok(false)
     }
 
     /// Wait up to the read timeout for the capture descriptor to become readable.
@@ -443,15 +432,39 @@ impl LiveSource {
         }
         Ok(())
     }
+}
+
+impl PacketSource for LiveSource {
+    /// The next packet, or `Idle` when nothing arrived within the read timeout.
+    fn next(&mut self) -> Result<Next<'_>, InputError> {
+        if self.read()? {
+            Ok(Next::Packet(self.pkt.as_ref()))
+        } else {
+            // nothing was waiting in the buffer: every packet captured before now has been read
+            Ok(Next::Idle(wall_clock()))
+        }
+    }
+
+    /// One input: the interface; `PacketRef::input` is 0.
+    fn inputs(&self) -> &[String] {
+        &self.names
+    }
 
     /// Kernel counters (received, dropped, dropped by the interface).
-    pub fn stats(&mut self) -> Option<CaptureStats> {
+    fn kernel_stats(&mut self) -> Option<CaptureStats> {
         self.cap.stats().ok().map(|s| CaptureStats {
             received: u64::from(s.received),
             dropped: u64::from(s.dropped),
             if_dropped: u64::from(s.if_dropped),
         })
     }
+}
+
+fn wall_clock() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]

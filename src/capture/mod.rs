@@ -52,6 +52,20 @@ pub struct PacketRef<'a> {
     pub data: &'a [u8],
 }
 
+impl PacketRef<'_> {
+    /// An owned copy.
+    pub fn to_packet(&self) -> Packet {
+        Packet {
+            input: self.input,
+            frame: self.frame,
+            ts: self.ts,
+            linktype: self.linktype,
+            orig_len: self.orig_len,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 impl Packet {
     pub fn as_ref(&self) -> PacketRef<'_> {
         PacketRef {
@@ -63,14 +77,6 @@ impl Packet {
             data: &self.data,
         }
     }
-}
-
-/// What [`FileSource::next_ref`] produced.
-#[derive(Debug)]
-pub enum NextRef<'a> {
-    Packet(PacketRef<'a>),
-    Warning(Warning),
-    End,
 }
 
 /// A problem with the input that does not stop the analysis.
@@ -105,37 +111,49 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// What `PacketSource::next` produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
-    /// `pkt` was filled with the next packet.
-    Packet,
-    /// A non-fatal problem; call `next` again to continue.
+/// What a [`PacketSource`] produced.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// The next packet, borrowed from the source until the next call.
+    Packet(PacketRef<'a>),
+    /// A packet that is not analysed (the filter did not admit it), why, and a warning to
+    /// record (once per cause).
+    Skipped(&'static str, Option<Warning>),
+    /// A problem with the input; reading goes on.
     Warning(Warning),
+    /// Nothing arrived for a while (live capture): every packet captured before this wall-clock
+    /// time has been read, so capture time may advance to it.
+    Idle(Timestamp),
     /// No more packets.
     End,
 }
 
-/// Anything that yields packets: capture files, stdin, a live interface.
+/// Anything that yields packets: capture files and stdin, a live interface.
 pub trait PacketSource {
-    /// Read the next packet into `pkt`. `Err` only for fatal errors.
-    fn next(&mut self, pkt: &mut Packet) -> Result<Next, InputError>;
-    /// Display names of the inputs; `Packet::input` indexes this list.
+    /// The next packet (or event). `Err` only for fatal errors.
+    fn next(&mut self) -> Result<Next<'_>, InputError>;
+    /// Display names of the inputs; `PacketRef::input` indexes this list.
     fn inputs(&self) -> &[String];
     /// Bytes consumed so far and the total when known (for a progress bar).
-    fn progress(&self) -> (u64, Option<u64>);
+    fn progress(&self) -> (u64, Option<u64>) {
+        (0, None)
+    }
+    /// The kernel's counters, for a live capture.
+    fn kernel_stats(&mut self) -> Option<CaptureStats> {
+        None
+    }
 }
 
 mod file;
 mod filter;
 pub use file::FileSource;
-pub use filter::Filter;
+pub use filter::{Filter, Filtered};
 
 /// Live capture from an interface (libpcap).
 mod live;
 pub use live::{
     CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
-    LiveNext, LiveSource, list_interfaces, setcap_hint,
+    LiveSource, list_interfaces, setcap_hint,
 };
 
 #[cfg(test)]

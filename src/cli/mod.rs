@@ -4,8 +4,8 @@
 
 mod args;
 
-use crate::capture::Filter;
-use crate::engine::{FileInput, Source, run};
+use crate::capture::{FileSource, Filter, Filtered, PacketSource};
+use crate::engine::{RunHooks, run};
 use crate::report::{io_err, renderer};
 use args::{Args, Command, FilesRun};
 use clap::Parser;
@@ -54,15 +54,26 @@ fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {
     pb
 }
 
+/// A progress bar for reading files.
+struct Progress(ProgressBar);
+
+impl RunHooks for Progress {
+    fn progress(&mut self, done: u64) {
+        self.0.set_position(done);
+    }
+}
+
 fn run_files(f: &FilesRun) -> Result<i32, String> {
     let filter = f.filter.as_deref().map(Filter::new).transpose()?;
-    let mut source = FileInput::open(&f.files, filter)?;
-    let pb = progress_bar(source.progress().1, f.progress);
+    let files = FileSource::open(&f.files).map_err(|e| e.to_string())?;
+    let mut source: Box<dyn PacketSource> = match filter {
+        Some(filter) => Box::new(Filtered::new(files, filter)),
+        None => Box::new(files),
+    };
+    let mut progress = Progress(progress_bar(source.progress().1, f.progress));
     let mut renderer = renderer(f.format, io::BufWriter::new(io::stdout().lock()), false);
-    let report = run(&mut source, &f.run, renderer.as_mut(), &mut |done| {
-        pb.set_position(done)
-    });
-    pb.finish_and_clear();
+    let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut progress);
+    progress.0.finish_and_clear();
     let report = report?;
     renderer.finish(&report).map_err(io_err)?;
     Ok(report.exit_code())

@@ -1,21 +1,21 @@
-//! Live capture as a [`Source`] of the driver loop.
+//! A live capture run: the driver loop over a [`LiveSource`], with the stop conditions and
+//! running totals of a long-running capture.
 //!
 //! Packets are read with a short read timeout; each quiet period lets capture time advance to
-//! the wall clock ([`Next::Idle`]), so verdicts that wait for later events (the RST, the end of
+//! the wall clock ([`Next::Idle`](crate::capture::Next::Idle)), so verdicts that wait for later events (the RST, the end of
 //! the retry window) become final while the capture runs, and each finding is printed as soon
 //! as it is final. The run stops on Ctrl-C/SIGTERM, `--duration` or `--count` and prints the
 //! same report as file mode, plus the capture's statistics (the kernel's drop counters).
 
-use super::run::{RunOptions, run};
-use super::source::{Next, Source, Status};
-use crate::capture::{LiveConfig, LiveNext, LiveSource, Packet};
+use super::run::{RunHooks, RunOptions, Status, run};
+use crate::capture::{LiveConfig, LiveSource, PacketSource};
 use crate::report::schema::CaptureInfo;
 use crate::report::{Format, io_err, renderer};
-use crate::time::Timestamp;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Everything a live run needs.
 #[derive(Clone, Debug)]
@@ -61,19 +61,8 @@ pub fn install_signal_handlers() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
-fn wall_clock() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_secs_nanos(d.as_secs() as i64, i64::from(d.subsec_nanos()))
-}
-
-/// A live interface as the driver's source: stops on the flag, the deadline or the count, and
-/// prints running totals.
-struct LiveInput<'a> {
-    src: LiveSource,
-    cfg: &'a LiveConfig,
-    pkt: Packet,
+/// The hooks of a live run: stop on the flag, the deadline or the count; print running totals.
+struct LiveHooks<'a> {
     stop: &'a AtomicBool,
     start: Instant,
     deadline: Option<Instant>,
@@ -83,12 +72,13 @@ struct LiveInput<'a> {
     stopped_by: Option<StopReason>,
 }
 
-impl LiveInput<'_> {
-    fn stop_reason(&self) -> Option<StopReason> {
+impl LiveHooks<'_> {
+    fn stop_reason(&self, status: &Status) -> Option<StopReason> {
         if self.stop.load(Ordering::Relaxed) {
             return Some(StopReason::Signal);
         }
-        if self.count.is_some_and(|n| self.src.frames() >= n) {
+        // every packet captured is analysed
+        if self.count.is_some_and(|n| status.packets >= n) {
             return Some(StopReason::Count);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -96,27 +86,9 @@ impl LiveInput<'_> {
         }
         None
     }
-}
 
-impl Source for LiveInput<'_> {
-    fn next(&mut self) -> Result<Next<'_>, String> {
-        if let Some(why) = self.stop_reason() {
-            self.stopped_by = Some(why);
-            return Ok(Next::End);
-        }
-        match self.src.read(&mut self.pkt).map_err(|e| e.to_string())? {
-            LiveNext::Packet => Ok(Next::Packet(self.pkt.as_ref())),
-            // Nothing was waiting in the buffer: every packet captured before now has been
-            // read, so capture time may advance to the wall clock.
-            LiveNext::Timeout => Ok(Next::Idle(wall_clock())),
-        }
-    }
-
-    fn inputs(&self) -> &[String] {
-        self.src.inputs()
-    }
-
-    fn status(&mut self, s: Status) {
+    /// The running totals, when they are due.
+    fn print_stats(&mut self, source: &mut dyn PacketSource, s: Status) {
         let (Some(every), Some(at)) = (self.stats_every, self.next_stats) else {
             return;
         };
@@ -124,7 +96,7 @@ impl Source for LiveInput<'_> {
         if now < at {
             return;
         }
-        let kernel = match self.src.stats() {
+        let kernel = match source.kernel_stats() {
             Some(k) => format!(
                 "kernel received {} dropped {} if_dropped {}",
                 k.received, k.dropped, k.if_dropped
@@ -143,23 +115,16 @@ impl Source for LiveInput<'_> {
         let missed = (now - at).as_nanos() / every.as_nanos();
         self.next_stats = Some(at + every * (1 + missed as u32));
     }
+}
 
-    fn close(&mut self) -> Result<Option<CaptureInfo>, String> {
-        let kernel = self.src.stats().unwrap_or_default();
-        let capture = CaptureInfo {
-            interface: self.cfg.interface.clone(),
-            datalink: self.src.datalink_name(),
-            snaplen: self.cfg.snaplen,
-            filter: self.cfg.filter.clone(),
-            captured: self.src.frames(),
-            received: kernel.received,
-            dropped: kernel.dropped,
-            if_dropped: kernel.if_dropped,
-            stopped_by: self.stopped_by.unwrap_or(StopReason::Signal).as_str(),
-            written_to: self.cfg.write.clone(),
-        };
-        self.src.close_savefile()?;
-        Ok(Some(capture))
+impl RunHooks for LiveHooks<'_> {
+    fn before_read(&mut self, source: &mut dyn PacketSource, status: Status) -> ControlFlow<()> {
+        if let Some(why) = self.stop_reason(&status) {
+            self.stopped_by = Some(why);
+            return ControlFlow::Break(());
+        }
+        self.print_stats(source, status);
+        ControlFlow::Continue(())
     }
 }
 
@@ -167,7 +132,7 @@ impl Source for LiveInput<'_> {
 /// `out`; then print the report. Returns the exit code (0 no findings, 1 findings).
 pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, String> {
     let cfg = &opts.capture;
-    let src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
+    let mut src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
     eprintln!(
         "tcprace: listening on {}, link-type {}, snapshot length {} bytes{}{}",
         cfg.interface,
@@ -183,10 +148,7 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
             .unwrap_or_default(),
     );
     let start = Instant::now();
-    let mut input = LiveInput {
-        src,
-        cfg,
-        pkt: Packet::default(),
+    let mut hooks = LiveHooks {
         stop,
         start,
         deadline: opts.duration.map(|d| start + d),
@@ -196,22 +158,36 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         stopped_by: None,
     };
     let mut renderer = renderer(opts.format, out, true);
-    let report = run(&mut input, &opts.run, renderer.as_mut(), &mut |_| {})?;
-    drop(input);
-    if let Some(c) = &report.capture {
-        eprintln!(
-            "tcprace: stopped ({}) after {:.1} s: {} packets captured, {} received by the kernel, {} dropped, {} dropped by the interface",
-            c.stopped_by,
-            start.elapsed().as_secs_f64(),
-            c.captured,
-            c.received,
-            c.dropped,
-            c.if_dropped
-        );
-        if let Some(n) = c.drop_note() {
-            eprintln!("tcprace: warning: {n}");
-        }
+    let result = run(&mut src, &opts.run, renderer.as_mut(), &mut hooks);
+    let kernel = src.kernel_stats().unwrap_or_default();
+    let capture = CaptureInfo {
+        interface: cfg.interface.clone(),
+        datalink: src.datalink_name(),
+        snaplen: cfg.snaplen,
+        filter: cfg.filter.clone(),
+        captured: src.frames(),
+        received: kernel.received,
+        dropped: kernel.dropped,
+        if_dropped: kernel.if_dropped,
+        stopped_by: hooks.stopped_by.unwrap_or(StopReason::Signal).as_str(),
+        written_to: cfg.write.clone(),
+    };
+    let mut report = result?;
+    src.close_savefile()?;
+    drop(src);
+    eprintln!(
+        "tcprace: stopped ({}) after {:.1} s: {} packets captured, {} received by the kernel, {} dropped, {} dropped by the interface",
+        capture.stopped_by,
+        start.elapsed().as_secs_f64(),
+        capture.captured,
+        capture.received,
+        capture.dropped,
+        capture.if_dropped
+    );
+    if let Some(n) = capture.drop_note() {
+        eprintln!("tcprace: warning: {n}");
     }
+    report.capture = Some(capture);
     renderer.finish(&report).map_err(io_err)?;
     Ok(report.exit_code())
 }

@@ -3,21 +3,20 @@
 //!
 //! - [`Analyzer`] takes one packet at a time; [`ShardResult`]s of analyzers that each saw a
 //!   shard of the input merge into the report ([`merge`]).
-//! - [`run`] is the one driver loop, from a [`Source`] (capture files and stdin, or a live
-//!   interface, [`live`]) to a [`Renderer`](crate::report::Renderer), sharded over threads by
-//!   [`parallel`] when the output is not streamed.
+//! - [`run`] is the one driver loop, from a [`PacketSource`](crate::capture::PacketSource)
+//!   (capture files and stdin, or a live interface) to a [`Renderer`](crate::report::Renderer),
+//!   sharded over threads by [`parallel`] when the output is not streamed; [`live`] adds a live
+//!   capture's stop conditions, running totals and statistics.
 
 mod analyzer;
 pub mod live;
 pub mod parallel;
 mod result;
 mod run;
-mod source;
 
 pub use analyzer::Analyzer;
 pub use result::{ShardResult, WarningKey, merge};
-pub use run::{RunOptions, run};
-pub use source::{FileInput, Next, Source, Status};
+pub use run::{RunHooks, RunOptions, Status, run};
 
 use crate::detect::DetectConfig;
 use crate::flow::TableConfig;

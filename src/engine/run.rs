@@ -1,15 +1,16 @@
-//! The driver loop, one for every kind of run: packets from a [`Source`] (capture files, stdin,
-//! a live interface) through the analyzers (sharded over threads when the output is not
+//! The driver loop, one for every kind of run: packets from a [`PacketSource`] (capture files,
+//! stdin, a live interface) through the analyzers (sharded over threads when the output is not
 //! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
 
 use super::Config;
 use super::analyzer::{Analyzer, TICK_S};
 use super::parallel::{Shards, print};
 use super::result::merge;
-use super::source::{Next, Source, Status};
+use crate::capture::{Next, PacketSource};
 use crate::report::schema::Report;
 use crate::report::{Renderer, WarningPrinter, io_err};
 use crate::time::Timestamp;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
 /// How to run the analysis.
@@ -25,14 +26,36 @@ pub struct RunOptions {
 /// Packets between progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// Running totals of the analysis (of the driver's own shard), for hooks that print them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Status {
+    pub packets: u64,
+    pub open_connections: usize,
+    pub requests: u64,
+    pub findings: usize,
+}
+
+/// What a kind of run adds to the loop.
+pub trait RunHooks {
+    /// Before each read: `Break` ends the run (a live capture's stop conditions).
+    fn before_read(&mut self, _source: &mut dyn PacketSource, _status: Status) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// Now and then, the bytes read so far (for a progress bar).
+    fn progress(&mut self, _done: u64) {}
+}
+
+/// No hooks.
+impl RunHooks for () {}
+
 /// Analyse everything `source` yields. Findings are handed to `renderer` as they become final
 /// (when it streams); the report is returned, for the caller to finish the rendering with.
-/// `progress` is called now and then with the bytes read so far.
 pub fn run(
-    source: &mut dyn Source,
+    source: &mut dyn PacketSource,
     opts: &RunOptions,
     renderer: &mut dyn Renderer,
-    progress: &mut dyn FnMut(u64),
+    hooks: &mut dyn RunHooks,
 ) -> Result<Report, String> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
     // streamed findings come in verdict order: one analyzer sees everything
@@ -54,15 +77,18 @@ pub fn run(
     let mut warning_seq = 0u64;
     let mut streamed = 0usize;
     let result = loop {
-        source.status(Status {
+        let status = Status {
             packets: main.packets(),
             open_connections: main.open_connections(),
             requests: main.requests(),
             findings: main.finding_count(),
-        });
+        };
+        if hooks.before_read(source, status).is_break() {
+            break Ok(());
+        }
         let next = match source.next() {
             Ok(n) => n,
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.to_string()),
         };
         match next {
             Next::End => break Ok(()),
@@ -95,7 +121,7 @@ pub fn run(
                     others.tick(now);
                 }
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
-                    progress(source.progress().0);
+                    hooks.progress(source.progress().0);
                 }
             }
         }
@@ -111,12 +137,9 @@ pub fn run(
     // the shard threads end when their channels close, on errors too
     let mut results = vec![main.into_result(now)];
     results.extend(others.finish(now));
-    let capture = source.close();
     result?;
     if let Ok(p) = printer.lock() {
         p.done();
     }
-    let mut report = merge(results);
-    report.capture = capture?;
-    Ok(report)
+    Ok(merge(results))
 }

@@ -21,7 +21,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-use super::{InputError, Next, NextRef, Packet, PacketRef, PacketSource, Warning};
+use super::{InputError, Next, PacketRef, PacketSource, Warning};
 use crate::time::Timestamp;
 use open::{Format, Stream, open_stream};
 use pcap::PcapFile;
@@ -373,9 +373,9 @@ impl FileSource {
     }
 }
 
-impl FileSource {
+impl PacketSource for FileSource {
     /// The next packet, borrowed from the reader's batch (no copy); valid until the next call.
-    pub fn next_ref(&mut self) -> Result<NextRef<'_>, InputError> {
+    fn next(&mut self) -> Result<Next<'_>, InputError> {
         loop {
             if let Some(batch) = &self.batch
                 && self.at < batch.items.len()
@@ -393,7 +393,7 @@ impl FileSource {
                 }
             }
             match &mut self.run {
-                Run::Ended => return Ok(NextRef::End),
+                Run::Ended => return Ok(Next::End),
                 Run::Idle(_) => {
                     let Run::Idle(inputs) = std::mem::replace(&mut self.run, Run::Ended) else {
                         unreachable!()
@@ -422,7 +422,7 @@ impl FileSource {
                 orig_len,
                 start,
                 len,
-            } => NextRef::Packet(PacketRef {
+            } => Next::Packet(PacketRef {
                 input: *input,
                 frame: *frame,
                 ts: *ts,
@@ -430,26 +430,7 @@ impl FileSource {
                 orig_len: *orig_len,
                 data: &batch.data[*start..*start + *len],
             }),
-            Item::Warning(w) => NextRef::Warning(w.clone()),
-        })
-    }
-}
-
-impl PacketSource for FileSource {
-    fn next(&mut self, pkt: &mut Packet) -> Result<Next, InputError> {
-        Ok(match self.next_ref()? {
-            NextRef::Packet(p) => {
-                pkt.input = p.input;
-                pkt.frame = p.frame;
-                pkt.ts = p.ts;
-                pkt.linktype = p.linktype;
-                pkt.orig_len = p.orig_len;
-                pkt.data.clear();
-                pkt.data.extend_from_slice(p.data);
-                Next::Packet
-            }
-            NextRef::Warning(w) => Next::Warning(w),
-            NextRef::End => Next::End,
+            Item::Warning(w) => Next::Warning(w.clone()),
         })
     }
 

@@ -1,5 +1,6 @@
 use super::pcapng::{EPB_TYPE, OPB_TYPE, SHB_TYPE, SPB_TYPE};
 use super::*;
+use crate::capture::Packet;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -168,12 +169,12 @@ struct Out {
 
 fn read_all(src: &mut FileSource) -> Out {
     let mut out = Out::default();
-    let mut pkt = Packet::default();
     for _ in 0..1_000_000 {
-        match src.next(&mut pkt).expect("no fatal error") {
-            Next::Packet => out.packets.push(pkt.clone()),
+        match src.next().expect("no fatal error") {
+            Next::Packet(p) => out.packets.push(p.to_packet()),
             Next::Warning(w) => out.warnings.push(w),
             Next::End => return out,
+            other => panic!("a file source does not produce {other:?}"),
         }
     }
     panic!("reader did not end");
@@ -540,8 +541,7 @@ fn several_inputs_form_one_stream() {
     assert_eq!(out.warnings[0].file, b.name());
     assert_eq!(src.progress(), (total, Some(total)));
     // After the end, End again.
-    let mut pkt = Packet::default();
-    assert_eq!(src.next(&mut pkt).unwrap(), Next::End);
+    assert!(matches!(src.next().unwrap(), Next::End));
 }
 
 /// Deterministic mutations of valid captures: reading must end without panicking.
