@@ -57,8 +57,8 @@ impl TcpConn {
             addrs: self.addrs,
             syn_client: self.syn_client,
             from_syn: PerDir::new(
-                self.dirs[Dir::Fwd].from_syn(),
-                self.dirs[Dir::Rev].from_syn(),
+                self.dirs[Dir::Fwd].seen_from_syn(),
+                self.dirs[Dir::Rev].seen_from_syn(),
             ),
         }
     }

@@ -42,7 +42,7 @@ pub(super) struct Endpoint {
 
 impl Endpoint {
     /// True when this direction was seen from its SYN (offsets are relative to the ISN).
-    pub fn from_syn(&self) -> bool {
+    pub fn seen_from_syn(&self) -> bool {
         self.isn.is_some()
     }
 

@@ -263,7 +263,7 @@ fn mid_stream_pickup_maps_acks_into_the_other_direction() {
     c.feed(seg(C, S, 5000, 9000, PSH, b"GET /a HTTP/1.1\r\n\r\n"));
     c.feed(seg(S, C, 9000, 5019, PSH, b"HTTP/1.1 200 OK\r\n\r\n"));
     assert_eq!(c.tcp.handshake, Handshake::Partial);
-    assert!(!c.tcp.dirs[Dir::Fwd].from_syn());
+    assert!(!c.tcp.dirs[Dir::Fwd].seen_from_syn());
     assert_eq!(c.sink.bytes(Dir::Rev), b"HTTP/1.1 200 OK\r\n\r\n");
     assert_eq!(c.tcp.dirs[Dir::Rev].highest_ack, Some(19));
 }
