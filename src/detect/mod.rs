@@ -301,7 +301,7 @@ impl Detector {
             peer_close: peer_close.map(|p| {
                 let c = p.event();
                 CloseInfo {
-                    kind: p.type_name(),
+                    close_type: p.type_name(),
                     file: self.file_name(c.at),
                     frame: c.at.frame,
                     time: c.at.ts,

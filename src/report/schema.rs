@@ -125,7 +125,7 @@ pub struct ConnectionInfo {
 pub struct CloseInfo {
     /// "fin" or "rst".
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
     pub time: Timestamp,

@@ -78,7 +78,7 @@ fn new_table() -> Table {
 /// One table row per finding (`i` is 0-based).
 fn finding_row(i: usize, f: &Finding) -> Vec<String> {
     let close = f.peer_close.as_ref().map_or("-".into(), |c| {
-        format!("{} {}", c.kind.to_uppercase(), c.frame)
+        format!("{} {}", c.close_type.to_uppercase(), c.frame)
     });
     vec![
         (i + 1).to_string(),

@@ -4,7 +4,7 @@
 use super::chunked::CHUNK_SIZE_START;
 use super::sniff::{find_lf, leading_newlines};
 use super::stream::{HttpStream, MethodKind, Mode};
-use super::{HttpEvent, RequestHead, ResponseHead, Side};
+use super::{HttpEvent, RequestHead, ResponseHead, Role};
 use crate::flow::SegMeta;
 
 /// Largest head (request/status line plus header section) buffered across segments.
@@ -15,7 +15,7 @@ const HEADERS_LARGE: usize = 512;
 
 impl HttpStream {
     pub(super) fn step_head(&mut self, off: i64, d: &[u8], out: &mut Vec<HttpEvent>) -> usize {
-        let is_request = self.side == Side::Client;
+        let is_request = self.role == Role::Client;
         if self.buf.is_empty() {
             // Fast path: parse straight from the segment.
             return match parse_head(d, is_request) {
@@ -28,7 +28,7 @@ impl HttpStream {
                     if d.len() > HEAD_CAP {
                         let reason = format!(
                             "{} head at offset {off} exceeds {HEAD_CAP} bytes",
-                            self.kind()
+                            self.noun()
                         );
                         self.desync(off, reason, false, out);
                         HEAD_CAP
@@ -39,7 +39,7 @@ impl HttpStream {
                 }
                 Parsed::Invalid(e) => {
                     let at = off + leading_newlines(d) as i64;
-                    let reason = format!("invalid {} head at offset {at}: {e}", self.kind());
+                    let reason = format!("invalid {} head at offset {at}: {e}", self.noun());
                     self.desync(at, reason, false, out);
                     1
                 }
@@ -70,7 +70,7 @@ impl HttpStream {
                 if buf.len() > HEAD_CAP {
                     let reason = format!(
                         "{} head at offset {start} exceeds {HEAD_CAP} bytes",
-                        self.kind()
+                        self.noun()
                     );
                     self.desync(start, reason, false, out);
                     n
@@ -81,7 +81,7 @@ impl HttpStream {
             }
             Parsed::Invalid(e) => {
                 let at = start + leading_newlines(&buf) as i64;
-                let reason = format!("invalid {} head at offset {at}: {e}", self.kind());
+                let reason = format!("invalid {} head at offset {at}: {e}", self.noun());
                 self.desync(at, reason, false, out);
                 // Rescan the buffered bytes (after the bad head's first byte), then `d`.
                 self.reprocess(start + 1, &buf[1..old], out);
@@ -101,8 +101,8 @@ impl HttpStream {
     fn apply(&mut self, base: i64, h: Head, first: SegMeta, out: &mut Vec<HttpEvent>) {
         let start = base + h.lead as i64;
         let head_end = base + h.len as i64;
-        match h.kind {
-            HeadKind::Request {
+        match h.start_line {
+            StartLine::Request {
                 method,
                 target,
                 upgrade,
@@ -137,7 +137,7 @@ impl HttpStream {
                     _ => self.finish(head_end, out),
                 }
             }
-            HeadKind::Response { status } => {
+            StartLine::Response { status } => {
                 out.push(HttpEvent::Response(ResponseHead {
                     start,
                     head_end,
@@ -195,7 +195,7 @@ enum Framing {
 }
 
 #[derive(Debug)]
-enum HeadKind {
+enum StartLine {
     Request {
         method: String,
         target: String,
@@ -213,7 +213,7 @@ struct Head {
     /// Leading empty-line bytes skipped before the start line.
     lead: usize,
     version: u8,
-    kind: HeadKind,
+    start_line: StartLine,
     host: Option<String>,
     connection_close: bool,
     keep_alive: Option<String>,
@@ -251,38 +251,39 @@ fn parse_with<'b>(
     is_request: bool,
     headers: &mut [httparse::Header<'b>],
 ) -> Result<Parsed, httparse::Error> {
-    let (len, version, kind, hdrs): (usize, u8, HeadKind, &[httparse::Header<'b>]) = if is_request {
-        let mut req = httparse::Request::new(headers);
-        let len = match req.parse(bytes)? {
-            httparse::Status::Partial => return Ok(Parsed::Partial),
-            httparse::Status::Complete(n) => n,
+    let (len, version, start_line, hdrs): (usize, u8, StartLine, &[httparse::Header<'b>]) =
+        if is_request {
+            let mut req = httparse::Request::new(headers);
+            let len = match req.parse(bytes)? {
+                httparse::Status::Partial => return Ok(Parsed::Partial),
+                httparse::Status::Complete(n) => n,
+            };
+            let method = req.method.unwrap_or("");
+            let hdrs: &[httparse::Header<'b>] = req.headers;
+            let upgrade = hdrs.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+            let start_line = StartLine::Request {
+                method: method.to_owned(),
+                target: req.path.unwrap_or("").to_owned(),
+                upgrade,
+            };
+            (len, req.version.unwrap_or(1), start_line, hdrs)
+        } else {
+            let mut resp = httparse::Response::new(headers);
+            let status = httparse::ParserConfig::default()
+                .allow_obsolete_multiline_headers_in_responses(true)
+                .allow_spaces_after_header_name_in_responses(true)
+                .allow_multiple_spaces_in_response_status_delimiters(true)
+                .parse_response(&mut resp, bytes)?;
+            let len = match status {
+                httparse::Status::Partial => return Ok(Parsed::Partial),
+                httparse::Status::Complete(n) => n,
+            };
+            let start_line = StartLine::Response {
+                status: resp.code.unwrap_or(0),
+            };
+            let hdrs: &[httparse::Header<'b>] = resp.headers;
+            (len, resp.version.unwrap_or(1), start_line, hdrs)
         };
-        let method = req.method.unwrap_or("");
-        let hdrs: &[httparse::Header<'b>] = req.headers;
-        let upgrade = hdrs.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
-        let kind = HeadKind::Request {
-            method: method.to_owned(),
-            target: req.path.unwrap_or("").to_owned(),
-            upgrade,
-        };
-        (len, req.version.unwrap_or(1), kind, hdrs)
-    } else {
-        let mut resp = httparse::Response::new(headers);
-        let status = httparse::ParserConfig::default()
-            .allow_obsolete_multiline_headers_in_responses(true)
-            .allow_spaces_after_header_name_in_responses(true)
-            .allow_multiple_spaces_in_response_status_delimiters(true)
-            .parse_response(&mut resp, bytes)?;
-        let len = match status {
-            httparse::Status::Partial => return Ok(Parsed::Partial),
-            httparse::Status::Complete(n) => n,
-        };
-        let kind = HeadKind::Response {
-            status: resp.code.unwrap_or(0),
-        };
-        let hdrs: &[httparse::Header<'b>] = resp.headers;
-        (len, resp.version.unwrap_or(1), kind, hdrs)
-    };
     let facts = match header_facts(hdrs) {
         Ok(f) => f,
         Err(reason) => return Ok(Parsed::Invalid(reason)),
@@ -291,7 +292,7 @@ fn parse_with<'b>(
         len,
         lead: leading_newlines(&bytes[..len]),
         version,
-        kind,
+        start_line,
         host: facts.host,
         connection_close: facts.connection_close,
         keep_alive: facts.keep_alive,

@@ -26,7 +26,7 @@ use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
+pub enum Role {
     /// Nothing recognised yet.
     Unknown,
     /// Sends requests.
@@ -140,7 +140,7 @@ impl Http1Conn {
             }
             FlowEvent::Eof { dir, off, meta } => {
                 match &mut self.streams[dir] {
-                    Some(h) if h.side() != Side::NotHttp => h.on_eof(off, meta, scratch),
+                    Some(h) if h.role() != Role::NotHttp => h.on_eof(off, meta, scratch),
                     _ => return,
                 }
                 dir
@@ -161,7 +161,7 @@ impl Http1Conn {
     /// The framing state of `dir` (made on its first bytes), unless it is not HTTP.
     fn stream(&mut self, conn: &ConnMeta, dir: Dir) -> Option<&mut HttpStream> {
         let h = self.streams[dir].get_or_insert_with(|| HttpStream::new(conn.from_syn[dir]));
-        (h.side() != Side::NotHttp).then_some(h)
+        (h.role() != Role::NotHttp).then_some(h)
     }
 }
 

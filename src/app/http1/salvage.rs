@@ -4,7 +4,7 @@
 use super::head::{header_facts, trim_cr, trim_ows};
 use super::sniff::{find_lf, is_method_byte};
 use super::stream::HttpStream;
-use super::{HttpEvent, RequestHead, ResponseHead, Side};
+use super::{HttpEvent, RequestHead, ResponseHead, Role};
 
 impl HttpStream {
     /// A gap cut the head being buffered (typically a snaplen): when its first line and some
@@ -47,8 +47,8 @@ impl HttpStream {
             _ => None,
         };
         let start = self.buf_start;
-        match (self.side, a, b, c) {
-            (Side::Client, Some(m), Some(t), Some(v)) if m.iter().all(|&x| is_method_byte(x)) => {
+        match (self.role, a, b, c) {
+            (Role::Client, Some(m), Some(t), Some(v)) if m.iter().all(|&x| is_method_byte(x)) => {
                 let Some(version) = version(v) else { return };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
@@ -63,7 +63,7 @@ impl HttpStream {
                     chunked: false,
                 }));
             }
-            (Side::Server, Some(v), Some(code), _) => {
+            (Role::Server, Some(v), Some(code), _) => {
                 let (Some(version), Some(status)) = (
                     version(v),
                     std::str::from_utf8(code)

@@ -3,7 +3,7 @@
 //! and while hunting for the next message after a mid-stream pickup or a lost sync.
 
 use super::stream::{HttpStream, Mode};
-use super::{HttpEvent, Side};
+use super::{HttpEvent, Role};
 
 /// Longest first line examined when deciding whether bytes start a request/status line.
 const LINE_CAP: usize = 8 * 1024;
@@ -22,7 +22,7 @@ impl HttpStream {
         after_upgrade: bool,
         out: &mut Vec<HttpEvent>,
     ) -> usize {
-        let allow_status = !after_upgrade && self.side != Side::Client;
+        let allow_status = !after_upgrade && self.role != Role::Client;
         let (class, used) = if self.buf.is_empty() {
             let c = classify(d, false, true, allow_status);
             if c == Class::NeedMore {
@@ -42,12 +42,12 @@ impl HttpStream {
         };
         match class {
             Class::Request => {
-                self.side = Side::Client;
+                self.role = Role::Client;
                 self.mode = Mode::Head;
                 used
             }
             Class::Status => {
-                self.side = Side::Server;
+                self.role = Role::Server;
                 self.mode = Mode::Head;
                 used
             }
@@ -64,12 +64,12 @@ impl HttpStream {
     }
 
     pub(super) fn step_scan(&mut self, off: i64, d: &[u8], at_line_start: bool) -> usize {
-        let (allow_req, allow_status) = match self.side {
-            Side::Client => (true, false),
-            Side::Server => (false, true),
+        let (allow_req, allow_status) = match self.role {
+            Role::Client => (true, false),
+            Role::Server => (false, true),
             _ => (true, true),
         };
-        let unknown = self.side == Side::Unknown;
+        let unknown = self.role == Role::Unknown;
         let mut d = d;
         if unknown {
             let left = SCAN_BUDGET.saturating_sub(self.scanned);
@@ -82,11 +82,11 @@ impl HttpStream {
             self.buf.extend_from_slice(&d[..n]);
             match classify(&self.buf, true, allow_req, allow_status) {
                 Class::Request => {
-                    self.side = Side::Client;
+                    self.role = Role::Client;
                     self.mode = Mode::Head;
                 }
                 Class::Status => {
-                    self.side = Side::Server;
+                    self.role = Role::Server;
                     self.mode = Mode::Head;
                 }
                 Class::NeedMore => {}
@@ -100,11 +100,11 @@ impl HttpStream {
         } else if at_line_start {
             match classify(d, true, allow_req, allow_status) {
                 Class::Request => {
-                    self.side = Side::Client;
+                    self.role = Role::Client;
                     self.mode = Mode::Head;
                 }
                 Class::Status => {
-                    self.side = Side::Server;
+                    self.role = Role::Server;
                     self.mode = Mode::Head;
                 }
                 Class::NeedMore => {
@@ -134,7 +134,7 @@ impl HttpStream {
 
     /// Accounts scanned bytes against the mid-stream budget; returns `used`.
     fn scanned_used(&mut self, unknown: bool, used: usize) -> usize {
-        if unknown && self.side == Side::Unknown {
+        if unknown && self.role == Role::Unknown {
             self.count_scanned(used as u64);
         }
         used

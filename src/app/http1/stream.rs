@@ -1,7 +1,7 @@
 //! The framing state machine of one direction: where messages start and end.
 
 use super::chunked::Chunk;
-use super::{HttpEvent, Side};
+use super::{HttpEvent, Role};
 use crate::flow::SegMeta;
 use std::collections::VecDeque;
 
@@ -45,7 +45,7 @@ pub(super) enum Mode {
 /// HTTP/1.x framing state for one direction of a connection.
 #[derive(Debug)]
 pub struct HttpStream {
-    pub(super) side: Side,
+    pub(super) role: Role,
     pub(super) mode: Mode,
     /// An offset has been seen (`pos` is meaningful).
     started: bool,
@@ -78,7 +78,7 @@ impl HttpStream {
     /// request/status line first.
     pub fn new(start_known: bool) -> Self {
         HttpStream {
-            side: Side::Unknown,
+            role: Role::Unknown,
             mode: if start_known {
                 Mode::Detect {
                     after_upgrade: false,
@@ -102,8 +102,8 @@ impl HttpStream {
         }
     }
 
-    pub fn side(&self) -> Side {
-        self.side
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// In-order bytes starting at stream offset `offset`, carried by segment `seg`.
@@ -180,12 +180,12 @@ impl HttpStream {
                 let reason = if self.buf.is_empty() {
                     format!(
                         "gap of {len} bytes at offset {offset} where a {} head was expected",
-                        self.kind()
+                        self.noun()
                     )
                 } else {
                     format!(
                         "gap of {len} bytes at offset {offset} inside the {} head started at {}",
-                        self.kind(),
+                        self.noun(),
                         self.buf_start
                     )
                 };
@@ -211,7 +211,7 @@ impl HttpStream {
                 self.mode = Mode::Scan {
                     at_line_start: true,
                 };
-                if self.side == Side::Unknown {
+                if self.role == Role::Unknown {
                     self.count_scanned(len);
                 }
             }
@@ -232,7 +232,7 @@ impl HttpStream {
             let reason = format!(
                 "gap of {} bytes at offset {end} where the next {} head was expected",
                 len - remaining,
-                self.kind()
+                self.noun()
             );
             self.desync(end, reason, true, out);
         }
@@ -288,12 +288,12 @@ impl HttpStream {
             }
             Mode::Body { remaining } => Some(format!(
                 "a {} body ({remaining} bytes missing)",
-                self.kind()
+                self.noun()
             )),
-            Mode::Chunked(_) => Some(format!("a chunked {} body", self.kind())),
+            Mode::Chunked(_) => Some(format!("a chunked {} body", self.noun())),
             Mode::Head if !self.buf.is_empty() => Some(format!(
                 "the {} head started at {}",
-                self.kind(),
+                self.noun(),
                 self.buf_start
             )),
             _ => None,
@@ -304,8 +304,8 @@ impl HttpStream {
                 reason: format!("connection closed at offset {offset} inside {inside}"),
             });
         }
-        if self.side == Side::Unknown {
-            self.side = Side::NotHttp;
+        if self.role == Role::Unknown {
+            self.role = Role::NotHttp;
         }
         self.mode = Mode::Dead;
         self.buf = Vec::new();
@@ -314,7 +314,7 @@ impl HttpStream {
     /// Response side: the next request in order has this method (HEAD and CONNECT change how
     /// the matching response is framed). Called once per request, in order.
     pub fn push_request_method(&mut self, method: &str) {
-        if self.side == Side::NotHttp || self.methods.len() >= METHOD_FIFO_CAP {
+        if self.role == Role::NotHttp || self.methods.len() >= METHOD_FIFO_CAP {
             return;
         }
         if self.unmatched_responses > 0 {
@@ -331,16 +331,16 @@ impl HttpStream {
     }
 
     /// "request", "response" or "message", for messages.
-    pub(super) fn kind(&self) -> &'static str {
-        match self.side {
-            Side::Client => "request",
-            Side::Server => "response",
+    pub(super) fn noun(&self) -> &'static str {
+        match self.role {
+            Role::Client => "request",
+            Role::Server => "response",
             _ => "message",
         }
     }
 
     pub(super) fn become_not_http(&mut self) {
-        self.side = Side::NotHttp;
+        self.role = Role::NotHttp;
         self.mode = Mode::Dead;
         self.buf = Vec::new();
         self.methods = VecDeque::new();
@@ -384,7 +384,7 @@ impl HttpStream {
 
     /// The current message ends at `end`.
     pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
-        out.push(if self.side == Side::Client {
+        out.push(if self.role == Role::Client {
             HttpEvent::RequestEnd { end }
         } else {
             HttpEvent::ResponseEnd { end }

@@ -92,7 +92,7 @@ fn simple_get_and_200() {
     let req = b"GET /a?b=1 HTTP/1.1\r\nHost: Example.com \r\nUser-Agent: t\r\n\r\n";
     let mut c = HttpStream::new(true);
     let ev = feed_all(&mut c, 100, req);
-    assert_eq!(c.side(), Side::Client);
+    assert_eq!(c.role(), Role::Client);
     let end = 100 + req.len() as i64;
     assert_eq!(
         ev,
@@ -119,7 +119,7 @@ fn simple_get_and_200() {
     let mut s = HttpStream::new(true);
     s.push_request_method("GET");
     let ev = feed_all(&mut s, 0, &data);
-    assert_eq!(s.side(), Side::Server);
+    assert_eq!(s.role(), Role::Server);
     let he = head.len() as i64;
     assert_eq!(
         ev,
@@ -325,7 +325,7 @@ fn switching_protocols_is_a_tunnel() {
         show(&ev),
         vec![format!("resp 101 0-{a}"), format!("tunnel {a}")]
     );
-    assert_eq!(s.side(), Side::NotHttp);
+    assert_eq!(s.role(), Role::NotHttp);
     s.on_data(data.len() as i64, b"HTTP/1.1 200 OK\r\n\r\n", M, &mut ev);
     s.on_eof(1000, M, &mut ev);
     assert_eq!(ev.len(), 2);
@@ -366,7 +366,7 @@ fn client_side_connect_then_tls_is_a_tunnel() {
             format!("tunnel {a}"),
         ]
     );
-    assert_eq!(s.side(), Side::NotHttp);
+    assert_eq!(s.role(), Role::NotHttp);
     assert_split_invariant(true, &[], &data);
     // A retried CONNECT after a refusal is still HTTP.
     let data = [&r1[..], r1].concat();
@@ -395,7 +395,7 @@ fn read_until_close_ended_by_eof() {
             format!("respend {eof}"),
         ]
     );
-    assert_eq!(s.side(), Side::Server);
+    assert_eq!(s.role(), Role::Server);
 }
 
 #[test]
@@ -507,7 +507,7 @@ fn gap_inside_head_desyncs_then_resyncs_on_next_response() {
             format!("respend {e2}"),
         ]
     );
-    assert_eq!(s.side(), Side::Server);
+    assert_eq!(s.role(), Role::Server);
     match &ev[1] {
         HttpEvent::Desync { reason, .. } => assert!(reason.contains("gap"), "{reason}"),
         e => panic!("{e:?}"),
@@ -576,7 +576,7 @@ fn midstream_pickup_inside_body_locks_on_next_request() {
     );
     let mut s = HttpStream::new(false);
     feed_all(&mut s, 5000, &data);
-    assert_eq!(s.side(), Side::Client);
+    assert_eq!(s.role(), Role::Client);
 }
 
 #[test]
@@ -612,7 +612,7 @@ fn midstream_pickup_gives_up_after_budget() {
         s.on_data(off, &junk, M, &mut ev);
         off += 1000;
     }
-    assert_eq!(s.side(), Side::NotHttp);
+    assert_eq!(s.role(), Role::NotHttp);
     s.on_data(off, b"\nGET / HTTP/1.1\r\n\r\n", M, &mut ev);
     assert!(ev.is_empty());
 }
@@ -628,7 +628,7 @@ fn non_http_with_known_start_is_ignored() {
     ] {
         let mut s = HttpStream::new(true);
         let mut ev = feed_all(&mut s, 0, data);
-        assert_eq!(s.side(), Side::NotHttp, "{data:?}");
+        assert_eq!(s.role(), Role::NotHttp, "{data:?}");
         s.on_data(data.len() as i64, b"GET / HTTP/1.1\r\n\r\n", M, &mut ev);
         s.on_gap(1000, 10, M, &mut ev);
         s.on_eof(2000, M, &mut ev);
@@ -641,7 +641,7 @@ fn tls_bytes_are_not_http() {
     let mut s = HttpStream::new(true);
     let ev = feed_all(&mut s, 0, &[0x16, 0x03, 0x01]);
     assert!(ev.is_empty());
-    assert_eq!(s.side(), Side::NotHttp);
+    assert_eq!(s.role(), Role::NotHttp);
     assert!(s.buf.capacity() == 0);
 }
 
@@ -649,16 +649,16 @@ fn tls_bytes_are_not_http() {
 fn detection_waits_for_enough_bytes() {
     let mut s = HttpStream::new(true);
     let mut ev = feed_all(&mut s, 0, b"GE");
-    assert_eq!(s.side(), Side::Unknown);
+    assert_eq!(s.role(), Role::Unknown);
     s.on_data(2, b"T / HTTP/1.1\r\n\r\n", M, &mut ev);
-    assert_eq!(s.side(), Side::Client);
+    assert_eq!(s.role(), Role::Client);
     assert_eq!(show(&ev), vec!["req GET / 0-18", "reqend 18"]);
 
     let mut s = HttpStream::new(true);
     feed_all(&mut s, 0, b"HTTP/");
-    assert_eq!(s.side(), Side::Unknown);
+    assert_eq!(s.role(), Role::Unknown);
     let ev = feed_all(&mut s, 5, b"1.1 200 OK\r\n\r\n");
-    assert_eq!(s.side(), Side::Server);
+    assert_eq!(s.role(), Role::Server);
     assert_eq!(show(&ev), vec!["resp 200 0-19"]);
 
     // Uncommon methods need the whole request line.
@@ -843,7 +843,7 @@ fn eof_inside_body_is_reported() {
     let mut ev = Vec::new();
     s.on_eof(0, M, &mut ev);
     assert!(ev.is_empty());
-    assert_eq!(s.side(), Side::NotHttp);
+    assert_eq!(s.role(), Role::NotHttp);
 }
 
 #[test]
