@@ -227,7 +227,7 @@ fn generated_capture_with_races_and_retries_in_every_shard() {
     let mut src = FileSource::open(&files).unwrap();
     let mut shard_of_frame = Vec::new();
     while let Next::Packet(p) = src.next().unwrap() {
-        shard_of_frame.push(tcprace::engine::parallel::shard_of(p.linktype, p.data, 2));
+        shard_of_frame.push(tcprace::engine::shard_of(p.linktype, p.data, 2));
     }
     let retried: Vec<usize> = r
         .findings

@@ -1,4 +1,4 @@
-//! The command line: parses and validates the arguments ([`args`]), opens the packet source,
+//! The command line: parses and validates the arguments (`args`), opens the packet source,
 //! runs the engine's driver loop and renders the report. Exit codes: 0 no findings, 1 findings,
 //! 2 error.
 

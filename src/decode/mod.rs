@@ -28,6 +28,7 @@ impl TcpFlags {
     pub const FIN: u8 = 0x01;
     pub const SYN: u8 = 0x02;
     pub const RST: u8 = 0x04;
+    #[cfg(test)]
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub fn fin(self) -> bool {

@@ -57,11 +57,6 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    /// The client's direction, once known.
-    pub fn client(&self) -> Option<Dir> {
-        self.client
-    }
-
     /// A segment of direction `dir` repeated bytes already delivered.
     pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) {
         if Some(dir) != self.client {

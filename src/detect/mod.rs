@@ -123,11 +123,6 @@ impl Detector {
         &self.stats
     }
 
-    /// Requests being watched for a retry (for memory accounting and tests).
-    pub fn tracked_requests(&self) -> usize {
-        self.retries.len()
-    }
-
     fn file_name(&self, at: FrameRef) -> String {
         self.inputs
             .get(at.input as usize)

@@ -69,8 +69,4 @@ impl RetryTracker {
         }
         Some(c)
     }
-
-    pub fn len(&self) -> usize {
-        self.by_key.values().map(|v| v.len()).sum()
-    }
 }

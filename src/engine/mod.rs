@@ -5,21 +5,22 @@
 //!   shard of the input merge into the report ([`merge`]).
 //! - [`run`] is the one driver loop, from a [`PacketSource`](crate::capture::PacketSource)
 //!   (capture files and stdin, or a live interface) to a [`Renderer`](crate::report::Renderer),
-//!   sharded over threads by [`parallel`] when the output is not streamed; [`live`] adds a live
+//!   sharded over threads by `parallel` when the output is not streamed; [`live`] adds a live
 //!   capture's stop conditions, running totals and statistics.
 
 mod analyzer;
 pub mod live;
-pub mod parallel;
+mod parallel;
 mod result;
 mod run;
 
 pub use analyzer::Analyzer;
+pub use parallel::shard_of;
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunHooks, RunOptions, Status, run};
 
-use crate::detect::DetectConfig;
-use crate::flow::TableConfig;
+pub use crate::detect::DetectConfig;
+pub use crate::flow::TableConfig;
 
 /// Settings of the analysis.
 #[derive(Clone, Debug, Default)]

@@ -209,7 +209,7 @@ pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
 /// with the reader thread: 60 % measured fastest on bench/run.sh (0.42 s against 0.47 s at 50 %).
 const MAIN_SHARE_PERCENT: usize = 60;
 
-/// The shard a packet is analysed in: a split of [`decode::shard`]'s hash of its IP pair.
+/// The shard a packet is analysed in: a split of a hash of the unordered pair of its IP addresses.
 pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
     if shards == 2 {
         usize::from(decode::shard(linktype, data, 100) >= MAIN_SHARE_PERCENT)

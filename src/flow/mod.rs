@@ -186,6 +186,7 @@ pub struct ConnEnd {
     /// Per direction: the stream offset just past the bytes delivered (gaps included), when
     /// any were.
     pub stream_end: PerDir<Option<i64>>,
+    #[allow(dead_code)] // read by the tests; nothing else needs it yet
     pub why: EndReason,
 }
 

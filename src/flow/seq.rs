@@ -50,6 +50,7 @@ impl SeqSpace {
     }
 
     /// The sequence number at stream offset `off`.
+    #[cfg(test)]
     pub fn seq_at(&self, off: i64) -> SeqNumber {
         SeqNumber(
             self.anchor_seq

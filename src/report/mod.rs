@@ -13,7 +13,6 @@ pub use json::{JsonLinesRenderer, JsonRenderer};
 pub use schema::*;
 pub use table::TableRenderer;
 
-use crate::capture::Warning;
 use std::io::{self, Write};
 
 /// Output formats.

@@ -2,9 +2,9 @@
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
 //! read it. Field order here is the order in the JSON output.
 
-use crate::capture::Warning;
-use crate::detect::DetectStats;
-use crate::flow::FlowStats;
+pub use crate::capture::Warning;
+pub use crate::detect::DetectStats;
+pub use crate::flow::FlowStats;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

@@ -24,16 +24,19 @@
 //!
 //! Nothing here depends on the analysis modules.
 
+mod config;
 mod conv;
 mod pcap;
+mod segment;
+mod wire;
 
-pub use conv::{
-    ConvConfig, Conversation, Flags, RstReplyForm, SegId, Segment, Side, Vantage, seq_add,
-};
+pub use config::ConvConfig;
+pub use conv::Conversation;
 pub use pcap::{
     DEFAULT_SNAPLEN, FrameMap, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW, Link, MAGIC_MICROS, MAGIC_NANOS, PcapOptions, PcapWriter,
 };
+pub use segment::{Flags, RstReplyForm, SegId, Segment, Side, Vantage, seq_add};
 
 use crate::time::Timestamp;
 
