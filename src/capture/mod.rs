@@ -52,6 +52,48 @@ pub struct PacketRef<'a> {
     pub data: &'a [u8],
 }
 
+/// A packet kept in a batch of packets: its fields, and where its bytes are in the batch's
+/// buffer (a batch holds the bytes of all its packets one after the other).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredPacket {
+    input: u32,
+    frame: u64,
+    ts: Timestamp,
+    linktype: u32,
+    orig_len: u32,
+    start: u32,
+    len: u32,
+}
+
+impl StoredPacket {
+    /// Append the packet's bytes to `buf` and remember where they are.
+    pub(crate) fn store(p: &PacketRef<'_>, buf: &mut Vec<u8>) -> StoredPacket {
+        let start = buf.len() as u32;
+        buf.extend_from_slice(p.data);
+        StoredPacket {
+            input: p.input as u32,
+            frame: p.frame,
+            ts: p.ts,
+            linktype: p.linktype,
+            orig_len: p.orig_len,
+            start,
+            len: p.data.len() as u32,
+        }
+    }
+
+    /// The packet, its bytes borrowed from the batch's buffer `buf`.
+    pub(crate) fn get<'a>(&self, buf: &'a [u8]) -> PacketRef<'a> {
+        PacketRef {
+            input: self.input as usize,
+            frame: self.frame,
+            ts: self.ts,
+            linktype: self.linktype,
+            orig_len: self.orig_len,
+            data: &buf[self.start as usize..(self.start + self.len) as usize],
+        }
+    }
+}
+
 impl PacketRef<'_> {
     /// An owned copy.
     pub fn to_packet(&self) -> Packet {

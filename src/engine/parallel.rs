@@ -13,7 +13,7 @@
 use super::Config;
 use super::analyzer::Analyzer;
 use super::result::ShardResult;
-use crate::capture::{PacketRef, Warning};
+use crate::capture::{PacketRef, StoredPacket, Warning};
 use crate::decode;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
@@ -30,14 +30,10 @@ const BATCHES: usize = 3;
 
 /// What a shard thread is told, in the order of the input.
 enum Item {
+    /// A packet (its bytes in the batch's `data`), its ordinal in the whole input and the
+    /// input's capture time when it came.
     Packet {
-        input: u32,
-        frame: u64,
-        ts: Timestamp,
-        linktype: u32,
-        orig_len: u32,
-        start: u32,
-        len: u32,
+        packet: StoredPacket,
         ordinal: u64,
         now: Timestamp,
     },
@@ -103,16 +99,9 @@ impl Shard {
     }
 
     fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp) {
-        let start = self.batch.data.len();
-        self.batch.data.extend_from_slice(p.data);
+        let packet = StoredPacket::store(p, &mut self.batch.data);
         self.push(Item::Packet {
-            input: p.input as u32,
-            frame: p.frame,
-            ts: p.ts,
-            linktype: p.linktype,
-            orig_len: p.orig_len,
-            start: start as u32,
-            len: p.data.len() as u32,
+            packet,
             ordinal,
             now,
         });
@@ -163,24 +152,11 @@ fn run_shard(
         for item in &batch.items {
             match *item {
                 Item::Packet {
-                    input,
-                    frame,
-                    ts,
-                    linktype,
-                    orig_len,
-                    start,
-                    len,
+                    packet,
                     ordinal,
                     now: at,
                 } => {
-                    let pkt = PacketRef {
-                        input: input as usize,
-                        frame,
-                        ts,
-                        linktype,
-                        orig_len,
-                        data: &batch.data[start as usize..(start + len) as usize],
-                    };
+                    let pkt = packet.get(&batch.data);
                     now = at;
                     if let Some(w) = analyzer.on_packet_at(pkt, ordinal, at) {
                         print(printer, &w);

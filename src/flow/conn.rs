@@ -2,6 +2,7 @@
 //! endpoint, and which FINs and RSTs count as closes.
 
 use super::endpoint::Endpoint;
+use super::reassembly::Span;
 use super::{
     CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef, PerDir,
     SegMeta, SeqNumber,
@@ -141,7 +142,13 @@ impl TcpConn {
             if (seg.payload.len() as u32) < wire_len {
                 stats.snaplen_truncated_segments += 1;
             }
-            self.dirs[d].deliver(d, off, seg.payload, wire_len, meta, stats, emit);
+            let span = Span {
+                off,
+                captured: seg.payload,
+                wire_len,
+                meta,
+            };
+            self.dirs[d].deliver(d, span, stats, emit);
         }
         let end = off + i64::from(wire_len);
         let sender = &mut self.dirs[d];

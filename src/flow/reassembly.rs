@@ -5,31 +5,43 @@
 use super::endpoint::{Endpoint, Held};
 use super::{Dir, FlowEvent, FlowStats, SegMeta};
 
+/// The bytes of a segment: `wire_len` bytes at stream offset `off`, of which `captured` are in
+/// the capture (the snaplen may have cut the rest).
+#[derive(Clone, Copy)]
+pub(super) struct Span<'a> {
+    pub off: i64,
+    pub captured: &'a [u8],
+    pub wire_len: u32,
+    pub meta: SegMeta,
+}
+
+impl Span<'_> {
+    fn end(&self) -> i64 {
+        self.off + i64::from(self.wire_len)
+    }
+}
+
 /// Bounds of the out-of-order buffer of one direction.
 const OOO_MAX_SEGMENTS: usize = 64;
 const OOO_MAX_BYTES: usize = 256 * 1024;
 
 impl Endpoint {
-    /// A segment of direction `d` carrying `wire_len` bytes at stream offset `off`, of which
-    /// `captured` are in the capture (the snaplen may have cut the rest).
-    #[allow(clippy::too_many_arguments)]
+    /// A segment's bytes of direction `d`: delivered when in order, held when early, reported
+    /// as a retransmission when already delivered.
     pub fn deliver<F: FnMut(FlowEvent<'_>)>(
         &mut self,
         d: Dir,
-        off: i64,
-        captured: &[u8],
-        wire_len: u32,
-        meta: SegMeta,
+        span: Span<'_>,
         stats: &mut FlowStats,
         emit: &mut F,
     ) {
-        let end = off + i64::from(wire_len);
-        if end <= self.next {
+        let Span { off, meta, .. } = span;
+        if span.end() <= self.next {
             stats.retransmitted_segments += 1;
             emit(FlowEvent::Retransmit {
                 dir: d,
                 off,
-                len: u64::from(wire_len),
+                len: u64::from(span.wire_len),
                 meta,
             });
             return;
@@ -37,7 +49,7 @@ impl Endpoint {
         if off > self.next {
             stats.out_of_order_segments += 1;
             if self.held.len() >= OOO_MAX_SEGMENTS
-                || self.held_bytes + captured.len() > OOO_MAX_BYTES
+                || self.held_bytes + span.captured.len() > OOO_MAX_BYTES
             {
                 // no room: give up waiting for the missing bytes before the earliest held segment
                 stats.reorder_buffer_overflows += 1;
@@ -49,17 +61,17 @@ impl Endpoint {
                     .unwrap_or(off)
                     .min(off);
                 self.skip_to(d, first, meta, stats, emit);
-                self.deliver(d, off, captured, wire_len, meta, stats, emit);
+                self.deliver(d, span, stats, emit);
                 return;
             }
             let pos = self.held.partition_point(|h| h.off <= off);
-            self.held_bytes += captured.len();
+            self.held_bytes += span.captured.len();
             self.held.insert(
                 pos,
                 Held {
                     off,
-                    data: captured.to_vec(),
-                    wire_len,
+                    data: span.captured.to_vec(),
+                    wire_len: span.wire_len,
                     meta,
                 },
             );
@@ -68,23 +80,24 @@ impl Endpoint {
         if off < self.next {
             stats.retransmitted_segments += 1;
         }
-        self.emit_span(d, off, captured, wire_len, meta, stats, emit);
+        self.emit_span(d, span, stats, emit);
         self.drain_held(d, stats, emit);
     }
 
     /// Deliver the part of a segment at or after `next` (the segment starts at or before it).
-    #[allow(clippy::too_many_arguments)]
     fn emit_span<F: FnMut(FlowEvent<'_>)>(
         &mut self,
         d: Dir,
-        off: i64,
-        captured: &[u8],
-        wire_len: u32,
-        meta: SegMeta,
+        span: Span<'_>,
         stats: &mut FlowStats,
         emit: &mut F,
     ) {
-        let end = off + i64::from(wire_len);
+        let Span {
+            off,
+            captured,
+            meta,
+            ..
+        } = span;
         let cap_end = off + captured.len() as i64;
         if cap_end > self.next {
             let skip = (self.next - off) as usize;
@@ -97,6 +110,7 @@ impl Endpoint {
             self.bytes += (cap_end - self.next) as u64;
             self.next = cap_end;
         }
+        let end = span.end();
         if end > self.next {
             // the snaplen cut the rest: known by length only
             let len = (end - self.next) as u64;
@@ -116,8 +130,14 @@ impl Endpoint {
         while self.held.first().is_some_and(|h| h.off <= self.next) {
             let h = self.held.remove(0);
             self.held_bytes -= h.data.len();
-            if h.off + i64::from(h.wire_len) > self.next {
-                self.emit_span(d, h.off, &h.data, h.wire_len, h.meta, stats, emit);
+            let span = Span {
+                off: h.off,
+                captured: &h.data,
+                wire_len: h.wire_len,
+                meta: h.meta,
+            };
+            if span.end() > self.next {
+                self.emit_span(d, span, stats, emit);
             }
         }
     }

@@ -40,27 +40,16 @@ impl HttpStream {
             }
             (c, n)
         };
-        match class {
-            Class::Request => {
-                self.role = Role::Client;
-                self.mode = Mode::Head;
-                used
-            }
-            Class::Status => {
-                self.role = Role::Server;
-                self.mode = Mode::Head;
-                used
-            }
-            _ => {
-                if after_upgrade {
-                    out.push(HttpEvent::Tunnel {
-                        offset: self.buf_start,
-                    });
-                }
-                self.become_not_http();
-                d.len()
-            }
+        if self.found_start_line(class) {
+            return used;
         }
+        if after_upgrade {
+            out.push(HttpEvent::Tunnel {
+                offset: self.buf_start,
+            });
+        }
+        self.become_not_http();
+        d.len()
     }
 
     pub(super) fn step_scan(&mut self, off: i64, d: &[u8], at_line_start: bool) -> usize {
@@ -81,13 +70,8 @@ impl HttpStream {
             let n = take_line(d, LINE_CAP.saturating_sub(self.buf.len()));
             self.buf.extend_from_slice(&d[..n]);
             match classify(&self.buf, true, allow_req, allow_status) {
-                Class::Request => {
-                    self.role = Role::Client;
-                    self.mode = Mode::Head;
-                }
-                Class::Status => {
-                    self.role = Role::Server;
-                    self.mode = Mode::Head;
+                c @ (Class::Request | Class::Status) => {
+                    self.found_start_line(c);
                 }
                 Class::NeedMore => {}
                 Class::No => {
@@ -99,13 +83,8 @@ impl HttpStream {
             n
         } else if at_line_start {
             match classify(d, true, allow_req, allow_status) {
-                Class::Request => {
-                    self.role = Role::Client;
-                    self.mode = Mode::Head;
-                }
-                Class::Status => {
-                    self.role = Role::Server;
-                    self.mode = Mode::Head;
+                c @ (Class::Request | Class::Status) => {
+                    self.found_start_line(c);
                 }
                 Class::NeedMore => {
                     self.buffer(off, d);
@@ -130,6 +109,18 @@ impl HttpStream {
             }
         };
         self.scanned_used(unknown, used)
+    }
+
+    /// A request line makes this direction the client's, a status line the server's; the
+    /// head follows. False for anything else.
+    fn found_start_line(&mut self, class: Class) -> bool {
+        self.role = match class {
+            Class::Request => Role::Client,
+            Class::Status => Role::Server,
+            _ => return false,
+        };
+        self.mode = Mode::Head;
+        true
     }
 
     /// Accounts scanned bytes against the mid-stream budget; returns `used`.

@@ -21,8 +21,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-use super::{InputError, Next, PacketRef, PacketSource, Warning};
-use crate::time::Timestamp;
+use super::{InputError, Next, PacketSource, StoredPacket, Warning};
 use open::{Format, Stream, open_stream};
 use pcap::PcapFile;
 use pcapng::NgFile;
@@ -74,16 +73,8 @@ fn u32_at(d: &[u8], at: usize, be: bool) -> u32 {
 
 /// One item of a batch, in stream order.
 enum Item {
-    /// A packet; its bytes are `data[start..start + len]` of the batch.
-    Packet {
-        input: usize,
-        frame: u64,
-        ts: Timestamp,
-        linktype: u32,
-        orig_len: u32,
-        start: usize,
-        len: usize,
-    },
+    /// A packet; its bytes are in the batch's `data`.
+    Packet(StoredPacket),
     Warning(Warning),
 }
 
@@ -414,22 +405,7 @@ impl PacketSource for FileSource {
         let item = &batch.items[self.at];
         self.at += 1;
         Ok(match item {
-            Item::Packet {
-                input,
-                frame,
-                ts,
-                linktype,
-                orig_len,
-                start,
-                len,
-            } => Next::Packet(PacketRef {
-                input: *input,
-                frame: *frame,
-                ts: *ts,
-                linktype: *linktype,
-                orig_len: *orig_len,
-                data: &batch.data[*start..*start + *len],
-            }),
+            Item::Packet(p) => Next::Packet(p.get(&batch.data)),
             Item::Warning(w) => Next::Warning(w.clone()),
         })
     }

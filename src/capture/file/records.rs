@@ -5,6 +5,7 @@
 use super::open::{Format, PcapHeader};
 use super::pcapng::{EPB_TYPE, Iface, OPB_TYPE, SHB_TYPE, SPB_TYPE};
 use super::{Batch, Item, MAX_BLOCK, MAX_CAPLEN, MAX_PACKET_BLOCK, u32_at};
+use crate::capture::{PacketRef, StoredPacket};
 use crate::time::Timestamp;
 use std::sync::{Arc, Mutex};
 
@@ -269,17 +270,16 @@ impl ReadState {
         self.approved = false;
         self.frame = frame;
         self.last_ts = ts;
-        let start = out.data.len();
-        out.data.extend_from_slice(data);
-        out.items.push(Item::Packet {
+        let pkt = PacketRef {
             input,
             frame,
             ts,
             linktype,
             orig_len: orig_len.max(data.len() as u32),
-            start,
-            len: data.len(),
-        });
+            data,
+        };
+        out.items
+            .push(Item::Packet(StoredPacket::store(&pkt, &mut out.data)));
         Act::Deliver(consume)
     }
 }

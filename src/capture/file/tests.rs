@@ -1,6 +1,7 @@
 use super::pcapng::{EPB_TYPE, OPB_TYPE, SHB_TYPE, SPB_TYPE};
 use super::*;
 use crate::capture::Packet;
+use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
