@@ -64,9 +64,15 @@ pub struct Args {
     pub count: Option<u64>,
 
     /// BPF filter expression (libpcap syntax): set on the live capture, applied to file packets
-    /// too.
+    /// too. It sees packets as captured: tunnelled traffic needs a filter on the outer headers
+    /// (e.g. "udp port 4789") or none.
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     pub filter: Option<String>,
+
+    /// Also decode UDP packets to this destination port as VXLAN (besides 4789 and Linux's
+    /// default 8472); repeatable.
+    #[arg(long = "vxlan-port", value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
@@ -186,6 +192,7 @@ impl Args {
                     max_connections: self.max_connections.max(1),
                     ..TableConfig::default()
                 },
+                vxlan_ports: self.vxlan_ports.clone(),
             },
             threads,
             max_warnings: self.max_warnings,

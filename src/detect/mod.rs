@@ -7,6 +7,7 @@
 //! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]). A verdict
 //! waits for its retry window to pass before it is final.
 
+mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
@@ -236,11 +237,9 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = ConnectionInfo {
-            id: conn.id,
-            client: conn.addrs[client].to_string(),
-            server: server_addr.to_string(),
-        };
+        let connection = connection::connection_info(end, client);
+        let capture_note =
+            connection::describe_capture(&connection, end.tunnel.as_ref().map(|(_, t)| t));
         for req in &ex.pending {
             if ex.server_desync
                 && req
@@ -256,7 +255,8 @@ impl Detector {
             }
             let verdict = verdict::decide(req, &end.closes, client);
             let server_rst = end.closes.rst[server];
-            let finding = self.finding(req, &verdict, server_rst, rel, &connection);
+            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection);
+            finding.evidence.push_str(&capture_note);
             self.awaiting.push_back(Awaiting {
                 deadline: req.at.ts.add_secs(self.cfg.retry_window),
                 key: req.key,

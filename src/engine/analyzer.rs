@@ -3,12 +3,13 @@
 //! final as capture time passes (`findings_since`).
 
 use super::Config;
+use super::front::{Front, Fronted};
 use super::result::{ShardResult, WarningKey, merge};
 use crate::app::{AppConn, AppOutput};
 use crate::capture::{Packet, PacketRef, Warning};
-use crate::decode::{self, Decoded, SkipReason};
+use crate::decode::{Decoded, Decoder};
 use crate::detect::{Detector, Exchanges};
-use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
 
@@ -24,6 +25,11 @@ struct ConnAnalysis {
 
 /// The analysis engine of the input, or of a shard of it.
 pub struct Analyzer {
+    config: Config,
+    decoder: Decoder,
+    /// The front (decoder and copy filter) of an analyzer that sees the whole input; the
+    /// shards' packets come through the dispatcher's.
+    front: Option<Box<Front>>,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
     app_out: AppOutput,
@@ -37,13 +43,16 @@ pub struct Analyzer {
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
         Analyzer {
+            decoder: cfg.decoder(),
+            front: None,
             table: FlowTable::new(cfg.table),
-            detector: Detector::new(cfg.detect, inputs.clone()),
+            detector: Detector::new(cfg.detect.clone(), inputs.clone()),
             app_out: AppOutput::default(),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
             result: ShardResult::new(inputs),
+            config: cfg,
         }
     }
 
@@ -86,29 +95,57 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         let now = self.now.max(pkt.ts);
-        let warning = self.on_packet_at(pkt, self.result.packets + 1, now);
+        let config = &self.config;
+        let front = self
+            .front
+            .get_or_insert_with(|| Box::new(Front::new(config)));
+        let fronted = front.take(&pkt);
+        let warning = self.on_fronted(pkt, fronted, self.result.packets + 1, now);
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
         }
         warning
     }
 
-    /// Analyse one packet of a shard of the input: `ordinal` is its position among the
-    /// analysed packets of the whole input, `now` the capture time of the whole input (the
-    /// latest timestamp so far, this packet's included). Time does not advance by itself: the
-    /// caller calls [`Analyzer::tick`] when the whole input's analyzer would.
-    pub fn on_packet_at(
+    /// Analyse one packet of a shard of the input, which the dispatcher's front found to be a
+    /// TCP segment with `sighting`: `ordinal` is its position among the analysed packets of
+    /// the whole input, `now` the capture time of the whole input (the latest timestamp so
+    /// far, this packet's included). Time does not advance by itself: the caller calls
+    /// [`Analyzer::tick`] when the whole input's analyzer would.
+    pub(super) fn on_routed(
         &mut self,
         pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+        sighting: &Sighting,
+    ) -> Option<Warning> {
+        let fronted = match self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len) {
+            Decoded::Tcp(mut seg) => {
+                if let Some(m) = sighting.moved {
+                    m.to.apply(&mut seg);
+                }
+                Fronted::Tcp(seg, *sighting)
+            }
+            Decoded::Skip(reason, detail) => Fronted::Skip(reason, detail),
+        };
+        self.on_fronted(pkt, fronted, ordinal, now)
+    }
+
+    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's).
+    /// Returns a warning when the packet was malformed.
+    pub(super) fn on_fronted(
+        &mut self,
+        pkt: PacketRef<'_>,
+        fronted: Fronted<'_>,
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
-        match decode::decode(pkt.linktype, pkt.data, pkt.orig_len) {
-            Decoded::Skip(reason, detail) => {
+        match fronted {
+            Fronted::Skip(reason, detail) => {
                 self.result.skip(reason.as_str());
-                if reason != SkipReason::Malformed {
+                if !reason.is_malformed() {
                     return None;
                 }
                 let w = Warning {
@@ -122,7 +159,7 @@ impl Analyzer {
                 self.warn_at((ordinal, 0), w.clone());
                 Some(w)
             }
-            Decoded::Tcp(seg) => {
+            Fronted::Tcp(seg, sighting) => {
                 self.result.tcp_segments += 1;
                 let at = FrameRef {
                     input: pkt.input as u32,
@@ -135,7 +172,7 @@ impl Analyzer {
                     app_out: &mut self.app_out,
                     now: self.now,
                 };
-                self.table.process(&seg, at, &mut downstream);
+                self.table.process(&seg, at, &sighting, &mut downstream);
                 None
             }
         }
@@ -146,6 +183,9 @@ impl Analyzer {
     pub fn tick(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         self.last_tick = self.now;
+        if let Some(front) = &mut self.front {
+            front.tick(self.now);
+        }
         let mut downstream = Downstream {
             detector: &mut self.detector,
             app_out: &mut self.app_out,
@@ -249,7 +289,7 @@ mod tests {
             orig_len: 14,
             data: &data,
         };
-        a.on_packet_at(pkt, ordinal, pkt.ts);
+        a.on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
     }
 
     #[test]

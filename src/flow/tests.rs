@@ -17,6 +17,10 @@ fn seg<'a>(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &'a [u8]) 
         wscale: None,
         payload: data,
         payload_len: data.len() as u32,
+        ip_id: 0,
+        options: &[],
+        tunnel: None,
+        vnet: None,
     }
 }
 
@@ -291,16 +295,46 @@ fn at(n: u64, secs: f64) -> FrameRef {
 fn new_syn_on_a_closed_tuple_starts_a_new_connection() {
     let mut t: FlowTable<()> = FlowTable::new(TableConfig::default());
     let mut ends = Ends::default();
-    t.process(&seg(C, S, 100, 0, SYN, b""), at(1, 0.0), &mut ends);
-    t.process(&seg(S, C, 500, 101, SYN | ACK, b""), at(2, 0.0), &mut ends);
-    t.process(&seg(C, S, 101, 501, FIN, b""), at(3, 0.1), &mut ends);
-    t.process(&seg(S, C, 501, 102, FIN, b""), at(4, 0.1), &mut ends);
+    t.process(
+        &seg(C, S, 100, 0, SYN, b""),
+        at(1, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 500, 101, SYN | ACK, b""),
+        at(2, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(C, S, 101, 501, FIN, b""),
+        at(3, 0.1),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 501, 102, FIN, b""),
+        at(4, 0.1),
+        &Sighting::default(),
+        &mut ends,
+    );
     // same 4-tuple, new ISN, 0.5 s later (before the linger expired)
-    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(5, 0.6), &mut ends);
+    t.process(
+        &seg(C, S, 90_000, 0, SYN, b""),
+        at(5, 0.6),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(ends.0, vec![(1, EndReason::Superseded)]);
     assert_eq!(t.stats().connections, 2);
     // a retransmitted SYN does not
-    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(6, 0.7), &mut ends);
+    t.process(
+        &seg(C, S, 90_000, 0, SYN, b""),
+        at(6, 0.7),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(t.stats().connections, 2);
     t.drain(&mut ends);
     assert_eq!(ends.0.last(), Some(&(5, EndReason::EndOfInput)));
@@ -315,15 +349,35 @@ fn closed_connections_linger_then_expire_and_silence_splits() {
     };
     let mut t: FlowTable<()> = FlowTable::new(cfg);
     let mut ends = Ends::default();
-    t.process(&seg(C, S, 1, 1, PSH, b"x"), at(1, 0.0), &mut ends);
-    t.process(&seg(S, C, 1, 2, RST, b""), at(2, 1.0), &mut ends);
+    t.process(
+        &seg(C, S, 1, 1, PSH, b"x"),
+        at(1, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 1, 2, RST, b""),
+        at(2, 1.0),
+        &Sighting::default(),
+        &mut ends,
+    );
     t.expire(Timestamp::from_secs_f64(2.0), &mut ends);
     assert!(ends.0.is_empty());
     t.expire(Timestamp::from_secs_f64(3.5), &mut ends);
     assert_eq!(ends.0, vec![(1, EndReason::Closed)]);
     // silence longer than the idle timeout on an open connection
-    t.process(&seg(C, S, 10, 1, PSH, b"y"), at(3, 10.0), &mut ends);
-    t.process(&seg(C, S, 11, 1, PSH, b"z"), at(4, 200.0), &mut ends);
+    t.process(
+        &seg(C, S, 10, 1, PSH, b"y"),
+        at(3, 10.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(C, S, 11, 1, PSH, b"z"),
+        at(4, 200.0),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(ends.0.last(), Some(&(3, EndReason::Superseded)));
     assert_eq!(t.stats().connections_split_by_silence, 1);
 }
@@ -339,16 +393,19 @@ fn the_cap_on_connections_evicts_the_least_recently_active() {
     t.process(
         &seg("10.0.0.1:1", S, 1, 1, PSH, b"a"),
         at(1, 0.0),
+        &Sighting::default(),
         &mut ends,
     );
     t.process(
         &seg("10.0.0.1:2", S, 1, 1, PSH, b"a"),
         at(2, 1.0),
+        &Sighting::default(),
         &mut ends,
     );
     t.process(
         &seg("10.0.0.1:3", S, 1, 1, PSH, b"a"),
         at(3, 2.0),
+        &Sighting::default(),
         &mut ends,
     );
     assert_eq!(ends.0, vec![(1, EndReason::Evicted)]);

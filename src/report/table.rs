@@ -86,7 +86,7 @@ fn finding_row(i: usize, f: &Finding) -> Vec<String> {
         f.outcome.as_str().into(),
         format!("{} {}", f.request.method, f.request.target),
         f.request.host.clone().unwrap_or_else(|| "-".into()),
-        format!("{} -> {}", f.connection.client, f.connection.server),
+        f.connection.route(),
         f.request.frame.to_string(),
         close,
         secs(f.fin_to_request_s),

@@ -1,0 +1,271 @@
+//! Copies of one segment: the same packet captured more than once, on several interfaces of
+//! `-i any`, inside and outside a tunnel, by a mirror that duplicates, or on both sides of a
+//! NAT (other addresses, same segment). The copies are one segment, not retransmissions, and
+//! the views of one connection (addresses and virtual network) are one connection.
+//!
+//! The rule: two segments are copies of one packet when everything the network leaves alone
+//! is the same (the IPv4 identification or IPv6 flow label, sequence and acknowledgement
+//! numbers, flags, window, TCP options (timestamps included; the SYN's, which middleboxes
+//! rewrite to clamp the MSS, are left out), payload length and its first bytes) and they were
+//! captured at most [`COPY_WINDOW_S`] apart. TTLs, checksums, addresses, ports and
+//! encapsulations may differ. A real retransmission differs: stacks give it a new IPv4
+//! identification (Linux, Windows and the BSDs count per packet), a new TCP timestamp, and it
+//! comes one retransmission timeout (at least 200 ms on Linux, 300 ms on Windows) or, for a
+//! fast retransmit or a tail loss probe, about a round trip later. Only a stack that sends
+//! IPv6 (or a constant IPv4 identification) without TCP timestamps and retransmits within the
+//! window would have a retransmission taken for a copy; the flow stage then sees one
+//! transmission fewer, no verdict changes.
+//!
+//! A copy under the addresses its first capture had is a duplicate: counted, not analysed. A
+//! copy under other addresses (or in another virtual network) makes that view an alias of the
+//! first: from then on every segment captured in it is moved to the first view's addresses
+//! (its connection) and the flow stage records the other address pair. An alias is dropped
+//! when a SYN opens a new connection on its addresses, or after the idle timeout.
+//!
+//! The filter keeps the recent segments in a fixed table indexed by their fingerprint (no
+//! allocation per packet; a copy more than a few thousand packets later may be missed, and is
+//! then analysed as a retransmission) and the aliases in a map that is only consulted when it
+//! is not empty.
+
+use super::table::TupleKey;
+use crate::decode::Segment;
+use crate::time::Timestamp;
+use rustc_hash::{FxHashMap, FxHasher};
+use std::hash::Hasher;
+use std::net::SocketAddr;
+
+/// Copies of one packet are captured at most this far apart.
+pub const COPY_WINDOW_S: f64 = 0.02;
+const COPY_WINDOW_NS: i64 = (COPY_WINDOW_S * 1e9) as i64;
+/// Recent segments remembered (a power of two).
+const SLOTS: usize = 4096;
+/// Payload bytes that go into a segment's fingerprint.
+const FINGERPRINT_PAYLOAD: usize = 16;
+
+/// Where a segment was captured: its addresses and its virtual network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub vnet: Option<u32>,
+}
+
+impl View {
+    pub fn of(seg: &Segment<'_>) -> View {
+        View {
+            src: seg.src,
+            dst: seg.dst,
+            vnet: seg.vnet,
+        }
+    }
+
+    /// Put the segment into this view.
+    pub fn apply(&self, seg: &mut Segment<'_>) {
+        seg.src = self.src;
+        seg.dst = self.dst;
+        seg.vnet = self.vnet;
+    }
+}
+
+/// A segment captured under another view than its connection's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// The connection's view, which the segment was moved to.
+    pub to: View,
+    /// The view it was captured in.
+    pub from: View,
+    /// The endpoint (in `to`) that sent the packet whose copies made `from` an alias of `to`:
+    /// `to` was captured nearer to it.
+    pub first_sender: SocketAddr,
+}
+
+/// What the copy filter found out about a segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sighting {
+    /// A copy of a segment already passed on: counted, not analysed again.
+    pub duplicate: bool,
+    /// Set when the segment was moved to its connection's view.
+    pub moved: Option<Moved>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    fingerprint: u64,
+    at: Timestamp,
+    /// The view (after aliasing) of the segment.
+    view: View,
+}
+
+/// An alias view: its endpoints mapped to the first view's.
+#[derive(Clone, Copy, Debug)]
+struct Alias {
+    /// (alias endpoint, first view's endpoint), both endpoints.
+    ends: [(SocketAddr, SocketAddr); 2],
+    vnet: Option<u32>,
+    first_sender: SocketAddr,
+    last: Timestamp,
+}
+
+impl Alias {
+    fn map(&self, a: SocketAddr) -> SocketAddr {
+        if a == self.ends[0].0 {
+            self.ends[0].1
+        } else {
+            self.ends[1].1
+        }
+    }
+}
+
+/// Recognises copies of segments; see the module documentation.
+pub struct CopyFilter {
+    slots: Box<[Slot]>,
+    aliases: FxHashMap<TupleKey, Alias>,
+    /// An alias unused this long is dropped.
+    idle_timeout: f64,
+    /// At most this many aliases (the least recently used goes).
+    max_aliases: usize,
+    last_sweep: Timestamp,
+}
+
+impl CopyFilter {
+    pub fn new(idle_timeout: f64, max_aliases: usize) -> CopyFilter {
+        let empty = Slot {
+            fingerprint: 0,
+            at: Timestamp::from_nanos(i64::MIN),
+            view: View {
+                src: SocketAddr::from(([0, 0, 0, 0], 0)),
+                dst: SocketAddr::from(([0, 0, 0, 0], 0)),
+                vnet: None,
+            },
+        };
+        CopyFilter {
+            slots: vec![empty; SLOTS].into_boxed_slice(),
+            aliases: FxHashMap::default(),
+            idle_timeout,
+            max_aliases: max_aliases.max(1),
+            last_sweep: Timestamp::default(),
+        }
+    }
+
+    /// Look at a segment captured at `ts`: moves it into its connection's view when it was
+    /// captured in an alias, and says whether it is a duplicate.
+    pub fn check(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> Sighting {
+        let fingerprint = fingerprint(seg);
+        let mut sighting = Sighting::default();
+        if !self.aliases.is_empty() {
+            sighting.moved = self.resolve(seg, ts);
+        }
+        let view = View::of(seg);
+        let slot = &mut self.slots[fingerprint as usize & (SLOTS - 1)];
+        let copy = slot.fingerprint == fingerprint
+            && ts.nanos().saturating_sub(slot.at.nanos()) <= COPY_WINDOW_NS;
+        if !copy {
+            *slot = Slot {
+                fingerprint,
+                at: ts,
+                view,
+            };
+            return sighting;
+        }
+        sighting.duplicate = true;
+        let first = slot.view;
+        if first != view && sighting.moved.is_none() {
+            // the same packet under other addresses: this view is an alias of the first
+            let from = view;
+            self.add_alias(from, first, ts);
+            first.apply(seg);
+            sighting.moved = Some(Moved {
+                to: first,
+                from,
+                first_sender: first.src,
+            });
+        }
+        sighting
+    }
+
+    /// Move a segment captured in an alias view to the first view.
+    fn resolve(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> Option<Moved> {
+        let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
+        if seg.flags.syn() && !seg.flags.ack() {
+            // a new connection on these addresses: whatever they were an alias of is over
+            self.aliases.remove(&key);
+            return None;
+        }
+        let alias = self.aliases.get_mut(&key)?;
+        alias.last = ts;
+        let from = View::of(seg);
+        let to = View {
+            src: alias.map(seg.src),
+            dst: alias.map(seg.dst),
+            vnet: alias.vnet,
+        };
+        to.apply(seg);
+        Some(Moved {
+            to,
+            from,
+            first_sender: alias.first_sender,
+        })
+    }
+
+    fn add_alias(&mut self, from: View, to: View, ts: Timestamp) {
+        // the first view may itself have become an alias since: follow it
+        let to = match self.aliases.get(&TupleKey::of(to.src, to.dst, to.vnet)) {
+            Some(a) => View {
+                src: a.map(to.src),
+                dst: a.map(to.dst),
+                vnet: a.vnet,
+            },
+            None => to,
+        };
+        let key = TupleKey::of(from.src, from.dst, from.vnet);
+        if TupleKey::of(to.src, to.dst, to.vnet) == key {
+            return;
+        }
+        if self.aliases.len() >= self.max_aliases {
+            self.evict_oldest();
+        }
+        self.aliases.insert(
+            key,
+            Alias {
+                ends: [(from.src, to.src), (from.dst, to.dst)],
+                vnet: to.vnet,
+                first_sender: to.src,
+                last: ts,
+            },
+        );
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .aliases
+            .iter()
+            .min_by_key(|(_, a)| (a.last, a.ends[0].1, a.ends[1].1))
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.aliases.remove(&k);
+        }
+    }
+
+    /// Capture time is `now`: drop the aliases unused for the idle timeout.
+    pub fn expire(&mut self, now: Timestamp) {
+        if now.secs_since(self.last_sweep) < self.idle_timeout / 10.0 {
+            return;
+        }
+        self.last_sweep = now;
+        let idle = self.idle_timeout;
+        self.aliases.retain(|_, a| now.secs_since(a.last) <= idle);
+    }
+}
+
+/// What the network leaves alone in a segment, hashed (see the module documentation).
+fn fingerprint(seg: &Segment<'_>) -> u64 {
+    let mut h = FxHasher::default();
+    h.write_u64(u64::from(seg.seq) << 32 | u64::from(seg.ack));
+    h.write_u64(u64::from(seg.ip_id) << 32 | u64::from(seg.flags.0) << 16 | u64::from(seg.window));
+    h.write_u32(seg.payload_len);
+    if !seg.flags.syn() {
+        h.write(seg.options);
+    }
+    h.write(&seg.payload[..seg.payload.len().min(FINGERPRINT_PAYLOAD)]);
+    h.finish()
+}
