@@ -3,7 +3,7 @@
 //! final as capture time passes (`findings_since`).
 
 use super::Config;
-use super::front::{Front, Fronted};
+use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
 use crate::app::{AppConn, AppOutput};
 use crate::capture::{Packet, PacketRef, Warning};
@@ -99,8 +99,9 @@ impl Analyzer {
         let front = self
             .front
             .get_or_insert_with(|| Box::new(Front::new(config)));
-        let fronted = front.take(&pkt);
-        let warning = self.on_fronted(pkt, fronted, self.result.packets + 1, now);
+        let mut decoded = front.decode(&pkt);
+        let sighting = front.check(&mut decoded, pkt.ts);
+        let warning = self.on_decoded(pkt, decoded, &sighting, self.result.packets + 1, now);
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
         }
@@ -119,31 +120,28 @@ impl Analyzer {
         now: Timestamp,
         sighting: &Sighting,
     ) -> Option<Warning> {
-        let fronted = match self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len) {
-            Decoded::Tcp(mut seg) => {
-                if let Some(m) = sighting.moved {
-                    m.to.apply(&mut seg);
-                }
-                Fronted::Tcp(seg, *sighting)
-            }
-            Decoded::Skip(reason, detail) => Fronted::Skip(reason, detail),
-        };
-        self.on_fronted(pkt, fronted, ordinal, now)
+        let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
+        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, &sighting.moved) {
+            m.to.apply(seg);
+        }
+        self.on_decoded(pkt, decoded, sighting, ordinal, now)
     }
 
-    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's).
-    /// Returns a warning when the packet was malformed.
-    pub(super) fn on_fronted(
+    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's),
+    /// decoded to `decoded`, with what the copy filter found. Returns a warning when the
+    /// packet was malformed.
+    pub(super) fn on_decoded(
         &mut self,
         pkt: PacketRef<'_>,
-        fronted: Fronted<'_>,
+        decoded: Decoded<'_>,
+        sighting: &Sighting,
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
-        match fronted {
-            Fronted::Skip(reason, detail) => {
+        match decoded {
+            Decoded::Skip(reason, detail) => {
                 self.result.skip(reason.as_str());
                 if !reason.is_malformed() {
                     return None;
@@ -159,7 +157,7 @@ impl Analyzer {
                 self.warn_at((ordinal, 0), w.clone());
                 Some(w)
             }
-            Fronted::Tcp(seg, sighting) => {
+            Decoded::Tcp(seg) => {
                 self.result.tcp_segments += 1;
                 let at = FrameRef {
                     input: pkt.input as u32,
@@ -172,7 +170,7 @@ impl Analyzer {
                     app_out: &mut self.app_out,
                     now: self.now,
                 };
-                self.table.process(&seg, at, &sighting, &mut downstream);
+                self.table.process(&seg, at, sighting, &mut downstream);
                 None
             }
         }

@@ -2,22 +2,13 @@
 //! ([`CopyFilter`]), once and in the order of the input, before the packets are split into
 //! shards: a copy of a segment under another address pair (a NAT's other side) is moved to
 //! its connection's addresses here, so that it is analysed in the shard of its connection.
+//! The decoded packet stays with the caller (it is large; it is passed on by reference).
 
 use super::Config;
 use crate::capture::PacketRef;
-use crate::decode::{Decoded, Decoder, Segment, SkipReason};
+use crate::decode::{Decoded, Decoder};
 use crate::flow::{CopyFilter, Sighting};
 use crate::time::Timestamp;
-
-/// A packet through the front. (The large variant is the common one: boxing it would
-/// allocate per packet.)
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Fronted<'a> {
-    /// Not analysed: why, and what was wrong.
-    Skip(SkipReason, Option<String>),
-    /// A TCP segment (in its connection's view) and what the copy filter found.
-    Tcp(Segment<'a>, Sighting),
-}
 
 /// Decoder and copy filter.
 pub(super) struct Front {
@@ -33,13 +24,18 @@ impl Front {
         }
     }
 
-    pub fn take<'a>(&mut self, pkt: &PacketRef<'a>) -> Fronted<'a> {
-        match self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len) {
-            Decoded::Skip(reason, detail) => Fronted::Skip(reason, detail),
-            Decoded::Tcp(mut seg) => {
-                let sighting = self.copies.check(&mut seg, pkt.ts);
-                Fronted::Tcp(seg, sighting)
-            }
+    #[inline]
+    pub fn decode<'a>(&self, pkt: &PacketRef<'a>) -> Decoded<'a> {
+        self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len)
+    }
+
+    /// What the copy filter finds about a decoded packet (moving a segment captured under an
+    /// alias to its connection's addresses).
+    #[inline]
+    pub fn check(&mut self, decoded: &mut Decoded<'_>, ts: Timestamp) -> Sighting {
+        match decoded {
+            Decoded::Tcp(seg) => self.copies.check(seg, ts),
+            Decoded::Skip(..) => Sighting::default(),
         }
     }
 

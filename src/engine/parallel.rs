@@ -23,7 +23,7 @@
 
 use super::Config;
 use super::analyzer::Analyzer;
-use super::front::{Front, Fronted};
+use super::front::Front;
 use super::result::ShardResult;
 use crate::capture::{PacketRef, StoredPacket, Warning};
 use crate::decode::{Decoded, Decoder};
@@ -125,12 +125,12 @@ impl Shard {
         }
     }
 
-    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: Sighting) {
+    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: &Sighting) {
         let packet = StoredPacket::store(p, &mut self.batch.data);
-        let sighting = if s == Sighting::default() {
+        let sighting = if !s.duplicate && s.moved.is_none() {
             PLAIN
         } else {
-            self.batch.sightings.push(s);
+            self.batch.sightings.push(*s);
             (self.batch.sightings.len() - 1) as u32
         };
         self.push(Item::Packet {
@@ -299,22 +299,18 @@ impl Shards {
         now: Timestamp,
         printer: &Mutex<WarningPrinter>,
     ) {
-        let fronted = self.front.take(&pkt);
-        let shard = match &fronted {
-            Fronted::Tcp(seg, _) => {
-                shard_of_pair(seg.src.ip(), seg.dst.ip(), self.others.len() + 1)
-            }
-            Fronted::Skip(..) => 0,
+        let mut decoded = self.front.decode(&pkt);
+        let sighting = self.front.check(&mut decoded, pkt.ts);
+        let shard = match &decoded {
+            Decoded::Tcp(seg) => shard_of_pair(seg.src.ip(), seg.dst.ip(), self.others.len() + 1),
+            Decoded::Skip(..) => 0,
         };
-        match (shard, fronted) {
-            (n @ 1.., Fronted::Tcp(_, sighting)) => {
-                self.others[n - 1].push_packet(&pkt, ordinal, now, sighting);
+        if shard == 0 {
+            if let Some(w) = main.on_decoded(pkt, decoded, &sighting, ordinal, now) {
+                print(printer, &w);
             }
-            (_, fronted) => {
-                if let Some(w) = main.on_fronted(pkt, fronted, ordinal, now) {
-                    print(printer, &w);
-                }
-            }
+        } else {
+            self.others[shard - 1].push_packet(&pkt, ordinal, now, &sighting);
         }
     }
 

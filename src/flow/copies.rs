@@ -88,12 +88,12 @@ pub struct Sighting {
     pub moved: Option<Moved>,
 }
 
+/// A recent segment: its fingerprint and capture time (looked at for every segment, so kept
+/// small), and its view after aliasing (in `CopyFilter::views`, read only for a copy).
 #[derive(Clone, Copy)]
 struct Slot {
     fingerprint: u64,
     at: Timestamp,
-    /// The view (after aliasing) of the segment.
-    view: View,
 }
 
 /// An alias view: its endpoints mapped to the first view's.
@@ -119,6 +119,7 @@ impl Alias {
 /// Recognises copies of segments; see the module documentation.
 pub struct CopyFilter {
     slots: Box<[Slot]>,
+    views: Box<[View]>,
     aliases: FxHashMap<TupleKey, Alias>,
     /// An alias unused this long is dropped.
     idle_timeout: f64,
@@ -132,14 +133,15 @@ impl CopyFilter {
         let empty = Slot {
             fingerprint: 0,
             at: Timestamp::from_nanos(i64::MIN),
-            view: View {
-                src: SocketAddr::from(([0, 0, 0, 0], 0)),
-                dst: SocketAddr::from(([0, 0, 0, 0], 0)),
-                vnet: None,
-            },
+        };
+        let nowhere = View {
+            src: SocketAddr::from(([0, 0, 0, 0], 0)),
+            dst: SocketAddr::from(([0, 0, 0, 0], 0)),
+            vnet: None,
         };
         CopyFilter {
             slots: vec![empty; SLOTS].into_boxed_slice(),
+            views: vec![nowhere; SLOTS].into_boxed_slice(),
             aliases: FxHashMap::default(),
             idle_timeout,
             max_aliases: max_aliases.max(1),
@@ -156,30 +158,36 @@ impl CopyFilter {
             sighting.moved = self.resolve(seg, ts);
         }
         let view = View::of(seg);
-        let slot = &mut self.slots[fingerprint as usize & (SLOTS - 1)];
+        let i = fingerprint as usize & (SLOTS - 1);
+        let slot = &mut self.slots[i];
         let copy = slot.fingerprint == fingerprint
             && ts.nanos().saturating_sub(slot.at.nanos()) <= COPY_WINDOW_NS;
         if !copy {
             *slot = Slot {
                 fingerprint,
                 at: ts,
-                view,
             };
+            self.views[i] = view;
             return sighting;
         }
-        sighting.duplicate = true;
-        let first = slot.view;
-        if first != view && sighting.moved.is_none() {
+        let first = self.views[i];
+        if first == view {
+            // the first copy went to this segment's connection
+            sighting.duplicate = true;
+        } else if sighting.moved.is_none() && self.add_alias(view, first, ts) {
             // the same packet under other addresses: this view is an alias of the first
-            let from = view;
-            self.add_alias(from, first, ts);
-            first.apply(seg);
+            let to = self.canonical(first);
+            to.apply(seg);
+            sighting.duplicate = true;
             sighting.moved = Some(Moved {
-                to: first,
-                from,
-                first_sender: first.src,
+                to,
+                from: view,
+                first_sender: to.src,
             });
         }
+        // else the first copy went to a connection that has since become an alias of this
+        // segment's (its view's first packets came before the copy that made it one): this
+        // connection has not seen the segment yet
         sighting
     }
 
@@ -207,19 +215,25 @@ impl CopyFilter {
         })
     }
 
-    fn add_alias(&mut self, from: View, to: View, ts: Timestamp) {
-        // the first view may itself have become an alias since: follow it
-        let to = match self.aliases.get(&TupleKey::of(to.src, to.dst, to.vnet)) {
+    /// The view `v` is an alias of, or `v`.
+    fn canonical(&self, v: View) -> View {
+        match self.aliases.get(&TupleKey::of(v.src, v.dst, v.vnet)) {
             Some(a) => View {
-                src: a.map(to.src),
-                dst: a.map(to.dst),
+                src: a.map(v.src),
+                dst: a.map(v.dst),
                 vnet: a.vnet,
             },
-            None => to,
-        };
+            None => v,
+        }
+    }
+
+    /// Make `from` an alias of `to` (of what `to` is an alias of); false when that is `from`
+    /// itself.
+    fn add_alias(&mut self, from: View, to: View, ts: Timestamp) -> bool {
+        let to = self.canonical(to);
         let key = TupleKey::of(from.src, from.dst, from.vnet);
         if TupleKey::of(to.src, to.dst, to.vnet) == key {
-            return;
+            return false;
         }
         if self.aliases.len() >= self.max_aliases {
             self.evict_oldest();
@@ -233,6 +247,7 @@ impl CopyFilter {
                 last: ts,
             },
         );
+        true
     }
 
     fn evict_oldest(&mut self) {
