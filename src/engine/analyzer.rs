@@ -95,13 +95,14 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         let now = self.now.max(pkt.ts);
-        let config = &self.config;
-        let front = self
+        let mut front = self
             .front
-            .get_or_insert_with(|| Box::new(Front::new(config)));
+            .take()
+            .unwrap_or_else(|| Box::new(Front::new(&self.config)));
         let mut decoded = front.decode(&pkt);
         let sighting = front.check(&mut decoded, pkt.ts);
-        let warning = self.on_decoded(pkt, decoded, &sighting, self.result.packets + 1, now);
+        let warning = self.on_decoded(pkt, &decoded, &sighting, self.result.packets + 1, now);
+        self.front = Some(front);
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
         }
@@ -118,13 +119,13 @@ impl Analyzer {
         pkt: PacketRef<'_>,
         ordinal: u64,
         now: Timestamp,
-        sighting: &Sighting,
+        sighting: &Sighting<'_>,
     ) -> Option<Warning> {
         let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
-        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, &sighting.moved) {
+        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, sighting.moved) {
             m.to.apply(seg);
         }
-        self.on_decoded(pkt, decoded, sighting, ordinal, now)
+        self.on_decoded(pkt, &decoded, sighting, ordinal, now)
     }
 
     /// Analyse one packet that went through a front (this analyzer's or the dispatcher's),
@@ -133,15 +134,15 @@ impl Analyzer {
     pub(super) fn on_decoded(
         &mut self,
         pkt: PacketRef<'_>,
-        decoded: Decoded<'_>,
-        sighting: &Sighting,
+        decoded: &Decoded<'_>,
+        sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
         match decoded {
-            Decoded::Skip(reason, detail) => {
+            &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
                 if !reason.is_malformed() {
                     return None;
@@ -151,7 +152,7 @@ impl Analyzer {
                     frame: Some(pkt.frame),
                     message: format!(
                         "malformed packet: {}",
-                        detail.unwrap_or_else(|| "bad headers".into())
+                        detail.as_deref().unwrap_or("bad headers")
                     ),
                 };
                 self.warn_at((ordinal, 0), w.clone());
@@ -170,7 +171,7 @@ impl Analyzer {
                     app_out: &mut self.app_out,
                     now: self.now,
                 };
-                self.table.process(&seg, at, sighting, &mut downstream);
+                self.table.process(seg, at, sighting, &mut downstream);
                 None
             }
         }

@@ -32,7 +32,7 @@ impl Front {
     /// What the copy filter finds about a decoded packet (moving a segment captured under an
     /// alias to its connection's addresses).
     #[inline]
-    pub fn check(&mut self, decoded: &mut Decoded<'_>, ts: Timestamp) -> Sighting {
+    pub fn check(&mut self, decoded: &mut Decoded<'_>, ts: Timestamp) -> Sighting<'_> {
         match decoded {
             Decoded::Tcp(seg) => self.copies.check(seg, ts),
             Decoded::Skip(..) => Sighting::default(),

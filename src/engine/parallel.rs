@@ -28,6 +28,7 @@ use super::result::ShardResult;
 use crate::capture::{PacketRef, StoredPacket, Warning};
 use crate::decode::{Decoded, Decoder};
 use crate::flow::Sighting;
+use crate::flow::copies::Moved;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
 use std::net::IpAddr;
@@ -64,7 +65,8 @@ enum Item {
 struct Batch {
     items: Vec<Item>,
     data: Vec<u8>,
-    sightings: Vec<Sighting>,
+    /// What the front found about the packets that are not plain.
+    sightings: Vec<(bool, Option<Moved>)>,
 }
 
 impl Batch {
@@ -125,12 +127,12 @@ impl Shard {
         }
     }
 
-    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: &Sighting) {
+    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: &Sighting<'_>) {
         let packet = StoredPacket::store(p, &mut self.batch.data);
         let sighting = if !s.duplicate && s.moved.is_none() {
             PLAIN
         } else {
-            self.batch.sightings.push(*s);
+            self.batch.sightings.push((s.duplicate, s.moved.copied()));
             (self.batch.sightings.len() - 1) as u32
         };
         self.push(Item::Packet {
@@ -181,7 +183,6 @@ fn run_shard(
     printer: &Mutex<WarningPrinter>,
 ) -> ShardResult {
     let mut now = Timestamp::default();
-    let plain = Sighting::default();
     for batch in full {
         for item in &batch.items {
             match *item {
@@ -193,8 +194,14 @@ fn run_shard(
                 } => {
                     let pkt = packet.get(&batch.data);
                     now = at;
-                    let s = batch.sightings.get(sighting as usize).unwrap_or(&plain);
-                    if let Some(w) = analyzer.on_routed(pkt, ordinal, at, s) {
+                    let s = batch
+                        .sightings
+                        .get(sighting as usize)
+                        .map_or_else(Sighting::default, |(duplicate, moved)| Sighting {
+                            duplicate: *duplicate,
+                            moved: moved.as_ref(),
+                        });
+                    if let Some(w) = analyzer.on_routed(pkt, ordinal, at, &s) {
                         print(printer, &w);
                     }
                 }
@@ -306,7 +313,7 @@ impl Shards {
             Decoded::Skip(..) => 0,
         };
         if shard == 0 {
-            if let Some(w) = main.on_decoded(pkt, decoded, &sighting, ordinal, now) {
+            if let Some(w) = main.on_decoded(pkt, &decoded, &sighting, ordinal, now) {
                 print(printer, &w);
             }
         } else {

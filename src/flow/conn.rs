@@ -61,7 +61,7 @@ impl TcpConn {
 
     /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
     /// under the other address pair of a NAT.
-    pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting, stats: &mut FlowStats) {
+    pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
         if let (None, Some(t)) = (self.tunnel, seg.tunnel) {
             self.tunnel = Some((self.dir_of(seg.src), t));
         }

@@ -30,8 +30,7 @@
 use super::table::TupleKey;
 use crate::decode::Segment;
 use crate::time::Timestamp;
-use rustc_hash::{FxHashMap, FxHasher};
-use std::hash::Hasher;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 /// Copies of one packet are captured at most this far apart.
@@ -39,8 +38,6 @@ pub const COPY_WINDOW_S: f64 = 0.02;
 const COPY_WINDOW_NS: i64 = (COPY_WINDOW_S * 1e9) as i64;
 /// Recent segments remembered (a power of two).
 const SLOTS: usize = 4096;
-/// Payload bytes that go into a segment's fingerprint.
-const FINGERPRINT_PAYLOAD: usize = 16;
 
 /// Where a segment was captured: its addresses and its virtual network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,11 +78,11 @@ pub struct Moved {
 
 /// What the copy filter found out about a segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sighting {
+pub struct Sighting<'a> {
     /// A copy of a segment already passed on: counted, not analysed again.
     pub duplicate: bool,
     /// Set when the segment was moved to its connection's view.
-    pub moved: Option<Moved>,
+    pub moved: Option<&'a Moved>,
 }
 
 /// A recent segment: its fingerprint and capture time (looked at for every segment, so kept
@@ -118,6 +115,8 @@ impl Alias {
 
 /// Recognises copies of segments; see the module documentation.
 pub struct CopyFilter {
+    /// What the last segment moved was moved from and to.
+    last_moved: Moved,
     slots: Box<[Slot]>,
     views: Box<[View]>,
     aliases: FxHashMap<TupleKey, Alias>,
@@ -140,6 +139,11 @@ impl CopyFilter {
             vnet: None,
         };
         CopyFilter {
+            last_moved: Moved {
+                to: nowhere,
+                from: nowhere,
+                first_sender: nowhere.src,
+            },
             slots: vec![empty; SLOTS].into_boxed_slice(),
             views: vec![nowhere; SLOTS].into_boxed_slice(),
             aliases: FxHashMap::default(),
@@ -151,12 +155,10 @@ impl CopyFilter {
 
     /// Look at a segment captured at `ts`: moves it into its connection's view when it was
     /// captured in an alias, and says whether it is a duplicate.
-    pub fn check(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> Sighting {
+    pub fn check(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> Sighting<'_> {
         let fingerprint = fingerprint(seg);
-        let mut sighting = Sighting::default();
-        if !self.aliases.is_empty() {
-            sighting.moved = self.resolve(seg, ts);
-        }
+        let mut moved = !self.aliases.is_empty() && self.resolve(seg, ts);
+        let mut duplicate = false;
         let view = View::of(seg);
         let i = fingerprint as usize & (SLOTS - 1);
         let slot = &mut self.slots[i];
@@ -168,38 +170,42 @@ impl CopyFilter {
                 at: ts,
             };
             self.views[i] = view;
-            return sighting;
-        }
-        let first = self.views[i];
-        if first == view {
+        } else if self.views[i] == view {
             // the first copy went to this segment's connection
-            sighting.duplicate = true;
-        } else if sighting.moved.is_none() && self.add_alias(view, first, ts) {
+            duplicate = true;
+        } else if !moved && self.add_alias(view, self.views[i], ts) {
             // the same packet under other addresses: this view is an alias of the first
-            let to = self.canonical(first);
+            let to = self.canonical(self.views[i]);
             to.apply(seg);
-            sighting.duplicate = true;
-            sighting.moved = Some(Moved {
+            duplicate = true;
+            moved = true;
+            self.last_moved = Moved {
                 to,
                 from: view,
                 first_sender: to.src,
-            });
+            };
         }
         // else the first copy went to a connection that has since become an alias of this
         // segment's (its view's first packets came before the copy that made it one): this
         // connection has not seen the segment yet
-        sighting
+        Sighting {
+            duplicate,
+            moved: moved.then_some(&self.last_moved),
+        }
     }
 
-    /// Move a segment captured in an alias view to the first view.
-    fn resolve(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> Option<Moved> {
+    /// Move a segment captured in an alias view to the first view (`last_moved` says how);
+    /// false when its view is no alias.
+    fn resolve(&mut self, seg: &mut Segment<'_>, ts: Timestamp) -> bool {
         let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
         if seg.flags.syn() && !seg.flags.ack() {
             // a new connection on these addresses: whatever they were an alias of is over
             self.aliases.remove(&key);
-            return None;
+            return false;
         }
-        let alias = self.aliases.get_mut(&key)?;
+        let Some(alias) = self.aliases.get_mut(&key) else {
+            return false;
+        };
         alias.last = ts;
         let from = View::of(seg);
         let to = View {
@@ -208,11 +214,12 @@ impl CopyFilter {
             vnet: alias.vnet,
         };
         to.apply(seg);
-        Some(Moved {
+        self.last_moved = Moved {
             to,
             from,
             first_sender: alias.first_sender,
-        })
+        };
+        true
     }
 
     /// The view `v` is an alias of, or `v`.
@@ -272,15 +279,44 @@ impl CopyFilter {
     }
 }
 
-/// What the network leaves alone in a segment, hashed (see the module documentation).
-fn fingerprint(seg: &Segment<'_>) -> u64 {
-    let mut h = FxHasher::default();
-    h.write_u64(u64::from(seg.seq) << 32 | u64::from(seg.ack));
-    h.write_u64(u64::from(seg.ip_id) << 32 | u64::from(seg.flags.0) << 16 | u64::from(seg.window));
-    h.write_u32(seg.payload_len);
-    if !seg.flags.syn() {
-        h.write(seg.options);
+/// The first up to 8 bytes of `b` as a word (zero-padded).
+#[inline]
+fn word(b: &[u8]) -> u64 {
+    match b.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => b
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &x)| w | u64::from(x) << (8 * i)),
     }
-    h.write(&seg.payload[..seg.payload.len().min(FINGERPRINT_PAYLOAD)]);
-    h.finish()
+}
+
+/// The first up to 16 bytes of `b` as two words (zero-padded).
+#[inline]
+fn two_words(b: &[u8]) -> (u64, u64) {
+    (word(b), word(b.get(8..).unwrap_or_default()))
+}
+
+/// What the network leaves alone in a segment, hashed (see the module documentation): the
+/// IP identification, sequence and acknowledgement numbers, flags, window, payload length, the
+/// first 16 bytes of the TCP options (timestamps included; none for a SYN) and of the payload.
+#[inline]
+fn fingerprint(seg: &Segment<'_>) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let options: &[u8] = if seg.flags.syn() { &[] } else { seg.options };
+    let (o1, o2) = two_words(options);
+    let (p1, p2) = two_words(seg.payload);
+    let words = [
+        u64::from(seg.seq) << 32 | u64::from(seg.ack),
+        u64::from(seg.ip_id) << 32 | u64::from(seg.flags.0) << 16 | u64::from(seg.window),
+        u64::from(seg.payload_len) ^ o1.rotate_left(32),
+        o2,
+        p1,
+        p2,
+    ];
+    let mut h = 0u64;
+    for w in words {
+        h = (h.rotate_left(26) ^ w).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
 }

@@ -137,7 +137,7 @@ impl<T: Default> FlowTable<T> {
         &mut self,
         seg: &Segment<'_>,
         at: FrameRef,
-        sighting: &Sighting,
+        sighting: &Sighting<'_>,
         h: &mut H,
     ) {
         let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
