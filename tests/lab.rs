@@ -3,7 +3,9 @@
 //! the proxies' own logs. fixtures/lab/check.py does the comparison: for every capture, the
 //! findings on the proxy->upstream leg name exactly the affected requests (no more, no fewer)
 //! with the right outcome, the proxy-side and upstream-side captures agree on the kinds, and
-//! the safe configuration has no finding.
+//! the safe configuration has no finding. In `vxlan-overlay` the proxy reaches the upstream
+//! across a VXLAN overlay: its underlay capture (VXLAN only), the proxy host's `-i any` (every
+//! segment twice, plain and encapsulated) and the inner interface give the same verdicts.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,6 +43,7 @@ fn lab_captures_match_the_proxies_logs() {
         "stale-reuse",
         "safe",
         "middlebox-rst",
+        "vxlan-overlay",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }
