@@ -85,12 +85,42 @@ pub struct Sighting<'a> {
     pub moved: Option<&'a Moved>,
 }
 
-/// A recent segment: its fingerprint and capture time (looked at for every segment, so kept
-/// small), and its view after aliasing (in `CopyFilter::views`, read only for a copy).
+/// A recent segment: its fingerprint, capture time and view after aliasing, packed (an IPv6
+/// view is in `CopyFilter::views6`). Looked at for every segment, so kept small.
 #[derive(Clone, Copy)]
 struct Slot {
     fingerprint: u64,
     at: Timestamp,
+    view: u128,
+}
+
+/// `Slot::view` of an IPv6 view: the network field all ones (VNIs have 24 bits).
+const IPV6_VIEW: u128 = u32::MAX as u128;
+
+/// An IPv4 view in 128 bits: source address and port, destination address and port, and the
+/// network (0, or the VNI + 1); `IPV6_VIEW` for an IPv6 one.
+#[inline]
+fn pack(seg: &Segment<'_>) -> u128 {
+    match (seg.src, seg.dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            u128::from(u32::from(*s.ip())) << 96
+                | u128::from(s.port()) << 80
+                | u128::from(u32::from(*d.ip())) << 48
+                | u128::from(d.port()) << 32
+                | u128::from(seg.vnet.map_or(0, |v| v.wrapping_add(1)))
+        }
+        _ => IPV6_VIEW,
+    }
+}
+
+fn unpack(p: u128) -> View {
+    let addr =
+        |ip: u128, port: u128| SocketAddr::from((std::net::Ipv4Addr::from(ip as u32), port as u16));
+    View {
+        src: addr(p >> 96, p >> 80),
+        dst: addr(p >> 48, p >> 32),
+        vnet: (p as u32).checked_sub(1),
+    }
 }
 
 /// An alias view: its endpoints mapped to the first view's.
@@ -118,7 +148,8 @@ pub struct CopyFilter {
     /// What the last segment moved was moved from and to.
     last_moved: Moved,
     slots: Box<[Slot]>,
-    views: Box<[View]>,
+    /// The IPv6 views of the slots that hold one.
+    views6: Box<[View]>,
     aliases: FxHashMap<TupleKey, Alias>,
     /// An alias unused this long is dropped.
     idle_timeout: f64,
@@ -132,6 +163,7 @@ impl CopyFilter {
         let empty = Slot {
             fingerprint: 0,
             at: Timestamp::from_nanos(i64::MIN),
+            view: 0,
         };
         let nowhere = View {
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -145,7 +177,7 @@ impl CopyFilter {
                 first_sender: nowhere.src,
             },
             slots: vec![empty; SLOTS].into_boxed_slice(),
-            views: vec![nowhere; SLOTS].into_boxed_slice(),
+            views6: vec![nowhere; SLOTS].into_boxed_slice(),
             aliases: FxHashMap::default(),
             idle_timeout,
             max_aliases: max_aliases.max(1),
@@ -159,7 +191,7 @@ impl CopyFilter {
         let fingerprint = fingerprint(seg);
         let mut moved = !self.aliases.is_empty() && self.resolve(seg, ts);
         let mut duplicate = false;
-        let view = View::of(seg);
+        let packed = pack(seg);
         let i = fingerprint as usize & (SLOTS - 1);
         let slot = &mut self.slots[i];
         let copy = slot.fingerprint == fingerprint
@@ -168,14 +200,27 @@ impl CopyFilter {
             *slot = Slot {
                 fingerprint,
                 at: ts,
+                view: packed,
             };
-            self.views[i] = view;
-        } else if self.views[i] == view {
+            if packed == IPV6_VIEW {
+                self.views6[i] = View::of(seg);
+            }
+            return Sighting {
+                duplicate,
+                moved: moved.then_some(&self.last_moved),
+            };
+        }
+        let view = View::of(seg);
+        let first = match slot.view {
+            IPV6_VIEW => self.views6[i],
+            p => unpack(p),
+        };
+        if first == view {
             // the first copy went to this segment's connection
             duplicate = true;
-        } else if !moved && self.add_alias(view, self.views[i], ts) {
+        } else if !moved && self.add_alias(view, first, ts) {
             // the same packet under other addresses: this view is an alias of the first
-            let to = self.canonical(self.views[i]);
+            let to = self.canonical(first);
             to.apply(seg);
             duplicate = true;
             moved = true;

@@ -593,3 +593,19 @@ fn a_connection_seen_through_a_nat_and_a_tunnel_records_both() {
     assert_eq!(st.connections, 1);
     assert_eq!(st.retransmitted_segments, 0);
 }
+
+#[test]
+fn ipv6_copies_and_aliases() {
+    let (c6, vip6, pod6) = ("[2001:db8::10]:40000", "[fd00::a]:80", "[fd00:1::3]:8080");
+    let mut f = filter();
+    let mut a = seg(c6, vip6, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(f.check(&mut a, ts(1.0)), Sighting::default());
+    assert!(f.check(&mut a.clone(), ts(1.0)).duplicate);
+    let mut b = seg(c6, pod6, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n");
+    let s = f.check(&mut b, ts(1.0));
+    assert!(s.duplicate);
+    assert_eq!(s.moved.unwrap().from.dst, pod6.parse().unwrap());
+    let mut reply = seg(pod6, c6, 1, 19, ACK, b"");
+    f.check(&mut reply, ts(1.01));
+    assert_eq!(reply.src, vip6.parse().unwrap());
+}
