@@ -68,7 +68,13 @@ fn decode_ipv4<'a>(at: Layer<'_>, ip: &'a [u8], wire: usize) -> Decoded<'a> {
     if h.protocol() != IpNumber::TCP {
         return tunnel::over_ip(at, h.protocol(), (src, dst), seg, total - hl);
     }
-    decode_tcp(src, dst, u32::from(h.identification()), seg, total - hl)
+    decode_tcp(
+        at,
+        (src, dst),
+        u32::from(h.identification()),
+        seg,
+        total - hl,
+    )
 }
 
 fn decode_ipv6<'a>(at: Layer<'_>, ip: &'a [u8], wire: usize) -> Decoded<'a> {
@@ -132,5 +138,5 @@ fn decode_ipv6<'a>(at: Layer<'_>, ip: &'a [u8], wire: usize) -> Decoded<'a> {
     if next != IpNumber::TCP {
         return tunnel::over_ip(at, next, (src, dst), seg, seg_wire);
     }
-    decode_tcp(src, dst, h.flow_label().value(), seg, seg_wire)
+    decode_tcp(at, (src, dst), h.flow_label().value(), seg, seg_wire)
 }

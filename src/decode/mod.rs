@@ -239,27 +239,6 @@ pub struct Segment<'a> {
     pub vnet: Option<u32>,
 }
 
-impl Segment<'_> {
-    /// The segment was found inside `layer` (called from the innermost layer outwards).
-    fn wrapped_in(&mut self, layer: TunnelLayer) {
-        self.tunnel = Some(match self.tunnel {
-            None => Tunnel {
-                outer: layer,
-                inner: None,
-                layers: 1,
-            },
-            Some(t) => Tunnel {
-                outer: layer,
-                inner: t.inner.or(Some((t.outer.kind, t.outer.id))),
-                layers: t.layers.saturating_add(1),
-            },
-        });
-        if self.vnet.is_none() && matches!(layer.kind, TunnelKind::Vxlan | TunnelKind::Geneve) {
-            self.vnet = layer.id;
-        }
-    }
-}
-
 /// What went wrong with a tunnel header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TunnelProblem {
@@ -371,6 +350,8 @@ impl Decoder {
         let at = Layer {
             decoder: self,
             depth: 0,
+            tunnel: None,
+            vnet: None,
         };
         at.network(net, &data[off..], wire - off)
     }
@@ -382,14 +363,44 @@ pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Decoded<'_> {
     Decoder::default().decode(linktype, data, orig_len)
 }
 
-/// Where the decoder is: its settings and how many tunnel layers it is inside.
+/// Where the decoder is: its settings and the tunnel layers it is inside (recorded on the
+/// segment found there).
 #[derive(Clone, Copy)]
 struct Layer<'d> {
     decoder: &'d Decoder,
     depth: u8,
+    tunnel: Option<Tunnel>,
+    /// The VNI of the innermost VXLAN or Geneve layer so far.
+    vnet: Option<u32>,
 }
 
 impl Layer<'_> {
+    /// One layer further in, inside `layer` (called from the outermost layer inwards).
+    fn within(self, layer: TunnelLayer) -> Self {
+        let tunnel = Some(match self.tunnel {
+            None => Tunnel {
+                outer: layer,
+                inner: None,
+                layers: 1,
+            },
+            Some(t) => Tunnel {
+                inner: Some((layer.kind, layer.id)),
+                layers: t.layers.saturating_add(1),
+                ..t
+            },
+        });
+        let vnet = match layer.kind {
+            TunnelKind::Vxlan | TunnelKind::Geneve => layer.id,
+            _ => self.vnet,
+        };
+        Layer {
+            depth: self.depth + 1,
+            tunnel,
+            vnet,
+            ..self
+        }
+    }
+
     /// Decode what the link layer (or a tunnel) announced as `net`; `data` is captured from
     /// its header on, `wire` the bytes from there on on the wire.
     #[inline]

@@ -1,19 +1,19 @@
 //! The TCP header: ports, sequence numbers, flags, window and the window-scale option.
 
-use super::{Decoded, Segment, SkipReason, TcpFlags, malformed};
+use super::{Decoded, Layer, Segment, SkipReason, TcpFlags, malformed};
 use etherparse::{TcpHeaderSlice, TcpOptionElement};
 use std::net::{IpAddr, SocketAddr};
 
 /// `seg`: captured TCP bytes (padding already trimmed); `seg_wire`: TCP length from the IP header;
-/// `ip_id`: the IPv4 identification or IPv6 flow label.
+/// `ip_id`: the IPv4 identification or IPv6 flow label; `at`: the tunnel it was found in.
 #[inline]
-pub(super) fn decode_tcp(
-    src: IpAddr,
-    dst: IpAddr,
+pub(super) fn decode_tcp<'a>(
+    at: Layer<'_>,
+    (src, dst): (IpAddr, IpAddr),
     ip_id: u32,
-    seg: &[u8],
+    seg: &'a [u8],
     seg_wire: usize,
-) -> Decoded<'_> {
+) -> Decoded<'a> {
     use etherparse::err::tcp::HeaderSliceError;
     let t = match TcpHeaderSlice::from_slice(seg) {
         Ok(t) => t,
@@ -62,7 +62,7 @@ pub(super) fn decode_tcp(
         payload_len: (seg_wire - hl) as u32,
         ip_id,
         options: &seg[20..hl],
-        tunnel: None,
-        vnet: None,
+        tunnel: at.tunnel,
+        vnet: at.vnet,
     })
 }

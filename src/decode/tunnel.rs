@@ -60,17 +60,7 @@ impl Layer<'_> {
                 )),
             );
         }
-        let inner = Layer {
-            depth: self.depth + 1,
-            ..self
-        };
-        match inner.network(net, data, wire) {
-            Decoded::Tcp(mut seg) => {
-                seg.wrapped_in(layer);
-                Decoded::Tcp(seg)
-            }
-            skip => skip,
-        }
+        self.within(layer).network(net, data, wire)
     }
 }
 

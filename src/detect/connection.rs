@@ -57,7 +57,7 @@ pub(super) fn describe_capture(c: &ConnectionInfo, tunnel: Option<&Tunnel>) -> S
     let mut text = String::new();
     if c.nat.is_some() {
         text.push_str(&format!(
-            " The connection was captured on both sides of a NAT ({}); each segment counts once.",
+            " The connection was captured on both sides of a NAT: {}; each segment counts once.",
             c.route()
         ));
     }
