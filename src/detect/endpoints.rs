@@ -77,9 +77,9 @@ impl IdleTally {
 }
 
 /// One server endpoint's statistics so far.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EndpointTally {
-    pub server: String,
+    pub server: SocketAddr,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -95,8 +95,16 @@ pub(crate) struct EndpointTally {
 impl EndpointTally {
     pub fn new(server: SocketAddr) -> EndpointTally {
         EndpointTally {
-            server: server.to_string(),
-            ..EndpointTally::default()
+            server,
+            connections: 0,
+            requests: 0,
+            responses: 0,
+            idle: IdleTally::default(),
+            max_reuse_idle: None,
+            keep_alive: BTreeSet::new(),
+            findings: 0,
+            by_kind: BTreeMap::new(),
+            race_idle_max: None,
         }
     }
 
@@ -145,7 +153,9 @@ impl EndpointTally {
         let median = self.idle.median();
         let recommendation = recommend(&self, median);
         EndpointStats {
-            server: self.server,
+            server: self.server.to_string(),
+            server_ip: self.server.ip().to_string(),
+            server_port: self.server.port(),
             connections: self.connections,
             requests: self.requests,
             responses: self.responses,
@@ -170,10 +180,10 @@ impl EndpointTally {
 pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointStats> {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
-        match by_server.get_mut(&ep.server) {
+        match by_server.get_mut(&ep.server.to_string()) {
             Some(m) => m.merge(ep),
             None => {
-                by_server.insert(ep.server.clone(), ep);
+                by_server.insert(ep.server.to_string(), ep);
             }
         }
     }
@@ -237,10 +247,7 @@ mod tests {
         idles: impl Iterator<Item = (u64, f64)>,
         ka: &[&str],
     ) -> EndpointTally {
-        let mut e = EndpointTally {
-            server: server.into(),
-            ..EndpointTally::default()
-        };
+        let mut e = EndpointTally::new(server.parse().unwrap());
         for (conn, v) in idles {
             e.connections += 1;
             e.idle.add(v, conn);

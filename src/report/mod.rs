@@ -9,7 +9,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use json::{JsonLinesRenderer, JsonRenderer};
+pub use json::{JsonLinesRenderer, JsonRenderer, json_schemas};
 pub use schema::*;
 pub use table::TableRenderer;
 
