@@ -148,11 +148,13 @@ impl EndpointTally {
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
     }
 
-    /// The statistics as reported, with the median idle close and the recommendation.
-    fn into_stats(mut self) -> EndpointStats {
+    /// The statistics as reported, with the median idle close and the recommendation (its
+    /// sentences, one per kind of finding, also on their own).
+    fn into_stats(mut self) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let recommendation = recommend(&self, median);
-        EndpointStats {
+        let advice = recommend(&self, median);
+        let recommendation = (!advice.is_empty()).then(|| advice.join(" "));
+        let stats = EndpointStats {
             server: self.server.to_string(),
             server_ip: self.server.ip().to_string(),
             server_port: self.server.port(),
@@ -170,14 +172,17 @@ impl EndpointTally {
             findings: self.findings,
             by_kind: self.by_kind,
             recommendation,
-        }
+        };
+        (stats, advice)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
 /// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
-/// server address as text.
-pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointStats> {
+/// server address as text; with every endpoint's recommendations, one per kind of finding.
+pub(crate) fn merge_endpoints(
+    shards: Vec<Vec<EndpointTally>>,
+) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
         match by_server.get_mut(&ep.server.to_string()) {
@@ -187,10 +192,16 @@ pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointSt
             }
         }
     }
-    by_server
+    let mut recommendations = Vec::new();
+    let stats = by_server
         .into_values()
-        .map(EndpointTally::into_stats)
-        .collect()
+        .map(|ep| {
+            let (stats, advice) = ep.into_stats();
+            recommendations.extend(advice);
+            stats
+        })
+        .collect();
+    (stats, recommendations)
 }
 
 /// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
@@ -280,9 +291,9 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats());
+        assert_eq!(merged[0], other.into_stats().0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();
@@ -306,8 +317,9 @@ mod tests {
         assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
         let rec = m.recommendation.as_deref().unwrap();
         let median = whole_median.unwrap();
-        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains(&format!("about {median:.2} s")), "{rec}");
         assert!(rec.contains("up to 4.50 s"), "{rec}");
+        assert_eq!(recs, [rec]);
     }
 
     #[test]

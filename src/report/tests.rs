@@ -33,7 +33,9 @@ fn floats_are_written_rounded_to_microseconds() {
     r.summary.duration_s = 2.0020005000000003;
     for format in [Format::Json, Format::Jsonl] {
         let mut out = Vec::new();
-        renderer(format, &mut out, false).finish(&r).unwrap();
+        renderer(format, &mut out, false, &TableOptions::default())
+            .finish(&r)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("\"duration_s\":") && text.contains("2.002001"),
@@ -47,7 +49,9 @@ fn floats_are_written_rounded_to_microseconds() {
 fn json_keeps_the_field_order_of_the_types() {
     let r = crate::engine::merge(Vec::new());
     let mut out = Vec::new();
-    renderer(Format::Json, &mut out, false).finish(&r).unwrap();
+    renderer(Format::Json, &mut out, false, &TableOptions::default())
+        .finish(&r)
+        .unwrap();
     let text = String::from_utf8(out).unwrap();
     let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
     assert!(

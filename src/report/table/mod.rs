@@ -1,0 +1,222 @@
+//! The report as text for a terminal: summary, findings with their evidence, server endpoints,
+//! recommendations, skipped packets, and for live captures the kernel's counters. Live runs
+//! also print one line per finding as its verdict becomes final.
+//!
+//! It fits the width it is given: tables when they fit (or when the width is unknown, as in a
+//! file), else a block of lines per finding and per endpoint; paragraphs are wrapped between
+//! words, so numbers and addresses are never cut. Colours and box-drawing borders are options
+//! ([`TableOptions`]), decided by the command line from the terminal and the locale.
+
+mod findings;
+mod sections;
+mod text;
+
+use super::{CaptureInfo, Finding, Renderer, Report};
+use comfy_table::{ContentArrangement, Table, presets};
+use findings::FindingView;
+use std::io::{self, Write};
+use text::Painter;
+
+/// Below this many columns the findings are never a table.
+pub const WIDE_MIN: usize = 120;
+
+/// How the table looks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Columns available (`None`: unknown, no limit: tables are as wide as their content).
+    pub width: Option<usize>,
+    /// ANSI colours.
+    pub color: bool,
+    /// ASCII borders instead of box-drawing characters.
+    pub ascii: bool,
+    /// List the informational records (unanswered at the end, client closed) too.
+    pub verbose: bool,
+}
+
+/// The findings' layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// A table, a row per finding.
+    Wide,
+    /// A block of lines per finding.
+    Narrow,
+}
+
+/// The options as the sections use them.
+struct Look {
+    width: Option<usize>,
+    color: bool,
+    ascii: bool,
+}
+
+impl Look {
+    fn painter(&self) -> Painter {
+        Painter { color: self.color }
+    }
+
+    /// The layout for a table `natural` columns wide: the table when it fits.
+    fn layout_for(&self, natural: usize) -> Layout {
+        match self.width {
+            None => Layout::Wide,
+            Some(w) if w >= WIDE_MIN && natural <= w => Layout::Wide,
+            Some(_) => Layout::Narrow,
+        }
+    }
+
+    /// An empty table with the borders and colours of this look, as wide as its content.
+    fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.load_style(if self.ascii {
+            presets::ASCII_FULL_CONDENSED
+        } else {
+            presets::UTF8_FULL_CONDENSED
+        })
+        .set_content_arrangement(ContentArrangement::Disabled);
+        if self.color {
+            t.enforce_styling();
+        } else {
+            t.force_no_tty();
+        }
+        t
+    }
+
+    fn title(&self, text: &str) -> String {
+        self.painter().paint(text::Tone::Strong, text)
+    }
+}
+
+/// Tables at the end; with `stream_lines`, a line per finding as it becomes final.
+pub struct TableRenderer<W: Write> {
+    out: W,
+    stream_lines: bool,
+    opts: TableOptions,
+    /// Whether there are several inputs (a file column).
+    several_inputs: bool,
+    /// Findings streamed so far.
+    streamed: usize,
+}
+
+impl<W: Write> TableRenderer<W> {
+    pub fn new(out: W, stream_lines: bool, opts: TableOptions) -> Self {
+        TableRenderer {
+            out,
+            stream_lines,
+            opts,
+            several_inputs: false,
+            streamed: 0,
+        }
+    }
+
+    fn look(&self) -> Look {
+        Look {
+            width: self.opts.width,
+            color: self.opts.color,
+            ascii: self.opts.ascii,
+        }
+    }
+}
+
+impl<W: Write> Renderer for TableRenderer<W> {
+    fn streams(&self) -> bool {
+        self.stream_lines
+    }
+
+    fn begin(&mut self, inputs: &[String]) -> io::Result<()> {
+        self.several_inputs = inputs.len() > 1;
+        Ok(())
+    }
+
+    fn finding(&mut self, f: &Finding) -> io::Result<()> {
+        if !self.stream_lines {
+            return Ok(());
+        }
+        self.streamed += 1;
+        let label = format!("#{}", self.streamed);
+        let view = FindingView::new(label, f, findings::DATE_AND_TIME, self.several_inputs);
+        writeln!(self.out, "{}", view.line(&self.look()))?;
+        self.out.flush()
+    }
+
+    fn finish(&mut self, r: &Report) -> io::Result<()> {
+        if self.streamed > 0 {
+            writeln!(self.out)?;
+        }
+        let look = self.look();
+        write_report(&mut self.out, r, &look, self.opts.verbose)?;
+        if let Some(c) = &r.capture {
+            write_capture(&mut self.out, c, &look)?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Numbered views of `list` ("#1" for findings, "i1" for informational records).
+fn views<'a>(list: &'a [Finding], prefix: &str, r: &Report) -> Vec<FindingView<'a>> {
+    let all = r.findings.iter().chain(&r.informational);
+    let time_fmt = findings::time_format(all.map(|f| &f.request.time));
+    list.iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FindingView::new(
+                format!("{prefix}{}", i + 1),
+                f,
+                time_fmt,
+                r.inputs.len() > 1,
+            )
+        })
+        .collect()
+}
+
+/// The whole report as text.
+fn write_report<W: Write>(out: &mut W, r: &Report, look: &Look, verbose: bool) -> io::Result<()> {
+    writeln!(out, "{}", sections::summary(r, look))?;
+    if !r.findings.is_empty() {
+        let v = views(&r.findings, "#", r);
+        writeln!(
+            out,
+            "\n{}\n{}",
+            look.title("Findings"),
+            findings::render(&v, look)
+        )?;
+        writeln!(
+            out,
+            "\n{}\n{}",
+            look.title("Evidence"),
+            findings::evidence(&v, look)
+        )?;
+    }
+    if !r.informational.is_empty() {
+        writeln!(out, "\n{}", sections::informational_note(r, look, verbose))?;
+        if verbose {
+            let v = views(&r.informational, "i", r);
+            writeln!(out, "{}", findings::render(&v, look))?;
+            writeln!(
+                out,
+                "\n{}\n{}",
+                look.title("Informational evidence"),
+                findings::evidence(&v, look)
+            )?;
+        }
+    }
+    if !r.endpoints.is_empty() {
+        let t = sections::endpoints(&r.endpoints, look);
+        writeln!(out, "\n{}\n{t}", look.title("Server endpoints"))?;
+    }
+    if !r.recommendations.is_empty() {
+        writeln!(out, "\n{}", look.title("Recommendations"))?;
+        writeln!(
+            out,
+            "{}",
+            sections::recommendations(&r.recommendations, look)
+        )?;
+    }
+    if !r.skipped.is_empty() {
+        writeln!(out, "\n{}", sections::skipped(r, look))?;
+    }
+    Ok(())
+}
+
+/// A live capture's interface and kernel counters.
+fn write_capture<W: Write>(out: &mut W, c: &CaptureInfo, look: &Look) -> io::Result<()> {
+    writeln!(out, "\n{}", sections::capture(c, look))
+}
