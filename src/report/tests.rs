@@ -96,12 +96,31 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
     }
 }
 
-fn endpoint(server: &str, connections: u64, requests: u64) -> EndpointStats {
+/// A server endpoint; `closes`: its idle closes, (count, [min, median, max] s); `max_reuse`:
+/// the longest idle time after which a client reused a connection.
+fn endpoint(
+    server: &str,
+    (connections, requests): (u64, u64),
+    closes: Option<(u64, [f64; 3])>,
+    max_reuse: Option<f64>,
+    keep_alive: &[&str],
+) -> EndpointStats {
+    let idle_closes = closes.map_or_else(IdleCloses::default, |(count, [min, median, max])| {
+        IdleCloses {
+            count,
+            min_s: Some(min),
+            median_s: Some(median),
+            max_s: Some(max),
+        }
+    });
     EndpointStats {
         server: server.into(),
         connections,
         requests,
         responses: requests,
+        idle_closes,
+        max_reuse_idle_s: max_reuse,
+        keep_alive: keep_alive.iter().map(|k| k.to_string()).collect(),
         ..EndpointStats::default()
     }
 }
@@ -232,34 +251,29 @@ fn table_of_an_empty_capture() {
 #[test]
 fn table_without_findings() {
     let mut r = report(&["a.pcap", "b.pcapng.gz"], 480, vec![], vec![]);
-    let mut e = endpoint("198.51.100.20:8080", 40, 120);
-    e.idle_closes = IdleCloses {
-        count: 38,
-        min_s: Some(4.9981),
-        median_s: Some(5.0004),
-        max_s: Some(5.0312),
-    };
-    e.max_reuse_idle_s = Some(3.2);
-    e.keep_alive = ["timeout=5".to_string()].into();
-    r.endpoints = vec![e];
+    r.endpoints = vec![endpoint(
+        "198.51.100.20:8080",
+        (40, 120),
+        Some((38, [4.9981, 5.0004, 5.0312])),
+        Some(3.2),
+        &["timeout=5"],
+    )];
     insta::assert_snapshot!(table(&r));
 }
 
 #[test]
 fn table_with_findings_of_several_kinds() {
     let mut r = report(&["a.pcap"], 1200, findings(), informational());
-    let mut busy = endpoint("198.51.100.20:8080", 90, 280);
-    busy.idle_closes = IdleCloses {
-        count: 12,
-        min_s: Some(0.999),
-        median_s: Some(1.0),
-        max_s: Some(1.002),
-    };
-    busy.max_reuse_idle_s = Some(1.5);
-    busy.keep_alive = ["timeout=1".to_string(), "timeout=1, max=100".to_string()].into();
+    let mut busy = endpoint(
+        "198.51.100.20:8080",
+        (90, 280),
+        Some((12, [0.999, 1.0, 1.002])),
+        Some(1.5),
+        &["timeout=1", "timeout=1, max=100"],
+    );
     busy.findings = 5;
     busy.by_kind = r.findings.iter().map(|f| (f.kind.as_str(), 1)).collect();
-    let quiet = endpoint("[2001:db8::1]:443", 3, 10);
+    let quiet = endpoint("[2001:db8::1]:443", (3, 10), None, None, &[]);
     r.endpoints = vec![busy, quiet];
     r.recommendations = vec![
         "198.51.100.20:8080 closes idle keep-alive connections after about 1.0 s while clients reuse them after up to 1.50 s: make the upstream's idle timeout longer.".into(),
