@@ -230,6 +230,9 @@ impl<T: Default> FlowTable<T> {
     }
 
     /// Deliver what the connection still holds, then hand it over.
+    // the connection stays in its box: moving a few hundred bytes out per connection showed in
+    // the benchmark's instruction count
+    #[allow(clippy::boxed_local)]
     fn finish<H: FlowHandler<T>>(&mut self, mut t: Box<Tracked<T>>, why: EndReason, h: &mut H) {
         // in place: a connection's state is large, and moving it out of its box costs
         let Tracked { tcp, user, .. } = &mut *t;
