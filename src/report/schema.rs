@@ -183,7 +183,7 @@ pub struct RetryInfo {
 }
 
 /// Per server endpoint statistics.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct EndpointStats {
     /// "IP:port" ("[IPv6]:port").
     pub server: String,
