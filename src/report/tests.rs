@@ -365,3 +365,93 @@ fn table_of_scenario_captures() {
     }
     insta::assert_snapshot!(table(&a.finish()));
 }
+
+fn render_with(r: &Report, opts: TableOptions, streamed: &[Finding]) -> String {
+    let mut out = Vec::new();
+    let mut t = TableRenderer::new(&mut out, !streamed.is_empty(), opts);
+    t.begin(&r.inputs).unwrap();
+    for f in streamed {
+        t.finding(f).unwrap();
+    }
+    t.finish(r).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// A narrow terminal with an ASCII locale and -v: blocks of lines, wrapped between words.
+#[test]
+fn table_narrow_ascii_verbose() {
+    let mut r = report(&["a.pcap", "b.pcap"], 1200, findings(), informational());
+    r.endpoints = vec![endpoint(
+        "198.51.100.20:8080",
+        (90, 280),
+        Some((12, [0.999, 1.0, 1.002])),
+        Some(1.5),
+        &["timeout=1"],
+    )];
+    r.recommendations = vec![
+        "198.51.100.20:8080 closes idle keep-alive connections after about 1.00 s while clients reuse them after up to 992 ms, so 1 request(s) crossed its FIN.".into(),
+    ];
+    let opts = TableOptions {
+        width: Some(72),
+        ascii: true,
+        verbose: true,
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, opts, &[]);
+    for line in text.lines() {
+        assert!(line.len() <= 72, "{line:?}");
+    }
+    assert!(text.is_ascii());
+    insta::assert_snapshot!(text);
+}
+
+/// Findings whose evidence differs only in its numbers: one paragraph, and the others named.
+#[test]
+fn table_groups_findings_with_the_same_evidence() {
+    let mut list = Vec::new();
+    for (i, frame) in [7u64, 17, 27, 41, 55].into_iter().enumerate() {
+        let mut f = finding(
+            Kind::CrossedFin,
+            "GET /c",
+            Some("h"),
+            frame,
+            40000 + i as u16,
+        );
+        f.evidence = format!(
+            "The server's FIN (frame {}, ack {}) does not cover the request.",
+            frame + 1,
+            100 + frame
+        );
+        list.push(f);
+    }
+    list[3].evidence = "The client closed first (frame 40).".into();
+    let r = report(&["a.pcap"], 100, list, vec![]);
+    let text = render_with(&r, TableOptions::default(), &[]);
+    insta::assert_snapshot!(text.split("Evidence\n").nth(1).unwrap());
+}
+
+/// Streamed lines in a narrow terminal wrap at their separators; colours when asked.
+#[test]
+fn live_lines_narrow_and_in_colour() {
+    let r = report(&["eth0"], 30, findings()[..1].to_vec(), vec![]);
+    let narrow = TableOptions {
+        width: Some(60),
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, narrow, &r.findings);
+    insta::assert_snapshot!(text.split("\n\n").next().unwrap());
+    let colour = TableOptions {
+        color: true,
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, colour, &r.findings);
+    let line = text.lines().next().unwrap();
+    assert!(
+        line.contains("\u{1b}[1m\u{1b}[31mkind: crossed_fin\u{1b}[0m"),
+        "{line:?}"
+    );
+    assert!(
+        line.contains("\u{1b}[33moutcome: retried\u{1b}[0m"),
+        "{line:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The sections around the findings: the summary, server endpoints, recommendations, skipped
 //! packets, the note on informational records and a live capture's counters.
 
-use super::text::{Tone, Unit, paragraph, width_of, wrap};
+use super::text::{Tone, Unit, list_units, paragraph, width_of, wrap};
 use super::{Layout, Look};
 use crate::report::schema::{CaptureInfo, EndpointStats, Report, Summary};
 
@@ -77,7 +77,7 @@ pub(super) fn summary(r: &Report, look: &Look) -> String {
     let mut lines = vec![look.title("Summary")];
     for (k, v) in rows {
         let mut units = vec![Unit::toned(format!("{k}:"), Tone::Strong)];
-        units.extend(Unit::words(&v));
+        units.extend(list_units(&v));
         lines.push(wrap(&units, " ", ("  ", "      "), look.width, p));
     }
     lines.join("\n")

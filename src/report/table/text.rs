@@ -85,10 +85,39 @@ impl Unit {
         }
     }
 
-    /// The words of a paragraph, each a unit.
+    /// The words of a paragraph, each a unit; a unit of time ("s", "ms") stays with its
+    /// number.
     pub(super) fn words(text: &str) -> Vec<Unit> {
-        text.split_whitespace().map(Unit::new).collect()
+        let mut units: Vec<Unit> = Vec::new();
+        for w in text.split_whitespace() {
+            let bare = w.trim_end_matches([')', ',', ';', ':', '.']);
+            match units.last_mut() {
+                Some(last) if bare == "s" || bare == "ms" => {
+                    last.text.push(' ');
+                    last.text.push_str(w);
+                }
+                _ => units.push(Unit::new(w)),
+            }
+        }
+        units
     }
+}
+
+/// The items of a list ("a 1, b 2"), each a unit ending with its comma.
+pub(super) fn list_units(text: &str) -> Vec<Unit> {
+    let items: Vec<&str> = text.split(", ").collect();
+    let last = items.len().saturating_sub(1);
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            Unit::new(if i < last {
+                format!("{item},")
+            } else {
+                item.to_string()
+            })
+        })
+        .collect()
 }
 
 /// Display width of `s` in terminal columns.
@@ -152,22 +181,22 @@ pub(super) fn wrap(
         painter,
     };
     for u in units {
-        if !lines.fits(sep, &u.text) && !lines.empty {
-            lines.break_line();
-        }
         if lines.fits(sep, &u.text) {
             lines.push(sep, &u.text, u.tone);
             continue;
         }
-        // longer than a line: word by word
-        let mut first_word = true;
-        for word in u.text.split(' ') {
-            let s = if first_word { sep } else { " " };
-            if !lines.fits(s, word) && !lines.empty {
+        if width_of(indent) + width_of(&u.text) <= lines.limit {
+            lines.break_line();
+            lines.push(sep, &u.text, u.tone);
+            continue;
+        }
+        // longer than a line: word by word, from here
+        for (i, word) in Unit::words(&u.text).iter().enumerate() {
+            let s = if i == 0 { sep } else { " " };
+            if !lines.fits(s, &word.text) && !lines.empty {
                 lines.break_line();
             }
-            lines.push(s, word, u.tone);
-            first_word = false;
+            lines.push(s, &word.text, u.tone);
         }
     }
     lines.done.push(lines.line);
