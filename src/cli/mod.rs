@@ -8,6 +8,9 @@ mod args;
 mod help;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use crate::capture::{FileSource, Filter, Filtered, PacketSource};
 use crate::engine::{RunError, RunHooks, Status, run};
 use crate::report::renderer;
