@@ -446,6 +446,13 @@ fn live_lines_narrow_and_in_colour() {
     };
     let text = render_with(&r, colour, &r.findings);
     let line = text.lines().next().unwrap();
+    assert!(!line.contains("file:"), "{line:?}");
+    let two = report(&["a.pcap", "b.pcap"], 30, findings()[..1].to_vec(), vec![]);
+    let text = render_with(&two, TableOptions::default(), &two.findings);
+    assert!(
+        text.lines().next().unwrap().contains(" | file: a.pcap | "),
+        "{text}"
+    );
     assert!(
         line.contains("\u{1b}[1m\u{1b}[31mkind: crossed_fin\u{1b}[0m"),
         "{line:?}"
