@@ -2,8 +2,8 @@
 //! finding; one line per finding while a live capture runs; the evidence, grouped where
 //! findings differ only in their numbers.
 
-use super::text::{Painter, Tone, Unit, paragraph, width_of, wrap};
-use super::{Layout, Look};
+use super::Look;
+use super::text::{Painter, Tone, Unit, paragraph, secs, width_of, wrap};
 use crate::report::schema::{Finding, Kind, Outcome};
 use crate::time::Timestamp;
 
@@ -43,10 +43,6 @@ fn seconds_unit(u: Unit) -> Unit {
     } else {
         Unit::new(u.text + " s")
     }
-}
-
-fn secs(v: Option<f64>) -> String {
-    v.map_or("-".into(), |s| format!("{s:.3}"))
 }
 
 /// A finding as the table shows it: its number ("#1", or "i1" for informational records),
@@ -201,17 +197,15 @@ pub(super) fn table(views: &[FindingView<'_>], look: &Look) -> comfy_table::Tabl
 
 /// The findings in the layout that fits: a table, or a block per finding.
 pub(super) fn render(views: &[FindingView<'_>], look: &Look) -> String {
-    let t = table(views, look);
-    let table = t.to_string();
-    let natural = table.lines().map(width_of).max().unwrap_or(0);
-    match look.layout_for(natural) {
-        Layout::Wide => table,
-        Layout::Narrow => views
-            .iter()
-            .map(|v| v.block(look.width, look.painter()))
-            .collect::<Vec<_>>()
-            .join("\n"),
+    let table = table(views, look).to_string();
+    if look.shows(&table) {
+        return table;
     }
+    views
+        .iter()
+        .map(|v| v.block(look.width, look.painter()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The evidence with the numbers taken out: findings whose evidence has the same pattern say

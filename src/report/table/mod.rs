@@ -33,15 +33,6 @@ pub struct TableOptions {
     pub verbose: bool,
 }
 
-/// The findings' layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
-    /// A table, a row per finding.
-    Wide,
-    /// A block of lines per finding.
-    Narrow,
-}
-
 /// The options as the sections use them.
 struct Look {
     width: Option<usize>,
@@ -54,12 +45,13 @@ impl Look {
         Painter { color: self.color }
     }
 
-    /// The layout for a table `natural` columns wide: the table when it fits.
-    fn layout_for(&self, natural: usize) -> Layout {
+    /// Whether a rendered table is shown as it is: it fits the width (which is at least
+    /// `WIDE_MIN`), or the width is unknown. Else its rows become blocks of lines.
+    fn shows(&self, table: &str) -> bool {
+        let natural = table.lines().map(text::width_of).max().unwrap_or(0);
         match self.width {
-            None => Layout::Wide,
-            Some(w) if w >= WIDE_MIN && natural <= w => Layout::Wide,
-            Some(_) => Layout::Narrow,
+            None => true,
+            Some(w) => w >= WIDE_MIN && natural <= w,
         }
     }
 
@@ -167,48 +159,35 @@ fn views<'a>(list: &'a [Finding], prefix: &str, r: &Report) -> Vec<FindingView<'
         .collect()
 }
 
+/// A titled section after a blank line.
+fn section<W: Write>(out: &mut W, look: &Look, title: &str, body: &str) -> io::Result<()> {
+    writeln!(out, "\n{}\n{body}", look.title(title))
+}
+
 /// The whole report as text.
 fn write_report<W: Write>(out: &mut W, r: &Report, look: &Look, verbose: bool) -> io::Result<()> {
     writeln!(out, "{}", sections::summary(r, look))?;
     if !r.findings.is_empty() {
         let v = views(&r.findings, "#", r);
-        writeln!(
-            out,
-            "\n{}\n{}",
-            look.title("Findings"),
-            findings::render(&v, look)
-        )?;
-        writeln!(
-            out,
-            "\n{}\n{}",
-            look.title("Evidence"),
-            findings::evidence(&v, look)
-        )?;
+        section(out, look, "Findings", &findings::render(&v, look))?;
+        section(out, look, "Evidence", &findings::evidence(&v, look))?;
     }
     if !r.informational.is_empty() {
         writeln!(out, "\n{}", sections::informational_note(r, look, verbose))?;
         if verbose {
             let v = views(&r.informational, "i", r);
             writeln!(out, "{}", findings::render(&v, look))?;
-            writeln!(
-                out,
-                "\n{}\n{}",
-                look.title("Informational evidence"),
-                findings::evidence(&v, look)
-            )?;
+            let evidence = findings::evidence(&v, look);
+            section(out, look, "Informational evidence", &evidence)?;
         }
     }
     if !r.endpoints.is_empty() {
         let t = sections::endpoints(&r.endpoints, look);
-        writeln!(out, "\n{}\n{t}", look.title("Server endpoints"))?;
+        section(out, look, "Server endpoints", &t)?;
     }
     if !r.recommendations.is_empty() {
-        writeln!(out, "\n{}", look.title("Recommendations"))?;
-        writeln!(
-            out,
-            "{}",
-            sections::recommendations(&r.recommendations, look)
-        )?;
+        let recs = sections::recommendations(&r.recommendations, look);
+        section(out, look, "Recommendations", &recs)?;
     }
     if !r.skipped.is_empty() {
         writeln!(out, "\n{}", sections::skipped(r, look))?;

@@ -1,12 +1,20 @@
 //! The sections around the findings: the summary, server endpoints, recommendations, skipped
 //! packets, the note on informational records and a live capture's counters.
 
-use super::text::{Tone, Unit, list_units, paragraph, width_of, wrap};
-use super::{Layout, Look};
+use super::Look;
+use super::text::{Tone, Unit, list_units, paragraph, secs, wrap};
 use crate::report::schema::{CaptureInfo, EndpointStats, Report, Summary};
 
-fn secs(v: Option<f64>) -> String {
-    v.map_or("-".into(), |s| format!("{s:.3}"))
+/// The items joined with `sep`, or "-" when there are none.
+fn joined_or_dash(items: &[impl AsRef<str>], sep: &str) -> String {
+    if items.is_empty() {
+        return "-".into();
+    }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// (label, value) rows of the summary.
@@ -49,14 +57,7 @@ fn summary_rows(r: &Report) -> Vec<(&'static str, String)> {
             "findings",
             format!("{} ({})", s.findings, outcomes.join(", ")),
         ),
-        (
-            "by kind",
-            if kinds.is_empty() {
-                "-".into()
-            } else {
-                kinds.join(", ")
-            },
-        ),
+        ("by kind", joined_or_dash(&kinds, ", ")),
         ("warnings", s.warnings.to_string()),
     ]
 }
@@ -70,7 +71,7 @@ pub(super) fn summary(r: &Report, look: &Look) -> String {
         t.add_row(vec![k.to_string(), v.clone()]);
     }
     let table = t.to_string();
-    if look.layout_for(table.lines().map(width_of).max().unwrap_or(0)) == Layout::Wide {
+    if look.shows(&table) {
         return table;
     }
     let p = look.painter();
@@ -104,14 +105,7 @@ fn endpoint_columns(e: &EndpointStats) -> Vec<(&'static str, String)> {
         ("requests", e.requests.to_string()),
         ("idle closes (min/median/max s)", closes),
         ("max reuse idle s", secs(e.max_reuse_idle_s)),
-        (
-            "keep-alive",
-            if ka.is_empty() {
-                "-".into()
-            } else {
-                ka.join("; ")
-            },
-        ),
+        ("keep-alive", joined_or_dash(&ka, "; ")),
         ("findings", e.findings.to_string()),
     ]
 }
@@ -126,7 +120,7 @@ pub(super) fn endpoints(endpoints: &[EndpointStats], look: &Look) -> String {
         t.add_row(endpoint_columns(e).into_iter().map(|(_, v)| v));
     }
     let table = t.to_string();
-    if look.layout_for(table.lines().map(width_of).max().unwrap_or(0)) == Layout::Wide {
+    if look.shows(&table) {
         return table;
     }
     let p = look.painter();

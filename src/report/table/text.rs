@@ -120,6 +120,11 @@ pub(super) fn list_units(text: &str) -> Vec<Unit> {
         .collect()
 }
 
+/// Seconds with three decimals, "-" for none.
+pub(super) fn secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{s:.3}"))
+}
+
 /// Display width of `s` in terminal columns.
 pub(super) fn width_of(s: &str) -> usize {
     UnicodeWidthStr::width(s)
