@@ -1,7 +1,10 @@
 use super::*;
 use crate::app::Identity;
-use crate::flow::{CloseEvent, Closes, Dir, EndReason, PerDir, SeqNumber};
+use crate::flow::{CloseEvent, Closes, Dir, EndReason, HandshakeTimes, PerDir, SeqNumber};
 use crate::report::schema::Kind;
+
+/// Seconds a failure waits for its competitors (the engine's close linger and two ticks).
+const SETTLE: f64 = 2.2;
 
 fn at(frame: u64, secs: f64) -> FrameRef {
     FrameRef {
@@ -22,6 +25,7 @@ fn conn(id: u64, client_port: u16) -> ConnMeta {
         ),
         syn_client: Some(Dir::Fwd),
         from_syn: PerDir::new(true, true),
+        handshake: HandshakeTimes::default(),
     }
 }
 
@@ -46,6 +50,8 @@ fn request(
         method: "GET".into(),
         target: target.into(),
         host: Some("h".into()),
+        body_len: Some(0),
+        request_id: None,
     };
     let r = Request {
         dir: Dir::Fwd,
@@ -125,7 +131,7 @@ fn secs(s: f64) -> Timestamp {
 
 #[test]
 fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
+    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
     let ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
@@ -147,7 +153,7 @@ fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
 
 #[test]
 fn request_acknowledging_the_fin_is_after_fin() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let ex = keepalive_then(&mut d, &c, 2.0, 41);
     let fin = close(at(6, 1.5), 40, Some(30));
@@ -157,7 +163,7 @@ fn request_acknowledging_the_fin_is_after_fin() {
 
 #[test]
 fn fin_acknowledging_the_request_is_closed_unanswered() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(9, 30.0), 40, Some(60));
@@ -168,7 +174,7 @@ fn fin_acknowledging_the_request_is_closed_unanswered() {
 #[test]
 fn rst_before_or_after_the_request() {
     for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let ex = keepalive_then(&mut d, &c, 2.0, 40);
         let t = rst_frame as f64 / 4.0;
@@ -182,7 +188,7 @@ fn rst_before_or_after_the_request() {
 
 #[test]
 fn no_close_is_informational_and_client_close_first_too() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let ex = keepalive_then(&mut d, &c, 2.0, 40);
     d.finish_conn(&end_of(&c, None, None, None), ex, secs(9.0));
@@ -204,7 +210,7 @@ fn no_close_is_informational_and_client_close_first_too() {
 #[test]
 fn same_request_on_another_connection_within_the_window_is_a_retry() {
     for (delay, outcome) in [(0.3, Outcome::Retried), (1.5, Outcome::Lost)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let ex = keepalive_then(&mut d, &c, 2.0, 40);
         let fin = close(at(6, 1.99), 40, Some(30));
@@ -226,7 +232,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     let c = conn(1, 1000);
     let fin = || Some(close(at(4, 5.0), 40, Some(30)));
     // the server's response (its segment acknowledges the 30 request bytes) comes first
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         at: at(2, 0.1),
@@ -239,7 +245,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     d.finish();
     assert!(d.take_ready().is_empty());
     // a response whose ack does not cover the request does not answer it
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         ack_off: Some(0),
@@ -254,7 +260,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
 #[test]
 fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
     for (server_bytes, verdicts) in [(Some(100), 0), (None, 1)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = Exchanges::default();
         request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
@@ -274,7 +280,7 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
 
 #[test]
 fn idle_closes_and_recommendation() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
         let c = conn(n, 1000 + n as u16);
         let mut ex = Exchanges::default();

@@ -24,7 +24,7 @@ fn show(events: &[HttpEvent]) -> Vec<String> {
             HttpEvent::Request(h) => {
                 format!("req {} {} {}-{}", h.method, h.target, h.start, h.head_end)
             }
-            HttpEvent::RequestEnd { end } => format!("reqend {end}"),
+            HttpEvent::RequestEnd { end, .. } => format!("reqend {end}"),
             HttpEvent::Response(h) => format!("resp {} {}-{}", h.status, h.start, h.head_end),
             HttpEvent::ResponseEnd { end } => format!("respend {end}"),
             HttpEvent::Desync { offset, .. } => format!("desync {offset}"),
@@ -108,8 +108,12 @@ fn simple_get_and_200() {
                 connection_close: false,
                 content_length: None,
                 chunked: false,
+                request_id: None,
             }),
-            HttpEvent::RequestEnd { end },
+            HttpEvent::RequestEnd {
+                end,
+                body: Some(BodyDigest { len: 0, crc32: 0 }),
+            },
         ]
     );
 
