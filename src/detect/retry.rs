@@ -24,9 +24,10 @@
 //!   any other connection, new or pooled.
 //! - **Identity headers** make the match exact: the candidate must carry the same one.
 //! - Without them a match is stated only when nothing else explains the candidate: no other
-//!   failure could claim it, and the same request is rare enough around the failure that a
-//!   fresh one landing by chance between the failure and the candidate is unlikely (at most
-//!   [`MAX_CHANCE`]). Otherwise the outcome is `ambiguous`, with the number of candidates.
+//!   failure could claim it, no other request of the group came within `RATE_SPAN_FACTOR`
+//!   reaction times of the failure, and the chance that a fresh one landed between the failure
+//!   and the candidate, from the time so covered, is at most [`MAX_CHANCE`]. Otherwise the
+//!   outcome is `ambiguous`, with the number of candidates.
 
 use crate::flow::FrameRef;
 use crate::time::Timestamp;
@@ -36,13 +37,12 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 /// The largest chance, estimated from the same request's rate around the failure, that a fresh
-/// request came between the failure and its candidate retry, for the match to be stated.
-/// (With the rate measured over 100 reactions each side, it admits no other request of the
-/// group there; an exposure measured on the lab's busy recordings, see the README.)
-pub(crate) const MAX_CHANCE: f64 = 0.005;
-/// The rate of the same request is measured up to this many times the candidate's reaction
-/// time around the failure ...
-const RATE_SPAN_FACTOR: f64 = 100.0;
+/// request came between the failure and its candidate retry, for the match to be stated ...
+pub(crate) const MAX_CHANCE: f64 = 0.01;
+/// ... with no other request of the group within this many times the candidate's reaction time
+/// before and after the failure (the lab's busy recordings put fresh requests 0.05 ms behind a
+/// failed one within a burst, see the README) ...
+const RATE_SPAN_FACTOR: f64 = 1000.0;
 /// ... and at most this many seconds before it.
 const HISTORY_S: f64 = 5.0;
 /// Attempts kept at most (the oldest go first beyond it).
@@ -355,7 +355,7 @@ impl RetryMatcher {
     /// The chance that a fresh request of the same group came within `reaction` s after the
     /// failure, from the rate of the same request around it: the other attempts of the group
     /// within `RATE_SPAN_FACTOR` times the reaction before and after (bounded by the history
-    /// kept and the window).
+    /// kept and the window); 1 when there are any.
     fn chance(&self, p: &Pending, r: &Attempt, reaction: f64) -> f64 {
         let f = &p.failure.attempt;
         let span = (reaction * RATE_SPAN_FACTOR).max(1e-4);
@@ -378,6 +378,9 @@ impl RetryMatcher {
                 })
                 .count()
         });
-        (others as f64 + 1.0) * reaction / (before + after + reaction).max(1e-9)
+        if others > 0 {
+            return 1.0;
+        }
+        reaction / (before + after + reaction).max(1e-9)
     }
 }
