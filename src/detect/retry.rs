@@ -136,7 +136,9 @@ pub(crate) enum Decided {
     Retried(RetryMatch),
     Lost,
     /// `candidates` requests could be its retry, or a fresh request: the capture cannot tell.
-    Ambiguous { candidates: u32 },
+    Ambiguous {
+        candidates: u32,
+    },
 }
 
 /// A retained attempt.

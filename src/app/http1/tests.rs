@@ -970,7 +970,10 @@ fn identity_headers_name_the_request() {
     let id = request_id_of(&get("x-request-id: 6b6ebcc1\r\n")).unwrap();
     assert_eq!(id.header, crate::app::IdHeader::XRequestId);
     assert_ne!(request_id_of(&get("X-Request-ID: 6b6ebcc2\r\n")), Some(id));
-    assert_eq!(request_id_of(&get("X-Request-ID:  6b6ebcc1 \r\n")), Some(id));
+    assert_eq!(
+        request_id_of(&get("X-Request-ID:  6b6ebcc1 \r\n")),
+        Some(id)
+    );
     // X-Request-ID wins over a trace id, whatever the order
     let both = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Request-ID: 6b6ebcc1\r\n";
     assert_eq!(request_id_of(&get(both)), Some(id));
@@ -991,7 +994,10 @@ fn identity_headers_name_the_request() {
         amzn("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000001")
     );
     let gcp = |v: &str| request_id_of(&get(&format!("X-Cloud-Trace-Context: {v}\r\n")));
-    assert_eq!(gcp("105445aa7843bc8bf206b1/1;o=1"), gcp("105445aa7843bc8bf206b1/2"));
+    assert_eq!(
+        gcp("105445aa7843bc8bf206b1/1;o=1"),
+        gcp("105445aa7843bc8bf206b1/2")
+    );
     assert!(request_id_of(&get("X-Correlation-ID: \r\n")).is_none());
     assert!(request_id_of(&get("X-B3-TraceId: 80f198ee56343ba8\r\n")).is_some());
 }
