@@ -15,6 +15,8 @@
 
 mod conn;
 mod endpoint;
+#[cfg(test)]
+mod proptests;
 mod reassembly;
 pub mod seq;
 mod table;

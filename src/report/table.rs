@@ -72,6 +72,9 @@ fn new_table() -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
+    // tests (snapshots) render at the content's width, whatever terminal runs them
+    #[cfg(test)]
+    t.force_no_tty();
     t
 }
 
