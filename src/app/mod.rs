@@ -144,19 +144,24 @@ impl Default for AppConn {
     }
 }
 
-/// Where analyzers put their messages, with reusable buffers (no allocation per segment).
+/// The analyzers' reusable buffers (no allocation per segment), shared by all connections.
 #[derive(Debug, Default)]
-pub struct AppOutput {
-    pub events: Vec<AppEvent>,
+pub struct Scratch {
     http1: Vec<http1::HttpEvent>,
 }
 
 impl AppConn {
-    /// Feed one flow event (bytes, gap or end of a direction); the messages it completes are
-    /// appended to `out.events`. Retransmissions are not the analyzer's concern.
-    pub fn on_flow(&mut self, conn: &ConnMeta, ev: &FlowEvent<'_>, out: &mut AppOutput) {
+    /// Feed one flow event (bytes, gap or end of a direction); each message it completes is
+    /// handed to `emit` at once. Retransmissions are not the analyzer's concern.
+    pub fn on_flow(
+        &mut self,
+        conn: &ConnMeta,
+        ev: &FlowEvent<'_>,
+        scratch: &mut Scratch,
+        emit: &mut dyn FnMut(AppEvent),
+    ) {
         match self {
-            AppConn::Http1(h) => h.on_flow(conn, ev, &mut out.http1, &mut out.events),
+            AppConn::Http1(h) => h.on_flow(conn, ev, &mut scratch.http1, emit),
         }
     }
 }

@@ -143,7 +143,7 @@ impl Detector {
     }
 
     /// Handle a message of connection `conn`; `at` is the segment that completed it.
-    pub fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: SegMeta) {
+    pub fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: &SegMeta) {
         if ex.client.is_none() {
             ex.client = conn.syn_client.or(match &ev {
                 AppEvent::Request(r) => Some(r.dir),
@@ -234,7 +234,7 @@ impl Detector {
         }
     }
 
-    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: SegMeta) {
+    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
@@ -247,7 +247,7 @@ impl Detector {
 
     /// A connection ended: give its unanswered requests their verdicts and add it to the
     /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
-    pub fn finish_conn(&mut self, end: &ConnEnd, mut ex: Exchanges, now: Timestamp) {
+    pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
         };
@@ -259,7 +259,7 @@ impl Detector {
             .endpoints
             .entry(server_addr)
             .or_insert_with(|| EndpointTally::new(server_addr))
-            .add_connection(conn.id, &mut ex, &end.closes, client);
+            .add_connection(conn.id, ex, &end.closes, client);
         if let Some(idle) = idle_close {
             self.idle_closes.entry(pair).or_default().add(idle);
         }

@@ -59,7 +59,7 @@ fn request(
         first,
         identity,
     };
-    d.on_message(c, ex, AppEvent::Request(r), first);
+    d.on_message(c, ex, AppEvent::Request(r), &first);
 }
 
 /// A final keep-alive response by the server, completed by segment `m`.
@@ -73,7 +73,7 @@ fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
     };
-    d.on_message(c, ex, AppEvent::Response(r), m);
+    d.on_message(c, ex, AppEvent::Response(r), &m);
 }
 
 fn close(f: FrameRef, off: i64, ack_off: Option<i64>) -> CloseEvent {
@@ -113,7 +113,7 @@ fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Excha
         ..SegMeta::default()
     };
     response(d, c, &mut ex, m);
-    d.on_message(c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+    d.on_message(c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
     request(d, c, &mut ex, "/x", 30, at(7, t), ack_off);
     ex
 }
@@ -133,10 +133,10 @@ fn secs(s: f64) -> Timestamp {
 fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
     let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     let rst = close(at(8, 2.01), 41, None);
-    d.finish_conn(&end_of(&c, None, Some(fin), Some(rst)), ex, secs(5.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), Some(rst)), &mut ex, secs(5.0));
     let f = one(&mut d);
     assert_eq!(f.kind, Kind::CrossedFin);
     assert_eq!(f.outcome, Outcome::Lost);
@@ -155,9 +155,9 @@ fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
 fn request_acknowledging_the_fin_is_after_fin() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 41);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 41);
     let fin = close(at(6, 1.5), 40, Some(30));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(5.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(5.0));
     assert_eq!(one(&mut d).kind, Kind::AfterFin);
 }
 
@@ -165,9 +165,9 @@ fn request_acknowledging_the_fin_is_after_fin() {
 fn fin_acknowledging_the_request_is_closed_unanswered() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(9, 30.0), 40, Some(60));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(50.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(50.0));
     assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
 }
 
@@ -176,10 +176,10 @@ fn rst_before_or_after_the_request() {
     for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
         let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
-        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let t = rst_frame as f64 / 4.0;
         let rst = close(at(rst_frame, t), 40, Some(30));
-        d.finish_conn(&end_of(&c, None, None, Some(rst)), ex, secs(50.0));
+        d.finish_conn(&end_of(&c, None, None, Some(rst)), &mut ex, secs(50.0));
         let f = one(&mut d);
         assert_eq!(f.kind, kind);
         assert!(f.kind.is_finding());
@@ -190,16 +190,16 @@ fn rst_before_or_after_the_request() {
 fn no_close_is_informational_and_client_close_first_too() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
-    d.finish_conn(&end_of(&c, None, None, None), ex, secs(9.0));
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
+    d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(9.0));
     assert_eq!(one(&mut d).kind, Kind::UnansweredAtEnd);
 
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let client_fin = close(at(8, 3.0), 60, Some(40));
     let fin = close(at(9, 3.1), 40, Some(61));
     d.finish_conn(
         &end_of(&c, Some(client_fin), Some(fin), None),
-        ex,
+        &mut ex,
         secs(9.0),
     );
     let f = one(&mut d);
@@ -218,10 +218,10 @@ fn same_request_on_another_connection_within_the_window_is_a_retry() {
     ] {
         let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
-        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let fin = close(at(6, 1.99), 40, Some(30));
         // the verdict is made before the retry arrives; the retry window keeps it open
-        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(2.1));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(2.1));
         assert!(d.take_ready().is_empty());
         let c2 = conn(2, 1001);
         let mut ex2 = Exchanges::default();
@@ -248,7 +248,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     };
     response(&mut d, &c, &mut ex, m);
     request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
-    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    d.finish_conn(&end_of(&c, None, fin(), None), &mut ex, secs(9.0));
     d.finish();
     assert!(d.take_ready().is_empty());
     // a response whose ack does not cover the request does not answer it
@@ -260,7 +260,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     };
     response(&mut d, &c, &mut ex, m);
     request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
-    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    d.finish_conn(&end_of(&c, None, fin(), None), &mut ex, secs(9.0));
     assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
 }
 
@@ -275,10 +275,10 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
             at: at(2, 0.1),
             ..SegMeta::default()
         };
-        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, m);
+        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, &m);
         let mut end = end_of(&c, None, Some(close(at(3, 5.0), 100, Some(30))), None);
         end.stream_end[Dir::Rev] = server_bytes;
-        d.finish_conn(&end, ex, secs(9.0));
+        d.finish_conn(&end, &mut ex, secs(9.0));
         d.finish();
         assert_eq!(d.take_ready().len(), verdicts);
         assert_eq!(d.stats().unframed_responses, 1 - verdicts as u64);
@@ -297,14 +297,14 @@ fn idle_closes_and_recommendation() {
             ..SegMeta::default()
         };
         response(&mut d, &c, &mut ex, m);
-        d.on_message(&c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+        d.on_message(&c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
         let fin = close(at(3, 0.1 + idle), 40, Some(30));
-        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
     }
     let c = conn(9, 2000);
-    let ex = keepalive_then(&mut d, &c, 1.95, 40);
+    let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
     let eps = merge_endpoints(vec![d.finish()]);
     assert_eq!(eps.len(), 1);
     let e = &eps[0];

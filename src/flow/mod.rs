@@ -149,8 +149,8 @@ pub enum FlowEvent<'a> {
 
 impl FlowEvent<'_> {
     /// The segment the event came from.
-    pub fn meta(&self) -> SegMeta {
-        match *self {
+    pub fn meta(&self) -> &SegMeta {
+        match self {
             FlowEvent::Data { meta, .. }
             | FlowEvent::Gap { meta, .. }
             | FlowEvent::Retransmit { meta, .. }

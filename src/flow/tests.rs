@@ -291,7 +291,7 @@ struct Ends(Vec<(u64, EndReason)>);
 
 impl FlowHandler<()> for Ends {
     fn on_event(&mut self, _: &ConnMeta, _: &mut (), _: FlowEvent<'_>) {}
-    fn on_end(&mut self, end: ConnEnd, _: ()) {
+    fn on_end(&mut self, end: ConnEnd, _: &mut ()) {
         self.0.push((end.conn.id, end.why));
     }
 }

@@ -17,14 +17,20 @@ const HEADERS_SMALL: usize = 64;
 const HEADERS_LARGE: usize = 512;
 
 impl HttpStream {
-    pub(super) fn step_head(&mut self, off: i64, d: &[u8], out: &mut Vec<HttpEvent>) -> usize {
+    pub(super) fn step_head(
+        &mut self,
+        off: i64,
+        d: &[u8],
+        seg: &SegMeta,
+        out: &mut Vec<HttpEvent>,
+    ) -> usize {
         let is_request = self.role == Role::Client;
         if self.buf.is_empty() {
             // Fast path: parse straight from the segment.
             return match parse_head(d, is_request) {
                 Parsed::Done(h) => {
                     let len = h.len;
-                    self.apply(off, h, self.cur, out);
+                    self.apply(off, h, *seg, out);
                     len
                 }
                 Parsed::Partial => {
@@ -36,7 +42,7 @@ impl HttpStream {
                         self.desync(off, reason, false, out);
                         HEAD_CAP
                     } else {
-                        self.buffer(off, d);
+                        self.buffer(off, d, seg);
                         d.len()
                     }
                 }
@@ -50,7 +56,7 @@ impl HttpStream {
         }
         let old = self.buf.len();
         let n = d.len().min((HEAD_CAP + 1).saturating_sub(old));
-        self.buffer(off, &d[..n]);
+        self.buffer(off, &d[..n], seg);
         if self.buf.len() <= HEAD_CAP && find_lf(&d[..n]).is_none() {
             // No new line completed: the head cannot have become complete.
             return n;

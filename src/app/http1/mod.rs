@@ -108,58 +108,55 @@ pub struct Http1Conn {
 }
 
 impl Http1Conn {
-    /// Feed one flow event; `scratch` is a reusable buffer, the messages go to `out`.
+    /// Feed one flow event; `scratch` is a reusable buffer, the messages go to `emit`.
     pub fn on_flow(
         &mut self,
         conn: &ConnMeta,
         ev: &FlowEvent<'_>,
         scratch: &mut Vec<HttpEvent>,
-        out: &mut Vec<AppEvent>,
+        emit: &mut dyn FnMut(AppEvent),
     ) {
         scratch.clear();
-        let dir = match *ev {
+        let dir = match ev {
             FlowEvent::Data {
                 dir,
                 off,
                 bytes,
                 meta,
             } => {
-                let Some(h) = self.stream(conn, dir) else {
+                let Some(h) = self.stream(conn, *dir) else {
                     return;
                 };
-                h.on_data(off, bytes, meta, scratch);
-                dir
+                h.on_data(*off, bytes, meta, scratch);
+                *dir
             }
-            FlowEvent::Gap {
-                dir,
-                off,
-                len,
-                meta,
-            } => {
-                let Some(h) = self.stream(conn, dir) else {
+            FlowEvent::Gap { dir, off, len, .. } => {
+                let Some(h) = self.stream(conn, *dir) else {
                     return;
                 };
-                h.on_gap(off, len, meta, scratch);
-                dir
+                h.on_gap(*off, *len, scratch);
+                *dir
             }
-            FlowEvent::Eof { dir, off, meta } => {
-                match &mut self.streams[dir] {
-                    Some(h) if h.role() != Role::NotHttp => h.on_eof(off, meta, scratch),
+            FlowEvent::Eof { dir, off, .. } => {
+                match &mut self.streams[*dir] {
+                    Some(h) if h.role() != Role::NotHttp => h.on_eof(*off, scratch),
                     _ => return,
                 }
-                dir
+                *dir
             }
             FlowEvent::Retransmit { .. } => return,
         };
-        for ev in scratch.drain(..) {
-            if let HttpEvent::Request(head) = &ev {
+        // in place: the events are large, moving them out of the buffer costs
+        for ev in scratch.iter_mut() {
+            if let HttpEvent::Request(head) = ev {
                 let other = dir.other();
                 self.streams[other]
                     .get_or_insert_with(|| HttpStream::new(conn.from_syn[other]))
                     .push_request_method(&head.method);
             }
-            out.push(app_event(dir, ev));
+            emit(app_event(dir, ev));
         }
+        scratch.clear();
     }
 
     /// The framing state of `dir` (made on its first bytes), unless it is not HTTP.
@@ -169,17 +166,18 @@ impl Http1Conn {
     }
 }
 
-/// The protocol-neutral form of a framing event of direction `dir`.
-fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
+/// The protocol-neutral form of a framing event of direction `dir` (its strings taken).
+fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
+    use std::mem::take;
     match ev {
         HttpEvent::Request(h) => AppEvent::Request(Request {
             dir,
             start: h.start,
             first: h.first,
             identity: Identity {
-                method: h.method,
-                target: h.target,
-                host: h.host,
+                method: take(&mut h.method),
+                target: take(&mut h.target),
+                host: h.host.take(),
                 body_len: if h.chunked {
                     None
                 } else {
@@ -188,7 +186,7 @@ fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
                 request_id: h.request_id,
             },
         }),
-        HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body },
+        HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },
         HttpEvent::Response(h) => AppEvent::Response(Response {
             dir,
             start: h.start,
@@ -196,7 +194,7 @@ fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
             status: h.status,
             interim: (100..200).contains(&h.status) && h.status != 101,
             closes_connection: h.connection_close || h.version == 0,
-            keep_alive: h.keep_alive,
+            keep_alive: h.keep_alive.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
         HttpEvent::Desync { .. } => AppEvent::Desync { dir },

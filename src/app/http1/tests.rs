@@ -239,17 +239,17 @@ impl Case {
             };
             match step {
                 Step::Data(d) => {
-                    s.on_data(off, d, meta, &mut out);
+                    s.on_data(off, d, &meta, &mut out);
                     if !d.is_empty() {
                         segments.push((off, d, meta));
                     }
                     off += d.len() as i64;
                 }
                 Step::Gap(n) => {
-                    s.on_gap(off, *n, meta, &mut out);
+                    s.on_gap(off, *n, &mut out);
                     off += *n as i64;
                 }
-                Step::Eof => s.on_eof(off, meta, &mut out),
+                Step::Eof => s.on_eof(off, &mut out),
                 Step::Seek(to) => off = *to,
                 Step::Method(m) => s.push_request_method(m),
                 Step::Role(r) => assert_eq!(
@@ -783,7 +783,7 @@ fn malformed_heads() {
 fn tls_bytes_are_not_http() {
     let mut s = HttpStream::new(true);
     let mut ev = Vec::new();
-    s.on_data(0, &[0x16, 0x03, 0x01], M, &mut ev);
+    s.on_data(0, &[0x16, 0x03, 0x01], &M, &mut ev);
     assert!(ev.is_empty());
     assert_eq!(s.role(), Role::NotHttp);
     assert!(s.buf.capacity() == 0);
@@ -804,7 +804,7 @@ fn huge_head_beyond_cap() {
         let mut off = 0;
         while off < data.len() {
             let e = (off + chunk).min(data.len());
-            s.on_data(off as i64, &data[off..e], M, &mut ev);
+            s.on_data(off as i64, &data[off..e], &M, &mut ev);
             off = e;
             assert!(s.buf.len() <= HEAD_CAP + 1);
         }
@@ -828,25 +828,25 @@ fn extreme_offsets_and_lengths_never_panic() {
     s.on_data(
         0,
         b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
-        M,
+        &M,
         &mut out,
     );
-    s.on_gap(60, u64::MAX, M, &mut out);
-    s.on_data(i64::MAX - 2, b"abcdef", M, &mut out);
-    s.on_eof(i64::MAX, M, &mut out);
+    s.on_gap(60, u64::MAX, &mut out);
+    s.on_data(i64::MAX - 2, b"abcdef", &M, &mut out);
+    s.on_eof(i64::MAX, &mut out);
     let mut s = HttpStream::new(false);
-    s.on_gap(i64::MIN, u64::MAX, M, &mut out);
-    s.on_data(-5, b"GET / HTTP/1.1\r\n\r\n", M, &mut out);
-    s.on_eof(i64::MIN, M, &mut out);
+    s.on_gap(i64::MIN, u64::MAX, &mut out);
+    s.on_data(-5, b"GET / HTTP/1.1\r\n\r\n", &M, &mut out);
+    s.on_eof(i64::MIN, &mut out);
     let mut s = HttpStream::new(true);
     s.on_data(
         i64::MIN,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
-        M,
+        &M,
         &mut out,
     );
-    s.on_gap(0, u64::MAX, M, &mut out);
-    s.on_eof(i64::MAX, M, &mut out);
+    s.on_gap(0, u64::MAX, &mut out);
+    s.on_eof(i64::MAX, &mut out);
 }
 
 #[test]
@@ -878,18 +878,18 @@ fn arbitrary_bytes_never_panic() {
                 x ^= x << 17;
                 match x % 10 {
                     0 => {
-                        s.on_gap(off, x % 50, M, &mut out);
+                        s.on_gap(off, x % 50, &mut out);
                         off += (x % 50) as i64;
                     }
                     1 => s.push_request_method(if x & 16 == 0 { "HEAD" } else { "GET" }),
                     _ => {
                         let f = frags[(x >> 8) as usize % frags.len()];
-                        s.on_data(off, f, M, &mut out);
+                        s.on_data(off, f, &M, &mut out);
                         off += f.len() as i64;
                     }
                 }
             }
-            s.on_eof(off, M, &mut out);
+            s.on_eof(off, &mut out);
         }
     }
 }
@@ -900,7 +900,7 @@ fn requests_of(segments: &[&[u8]]) -> Vec<HttpEvent> {
     let mut ev = Vec::new();
     let mut off = 0i64;
     for seg in segments {
-        s.on_data(off, seg, M, &mut ev);
+        s.on_data(off, seg, &M, &mut ev);
         off += seg.len() as i64;
     }
     ev
@@ -972,8 +972,8 @@ fn a_request_body_digest_does_not_depend_on_its_segments() {
     // bytes missing from the capture leave no digest
     let mut s = HttpStream::new(true);
     let mut ev = Vec::new();
-    s.on_data(0, head, M, &mut ev);
-    s.on_gap(head.len() as i64, 5, M, &mut ev);
-    s.on_data(head.len() as i64 + 5, &body[5..], M, &mut ev);
+    s.on_data(0, head, &M, &mut ev);
+    s.on_gap(head.len() as i64, 5, &mut ev);
+    s.on_data(head.len() as i64 + 5, &body[5..], &M, &mut ev);
     assert_eq!(end(&ev), Some(None));
 }
