@@ -101,14 +101,14 @@ impl Tally {
             return Next::End;
         }
         self.ended = true;
-        Next::Warning(Warning {
+        Next::Warning(Box::new(Warning {
             file: names.join(", "),
             frame: None,
             message: format!(
                 "the filter \"{expr}\" matched none of the {} packets",
                 self.seen
             ),
-        })
+        }))
     }
 }
 
@@ -142,13 +142,15 @@ impl<S: PacketSource> PacketSource for Filtered<S> {
             }
             Ok(false) => Next::Skipped("filtered_out", None),
             Err(e) => {
-                let warning = self.unsupported.insert(pkt.linktype).then(|| Warning {
-                    file: self.names[pkt.input].clone(),
-                    frame: Some(pkt.frame),
-                    message: format!(
-                        "filter does not apply to link type {}: {e}; such packets are skipped",
-                        pkt.linktype
-                    ),
+                let warning = self.unsupported.insert(pkt.linktype).then(|| {
+                    Box::new(Warning {
+                        file: self.names[pkt.input].clone(),
+                        frame: Some(pkt.frame),
+                        message: format!(
+                            "filter does not apply to link type {}: {e}; such packets are skipped",
+                            pkt.linktype
+                        ),
+                    })
                 });
                 Next::Skipped("filter_unsupported_link_type", warning)
             }

@@ -12,7 +12,7 @@ mod validate;
 mod tests;
 
 use crate::capture::{FileSource, Filter, Filtered, PacketSource};
-use crate::engine::{RunError, RunHooks, Status, run};
+use crate::engine::{Analyzer, RunError, RunHooks, run};
 use crate::report::renderer;
 use args::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -79,8 +79,13 @@ struct FileHooks {
 }
 
 impl RunHooks for FileHooks {
-    fn before_read(&mut self, _source: &mut dyn PacketSource, status: Status) -> ControlFlow<()> {
-        if self.count.is_some_and(|n| status.read >= n) {
+    fn before_read(
+        &mut self,
+        _source: &mut dyn PacketSource,
+        _analyzer: &Analyzer,
+        read: u64,
+    ) -> ControlFlow<()> {
+        if self.count.is_some_and(|n| read >= n) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

@@ -38,7 +38,12 @@ impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
         Analyzer {
             table: FlowTable::new(cfg.table),
-            detector: Detector::new(cfg.detect, inputs.clone()),
+            // a closed connection reaches the detector after its linger time, at a tick
+            detector: Detector::new(
+                cfg.detect,
+                inputs.clone(),
+                cfg.table.close_linger + 2.0 * TICK_S,
+            ),
             scratch: Scratch::default(),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),

@@ -64,22 +64,17 @@ impl fmt::Display for RunError {
     }
 }
 
-/// Running totals of the analysis, for hooks that print them or stop the run: the packets read
-/// from the source, and the driver's own shard's counts (all of them on one thread).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Status {
-    /// Packets taken from the source (past the filter), whichever shard analyses them.
-    pub read: u64,
-    pub packets: u64,
-    pub open_connections: usize,
-    pub requests: u64,
-    pub findings: usize,
-}
-
 /// What a kind of run adds to the loop.
 pub trait RunHooks {
-    /// Before each read: `Break` ends the run (a live capture's stop conditions).
-    fn before_read(&mut self, _source: &mut dyn PacketSource, _status: Status) -> ControlFlow<()> {
+    /// Before each read, with the analysis of the driver's own shard so far and the number of
+    /// packets `read` from the source (past the filter) whichever shard analyses them: `Break`
+    /// ends the run (a live capture's stop conditions, `-c`).
+    fn before_read(
+        &mut self,
+        _source: &mut dyn PacketSource,
+        _analyzer: &Analyzer,
+        _read: u64,
+    ) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 
@@ -121,14 +116,7 @@ pub fn run(
     let mut warning_seq = 0u64;
     let mut streamed = 0usize;
     let result = loop {
-        let status = Status {
-            read: ordinal,
-            packets: main.packets(),
-            open_connections: main.open_connections(),
-            requests: main.requests(),
-            findings: main.finding_count(),
-        };
-        if hooks.before_read(source, status).is_break() {
+        if hooks.before_read(source, &main, ordinal).is_break() {
             break Ok(());
         }
         let next = match source.next() {
@@ -140,13 +128,13 @@ pub fn run(
             Next::Warning(w) => {
                 print(&printer, &w);
                 warning_seq += 1;
-                main.warn_at((ordinal, warning_seq), w);
+                main.warn_at((ordinal, warning_seq), *w);
             }
             Next::Skipped(reason, warning) => {
                 if let Some(w) = warning {
                     print(&printer, &w);
                     warning_seq += 1;
-                    main.warn_at((ordinal, warning_seq), w);
+                    main.warn_at((ordinal, warning_seq), *w);
                 }
                 main.skip(reason);
             }

@@ -130,6 +130,7 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
         fin_to_request_s: None,
         idle_before_s: None,
         retry: None,
+        retry_candidates: None,
         evidence: format!(
             "Evidence of {} on {request} (frame {frame}).",
             kind.as_str()
@@ -238,6 +239,8 @@ fn findings() -> Vec<Finding> {
         frame: 15,
         time: at(1076.0),
         connection: 11,
+        matched_by: "timing",
+        reaction_s: 0.000113,
     });
     let mut after_rst = finding(
         Kind::AfterRst,

@@ -11,6 +11,7 @@
 //! ends HTTP parsing (tunnel). After a gap that hits a head or a chunk-size line the parser
 //! resynchronises on the next request/status line instead of guessing.
 
+mod body;
 mod chunked;
 mod head;
 mod salvage;
@@ -21,7 +22,7 @@ mod tests;
 
 pub use stream::HttpStream;
 
-use super::{AppEvent, Identity, Request, Response};
+use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
@@ -54,6 +55,7 @@ pub struct RequestHead {
     pub connection_close: bool,
     pub content_length: Option<u64>,
     pub chunked: bool,
+    pub request_id: Option<RequestId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,9 +77,11 @@ pub struct ResponseHead {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpEvent {
     Request(RequestHead),
-    /// The request's body (if any) is complete; `end` is the offset just past it.
+    /// The request's body (if any) is complete; `end` is the offset just past it; `body` its
+    /// digest unless bytes of it were missing.
     RequestEnd {
         end: i64,
+        body: Option<BodyDigest>,
     },
     /// A response head; 1xx heads are interim (not the final response).
     Response(ResponseHead),
@@ -174,9 +178,15 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
                 method: take(&mut h.method),
                 target: take(&mut h.target),
                 host: h.host.take(),
+                body_len: if h.chunked {
+                    None
+                } else {
+                    Some(h.content_length.unwrap_or(0))
+                },
+                request_id: h.request_id,
             },
         }),
-        HttpEvent::RequestEnd { .. } => AppEvent::RequestEnd { dir },
+        HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },
         HttpEvent::Response(h) => AppEvent::Response(Response {
             dir,
             start: h.start,

@@ -1,5 +1,6 @@
 //! The framing state machine of one direction: where messages start and end.
 
+use super::body::BodyHasher;
 use super::chunked::Chunk;
 use super::{HttpEvent, Role};
 use crate::flow::SegMeta;
@@ -68,6 +69,8 @@ pub struct HttpStream {
     pub(super) unmatched_responses: u64,
     /// The current request is CONNECT or carries `Upgrade`: after it, non-HTTP means tunnel.
     pub(super) upgrade_pending: bool,
+    /// The digest of the current request's body (client side, from its head on).
+    pub(super) body: Option<BodyHasher>,
 }
 
 impl HttpStream {
@@ -96,6 +99,7 @@ impl HttpStream {
             methods: VecDeque::new(),
             unmatched_responses: 0,
             upgrade_pending: false,
+            body: None,
         }
     }
 
@@ -214,6 +218,9 @@ impl HttpStream {
 
     /// A gap of `len` bytes at `offset` inside a body with `remaining` bytes to go.
     fn gap_in_body(&mut self, offset: i64, len: u64, remaining: u64, out: &mut Vec<HttpEvent>) {
+        if let Some(b) = &mut self.body {
+            b.cut();
+        }
         if len < remaining {
             self.mode = Mode::Body {
                 remaining: remaining - len,
@@ -234,6 +241,9 @@ impl HttpStream {
 
     /// A gap of `len` bytes at `offset` inside chunked framing.
     fn gap_in_chunked(&mut self, offset: i64, len: u64, c: Chunk, out: &mut Vec<HttpEvent>) {
+        if let Some(b) = &mut self.body {
+            b.cut();
+        }
         let Chunk::Data { remaining } = c else {
             let reason = format!(
                 "gap of {len} bytes at offset {offset} inside a chunk-size line or trailer"
@@ -374,7 +384,8 @@ impl HttpStream {
     /// The current message ends at `end`.
     pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
         out.push(if self.role == Role::Client {
-            HttpEvent::RequestEnd { end }
+            let body = self.body.take().and_then(BodyHasher::finish);
+            HttpEvent::RequestEnd { end, body }
         } else {
             HttpEvent::ResponseEnd { end }
         });
@@ -406,6 +417,7 @@ impl HttpStream {
                 Mode::Head => self.step_head(off, d, seg, out),
                 Mode::Body { remaining } => {
                     let take = remaining.min(d.len() as u64);
+                    self.hash_body(&d[..take as usize]);
                     if take == remaining {
                         self.finish(off + take as i64, out);
                     } else {
@@ -426,6 +438,15 @@ impl HttpStream {
     pub(super) fn reprocess(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
         let first = self.buf_first;
         self.process(base, data, &first, out);
+    }
+}
+
+impl HttpStream {
+    /// Bytes of the current request's body.
+    pub(super) fn hash_body(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.body {
+            b.update(bytes);
+        }
     }
 }
 

@@ -49,7 +49,7 @@ fn show(events: &[HttpEvent]) -> Vec<String> {
                 }
                 s
             }
-            HttpEvent::RequestEnd { end } => format!("reqend {end}"),
+            HttpEvent::RequestEnd { end, .. } => format!("reqend {end}"),
             HttpEvent::Response(h) => {
                 let mut s = format!("resp {} {}-{}", h.status, h.start, h.head_end);
                 if h.version == 0 {
@@ -892,4 +892,88 @@ fn arbitrary_bytes_never_panic() {
             s.on_eof(off, &mut out);
         }
     }
+}
+
+/// The request heads and ends of `segments` fed one after another to a new client stream.
+fn requests_of(segments: &[&[u8]]) -> Vec<HttpEvent> {
+    let mut s = HttpStream::new(true);
+    let mut ev = Vec::new();
+    let mut off = 0i64;
+    for seg in segments {
+        s.on_data(off, seg, &M, &mut ev);
+        off += seg.len() as i64;
+    }
+    ev
+}
+
+fn request_id_of(head: &str) -> Option<RequestId> {
+    match &requests_of(&[head.as_bytes()])[0] {
+        HttpEvent::Request(h) => h.request_id,
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn identity_headers_name_the_request() {
+    let get = |headers: &str| format!("GET /a HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+    assert_eq!(request_id_of(&get("")), None);
+    let id = request_id_of(&get("x-request-id: 6b6ebcc1\r\n")).unwrap();
+    assert_eq!(id.header, crate::app::IdHeader::XRequestId);
+    assert_ne!(request_id_of(&get("X-Request-ID: 6b6ebcc2\r\n")), Some(id));
+    assert_eq!(
+        request_id_of(&get("X-Request-ID:  6b6ebcc1 \r\n")),
+        Some(id)
+    );
+    // X-Request-ID wins over a trace id, whatever the order
+    let both = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Request-ID: 6b6ebcc1\r\n";
+    assert_eq!(request_id_of(&get(both)), Some(id));
+    // a trace id names the request whatever the span of the attempt
+    let tp = |span: &str| {
+        request_id_of(&get(&format!(
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-{span}-01\r\n"
+        )))
+    };
+    assert_eq!(tp("00f067aa0ba902b7"), tp("1111111111111111"));
+    assert_eq!(
+        tp("00f067aa0ba902b7").unwrap().header,
+        crate::app::IdHeader::Traceparent
+    );
+    let amzn = |v: &str| request_id_of(&get(&format!("X-Amzn-Trace-Id: {v}\r\n")));
+    assert_eq!(
+        amzn("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"),
+        amzn("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000001")
+    );
+    let gcp = |v: &str| request_id_of(&get(&format!("X-Cloud-Trace-Context: {v}\r\n")));
+    assert_eq!(
+        gcp("105445aa7843bc8bf206b1/1;o=1"),
+        gcp("105445aa7843bc8bf206b1/2")
+    );
+    assert!(request_id_of(&get("X-Correlation-ID: \r\n")).is_none());
+    assert!(request_id_of(&get("X-B3-TraceId: 80f198ee56343ba8\r\n")).is_some());
+}
+
+#[test]
+fn a_request_body_digest_does_not_depend_on_its_segments() {
+    let head = b"POST /api/items HTTP/1.1\r\nHost: h\r\nContent-Length: 23\r\n\r\n";
+    let body = br#"{"name":"item","qty":1}"#;
+    let end = |ev: &[HttpEvent]| {
+        ev.iter().find_map(|e| match e {
+            HttpEvent::RequestEnd { body, .. } => Some(*body),
+            _ => None,
+        })
+    };
+    let whole = [head.as_slice(), body].concat();
+    let one = end(&requests_of(&[&whole])).unwrap().unwrap();
+    assert_eq!(one.len, 23);
+    let split = end(&requests_of(&[head, &body[..5], &body[5..]])).unwrap();
+    assert_eq!(split, Some(one));
+    let other = end(&requests_of(&[head, br#"{"name":"item","qty":2}"#])).unwrap();
+    assert_ne!(other, Some(one));
+    // bytes missing from the capture leave no digest
+    let mut s = HttpStream::new(true);
+    let mut ev = Vec::new();
+    s.on_data(0, head, &M, &mut ev);
+    s.on_gap(head.len() as i64, 5, &mut ev);
+    s.on_data(head.len() as i64 + 5, &body[5..], &M, &mut ev);
+    assert_eq!(end(&ev), Some(None));
 }

@@ -29,6 +29,14 @@ fn kind_tone(k: Kind) -> Tone {
     if k.is_finding() { Tone::Bad } else { Tone::Dim }
 }
 
+/// The outcome, with the number of requests that could be the retry when it is ambiguous.
+fn outcome_text(f: &Finding) -> String {
+    match f.retry_candidates {
+        Some(n) => format!("{} ({n})", f.outcome.as_str()),
+        None => f.outcome.as_str().into(),
+    }
+}
+
 fn outcome_tone(o: Outcome) -> Tone {
     match o {
         Outcome::Lost => Tone::Bad,
@@ -80,11 +88,7 @@ impl<'a> FindingView<'a> {
         });
         cols.extend([
             ("kind", f.kind.as_str().to_string(), kind_tone(f.kind)),
-            (
-                "outcome",
-                f.outcome.as_str().to_string(),
-                outcome_tone(f.outcome),
-            ),
+            ("outcome", outcome_text(f), outcome_tone(f.outcome)),
             ("request", self.request(), Tone::Plain),
             ("host", self.host().to_string(), Tone::Plain),
             ("client -> server", self.conn(), Tone::Plain),

@@ -30,10 +30,17 @@ fn summary_rows(r: &Report) -> Vec<(&'static str, String)> {
         .filter(|(_, n)| **n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    let outcomes: Vec<String> = s
-        .by_outcome
-        .iter()
-        .map(|(o, n)| format!("{o} {n}"))
+    // lost and retried always, the others (ambiguous) when there are some
+    let outcome = |o: &str| s.by_outcome.get(o).copied().unwrap_or(0);
+    let outcomes: Vec<String> = ["lost", "retried"]
+        .into_iter()
+        .chain(
+            s.by_outcome
+                .keys()
+                .copied()
+                .filter(|o| !matches!(*o, "lost" | "retried") && outcome(o) > 0),
+        )
+        .map(|o| format!("{o} {}", outcome(o)))
         .collect();
     vec![
         ("inputs", r.inputs.join(", ")),
