@@ -538,3 +538,32 @@ fn recommendations_in_ms_under_a_second_and_one_per_kind() {
         "{recs:?}"
     );
 }
+
+/// On a real terminal (a pty from util-linux's `script`): the width comes from the terminal and
+/// colours are on, unless NO_COLOR is set.
+#[test]
+fn on_a_terminal_the_width_and_colours_come_from_it() {
+    let on_tty = |env: &str| -> Option<String> {
+        let cmd = format!(
+            "stty cols 70 rows 50; env -u COLUMNS -u LC_ALL {env} LANG=C.UTF-8 '{}' {CROSSED}",
+            env!("CARGO_BIN_EXE_tcprace")
+        );
+        let out = Command::new("script")
+            .current_dir(root())
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.code().is_some_and(|c| c == 1).then(|| stdout(&out).replace('\r', ""))
+    };
+    let Some(text) = on_tty("-u NO_COLOR") else {
+        eprintln!("SKIPPED: util-linux script(1) cannot run a terminal here");
+        return;
+    };
+    assert!(text.contains("\u{1b}[31m"), "no colour on a terminal: {text}");
+    assert!(!text.contains("┆ kind"), "a 70-column terminal gets blocks: {text}");
+    assert!(text.contains("crossed_fin"), "{text}");
+    let plain = on_tty("NO_COLOR=1").unwrap();
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR: {plain}");
+    assert_fits(&plain, 70);
+}
