@@ -554,14 +554,23 @@ fn on_a_terminal_the_width_and_colours_come_from_it() {
             .stdin(Stdio::null())
             .output()
             .ok()?;
-        out.status.code().is_some_and(|c| c == 1).then(|| stdout(&out).replace('\r', ""))
+        out.status
+            .code()
+            .is_some_and(|c| c == 1)
+            .then(|| stdout(&out).replace('\r', ""))
     };
     let Some(text) = on_tty("-u NO_COLOR") else {
         eprintln!("SKIPPED: util-linux script(1) cannot run a terminal here");
         return;
     };
-    assert!(text.contains("\u{1b}[31m"), "no colour on a terminal: {text}");
-    assert!(!text.contains("┆ kind"), "a 70-column terminal gets blocks: {text}");
+    assert!(
+        text.contains("\u{1b}[31m"),
+        "no colour on a terminal: {text}"
+    );
+    assert!(
+        !text.contains("┆ kind"),
+        "a 70-column terminal gets blocks: {text}"
+    );
     assert!(text.contains("crossed_fin"), "{text}");
     let plain = on_tty("NO_COLOR=1").unwrap();
     assert!(!plain.contains('\u{1b}'), "NO_COLOR: {plain}");

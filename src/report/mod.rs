@@ -1,7 +1,8 @@
 //! Report stage: the result document ([`schema`]) and its renderings behind one interface
 //! ([`Renderer`]): a table for people, JSON for scripts and tickets, JSON Lines for streams.
 //! Renderers only read the report; streaming ones also get each finding as its verdict becomes
-//! final.
+//! final. The JSON Schemas of the output ([`json_schemas`], committed in `schema/`) are
+//! generated from the types of [`schema`].
 
 mod json;
 pub mod schema;

@@ -1,6 +1,8 @@
 //! The report: every type of the JSON document, in one place. The detect stage fills findings
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
-//! read it. Field order here is the order in the JSON output.
+//! read it. Field order here is the order in the JSON output. Each type derives its JSON Schema
+//! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
+//! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
@@ -130,7 +132,7 @@ pub struct RequestInfo {
 pub struct ConnectionInfo {
     /// Position of the connection's first packet in the input.
     pub id: u64,
-    /// "IP:port" ("[IPv6]:port").
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub client: String,
     pub server: String,
     pub client_ip: String,
@@ -204,7 +206,7 @@ pub struct RetryInfo {
 /// Per server endpoint statistics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct EndpointStats {
-    /// "IP:port" ("[IPv6]:port").
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub server: String,
     pub server_ip: String,
     pub server_port: u16,
