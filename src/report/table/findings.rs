@@ -2,7 +2,7 @@
 //! finding; one line per finding while a live capture runs; the evidence, grouped where
 //! findings differ only in their numbers.
 
-use super::Look;
+use super::TableOptions;
 use super::text::{Painter, Tone, Unit, paragraph, secs, width_of, wrap};
 use crate::report::schema::{Finding, Kind, Outcome};
 use crate::time::Timestamp;
@@ -164,7 +164,7 @@ impl<'a> FindingView<'a> {
 
     /// The one line of a finding streamed during a live capture (wrapped at the separators
     /// when the terminal is narrow).
-    pub(super) fn line(&self, look: &Look) -> String {
+    pub(super) fn line(&self, look: &TableOptions) -> String {
         let mut units = vec![Unit::toned(format!("finding {}", self.label), Tone::Strong)];
         for (header, value, tone) in self.columns().into_iter().skip(1) {
             let header = if header == "time (UTC)" {
@@ -184,7 +184,7 @@ impl<'a> FindingView<'a> {
 }
 
 /// The findings as a table (header and rows).
-pub(super) fn table(views: &[FindingView<'_>], look: &Look) -> comfy_table::Table {
+pub(super) fn table(views: &[FindingView<'_>], look: &TableOptions) -> comfy_table::Table {
     let mut t = look.table();
     if let Some(first) = views.first() {
         t.set_header(first.columns().into_iter().map(|(h, _, _)| h));
@@ -200,7 +200,7 @@ pub(super) fn table(views: &[FindingView<'_>], look: &Look) -> comfy_table::Tabl
 }
 
 /// The findings in the layout that fits: a table, or a block per finding.
-pub(super) fn render(views: &[FindingView<'_>], look: &Look) -> String {
+pub(super) fn render(views: &[FindingView<'_>], look: &TableOptions) -> String {
     let table = table(views, look).to_string();
     if look.shows(&table) {
         return table;
@@ -257,7 +257,7 @@ fn label_list(labels: &[&FindingView<'_>]) -> String {
 }
 
 /// The evidence, one paragraph per group of findings that differ only in their numbers.
-pub(super) fn evidence(views: &[FindingView<'_>], look: &Look) -> String {
+pub(super) fn evidence(views: &[FindingView<'_>], look: &TableOptions) -> String {
     let mut groups: Vec<(String, Vec<&FindingView<'_>>)> = Vec::new();
     for v in views {
         let key = pattern(&v.f.evidence);

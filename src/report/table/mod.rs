@@ -11,7 +11,7 @@ mod findings;
 mod sections;
 mod text;
 
-use super::{CaptureInfo, Finding, Renderer, Report};
+use super::{Finding, Renderer, Report};
 use comfy_table::{ContentArrangement, Table, presets};
 use findings::FindingView;
 use std::io::{self, Write};
@@ -33,14 +33,7 @@ pub struct TableOptions {
     pub verbose: bool,
 }
 
-/// The options as the sections use them.
-struct Look {
-    width: Option<usize>,
-    color: bool,
-    ascii: bool,
-}
-
-impl Look {
+impl TableOptions {
     fn painter(&self) -> Painter {
         Painter { color: self.color }
     }
@@ -98,14 +91,6 @@ impl<W: Write> TableRenderer<W> {
             streamed: 0,
         }
     }
-
-    fn look(&self) -> Look {
-        Look {
-            width: self.opts.width,
-            color: self.opts.color,
-            ascii: self.opts.ascii,
-        }
-    }
 }
 
 impl<W: Write> Renderer for TableRenderer<W> {
@@ -125,7 +110,7 @@ impl<W: Write> Renderer for TableRenderer<W> {
         self.streamed += 1;
         let label = format!("#{}", self.streamed);
         let view = FindingView::new(label, f, findings::DATE_AND_TIME, self.several_inputs);
-        writeln!(self.out, "{}", view.line(&self.look()))?;
+        writeln!(self.out, "{}", view.line(&self.opts))?;
         self.out.flush()
     }
 
@@ -133,10 +118,9 @@ impl<W: Write> Renderer for TableRenderer<W> {
         if self.streamed > 0 {
             writeln!(self.out)?;
         }
-        let look = self.look();
-        write_report(&mut self.out, r, &look, self.opts.verbose)?;
+        write_report(&mut self.out, r, &self.opts)?;
         if let Some(c) = &r.capture {
-            write_capture(&mut self.out, c, &look)?;
+            writeln!(self.out, "\n{}", sections::capture(c, &self.opts))?;
         }
         self.out.flush()
     }
@@ -160,12 +144,12 @@ fn views<'a>(list: &'a [Finding], prefix: &str, r: &Report) -> Vec<FindingView<'
 }
 
 /// A titled section after a blank line.
-fn section<W: Write>(out: &mut W, look: &Look, title: &str, body: &str) -> io::Result<()> {
+fn section<W: Write>(out: &mut W, look: &TableOptions, title: &str, body: &str) -> io::Result<()> {
     writeln!(out, "\n{}\n{body}", look.title(title))
 }
 
 /// The whole report as text.
-fn write_report<W: Write>(out: &mut W, r: &Report, look: &Look, verbose: bool) -> io::Result<()> {
+fn write_report<W: Write>(out: &mut W, r: &Report, look: &TableOptions) -> io::Result<()> {
     writeln!(out, "{}", sections::summary(r, look))?;
     if !r.findings.is_empty() {
         let v = views(&r.findings, "#", r);
@@ -173,8 +157,8 @@ fn write_report<W: Write>(out: &mut W, r: &Report, look: &Look, verbose: bool) -
         section(out, look, "Evidence", &findings::evidence(&v, look))?;
     }
     if !r.informational.is_empty() {
-        writeln!(out, "\n{}", sections::informational_note(r, look, verbose))?;
-        if verbose {
+        writeln!(out, "\n{}", sections::informational_note(r, look))?;
+        if look.verbose {
             let v = views(&r.informational, "i", r);
             writeln!(out, "{}", findings::render(&v, look))?;
             let evidence = findings::evidence(&v, look);
@@ -193,9 +177,4 @@ fn write_report<W: Write>(out: &mut W, r: &Report, look: &Look, verbose: bool) -
         writeln!(out, "\n{}", sections::skipped(r, look))?;
     }
     Ok(())
-}
-
-/// A live capture's interface and kernel counters.
-fn write_capture<W: Write>(out: &mut W, c: &CaptureInfo, look: &Look) -> io::Result<()> {
-    writeln!(out, "\n{}", sections::capture(c, look))
 }

@@ -1,7 +1,7 @@
 //! The sections around the findings: the summary, server endpoints, recommendations, skipped
 //! packets, the note on informational records and a live capture's counters.
 
-use super::Look;
+use super::TableOptions;
 use super::text::{Tone, Unit, list_units, paragraph, secs, wrap};
 use crate::report::schema::{CaptureInfo, EndpointStats, Report, Summary};
 
@@ -70,7 +70,7 @@ fn summary_rows(r: &Report) -> Vec<(&'static str, String)> {
 }
 
 /// The summary: a two-column table, or "label: value" lines when the terminal is narrow.
-pub(super) fn summary(r: &Report, look: &Look) -> String {
+pub(super) fn summary(r: &Report, look: &TableOptions) -> String {
     let rows = summary_rows(r);
     let mut t = look.table();
     t.set_header(vec![Tone::Strong.cell("summary", look.color), "".into()]);
@@ -118,7 +118,7 @@ fn endpoint_columns(e: &EndpointStats) -> Vec<(&'static str, String)> {
 }
 
 /// The server endpoints: a table, or a block per endpoint when it does not fit.
-pub(super) fn endpoints(endpoints: &[EndpointStats], look: &Look) -> String {
+pub(super) fn endpoints(endpoints: &[EndpointStats], look: &TableOptions) -> String {
     let mut t = look.table();
     if let Some(first) = endpoints.first() {
         t.set_header(endpoint_columns(first).into_iter().map(|(h, _)| h));
@@ -147,23 +147,23 @@ pub(super) fn endpoints(endpoints: &[EndpointStats], look: &Look) -> String {
     blocks.join("\n")
 }
 
-pub(super) fn recommendations(recs: &[String], look: &Look) -> String {
+pub(super) fn recommendations(recs: &[String], look: &TableOptions) -> String {
     recs.iter()
         .map(|rec| paragraph(rec, ("  - ", "    "), look.width, look.painter()))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-pub(super) fn skipped(r: &Report, look: &Look) -> String {
+pub(super) fn skipped(r: &Report, look: &TableOptions) -> String {
     let parts: Vec<String> = r.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let text = format!("Skipped packets: {}", parts.join(", "));
     paragraph(&text, ("", "    "), look.width, look.painter())
 }
 
 /// What the informational records are, and how to see them.
-pub(super) fn informational_note(r: &Report, look: &Look, verbose: bool) -> String {
+pub(super) fn informational_note(r: &Report, look: &TableOptions) -> String {
     let n = r.informational.len();
-    let text = if verbose {
+    let text = if look.verbose {
         format!(
             "{n} request(s) without response that are not findings (unanswered at the end of the capture, or the client closed first):"
         )
@@ -173,7 +173,7 @@ pub(super) fn informational_note(r: &Report, look: &Look, verbose: bool) -> Stri
         )
     };
     let p = look.painter();
-    let title = if verbose {
+    let title = if look.verbose {
         format!("{}\n", look.title("Informational"))
     } else {
         String::new()
@@ -182,7 +182,7 @@ pub(super) fn informational_note(r: &Report, look: &Look, verbose: bool) -> Stri
 }
 
 /// A live capture's interface and kernel counters, and a warning when packets were dropped.
-pub(super) fn capture(c: &CaptureInfo, look: &Look) -> String {
+pub(super) fn capture(c: &CaptureInfo, look: &TableOptions) -> String {
     let p = look.painter();
     let text = format!(
         "Capture: {} ({}), {} packets captured; kernel: {} received, {} dropped, {} dropped by the interface; stopped by {}",
