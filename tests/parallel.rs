@@ -28,7 +28,7 @@ fn single(files: &[String]) -> Result<Report, String> {
     loop {
         match src.next().map_err(|e| e.to_string())? {
             Next::End => break,
-            Next::Warning(w) => a.warn(w),
+            Next::Warning(w) => a.warn(*w),
             Next::Skipped(..) | Next::Idle(_) => unreachable!("a file source"),
             Next::Packet(p) => {
                 a.on_packet_ref(p);
@@ -47,7 +47,7 @@ fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
         max_warnings: 0,
     };
     let mut renderer = JsonRenderer::new(std::io::sink());
-    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ())
+    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())
 }
 
 fn json(r: &Report) -> String {

@@ -147,6 +147,10 @@ fn verdict(f: &Value, renames: &[(String, String)]) -> String {
         }
     }
     f["connection"]["id"] = Value::Null;
+    // (the same as client and server, split)
+    for k in ["client_ip", "client_port", "server_ip", "server_port"] {
+        f["connection"].as_object_mut().unwrap().remove(k);
+    }
     f["connection"]["nat"] = Value::Null;
     f["connection"]["tunnel"] = Value::Null;
     let mut text = f.to_string();

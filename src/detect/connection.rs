@@ -15,9 +15,6 @@ pub(super) fn connection_info(end: &ConnEnd, client: Dir) -> ConnectionInfo {
     let server = client.other();
     let conn = &end.conn;
     ConnectionInfo {
-        id: conn.id,
-        client: conn.addrs[client].to_string(),
-        server: conn.addrs[server].to_string(),
         nat: end.twin.map(|t| NatInfo {
             client: t.addrs[client].to_string(),
             server: t.addrs[server].to_string(),
@@ -25,6 +22,7 @@ pub(super) fn connection_info(end: &ConnEnd, client: Dir) -> ConnectionInfo {
             side: role(t.near.other(), client),
         }),
         tunnel: end.tunnel.map(|(d, t)| tunnel_info(&t, role(d, client))),
+        ..ConnectionInfo::new(conn.id, conn.addrs[client], conn.addrs[server])
     }
 }
 

@@ -5,7 +5,7 @@
 use super::exchanges::Exchanges;
 use super::recommend::recommend;
 use crate::flow::{Closes, Dir};
-use crate::report::schema::{EndpointStats, IdleCloses, Kind};
+use crate::report::schema::{EndpointStats, Finding, IdleCloses, Kind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -77,9 +77,9 @@ impl IdleTally {
 }
 
 /// One server endpoint's statistics so far.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EndpointTally {
-    pub server: String,
+    pub server: SocketAddr,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -88,20 +88,42 @@ pub(crate) struct EndpointTally {
     pub keep_alive: BTreeSet<String>,
     pub findings: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
-    /// The longest idle time before a request that crossed or followed the server's FIN.
+    /// The longest idle time before a request that crossed or followed the server's FIN (or
+    /// its idle-close RST).
     pub race_idle_max: Option<f64>,
+    /// Findings by outcome.
+    pub by_outcome: BTreeMap<&'static str, u64>,
+    /// `reset_unanswered` findings that were the keep-alive race: the server closed its idle
+    /// socket with the request unread and its kernel answered with RST.
+    pub idle_resets: u64,
 }
 
 impl EndpointTally {
     pub fn new(server: SocketAddr) -> EndpointTally {
         EndpointTally {
-            server: server.to_string(),
-            ..EndpointTally::default()
+            server,
+            connections: 0,
+            requests: 0,
+            responses: 0,
+            idle: IdleTally::default(),
+            max_reuse_idle: None,
+            keep_alive: BTreeSet::new(),
+            findings: 0,
+            by_kind: BTreeMap::new(),
+            race_idle_max: None,
+            by_outcome: BTreeMap::new(),
+            idle_resets: 0,
         }
     }
 
-    /// A finished connection to this server.
-    pub fn add_connection(&mut self, conn: u64, ex: &mut Exchanges, closes: &Closes, client: Dir) {
+    /// A finished connection to this server; returns the server's idle close on it, if any.
+    pub fn add_connection(
+        &mut self,
+        conn: u64,
+        ex: &mut Exchanges,
+        closes: &Closes,
+        client: Dir,
+    ) -> Option<f64> {
         self.connections += 1;
         self.requests += ex.requests;
         self.responses += ex.responses;
@@ -109,17 +131,22 @@ impl EndpointTally {
             add_keep_alive(&mut self.keep_alive, ka);
         }
         self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
-        if let Some(idle) = idle_close(ex, closes, client) {
+        let idle = idle_close(ex, closes, client);
+        if let Some(idle) = idle {
             self.idle.add(idle, conn);
         }
+        idle
     }
 
-    /// A final finding of `kind` on this server, whose request came after `idle_before` s idle.
-    pub fn add_finding(&mut self, kind: Kind, idle_before: Option<f64>) {
+    /// A final finding on this server, whose request came after `idle_before` s idle;
+    /// `idle_reset`: a `reset_unanswered` that was the keep-alive race.
+    pub fn add_finding(&mut self, f: &Finding, idle_reset: bool) {
         self.findings += 1;
-        *self.by_kind.entry(kind.as_str()).or_default() += 1;
-        if matches!(kind, Kind::CrossedFin | Kind::AfterFin) {
-            self.race_idle_max = max_opt(self.race_idle_max, idle_before);
+        *self.by_kind.entry(f.kind.as_str()).or_default() += 1;
+        *self.by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+        self.idle_resets += u64::from(idle_reset);
+        if matches!(f.kind, Kind::CrossedFin | Kind::AfterFin) || idle_reset {
+            self.race_idle_max = max_opt(self.race_idle_max, f.idle_before_s);
         }
     }
 
@@ -137,15 +164,23 @@ impl EndpointTally {
         for (k, n) in other.by_kind {
             *self.by_kind.entry(k).or_default() += n;
         }
+        for (k, n) in other.by_outcome {
+            *self.by_outcome.entry(k).or_default() += n;
+        }
+        self.idle_resets += other.idle_resets;
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
     }
 
-    /// The statistics as reported, with the median idle close and the recommendation.
-    fn into_stats(mut self) -> EndpointStats {
+    /// The statistics as reported, with the median idle close and the recommendation (its
+    /// sentences, one per kind of finding, also on their own).
+    fn into_stats(mut self) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let recommendation = recommend(&self, median);
-        EndpointStats {
-            server: self.server,
+        let advice = recommend(&self, median);
+        let recommendation = (!advice.is_empty()).then(|| advice.join(" "));
+        let stats = EndpointStats {
+            server: self.server.to_string(),
+            server_ip: self.server.ip().to_string(),
+            server_port: self.server.port(),
             connections: self.connections,
             requests: self.requests,
             responses: self.responses,
@@ -160,27 +195,36 @@ impl EndpointTally {
             findings: self.findings,
             by_kind: self.by_kind,
             recommendation,
-        }
+        };
+        (stats, advice)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
 /// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
-/// server address as text.
-pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointStats> {
+/// server address as text; with every endpoint's recommendations, one per kind of finding.
+pub(crate) fn merge_endpoints(
+    shards: Vec<Vec<EndpointTally>>,
+) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
-        match by_server.get_mut(&ep.server) {
+        match by_server.get_mut(&ep.server.to_string()) {
             Some(m) => m.merge(ep),
             None => {
-                by_server.insert(ep.server.clone(), ep);
+                by_server.insert(ep.server.to_string(), ep);
             }
         }
     }
-    by_server
+    let mut recommendations = Vec::new();
+    let stats = by_server
         .into_values()
-        .map(EndpointTally::into_stats)
-        .collect()
+        .map(|ep| {
+            let (stats, advice) = ep.into_stats();
+            recommendations.extend(advice);
+            stats
+        })
+        .collect();
+    (stats, recommendations)
 }
 
 /// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
@@ -237,10 +281,7 @@ mod tests {
         idles: impl Iterator<Item = (u64, f64)>,
         ka: &[&str],
     ) -> EndpointTally {
-        let mut e = EndpointTally {
-            server: server.into(),
-            ..EndpointTally::default()
-        };
+        let mut e = EndpointTally::new(server.parse().unwrap());
         for (conn, v) in idles {
             e.connections += 1;
             e.idle.add(v, conn);
@@ -267,15 +308,16 @@ mod tests {
             (1..=9000).filter(|c| c % 3 != 0).rev().map(idle),
             &kas[6..],
         );
-        b.add_finding(Kind::CrossedFin, Some(4.5));
-        b.add_finding(Kind::CrossedFin, Some(1.0));
+        b.by_kind.insert("crossed_fin", 2);
+        b.findings = 2;
+        b.race_idle_max = Some(4.5);
         b.max_reuse_idle = Some(4.0);
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats());
+        assert_eq!(merged[0], other.into_stats().0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();
@@ -299,8 +341,9 @@ mod tests {
         assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
         let rec = m.recommendation.as_deref().unwrap();
         let median = whole_median.unwrap();
-        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains(&format!("about {median:.2} s")), "{rec}");
         assert!(rec.contains("up to 4.50 s"), "{rec}");
+        assert_eq!(recs, [rec]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::Config;
 use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
-use crate::app::{AppConn, AppOutput};
+use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{Decoded, Decoder};
 use crate::detect::{Detector, Exchanges};
@@ -32,7 +32,7 @@ pub struct Analyzer {
     front: Option<Box<Front>>,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
-    app_out: AppOutput,
+    scratch: Scratch,
     now: Timestamp,
     last_tick: Timestamp,
     inputs: Vec<String>,
@@ -46,8 +46,13 @@ impl Analyzer {
             decoder: cfg.decoder(),
             front: None,
             table: FlowTable::new(cfg.table),
-            detector: Detector::new(cfg.detect.clone(), inputs.clone()),
-            app_out: AppOutput::default(),
+            // a closed connection reaches the detector after its linger time, at a tick
+            detector: Detector::new(
+                cfg.detect.clone(),
+                inputs.clone(),
+                cfg.table.close_linger + 2.0 * TICK_S,
+            ),
+            scratch: Scratch::default(),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
@@ -168,7 +173,7 @@ impl Analyzer {
                 };
                 let mut downstream = Downstream {
                     detector: &mut self.detector,
-                    app_out: &mut self.app_out,
+                    scratch: &mut self.scratch,
                     now: self.now,
                 };
                 self.table.process(seg, at, sighting, &mut downstream);
@@ -187,7 +192,7 @@ impl Analyzer {
         }
         let mut downstream = Downstream {
             detector: &mut self.detector,
-            app_out: &mut self.app_out,
+            scratch: &mut self.scratch,
             now: self.now,
         };
         self.table.expire(self.now, &mut downstream);
@@ -225,7 +230,7 @@ impl Analyzer {
         self.now = self.now.max(now);
         let mut downstream = Downstream {
             detector: &mut self.detector,
-            app_out: &mut self.app_out,
+            scratch: &mut self.scratch,
             now: self.now,
         };
         self.table.drain(&mut downstream);
@@ -240,7 +245,7 @@ impl Analyzer {
 /// The stages after flow (app, detect), as the connection table's handler.
 struct Downstream<'a> {
     detector: &'a mut Detector,
-    app_out: &'a mut AppOutput,
+    scratch: &'a mut Scratch,
     now: Timestamp,
 }
 
@@ -250,16 +255,16 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
             st.exchanges.on_retransmit(dir, off, len);
             return;
         }
+        let ConnAnalysis { app, exchanges } = st;
+        let detector = &mut *self.detector;
         let at = ev.meta();
-        self.app_out.events.clear();
-        st.app.on_flow(conn, &ev, self.app_out);
-        for msg in self.app_out.events.drain(..) {
-            self.detector.on_message(conn, &mut st.exchanges, msg, at);
-        }
+        app.on_flow(conn, &ev, self.scratch, &mut |msg| {
+            detector.on_message(conn, exchanges, msg, at)
+        });
     }
 
-    fn on_end(&mut self, end: ConnEnd, st: ConnAnalysis) {
-        self.detector.finish_conn(&end, st.exchanges, self.now);
+    fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
+        self.detector.finish_conn(&end, &mut st.exchanges, self.now);
     }
 }
 

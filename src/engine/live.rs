@@ -7,10 +7,11 @@
 //! as it is final. The run stops on Ctrl-C/SIGTERM, `--duration` or `--count` and prints the
 //! same report as file mode, plus the capture's statistics (the kernel's drop counters).
 
-use super::run::{RunHooks, RunOptions, Status, run};
+use super::analyzer::Analyzer;
+use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
 use crate::report::schema::CaptureInfo;
-use crate::report::{Format, io_err, renderer};
+use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct LiveOptions {
     pub capture: LiveConfig,
     pub run: RunOptions,
     pub format: Format,
+    /// How the table looks (`--format table`).
+    pub table: TableOptions,
     /// Print running totals to stderr this often.
     pub stats_every: Option<Duration>,
     /// Stop after this long.
@@ -73,12 +76,12 @@ struct LiveHooks<'a> {
 }
 
 impl LiveHooks<'_> {
-    fn stop_reason(&self, status: &Status) -> Option<StopReason> {
+    fn stop_reason(&self, analyzer: &Analyzer) -> Option<StopReason> {
         if self.stop.load(Ordering::Relaxed) {
             return Some(StopReason::Signal);
         }
         // every packet captured is analysed
-        if self.count.is_some_and(|n| status.packets >= n) {
+        if self.count.is_some_and(|n| analyzer.packets() >= n) {
             return Some(StopReason::Count);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -88,7 +91,7 @@ impl LiveHooks<'_> {
     }
 
     /// The running totals, when they are due.
-    fn print_stats(&mut self, source: &mut dyn PacketSource, s: Status) {
+    fn print_stats(&mut self, source: &mut dyn PacketSource, a: &Analyzer) {
         let (Some(every), Some(at)) = (self.stats_every, self.next_stats) else {
             return;
         };
@@ -106,10 +109,10 @@ impl LiveHooks<'_> {
         eprintln!(
             "tcprace: stats: {:.0} s, packets {}, connections open {}, requests {}, findings {}, {}",
             self.start.elapsed().as_secs_f64(),
-            s.packets,
-            s.open_connections,
-            s.requests,
-            s.findings,
+            a.packets(),
+            a.open_connections(),
+            a.requests(),
+            a.finding_count(),
             kernel
         );
         let missed = (now - at).as_nanos() / every.as_nanos();
@@ -118,19 +121,24 @@ impl LiveHooks<'_> {
 }
 
 impl RunHooks for LiveHooks<'_> {
-    fn before_read(&mut self, source: &mut dyn PacketSource, status: Status) -> ControlFlow<()> {
-        if let Some(why) = self.stop_reason(&status) {
+    fn before_read(
+        &mut self,
+        source: &mut dyn PacketSource,
+        analyzer: &Analyzer,
+        _read: u64,
+    ) -> ControlFlow<()> {
+        if let Some(why) = self.stop_reason(analyzer) {
             self.stopped_by = Some(why);
             return ControlFlow::Break(());
         }
-        self.print_stats(source, status);
+        self.print_stats(source, analyzer);
         ControlFlow::Continue(())
     }
 }
 
 /// Capture from the interface until `stop` is set (or duration/count), streaming findings to
 /// `out`; then print the report. Returns the exit code (0 no findings, 1 findings).
-pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, String> {
+pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, RunError> {
     let cfg = &opts.capture;
     let mut src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
     eprintln!(
@@ -157,7 +165,7 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         next_stats: opts.stats_every.map(|s| start + s),
         stopped_by: None,
     };
-    let mut renderer = renderer(opts.format, out, true);
+    let mut renderer = renderer(opts.format, out, true, &opts.table);
     let result = run(&mut src, &opts.run, renderer.as_mut(), &mut hooks);
     let kernel = src.kernel_stats().unwrap_or_default();
     let capture = CaptureInfo {
@@ -187,7 +195,13 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
     if let Some(n) = capture.drop_note() {
         eprintln!("tcprace: warning: {n}");
     }
+    if let (0, Some(f)) = (capture.captured, &cfg.filter) {
+        eprintln!("tcprace: warning: no packet matched the filter \"{f}\"");
+    }
     report.capture = Some(capture);
-    renderer.finish(&report).map_err(io_err)?;
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    renderer
+        .finish(&report)
+        .map_err(|e| RunError::output(e, code == 1))?;
+    Ok(code)
 }

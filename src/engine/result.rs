@@ -3,7 +3,7 @@
 use crate::capture::Warning;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
-use crate::report::schema::{Finding, Kind, Report, SCHEMA_VERSION, Summary, Tool};
+use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -139,20 +139,18 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    build_report(all, merge_endpoints(endpoints), warnings)
+    let (endpoints, recommendations) = merge_endpoints(endpoints);
+    build_report(all, endpoints, recommendations, warnings)
 }
 
 /// The report from the merged results (findings sorted).
 fn build_report(
     p: ShardResult,
     endpoints: Vec<crate::report::schema::EndpointStats>,
+    recommendations: Vec<String>,
     warnings: Vec<Warning>,
 ) -> Report {
     let summary = summary(&p);
-    let recommendations = endpoints
-        .iter()
-        .filter_map(|e| e.recommendation.clone())
-        .collect();
     Report {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),
@@ -174,7 +172,7 @@ fn summary(p: &ShardResult) -> Summary {
     let mut by_kind: BTreeMap<&'static str, u64> =
         Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     let mut by_outcome: BTreeMap<&'static str, u64> =
-        [("lost", 0), ("retried", 0)].into_iter().collect();
+        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
     for f in p.findings.iter().chain(&p.informational) {
         *by_kind.entry(f.kind.as_str()).or_default() += 1;
     }

@@ -1,19 +1,23 @@
 //! The report: every type of the JSON document, in one place. The detect stage fills findings
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
-//! read it. Field order here is the order in the JSON output.
+//! read it. Field order here is the order in the JSON output. Each type derives its JSON Schema
+//! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
+//! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
 pub use crate::flow::FlowStats;
 use crate::time::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 /// Version of the JSON document's schema; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The verdict on a request that got no response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     CrossedFin,
@@ -55,25 +59,33 @@ impl Kind {
 }
 
 /// Whether a lost request was sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The same request appeared on another connection to the same server within the window.
+    /// Sent again on another connection to the same server (`retry` says where and how that
+    /// was told).
     Retried,
+    /// Not sent again within the retry window.
     Lost,
+    /// Requests that could be its retry were sent, but so could fresh ones: the capture
+    /// cannot tell (`retry_candidates` counts them).
+    Ambiguous,
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Lost, Outcome::Retried, Outcome::Ambiguous];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Retried => "retried",
             Outcome::Lost => "lost",
+            Outcome::Ambiguous => "ambiguous",
         }
     }
 }
 
 /// A request without a response, with its verdict and the evidence.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Finding {
     pub kind: Kind,
     pub outcome: Outcome,
@@ -89,11 +101,14 @@ pub struct Finding {
     /// Idle time on the connection before the request, since the previous response ended.
     pub idle_before_s: Option<f64>,
     pub retry: Option<RetryInfo>,
+    /// Outcome `ambiguous`: how many requests could be its retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_candidates: Option<u32>,
     /// The verdict in one paragraph, with frames and relative sequence numbers.
     pub evidence: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RequestInfo {
     pub method: String,
     pub target: String,
@@ -113,11 +128,17 @@ pub struct RequestInfo {
 }
 
 /// The connection of a finding, as the report names it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ConnectionInfo {
+    /// Position of the connection's first packet in the input.
     pub id: u64,
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub client: String,
     pub server: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub server_port: u16,
     /// The same connection captured on the other side of a NAT, under other addresses.
     pub nat: Option<NatInfo>,
     /// The tunnel the connection was captured in.
@@ -125,6 +146,20 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    pub fn new(id: u64, client: SocketAddr, server: SocketAddr) -> ConnectionInfo {
+        ConnectionInfo {
+            id,
+            client: client.to_string(),
+            server: server.to_string(),
+            client_ip: client.ip().to_string(),
+            client_port: client.port(),
+            server_ip: server.ip().to_string(),
+            server_port: server.port(),
+            nat: None,
+            tunnel: None,
+        }
+    }
+
     /// `client -> server`, with the addresses on the other side of a NAT.
     pub fn route(&self) -> String {
         let Some(nat) = &self.nat else {
@@ -150,27 +185,30 @@ impl ConnectionInfo {
 }
 
 /// A connection's addresses on the other side of a NAT.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct NatInfo {
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub client: String,
     pub server: String,
     /// On which side of the NAT these addresses were captured: "client" (before the
     /// translation of the client's packets) or "server" (after it).
+    #[schemars(extend("enum" = ["client", "server"]))]
     pub side: &'static str,
 }
 
 /// The encapsulation a connection was captured in (its first encapsulated packet's).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct TunnelInfo {
-    /// "vxlan", "geneve", "gre", "gre_in_udp", "erspan1", "erspan2", "erspan3", "ip_in_ip",
-    /// "mpls" or "pppoe": the outermost layer.
+    /// The outermost layer.
+    #[schemars(extend("enum" = ["vxlan", "geneve", "gre", "gre_in_udp", "erspan1", "erspan2", "erspan3", "ip_in_ip", "mpls", "pppoe"]))]
     pub kind: &'static str,
     /// VNI, GRE key, ERSPAN or PPPoE session, MPLS label.
     pub id: Option<u32>,
     /// The outer IP addresses of that packet (none for MPLS and PPPoE).
     pub outer_src: Option<String>,
     pub outer_dst: Option<String>,
-    /// Who sent that packet: "client" or "server".
+    /// Who sent that packet.
+    #[schemars(extend("enum" = ["client", "server"]))]
     pub sent_by: &'static str,
     /// Encapsulation layers.
     pub layers: u8,
@@ -179,17 +217,19 @@ pub struct TunnelInfo {
 }
 
 /// The innermost of several encapsulations.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct TunnelLayerInfo {
+    #[schemars(extend("enum" = ["vxlan", "geneve", "gre", "gre_in_udp", "erspan1", "erspan2", "erspan3", "ip_in_ip", "mpls", "pppoe"]))]
     pub kind: &'static str,
     pub id: Option<u32>,
 }
 
 /// The server's FIN or RST that decided the verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct CloseInfo {
     /// "fin" or "rst".
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["fin", "rst"]))]
     pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
@@ -201,7 +241,7 @@ pub struct CloseInfo {
 }
 
 /// The server's RST that followed the request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RstInfo {
     pub file: String,
     pub frame: u64,
@@ -215,19 +255,30 @@ pub struct RstInfo {
 }
 
 /// The retry of a lost request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RetryInfo {
     pub file: String,
     pub frame: u64,
     pub time: Timestamp,
     /// Id of the connection that carried the retry.
     pub connection: u64,
+    /// What tied it to the failed request: the identity header both carry (e.g.
+    /// "X-Request-ID"), or "timing" (the only candidate its sender could have sent after
+    /// learning of the failure, with the same request rare enough around it).
+    pub matched_by: &'static str,
+    /// Seconds from the earliest moment its sender could know of the failure (the close's
+    /// arrival, seen from the capture point) to the retry's departure (its connection's SYN
+    /// when it opened one).
+    pub reaction_s: f64,
 }
 
 /// Per server endpoint statistics.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct EndpointStats {
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub server: String,
+    pub server_ip: String,
+    pub server_port: u16,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -242,7 +293,7 @@ pub struct EndpointStats {
 }
 
 /// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct IdleCloses {
     pub count: u64,
     pub min_s: Option<f64>,
@@ -251,7 +302,7 @@ pub struct IdleCloses {
     pub max_s: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
@@ -266,7 +317,7 @@ impl Tool {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Summary {
     pub packets: u64,
     /// Bytes on the wire (original lengths).
@@ -290,7 +341,7 @@ pub struct Summary {
 }
 
 /// A live capture: the interface, the kernel's counters and why it stopped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CaptureInfo {
     pub interface: String,
     /// libpcap's name of the link type, e.g. "EN10MB".
@@ -304,6 +355,7 @@ pub struct CaptureInfo {
     pub dropped: u64,
     pub if_dropped: u64,
     /// "signal", "duration" or "count".
+    #[schemars(extend("enum" = ["signal", "duration", "count"]))]
     pub stopped_by: &'static str,
     /// The `-w` file.
     pub written_to: Option<String>,
@@ -330,7 +382,7 @@ impl CaptureInfo {
 }
 
 /// The whole result of an analysis.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub tool: Tool,
