@@ -319,25 +319,9 @@ fn vxlan_on_another_port_and_filters_on_the_outer_headers() {
             .ends_with("Captured inside VXLAN (VNI 3) from 172.31.1.10 to 172.31.2.20.")
     );
     // a filter on the inner TCP port sees only the outer UDP: nothing passes
-    let (_, v) = tcprace(&[
-        "--format",
-        "json",
-        "--vxlan-port",
-        "9999",
-        "-f",
-        "tcp port 8080",
-        w,
-    ]);
-    assert_eq!(v["summary"]["tcp_segments"], 0);
-    let (_, v) = tcprace(&[
-        "--format",
-        "json",
-        "--vxlan-port",
-        "9999",
-        "-f",
-        "udp port 9999",
-        w,
-    ]);
+    let filtered = |f: &str| tcprace(&["--format", "json", "--vxlan-port", "9999", "-f", f, w]).1;
+    assert_eq!(filtered("tcp port 8080")["summary"]["tcp_segments"], 0);
+    let v = filtered("udp port 9999");
     assert_eq!(v["summary"]["findings"], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -163,6 +163,52 @@ impl Wrapping {
         self.prepend(&full, self.kind);
     }
 
+    /// An outer IPv6 header (4in6, 6in6).
+    fn ipv6_outer(&mut self) {
+        let next = if self.kind == Payload::Ipv6 {
+            IpNumber::IPV6
+        } else {
+            IpNumber::IPV4
+        };
+        let (source, destination) = self.nodes_v6();
+        let h = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: self.wire_len() as u16,
+            next_header: next,
+            hop_limit: 64,
+            source,
+            destination,
+        };
+        self.prepend(&h.to_bytes(), Payload::Ipv6);
+    }
+
+    /// A stack of `labels` MPLS labels (the bottom one 1000).
+    fn mpls(&mut self, labels: u8) {
+        let mut h = Vec::new();
+        for i in 0..labels.max(1) {
+            let bottom = i + 1 == labels.max(1);
+            let label = if bottom { 1000 } else { 16 + u32::from(i) };
+            let entry = label << 12 | u32::from(bottom) << 8 | 64;
+            h.extend_from_slice(&entry.to_be_bytes());
+        }
+        self.prepend(&h, Payload::Mpls);
+    }
+
+    /// A PPPoE session header and PPP's protocol field.
+    fn pppoe(&mut self, session: u16) {
+        let ppp: u16 = if self.kind == Payload::Ipv6 {
+            0x0057
+        } else {
+            0x0021
+        };
+        let mut h = vec![0x11, 0];
+        h.extend_from_slice(&session.to_be_bytes());
+        h.extend_from_slice(&((self.wire_len() + 2) as u16).to_be_bytes());
+        h.extend_from_slice(&ppp.to_be_bytes());
+        self.prepend(&h, Payload::Pppoe);
+    }
+
     fn wrap(&mut self, e: Encap) {
         match e {
             Encap::Vxlan { vni, port } => {
@@ -236,46 +282,9 @@ impl Wrapping {
                 };
                 self.ipv4(proto);
             }
-            Encap::IpInIp6 => {
-                let next = if self.kind == Payload::Ipv6 {
-                    IpNumber::IPV6
-                } else {
-                    IpNumber::IPV4
-                };
-                let (source, destination) = self.nodes_v6();
-                let h = Ipv6Header {
-                    traffic_class: 0,
-                    flow_label: Default::default(),
-                    payload_length: self.wire_len() as u16,
-                    next_header: next,
-                    hop_limit: 64,
-                    source,
-                    destination,
-                };
-                self.prepend(&h.to_bytes(), Payload::Ipv6);
-            }
-            Encap::Mpls { labels } => {
-                let mut h = Vec::new();
-                for i in 0..labels.max(1) {
-                    let bottom = i + 1 == labels.max(1);
-                    let label = if bottom { 1000 } else { 16 + u32::from(i) };
-                    let entry = label << 12 | u32::from(bottom) << 8 | 64;
-                    h.extend_from_slice(&entry.to_be_bytes());
-                }
-                self.prepend(&h, Payload::Mpls);
-            }
-            Encap::Pppoe { session } => {
-                let ppp: u16 = if self.kind == Payload::Ipv6 {
-                    0x0057
-                } else {
-                    0x0021
-                };
-                let mut h = vec![0x11, 0];
-                h.extend_from_slice(&session.to_be_bytes());
-                h.extend_from_slice(&((self.wire_len() + 2) as u16).to_be_bytes());
-                h.extend_from_slice(&ppp.to_be_bytes());
-                self.prepend(&h, Payload::Pppoe);
-            }
+            Encap::IpInIp6 => self.ipv6_outer(),
+            Encap::Mpls { labels } => self.mpls(labels),
+            Encap::Pppoe { session } => self.pppoe(session),
         }
     }
 }
