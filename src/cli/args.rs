@@ -4,10 +4,11 @@
 use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig};
 use crate::detect::DetectConfig;
 use crate::engine::live::LiveOptions;
-use crate::engine::{Config, RunOptions};
+use crate::engine::{Config, KeyLog, RunOptions};
 use crate::flow::TableConfig;
 use crate::report::Format;
 use clap::Parser;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Threads the analysis of files is split into (at most; one per core).
@@ -92,6 +93,11 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Decrypt TLS with the secrets of this key log (NSS format: what SSLKEYLOGFILE, Node's
+    /// keylog event and openssl -keylogfile write) [default: $SSLKEYLOGFILE when set].
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Option<String>,
 }
 
 /// Output formats, as the command line names them.
@@ -152,7 +158,7 @@ impl Args {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
         Ok(Command::Files(FilesRun {
-            run: self.run_options(threads),
+            run: self.run_options(threads)?,
             format: self.format.into(),
             progress: !self.no_progress,
             filter: self.filter,
@@ -175,8 +181,8 @@ impl Args {
         .find_map(|(given, name)| given.then_some(name))
     }
 
-    fn run_options(&self, threads: usize) -> RunOptions {
-        RunOptions {
+    fn run_options(&self, threads: usize) -> Result<RunOptions, String> {
+        Ok(RunOptions {
             config: Config {
                 detect: DetectConfig {
                     retry_window: self.retry_window,
@@ -186,9 +192,31 @@ impl Args {
                     max_connections: self.max_connections.max(1),
                     ..TableConfig::default()
                 },
+                tls_keys: self.tls_keys()?,
             },
             threads,
             max_warnings: self.max_warnings,
+        })
+    }
+
+    /// The TLS key log: `--tls-keylog` (unreadable: an error), else `$SSLKEYLOGFILE` when set
+    /// (unreadable: a warning, since it may be set for other programs to write).
+    fn tls_keys(&self) -> Result<Option<Arc<KeyLog>>, String> {
+        if let Some(path) = &self.tls_keylog {
+            return KeyLog::load(path)
+                .map(|k| Some(Arc::new(k)))
+                .map_err(|e| format!("--tls-keylog: {e}"));
+        }
+        let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = path.to_string_lossy();
+        match KeyLog::load(&path) {
+            Ok(k) => Ok(Some(Arc::new(k))),
+            Err(e) => {
+                eprintln!("tcprace: warning: SSLKEYLOGFILE: {e} (TLS is analysed without keys)");
+                Ok(None)
+            }
         }
     }
 
@@ -214,7 +242,7 @@ impl Args {
                 write: self.write.clone(),
                 ..LiveConfig::new(&interface)
             },
-            run: self.run_options(1),
+            run: self.run_options(1)?,
             format: self.format.into(),
             stats_every: stats_every.filter(|s| !s.is_zero()),
             duration,

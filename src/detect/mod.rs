@@ -14,6 +14,7 @@ mod recommend;
 mod retry;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod verdict;
 
 pub(crate) use endpoints::{EndpointTally, merge_endpoints};
@@ -157,6 +158,9 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
+            AppEvent::Closing { dir, close } if dir != client => {
+                ex.close_signal.get_or_insert(close);
+            }
             _ => {}
         }
     }
@@ -182,8 +186,13 @@ impl Detector {
             client_ip: client.ip(),
             retry: None,
         };
-        self.retries
-            .on_request(key, candidate, first.at, self.cfg.retry_window);
+        if retry::by_size(&r.identity) && index > 0 {
+            // matched by size, only a new connection's first request can be a retry
+            self.retries.add(key, candidate);
+        } else {
+            self.retries
+                .on_request(key, candidate, first.at, self.cfg.retry_window);
+        }
         ex.pending.push_back(PendingRequest {
             index,
             start: r.start,
@@ -241,6 +250,7 @@ impl Detector {
             client: conn.addrs[client].to_string(),
             server: server_addr.to_string(),
         };
+        let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         for req in &ex.pending {
             if ex.server_desync
                 && req
@@ -254,9 +264,14 @@ impl Detector {
                 self.retries.take(req.key, conn.id, req.index);
                 continue;
             }
-            let verdict = verdict::decide(req, &end.closes, client);
-            let server_rst = end.closes.rst[server];
-            let finding = self.finding(req, &verdict, server_rst, rel, &connection);
+            let verdict = verdict::decide(req, &closes, client);
+            let server_rst = closes.rst[server];
+            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection);
+            if by_signal && let Some(pc) = finding.peer_close.as_mut().filter(|c| c.close_type == "fin") {
+                pc.close_type = "tls_alert";
+                let fin = end.closes.fin[server].map(|f| f.at.frame);
+                finding.evidence = tls::alert_evidence(&finding.evidence, pc.frame, fin);
+            }
             self.awaiting.push_back(Awaiting {
                 deadline: req.at.ts.add_secs(self.cfg.retry_window),
                 key: req.key,
@@ -277,12 +292,13 @@ impl Detector {
         connection: &ConnectionInfo,
     ) -> Finding {
         let peer_close = verdict.peer_close();
+        let (method, target) = tls::request_name(&req.identity, req.index);
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
             request: RequestInfo {
-                method: req.identity.method.clone(),
-                target: req.identity.target.clone(),
+                method,
+                target,
                 host: req.identity.host.clone(),
                 file: self.file_name(req.at),
                 frame: req.at.frame,
@@ -291,6 +307,7 @@ impl Detector {
                 seq: req.seq.0,
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
+                tls: req.identity.tls.as_deref().map(tls::request_info),
             },
             connection: connection.clone(),
             peer_close: peer_close.map(|p| {
@@ -344,6 +361,12 @@ impl Detector {
                 frame: at.frame,
                 time: at.ts,
                 connection: conn,
+                matched_by: f
+                    .request
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.encrypted)
+                    .then_some("size"),
             });
         }
         if f.kind.is_finding()

@@ -23,10 +23,34 @@ pub(super) struct Candidate {
 
 /// The key of a request: what a retry repeats.
 pub(super) fn key_of(id: &Identity, client_ip: IpAddr, server: SocketAddr) -> u64 {
+    if by_size(id) {
+        return size_key(id, client_ip, server);
+    }
     let mut h = FxHasher::default();
     id.method.hash(&mut h);
     id.target.hash(&mut h);
     id.host.hash(&mut h);
+    client_ip.hash(&mut h);
+    server.hash(&mut h);
+    h.finish()
+}
+
+/// Is a retry of this request matched by size (an encrypted request: only its first record's
+/// length is known)?
+pub(super) fn by_size(id: &Identity) -> bool {
+    id.tls.as_ref().is_some_and(|t| t.encrypted)
+}
+
+/// The key of an encrypted request: its first record's length, the server name (SNI) and
+/// version, the client IP and the server. A retry is the first request on a new connection
+/// with the same key (the caller lets only first requests match).
+fn size_key(id: &Identity, client_ip: IpAddr, server: SocketAddr) -> u64 {
+    let mut h = FxHasher::default();
+    if let Some(t) = &id.tls {
+        t.record_len.hash(&mut h);
+        t.sni.hash(&mut h);
+        t.version.hash(&mut h);
+    }
     client_ip.hash(&mut h);
     server.hash(&mut h);
     h.finish()
@@ -55,6 +79,11 @@ impl RetryTracker {
             }
         }
         list.push(cand);
+    }
+
+    /// A new request that cannot be a retry itself, only a candidate.
+    pub fn add(&mut self, key: u64, cand: Candidate) {
+        self.by_key.entry(key).or_default().push(cand);
     }
 
     /// Stop tracking a request (answered, or its verdict is final); returns it.

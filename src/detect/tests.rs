@@ -46,6 +46,7 @@ fn request(
         method: "GET".into(),
         target: target.into(),
         host: Some("h".into()),
+        tls: None,
     };
     let r = Request {
         dir: Dir::Fwd,

@@ -4,6 +4,7 @@
 
 use super::Config;
 use super::result::{ShardResult, WarningKey, merge};
+use crate::app::tls::Keys;
 use crate::app::{AppConn, AppOutput};
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
@@ -39,7 +40,7 @@ impl Analyzer {
         Analyzer {
             table: FlowTable::new(cfg.table),
             detector: Detector::new(cfg.detect, inputs.clone()),
-            app_out: AppOutput::default(),
+            app_out: AppOutput::new(Keys::new(cfg.tls_keys.clone())),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
@@ -194,6 +195,7 @@ impl Analyzer {
         self.collect();
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
+        self.result.tls = std::mem::take(&mut self.app_out.tls.stats);
         self.result
     }
 }

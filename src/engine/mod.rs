@@ -19,6 +19,7 @@ pub use parallel::shard_of;
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunHooks, RunOptions, Status, run};
 
+pub use crate::app::tls::keylog::KeyLog;
 pub use crate::detect::DetectConfig;
 pub use crate::flow::TableConfig;
 
@@ -27,4 +28,6 @@ pub use crate::flow::TableConfig;
 pub struct Config {
     pub detect: DetectConfig,
     pub table: TableConfig,
+    /// Secrets to decrypt TLS with (`--tls-keylog`), shared by the shards.
+    pub tls_keys: Option<std::sync::Arc<KeyLog>>,
 }

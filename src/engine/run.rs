@@ -76,6 +76,13 @@ pub fn run(
     // orders the warnings that come between two packets
     let mut warning_seq = 0u64;
     let mut streamed = 0usize;
+    // the key log's lines that did not parse come first
+    let keylog_warnings = opts.config.tls_keys.as_deref().map(|k| k.warnings());
+    for w in keylog_warnings.unwrap_or_default() {
+        print(&printer, w);
+        warning_seq += 1;
+        main.warn_at((0, warning_seq), w.clone());
+    }
     let result = loop {
         let status = Status {
             packets: main.packets(),

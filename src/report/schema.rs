@@ -2,6 +2,7 @@
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
 //! read it. Field order here is the order in the JSON output.
 
+pub use crate::app::tls::TlsStats;
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
 pub use crate::flow::FlowStats;
@@ -110,6 +111,28 @@ pub struct RequestInfo {
     pub ack: Option<u32>,
     /// Retransmissions of the request's first segment seen.
     pub retransmissions: u32,
+    /// The request came inside TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRequestInfo>,
+}
+
+/// What TLS tells of a request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsRequestInfo {
+    /// Not decrypted (no key): method, target and Host are unknown; `method` is "TLS" and
+    /// `target` names the request by its place on the connection and its first record's size.
+    pub encrypted: bool,
+    /// "TLS 1.2", "TLS 1.3" (null: no ServerHello seen).
+    pub version: Option<&'static str>,
+    pub cipher_suite: Option<String>,
+    /// Server name (SNI).
+    pub sni: Option<String>,
+    /// The application protocol ALPN chose.
+    pub alpn: Option<String>,
+    /// The session was resumed.
+    pub resumed: bool,
+    /// Encrypted requests: the length of the request's first TLS record.
+    pub record_len: Option<u16>,
 }
 
 /// The connection of a finding, as the report names it.
@@ -157,6 +180,10 @@ pub struct RetryInfo {
     pub time: Timestamp,
     /// Id of the connection that carried the retry.
     pub connection: u64,
+    /// How the retry was recognised when not by method, target and Host: "size" (an encrypted
+    /// request: the first request on the new connection had a first record of the same length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<&'static str>,
 }
 
 /// Per server endpoint statistics.
@@ -281,6 +308,9 @@ pub struct Report {
     pub tcp: FlowStats,
     /// HTTP framing counters.
     pub http: DetectStats,
+    /// TLS counters (present when TLS was seen).
+    #[serde(skip_serializing_if = "TlsStats::is_empty")]
+    pub tls: TlsStats,
     /// Problems with the input (the first 100; `summary.warnings` counts all).
     pub warnings: Vec<Warning>,
     /// Live capture only.

@@ -176,6 +176,7 @@ fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
                 method: h.method,
                 target: h.target,
                 host: h.host,
+                tls: None,
             },
         }),
         HttpEvent::RequestEnd { .. } => AppEvent::RequestEnd { dir },
