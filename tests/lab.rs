@@ -3,7 +3,9 @@
 //! the proxies' own logs. fixtures/lab/check.py does the comparison: for every capture, the
 //! findings on the proxy->upstream leg name exactly the affected requests (no more, no fewer)
 //! with the right outcome, the proxy-side and upstream-side captures agree on the kinds, and
-//! the safe configuration has no finding.
+//! the safe configuration has no finding. The TLS scenarios (nginx to node over TLS 1.2 and 1.3)
+//! are checked with their key log (requests decrypted and named) and without (the same
+//! requests found as encrypted flights, retries matched by size).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,6 +43,8 @@ fn lab_captures_match_the_proxies_logs() {
         "stale-reuse",
         "safe",
         "middlebox-rst",
+        "tls12-crossing",
+        "tls13-crossing",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }

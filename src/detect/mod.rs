@@ -267,7 +267,12 @@ impl Detector {
             let verdict = verdict::decide(req, &closes, client);
             let server_rst = closes.rst[server];
             let mut finding = self.finding(req, &verdict, server_rst, rel, &connection);
-            if by_signal && let Some(pc) = finding.peer_close.as_mut().filter(|c| c.close_type == "fin") {
+            if by_signal
+                && let Some(pc) = finding
+                    .peer_close
+                    .as_mut()
+                    .filter(|c| c.close_type == "fin")
+            {
                 pc.close_type = "tls_alert";
                 let fin = end.closes.fin[server].map(|f| f.at.frame);
                 finding.evidence = tls::alert_evidence(&finding.evidence, pc.frame, fin);

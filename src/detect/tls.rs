@@ -1,8 +1,8 @@
 //! What the detect stage does differently for requests inside TLS: how a request that was not
 //! decrypted is named and reported, and the server's TLS alert taken as its close.
 
-use crate::app::{Identity, TlsIdentity};
 use crate::app::tls::cipher::suite_name;
+use crate::app::{Identity, TlsIdentity};
 use crate::flow::{CloseEvent, Closes, Dir};
 use crate::report::schema::TlsRequestInfo;
 

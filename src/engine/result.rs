@@ -1,7 +1,7 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
-use crate::capture::Warning;
 use crate::app::tls::TlsStats;
+use crate::capture::Warning;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
 use crate::report::schema::{Finding, Kind, Report, SCHEMA_VERSION, Summary, Tool};

@@ -148,7 +148,13 @@ impl RecordKey {
     pub fn tls13(suite: Suite, secret: &[u8]) -> Option<RecordKey> {
         let key = expand_label(suite.hash, secret, b"key", suite.aead.key_len())?;
         let iv = expand_label(suite.hash, secret, b"iv", 12)?;
-        Some(RecordKey::new(suite.aead, &key, &iv, suite, secret.to_vec()))
+        Some(RecordKey::new(
+            suite.aead,
+            &key,
+            &iv,
+            suite,
+            secret.to_vec(),
+        ))
     }
 
     /// TLS 1.2: both directions' keys from the master secret (RFC 5246 section 6.3): `(client,
@@ -166,7 +172,13 @@ impl RecordKey {
             4
         };
         let seed = [server_random, client_random].concat();
-        let block = prf(suite.hash, master, b"key expansion", &seed, 2 * (key_len + iv_len));
+        let block = prf(
+            suite.hash,
+            master,
+            b"key expansion",
+            &seed,
+            2 * (key_len + iv_len),
+        );
         let (keys, ivs) = block.split_at(2 * key_len);
         let make = |k: &[u8], iv: &[u8]| RecordKey::new(suite.aead, k, iv, suite, Vec::new());
         (
@@ -234,13 +246,28 @@ impl RecordKey {
         out.extend_from_slice(ciphertext);
         let ok = match &self.cipher {
             Cipher::Aes128(c) => c
-                .decrypt_inout_detached(&nonce.into(), aad, out.as_mut_slice().into(), tag.try_into().expect("16-byte tag"))
+                .decrypt_inout_detached(
+                    &nonce.into(),
+                    aad,
+                    out.as_mut_slice().into(),
+                    tag.try_into().expect("16-byte tag"),
+                )
                 .is_ok(),
             Cipher::Aes256(c) => c
-                .decrypt_inout_detached(&nonce.into(), aad, out.as_mut_slice().into(), tag.try_into().expect("16-byte tag"))
+                .decrypt_inout_detached(
+                    &nonce.into(),
+                    aad,
+                    out.as_mut_slice().into(),
+                    tag.try_into().expect("16-byte tag"),
+                )
                 .is_ok(),
             Cipher::ChaCha(c) => c
-                .decrypt_inout_detached(&nonce.into(), aad, out.as_mut_slice().into(), tag.try_into().expect("16-byte tag"))
+                .decrypt_inout_detached(
+                    &nonce.into(),
+                    aad,
+                    out.as_mut_slice().into(),
+                    tag.try_into().expect("16-byte tag"),
+                )
                 .is_ok(),
         };
         if !ok {
@@ -288,7 +315,12 @@ pub fn prf(hash: HashKind, secret: &[u8], label: &[u8], seed: &[u8], len: usize)
     }
 }
 
-fn p_hash<M: Mac + KeyInit + Clone>(secret: &[u8], label: &[u8], seed: &[u8], len: usize) -> Vec<u8> {
+fn p_hash<M: Mac + KeyInit + Clone>(
+    secret: &[u8],
+    label: &[u8],
+    seed: &[u8],
+    len: usize,
+) -> Vec<u8> {
     let keyed = <M as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     let mut out = Vec::with_capacity(len + 48);
     // A(1) = HMAC(secret, label + seed); A(i) = HMAC(secret, A(i-1))

@@ -122,7 +122,9 @@ impl Decrypt {
         };
         if suite.tls13 {
             let s = secrets.ok_or(Undecrypted::NoKey)?;
-            let key = |secret: &Option<Vec<u8>>| secret.as_deref().and_then(|k| RecordKey::tls13(suite, k));
+            let key = |secret: &Option<Vec<u8>>| {
+                secret.as_deref().and_then(|k| RecordKey::tls13(suite, k))
+            };
             d.current[client] = key(&s.client_handshake);
             d.current[server] = key(&s.server_handshake);
             d.next[client] = key(&s.client_traffic);
@@ -169,7 +171,8 @@ impl Decrypt {
             self.active[dir] |= !self.tls13;
             return Opened::Clear;
         }
-        let protected = self.active[dir] && (!self.tls13 || h.ctype == super::record::APPLICATION_DATA);
+        let protected =
+            self.active[dir] && (!self.tls13 || h.ctype == super::record::APPLICATION_DATA);
         if !protected {
             return Opened::Clear;
         }

@@ -53,7 +53,8 @@ impl Flights {
         first: SegMeta,
         out: &mut Vec<AppEvent>,
     ) {
-        let alert = h.ctype == ALERT || (ctx.tls13 && h.ctype == APPLICATION_DATA && h.len == TLS13_ALERT_LEN);
+        let alert = h.ctype == ALERT
+            || (ctx.tls13 && h.ctype == APPLICATION_DATA && h.len == TLS13_ALERT_LEN);
         if dir != ctx.client {
             if alert {
                 self.closing(dir, start, first, out);

@@ -58,7 +58,9 @@ pub enum Message {
     ServerHello(Box<ServerHello>),
     /// TLS 1.2 NewSessionTicket (sent in the clear before the server's ChangeCipherSpec).
     NewSessionTicket(Vec<u8>),
-    EncryptedExtensions { alpn: Option<String> },
+    EncryptedExtensions {
+        alpn: Option<String>,
+    },
     Finished,
     KeyUpdate,
     /// A kept message that did not parse.
@@ -117,7 +119,9 @@ fn parse(msg: &[u8], tls13: bool) -> Message {
     match ty {
         FINISHED => return Message::Finished,
         KEY_UPDATE => return Message::KeyUpdate,
-        ENCRYPTED_EXTENSIONS => return encrypted_extensions(&msg[4..]).unwrap_or(Message::Malformed(ty)),
+        ENCRYPTED_EXTENSIONS => {
+            return encrypted_extensions(&msg[4..]).unwrap_or(Message::Malformed(ty));
+        }
         // TLS 1.3 tickets (sent encrypted) are not resumption keys for us
         NEW_SESSION_TICKET if tls13 => return Message::Malformed(ty),
         _ => {}
@@ -148,8 +152,12 @@ fn parse(msg: &[u8], tls13: bool) -> Message {
                             .first()
                             .map(|(_, n)| String::from_utf8_lossy(n).into_owned());
                     }
-                    TlsExtension::ALPN(protos) => hello.alpn = protos.iter().map(|p| lossy(p)).collect(),
-                    TlsExtension::SessionTicket(t) if !t.is_empty() => hello.ticket = Some(t.to_vec()),
+                    TlsExtension::ALPN(protos) => {
+                        hello.alpn = protos.iter().map(|p| lossy(p)).collect()
+                    }
+                    TlsExtension::SessionTicket(t) if !t.is_empty() => {
+                        hello.ticket = Some(t.to_vec())
+                    }
                     TlsExtension::PreSharedKey(_) => hello.psk = true,
                     TlsExtension::EarlyData(_) => hello.early_data = true,
                     _ => {}

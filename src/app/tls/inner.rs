@@ -72,7 +72,15 @@ impl Inner {
 
     /// The plaintext of a record of `dir` that starts at TCP stream offset `start` in
     /// segment `first`.
-    pub fn data(&mut self, dir: Dir, start: i64, first: SegMeta, plain: &[u8], tls: &TlsIdentity, out: &mut Vec<AppEvent>) {
+    pub fn data(
+        &mut self,
+        dir: Dir,
+        start: i64,
+        first: SegMeta,
+        plain: &[u8],
+        tls: &TlsIdentity,
+        out: &mut Vec<AppEvent>,
+    ) {
         if plain.is_empty() {
             return;
         }
@@ -87,7 +95,15 @@ impl Inner {
     }
 
     /// `len` plaintext bytes of a record of `dir` could not be decrypted.
-    pub fn gap(&mut self, dir: Dir, start: i64, first: SegMeta, len: u64, tls: &TlsIdentity, out: &mut Vec<AppEvent>) {
+    pub fn gap(
+        &mut self,
+        dir: Dir,
+        start: i64,
+        first: SegMeta,
+        len: u64,
+        tls: &TlsIdentity,
+        out: &mut Vec<AppEvent>,
+    ) {
         let off = self.advance(dir, start, first, len);
         let ev = FlowEvent::Gap {
             dir,
@@ -116,7 +132,11 @@ impl Inner {
         if spans.len() == SPANS {
             spans.pop_front();
         }
-        spans.push_back(Span { plain, start, first });
+        spans.push_back(Span {
+            plain,
+            start,
+            first,
+        });
         plain
     }
 

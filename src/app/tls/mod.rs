@@ -134,14 +134,25 @@ struct State {
 
 impl TlsConn {
     /// Feed one flow event; the messages it completes are appended to `out`.
-    pub fn on_flow(&mut self, conn: &ConnMeta, ev: &FlowEvent<'_>, ctx: &mut TlsContext, out: &mut Vec<AppEvent>) {
+    pub fn on_flow(
+        &mut self,
+        conn: &ConnMeta,
+        ev: &FlowEvent<'_>,
+        ctx: &mut TlsContext,
+        out: &mut Vec<AppEvent>,
+    ) {
         let TlsConn { readers, st } = self;
         if st.mode.is_none() {
             st.mode = Some(Mode::Keyless);
             ctx.stats.connections += 1;
         }
         match *ev {
-            FlowEvent::Data { dir, off, bytes, meta } => {
+            FlowEvent::Data {
+                dir,
+                off,
+                bytes,
+                meta,
+            } => {
                 // with a key log every body may be needed (decryption starts at the ServerHello,
                 // perhaps in the middle of a segment); without, only the handshake's and alerts
                 let keep_all = ctx.keys.log.is_some();
@@ -149,12 +160,16 @@ impl TlsConn {
                     off,
                     bytes,
                     meta,
-                    &mut |h: &Header| keep_all || matches!(h.ctype, record::HANDSHAKE | record::ALERT),
+                    &mut |h: &Header| {
+                        keep_all || matches!(h.ctype, record::HANDSHAKE | record::ALERT)
+                    },
                     &mut |r: &mut Reader, f: Framing| st.on_framing(conn, dir, r, f, ctx, out),
                 );
             }
             FlowEvent::Gap { dir, len, .. } => {
-                readers[dir].on_gap(len, &mut |r: &mut Reader, f: Framing| st.on_framing(conn, dir, r, f, ctx, out));
+                readers[dir].on_gap(len, &mut |r: &mut Reader, f: Framing| {
+                    st.on_framing(conn, dir, r, f, ctx, out)
+                });
             }
             FlowEvent::Eof { dir, meta, .. } => {
                 if let Some(Mode::Decrypting(_, Some(inner))) = &mut st.mode {
@@ -171,7 +186,15 @@ impl State {
         matches!(self.mode, Some(Mode::Decrypting(..)))
     }
 
-    fn on_framing(&mut self, conn: &ConnMeta, dir: Dir, r: &mut Reader, f: Framing, ctx: &mut TlsContext, out: &mut Vec<AppEvent>) {
+    fn on_framing(
+        &mut self,
+        conn: &ConnMeta,
+        dir: Dir,
+        r: &mut Reader,
+        f: Framing,
+        ctx: &mut TlsContext,
+        out: &mut Vec<AppEvent>,
+    ) {
         match f {
             Framing::Started(h, start, first) => {
                 let client = self.client.unwrap_or(Dir::Fwd);
@@ -182,7 +205,8 @@ impl State {
                 };
                 self.keyless.clear();
                 if self.client.is_some() {
-                    self.flights.on_header(&fctx, dir, h, start, first, &mut self.keyless);
+                    self.flights
+                        .on_header(&fctx, dir, h, start, first, &mut self.keyless);
                 }
                 self.emit_keyless(out);
             }
@@ -214,7 +238,14 @@ impl State {
         }
     }
 
-    fn on_record(&mut self, conn: &ConnMeta, dir: Dir, rec: record::Record<'_>, ctx: &mut TlsContext, out: &mut Vec<AppEvent>) {
+    fn on_record(
+        &mut self,
+        conn: &ConnMeta,
+        dir: Dir,
+        rec: record::Record<'_>,
+        ctx: &mut TlsContext,
+        out: &mut Vec<AppEvent>,
+    ) {
         let opened = match &mut self.mode {
             Some(Mode::Decrypting(d, _)) => d.open(dir, rec.header, rec.body),
             _ => Opened::Clear,
@@ -237,21 +268,33 @@ impl State {
         }
     }
 
-    fn on_plaintext(&mut self, conn: &ConnMeta, dir: Dir, rec: record::Record<'_>, ctype: u8, plain: &[u8], ctx: &mut TlsContext, out: &mut Vec<AppEvent>) {
+    fn on_plaintext(
+        &mut self,
+        conn: &ConnMeta,
+        dir: Dir,
+        rec: record::Record<'_>,
+        ctype: u8,
+        plain: &[u8],
+        ctx: &mut TlsContext,
+        out: &mut Vec<AppEvent>,
+    ) {
         match ctype {
             record::HANDSHAKE => self.handshake_bytes(dir, plain, ctx),
             record::ALERT if Some(dir) != self.client => {
                 out.push(flights::closing_event(dir, rec.start, rec.first));
             }
             record::APPLICATION_DATA => {
-                let Some(Mode::Decrypting(_, inner)) = &mut self.mode else { return };
+                let Some(Mode::Decrypting(_, inner)) = &mut self.mode else {
+                    return;
+                };
                 if !self.decrypted {
                     self.decrypted = true;
                     ctx.stats.decrypted_connections += 1;
                 }
                 if inner.is_none() {
                     let client = self.client.unwrap_or(Dir::Fwd);
-                    *inner = Inner::for_alpn(self.identity.alpn.as_deref(), conn, client).map(Box::new);
+                    *inner =
+                        Inner::for_alpn(self.identity.alpn.as_deref(), conn, client).map(Box::new);
                 }
                 match inner {
                     Some(i) => i.data(dir, rec.start, rec.first, plain, &self.identity, out),
@@ -264,7 +307,14 @@ impl State {
 
     /// A record that could not be decrypted: before any application data was, the connection
     /// falls back to the analysis without keys; after, the inner analyzer gets a gap.
-    fn undecrypted(&mut self, dir: Dir, rec: record::Record<'_>, why: Undecrypted, ctx: &mut TlsContext, out: &mut Vec<AppEvent>) {
+    fn undecrypted(
+        &mut self,
+        dir: Dir,
+        rec: record::Record<'_>,
+        why: Undecrypted,
+        ctx: &mut TlsContext,
+        out: &mut Vec<AppEvent>,
+    ) {
         if !self.decrypted {
             return self.fall_back(why, ctx);
         }
