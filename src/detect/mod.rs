@@ -360,19 +360,21 @@ impl Detector {
         let mut f = a.finding;
         let cand = self.retries.take(a.key, f.connection.id, f.request.index);
         if let Some((at, conn)) = cand.and_then(|c| c.retry) {
+            let by_size = f.request.tls.as_ref().is_some_and(|t| t.encrypted);
             f.outcome = Outcome::Retried;
             f.retry = Some(RetryInfo {
                 file: self.file_name(at),
                 frame: at.frame,
                 time: at.ts,
                 connection: conn,
-                matched_by: f
-                    .request
-                    .tls
-                    .as_ref()
-                    .is_some_and(|t| t.encrypted)
-                    .then_some("size"),
+                matched_by: by_size.then_some("size"),
             });
+            if by_size {
+                f.evidence.push_str(&format!(
+                    " Retried on connection {conn} (frame {}): matched by size, the first request there has a first record of the same length.",
+                    at.frame
+                ));
+            }
         }
         if f.kind.is_finding()
             && let Some(ep) = self.endpoints.get_mut(&a.server)

@@ -84,7 +84,7 @@ fn finding_row(i: usize, f: &Finding) -> Vec<String> {
         (i + 1).to_string(),
         f.kind.as_str().into(),
         f.outcome.as_str().into(),
-        format!("{} {}", f.request.method, f.request.target),
+        request_name(f),
         f.request.host.clone().unwrap_or_else(|| "-".into()),
         format!("{} -> {}", f.connection.client, f.connection.server),
         f.request.frame.to_string(),
@@ -93,6 +93,16 @@ fn finding_row(i: usize, f: &Finding) -> Vec<String> {
         secs(f.idle_before_s),
         f.retry.as_ref().map_or("-".into(), |r| r.frame.to_string()),
     ]
+}
+
+/// The request as the table names it: method and target, or for a request inside TLS that
+/// was not decrypted its place and size, marked encrypted.
+fn request_name(f: &Finding) -> String {
+    let name = format!("{} {}", f.request.method, f.request.target);
+    match &f.request.tls {
+        Some(t) if t.encrypted => format!("{name} (encrypted)"),
+        _ => name,
+    }
 }
 
 /// One streamed finding (`n` is 1-based): a single self-describing line.
