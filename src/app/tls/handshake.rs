@@ -195,7 +195,13 @@ fn parse(msg: &[u8], tls13: bool) -> Message {
             }
             Message::ServerHello(Box::new(hello))
         }
-        TlsMessageHandshake::NewSessionTicket(t) => Message::NewSessionTicket(t.ticket.to_vec()),
+        // tls-parser leaves the ticket's 2-byte length in front of it
+        TlsMessageHandshake::NewSessionTicket(t) => match t.ticket {
+            [a, b, rest @ ..] if usize::from(u16::from_be_bytes([*a, *b])) == rest.len() => {
+                Message::NewSessionTicket(rest.to_vec())
+            }
+            _ => Message::Malformed(ty),
+        },
         _ => Message::Malformed(ty),
     }
 }

@@ -287,18 +287,19 @@ impl State {
                 let Some(Mode::Decrypting(_, inner)) = &mut self.mode else {
                     return;
                 };
+                if inner.is_none() {
+                    let client = self.client.unwrap_or(Dir::Fwd);
+                    match Inner::for_alpn(self.identity.alpn.as_deref(), conn, client) {
+                        Some(i) => *inner = Some(Box::new(i)),
+                        None => return self.fall_back(Undecrypted::NoInnerAnalyzer, ctx),
+                    }
+                }
                 if !self.decrypted {
                     self.decrypted = true;
                     ctx.stats.decrypted_connections += 1;
                 }
-                if inner.is_none() {
-                    let client = self.client.unwrap_or(Dir::Fwd);
-                    *inner =
-                        Inner::for_alpn(self.identity.alpn.as_deref(), conn, client).map(Box::new);
-                }
-                match inner {
-                    Some(i) => i.data(dir, rec.start, rec.first, plain, &self.identity, out),
-                    None => self.fall_back(Undecrypted::NoInnerAnalyzer, ctx),
+                if let Some(i) = inner {
+                    i.data(dir, rec.start, rec.first, plain, &self.identity, out);
                 }
             }
             _ => {}
