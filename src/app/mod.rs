@@ -105,6 +105,8 @@ pub enum AppEvent {
 }
 
 /// The application analyzer of one connection, chosen on its first bytes.
+// HTTP/1.x is most connections: boxing it would cost an allocation each; TLS is boxed
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
 pub enum AppConn {
     /// No byte yet.

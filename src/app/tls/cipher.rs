@@ -3,7 +3,8 @@
 //! record. The ciphers, MACs and KDFs are RustCrypto's; only the TLS framing of their inputs
 //! (nonces, additional data, labels) is here.
 
-use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::consts::{U12, U16};
+use aes_gcm::aead::{AeadCore, AeadInOut};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use hkdf::Hkdf;
@@ -67,7 +68,7 @@ pub fn suite(id: u16) -> Option<Suite> {
         0x1303 => (ChaCha20Poly1305, Sha256, true),
         0xc02b | 0xc02f | 0x009c | 0x009e => (Aes128Gcm, Sha256, false),
         0xc02c | 0xc030 | 0x009d | 0x009f => (Aes256Gcm, Sha384, false),
-        0xcca8 | 0xcca9 | 0xccaa => (ChaCha20Poly1305, Sha256, false),
+        0xcca8..=0xccaa => (ChaCha20Poly1305, Sha256, false),
         _ => return None,
     };
     Some(Suite {
@@ -244,31 +245,11 @@ impl RecordKey {
         };
         out.clear();
         out.extend_from_slice(ciphertext);
+        let buf = out.as_mut_slice();
         let ok = match &self.cipher {
-            Cipher::Aes128(c) => c
-                .decrypt_inout_detached(
-                    &nonce.into(),
-                    aad,
-                    out.as_mut_slice().into(),
-                    tag.try_into().expect("16-byte tag"),
-                )
-                .is_ok(),
-            Cipher::Aes256(c) => c
-                .decrypt_inout_detached(
-                    &nonce.into(),
-                    aad,
-                    out.as_mut_slice().into(),
-                    tag.try_into().expect("16-byte tag"),
-                )
-                .is_ok(),
-            Cipher::ChaCha(c) => c
-                .decrypt_inout_detached(
-                    &nonce.into(),
-                    aad,
-                    out.as_mut_slice().into(),
-                    tag.try_into().expect("16-byte tag"),
-                )
-                .is_ok(),
+            Cipher::Aes128(c) => open_in_place(c.as_ref(), nonce, aad, buf, tag),
+            Cipher::Aes256(c) => open_in_place(c.as_ref(), nonce, aad, buf, tag),
+            Cipher::ChaCha(c) => open_in_place(c.as_ref(), nonce, aad, buf, tag),
         };
         if !ok {
             return Err(OpenError::Auth);
@@ -283,6 +264,19 @@ impl RecordKey {
         out.truncate(end);
         Ok(ctype)
     }
+}
+
+/// Decrypt `buf` in place with any of the AEADs (12-byte nonces, 16-byte tags); false when the
+/// tag does not verify.
+fn open_in_place<A>(aead: &A, nonce: [u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> bool
+where
+    A: AeadInOut + AeadCore<NonceSize = U12, TagSize = U16>,
+{
+    let Ok(tag) = tag.try_into() else {
+        return false;
+    };
+    aead.decrypt_inout_detached(&nonce.into(), aad, buf.into(), tag)
+        .is_ok()
 }
 
 /// HKDF-Expand-Label with an empty context (RFC 8446 section 7.1).

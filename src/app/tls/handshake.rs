@@ -4,7 +4,9 @@
 //! decryption (EncryptedExtensions for ALPN, Finished, KeyUpdate). Messages of other types
 //! are skipped by length without being kept.
 
-use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+use tls_parser::{
+    TlsClientHelloContents, TlsExtension, TlsMessage, TlsMessageHandshake, TlsServerHelloContents,
+};
 
 /// Handshake message types kept and parsed.
 const CLIENT_HELLO: u8 = 1;
@@ -130,80 +132,71 @@ fn parse(msg: &[u8], tls13: bool) -> Message {
         Ok((_, TlsMessage::Handshake(h))) => h,
         _ => return Message::Malformed(ty),
     };
-    match parsed {
-        TlsMessageHandshake::ClientHello(ch) => {
-            let Ok(random) = ch.random.try_into() else {
-                return Message::Malformed(ty);
-            };
-            let mut hello = ClientHello {
-                random,
-                session_id: ch.session_id.unwrap_or_default().to_vec(),
-                ..ClientHello::default()
-            };
-            let exts = ch
-                .ext
-                .and_then(|e| tls_parser::parse_tls_client_hello_extensions(e).ok())
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            for e in exts {
-                match e {
-                    TlsExtension::SNI(names) => {
-                        hello.sni = names
-                            .first()
-                            .map(|(_, n)| String::from_utf8_lossy(n).into_owned());
-                    }
-                    TlsExtension::ALPN(protos) => {
-                        hello.alpn = protos.iter().map(|p| lossy(p)).collect()
-                    }
-                    TlsExtension::SessionTicket(t) if !t.is_empty() => {
-                        hello.ticket = Some(t.to_vec())
-                    }
-                    TlsExtension::PreSharedKey(_) => hello.psk = true,
-                    TlsExtension::EarlyData(_) => hello.early_data = true,
-                    _ => {}
-                }
-            }
-            Message::ClientHello(Box::new(hello))
-        }
-        TlsMessageHandshake::ServerHello(sh) => {
-            let Ok(random) = sh.random.try_into() else {
-                return Message::Malformed(ty);
-            };
-            let mut hello = ServerHello {
-                random,
-                session_id: sh.session_id.unwrap_or_default().to_vec(),
-                version: sh.version.0,
-                cipher: sh.cipher.0,
-                ..ServerHello::default()
-            };
-            let exts = sh
-                .ext
-                .and_then(|e| tls_parser::parse_tls_server_hello_extensions(e).ok())
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            for e in exts {
-                match e {
-                    TlsExtension::SupportedVersions(v) => {
-                        if let Some(v) = v.first() {
-                            hello.version = v.0;
-                        }
-                    }
-                    TlsExtension::ALPN(p) => hello.alpn = p.first().map(|p| lossy(p)),
-                    TlsExtension::PreSharedKey(_) => hello.psk = true,
-                    _ => {}
-                }
-            }
-            Message::ServerHello(Box::new(hello))
-        }
+    let parsed = match parsed {
+        TlsMessageHandshake::ClientHello(ch) => client_hello(&ch).map(Message::ClientHello),
+        TlsMessageHandshake::ServerHello(sh) => server_hello(&sh).map(Message::ServerHello),
         // tls-parser leaves the ticket's 2-byte length in front of it
         TlsMessageHandshake::NewSessionTicket(t) => match t.ticket {
             [a, b, rest @ ..] if usize::from(u16::from_be_bytes([*a, *b])) == rest.len() => {
-                Message::NewSessionTicket(rest.to_vec())
+                Some(Message::NewSessionTicket(rest.to_vec()))
             }
-            _ => Message::Malformed(ty),
+            _ => None,
         },
-        _ => Message::Malformed(ty),
+        _ => None,
+    };
+    parsed.unwrap_or(Message::Malformed(ty))
+}
+
+/// The extensions of a hello (none when they do not parse).
+fn extensions<'a>(
+    raw: Option<&'a [u8]>,
+    parse: fn(&'a [u8]) -> tls_parser::IResult<&'a [u8], Vec<TlsExtension<'a>>>,
+) -> Vec<TlsExtension<'a>> {
+    raw.and_then(|e| parse(e).ok())
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+fn client_hello(ch: &TlsClientHelloContents<'_>) -> Option<Box<ClientHello>> {
+    let mut hello = ClientHello {
+        random: ch.random.try_into().ok()?,
+        session_id: ch.session_id.unwrap_or_default().to_vec(),
+        ..ClientHello::default()
+    };
+    for e in extensions(ch.ext, tls_parser::parse_tls_client_hello_extensions) {
+        match e {
+            TlsExtension::SNI(names) => hello.sni = names.first().map(|(_, n)| lossy(n)),
+            TlsExtension::ALPN(protos) => hello.alpn = protos.iter().map(|p| lossy(p)).collect(),
+            TlsExtension::SessionTicket(t) if !t.is_empty() => hello.ticket = Some(t.to_vec()),
+            TlsExtension::PreSharedKey(_) => hello.psk = true,
+            TlsExtension::EarlyData(_) => hello.early_data = true,
+            _ => {}
+        }
     }
+    Some(Box::new(hello))
+}
+
+fn server_hello(sh: &TlsServerHelloContents<'_>) -> Option<Box<ServerHello>> {
+    let mut hello = ServerHello {
+        random: sh.random.try_into().ok()?,
+        session_id: sh.session_id.unwrap_or_default().to_vec(),
+        version: sh.version.0,
+        cipher: sh.cipher.0,
+        ..ServerHello::default()
+    };
+    for e in extensions(sh.ext, tls_parser::parse_tls_server_hello_extensions) {
+        match e {
+            TlsExtension::SupportedVersions(v) => {
+                if let Some(v) = v.first() {
+                    hello.version = v.0;
+                }
+            }
+            TlsExtension::ALPN(p) => hello.alpn = p.first().map(|p| lossy(p)),
+            TlsExtension::PreSharedKey(_) => hello.psk = true,
+            _ => {}
+        }
+    }
+    Some(Box::new(hello))
 }
 
 /// TLS 1.3 EncryptedExtensions: the ALPN protocol chosen.

@@ -263,7 +263,7 @@ impl State {
             Opened::Plain(ctype, plain) => {
                 ctx.stats.decrypted_records += 1;
                 let plain = plain.to_vec();
-                self.on_plaintext(conn, dir, rec, ctype, &plain, ctx, out);
+                self.on_plaintext(conn, dir, rec, (ctype, &plain), ctx, out);
             }
         }
     }
@@ -273,8 +273,7 @@ impl State {
         conn: &ConnMeta,
         dir: Dir,
         rec: record::Record<'_>,
-        ctype: u8,
-        plain: &[u8],
+        (ctype, plain): (u8, &[u8]),
         ctx: &mut TlsContext,
         out: &mut Vec<AppEvent>,
     ) {
@@ -358,11 +357,7 @@ impl State {
                     d.remember_ticket(&mut ctx.keys, &ticket);
                 }
             }
-            Message::EncryptedExtensions { alpn } => {
-                if alpn.is_some() {
-                    self.identity.alpn = alpn;
-                }
-            }
+            Message::EncryptedExtensions { alpn: Some(alpn) } => self.identity.alpn = Some(alpn),
             Message::Finished => {
                 if let Some(Mode::Decrypting(d, _)) = &mut self.mode
                     && self.tls13
