@@ -50,7 +50,9 @@ pub(super) fn with_close_signal(
 
 /// The evidence of a verdict that rests on the server's alert instead of its FIN.
 pub(super) fn alert_evidence(text: &str, alert_frame: u64, fin_frame: Option<u64>) -> String {
-    let text = text.replace("server's FIN", "server's TLS alert");
+    let text = text
+        .replace("FIN", "alert")
+        .replace("server's alert", "server's TLS alert");
     match fin_frame {
         Some(f) => format!(
             "{text} The server's alert (frame {alert_frame}) came before its FIN (frame {f}) and is taken as its close."
