@@ -25,7 +25,7 @@ fn single(files: &[String]) -> Result<Report, String> {
     loop {
         match src.next().map_err(|e| e.to_string())? {
             Next::End => break,
-            Next::Warning(w) => a.warn(w),
+            Next::Warning(w) => a.warn(*w),
             Next::Skipped(..) | Next::Idle(_) => unreachable!("a file source"),
             Next::Packet(p) => {
                 a.on_packet_ref(p);

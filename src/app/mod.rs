@@ -22,6 +22,11 @@ pub struct Identity {
     pub method: String,
     pub target: String,
     pub host: Option<String>,
+    /// Body length announced by the head (0 without a body; `None` when only its end tells,
+    /// as with chunked bodies).
+    pub body_len: Option<u64>,
+    /// A header that names this very request (a retry repeats it), when present.
+    pub request_id: Option<RequestId>,
     /// The request came inside TLS.
     pub tls: Option<Box<TlsIdentity>>,
 }
@@ -44,6 +49,61 @@ pub struct TlsIdentity {
     pub resumed: bool,
     /// Length of the request's first record (the body, without the 5-byte header).
     pub record_len: u16,
+}
+
+/// The headers that name a request, in order of preference when several are present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdHeader {
+    /// `X-Request-ID` (nginx's `$request_id`, set by ingress-nginx and Envoy by default).
+    XRequestId,
+    /// `X-Correlation-ID`.
+    XCorrelationId,
+    /// W3C `traceparent`: its trace id (the parent id may change per attempt).
+    Traceparent,
+    /// `X-Amzn-Trace-Id`: its `Root=` part.
+    XAmznTraceId,
+    /// `X-B3-TraceId` (Zipkin).
+    XB3TraceId,
+    /// `X-Cloud-Trace-Context`: its trace id (before the `/`).
+    XCloudTraceContext,
+}
+
+impl IdHeader {
+    pub const ALL: [IdHeader; 6] = [
+        IdHeader::XRequestId,
+        IdHeader::XCorrelationId,
+        IdHeader::Traceparent,
+        IdHeader::XAmznTraceId,
+        IdHeader::XB3TraceId,
+        IdHeader::XCloudTraceContext,
+    ];
+
+    /// The header's name as usually written.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdHeader::XRequestId => "X-Request-ID",
+            IdHeader::XCorrelationId => "X-Correlation-ID",
+            IdHeader::Traceparent => "traceparent",
+            IdHeader::XAmznTraceId => "X-Amzn-Trace-Id",
+            IdHeader::XB3TraceId => "X-B3-TraceId",
+            IdHeader::XCloudTraceContext => "X-Cloud-Trace-Context",
+        }
+    }
+}
+
+/// A request's identity header: which one, and a hash of the part that names the request (no
+/// copy of the value is kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    pub header: IdHeader,
+    pub hash: u64,
+}
+
+/// What a request's body was, when the capture held all of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BodyDigest {
+    pub len: u64,
+    pub crc32: u32,
 }
 
 /// A request: its first byte's place in the stream and segment, and what it asked for.
@@ -78,9 +138,10 @@ pub struct Response {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppEvent {
     Request(Request),
-    /// The request's body (if any) is complete.
+    /// The request's body (if any) is complete; its digest unless bytes of it were missing.
     RequestEnd {
         dir: Dir,
+        body: Option<BodyDigest>,
     },
     Response(Response),
     /// The final response's body is complete.
@@ -116,32 +177,34 @@ pub enum AppConn {
     Tls(Box<tls::TlsConn>),
 }
 
-/// Where analyzers put their messages, with reusable buffers (no allocation per segment), and
-/// what they keep across the connections of a shard.
+/// The analyzers' reusable buffers (no allocation per segment), and what they keep across the
+/// connections of a shard.
 #[derive(Debug, Default)]
-pub struct AppOutput {
-    pub events: Vec<AppEvent>,
+pub struct Scratch {
     http1: Vec<http1::HttpEvent>,
     pub tls: tls::TlsContext,
 }
 
-impl AppOutput {
+impl Scratch {
     /// With the TLS keys to decrypt with.
-    pub fn new(keys: tls::Keys) -> AppOutput {
-        AppOutput {
-            tls: tls::TlsContext {
-                keys,
-                ..tls::TlsContext::default()
-            },
-            ..AppOutput::default()
+    pub fn new(keys: tls::Keys) -> Scratch {
+        Scratch {
+            tls: tls::TlsContext::new(keys),
+            ..Scratch::default()
         }
     }
 }
 
 impl AppConn {
-    /// Feed one flow event (bytes, gap or end of a direction); the messages it completes are
-    /// appended to `out.events`. Retransmissions are not the analyzer's concern.
-    pub fn on_flow(&mut self, conn: &ConnMeta, ev: &FlowEvent<'_>, out: &mut AppOutput) {
+    /// Feed one flow event (bytes, gap or end of a direction); each message it completes is
+    /// handed to `emit` at once. Retransmissions are not the analyzer's concern.
+    pub fn on_flow(
+        &mut self,
+        conn: &ConnMeta,
+        ev: &FlowEvent<'_>,
+        scratch: &mut Scratch,
+        emit: &mut dyn FnMut(AppEvent),
+    ) {
         if let AppConn::Unknown = self {
             *self = match ev {
                 FlowEvent::Data { bytes, .. } if tls::looks_like_tls(bytes) => {
@@ -152,8 +215,8 @@ impl AppConn {
         }
         match self {
             AppConn::Unknown => {}
-            AppConn::Http1(h) => h.on_flow(conn, ev, &mut out.http1, &mut out.events),
-            AppConn::Tls(t) => t.on_flow(conn, ev, &mut out.tls, &mut out.events),
+            AppConn::Http1(h) => h.on_flow(conn, ev, &mut scratch.http1, emit),
+            AppConn::Tls(t) => t.on_flow(conn, ev, &mut scratch.tls, emit),
         }
     }
 }

@@ -105,13 +105,15 @@ impl<S: PacketSource> PacketSource for Filtered<S> {
             Ok(true) => Next::Packet(pkt),
             Ok(false) => Next::Skipped("filtered_out", None),
             Err(e) => {
-                let warning = self.unsupported.insert(pkt.linktype).then(|| Warning {
-                    file: self.names[pkt.input].clone(),
-                    frame: Some(pkt.frame),
-                    message: format!(
-                        "filter does not apply to link type {}: {e}; such packets are skipped",
-                        pkt.linktype
-                    ),
+                let warning = self.unsupported.insert(pkt.linktype).then(|| {
+                    Box::new(Warning {
+                        file: self.names[pkt.input].clone(),
+                        frame: Some(pkt.frame),
+                        message: format!(
+                            "filter does not apply to link type {}: {e}; such packets are skipped",
+                            pkt.linktype
+                        ),
+                    })
                 });
                 Next::Skipped("filter_unsupported_link_type", warning)
             }

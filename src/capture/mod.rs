@@ -160,9 +160,10 @@ pub enum Next<'a> {
     Packet(PacketRef<'a>),
     /// A packet that is not analysed (the filter did not admit it), why, and a warning to
     /// record (once per cause).
-    Skipped(&'static str, Option<Warning>),
-    /// A problem with the input; reading goes on.
-    Warning(Warning),
+    Skipped(&'static str, Option<Box<Warning>>),
+    /// A problem with the input; reading goes on. (Boxed: warnings are rare, packets are not,
+    /// and this value is moved once per packet.)
+    Warning(Box<Warning>),
     /// Nothing arrived for a while (live capture): every packet captured before this wall-clock
     /// time has been read, so capture time may advance to it.
     Idle(Timestamp),

@@ -5,7 +5,7 @@
 use super::exchanges::Exchanges;
 use super::recommend::recommend;
 use crate::flow::{Closes, Dir};
-use crate::report::schema::{EndpointStats, IdleCloses, Kind};
+use crate::report::schema::{EndpointStats, Finding, IdleCloses, Kind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -88,8 +88,14 @@ pub(crate) struct EndpointTally {
     pub keep_alive: BTreeSet<String>,
     pub findings: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
-    /// The longest idle time before a request that crossed or followed the server's FIN.
+    /// The longest idle time before a request that crossed or followed the server's FIN (or
+    /// its idle-close RST).
     pub race_idle_max: Option<f64>,
+    /// Findings by outcome.
+    pub by_outcome: BTreeMap<&'static str, u64>,
+    /// `reset_unanswered` findings that were the keep-alive race: the server closed its idle
+    /// socket with the request unread and its kernel answered with RST.
+    pub idle_resets: u64,
 }
 
 impl EndpointTally {
@@ -100,8 +106,14 @@ impl EndpointTally {
         }
     }
 
-    /// A finished connection to this server.
-    pub fn add_connection(&mut self, conn: u64, ex: &mut Exchanges, closes: &Closes, client: Dir) {
+    /// A finished connection to this server; returns the server's idle close on it, if any.
+    pub fn add_connection(
+        &mut self,
+        conn: u64,
+        ex: &mut Exchanges,
+        closes: &Closes,
+        client: Dir,
+    ) -> Option<f64> {
         self.connections += 1;
         self.requests += ex.requests;
         self.responses += ex.responses;
@@ -109,17 +121,22 @@ impl EndpointTally {
             add_keep_alive(&mut self.keep_alive, ka);
         }
         self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
-        if let Some(idle) = idle_close(ex, closes, client) {
+        let idle = idle_close(ex, closes, client);
+        if let Some(idle) = idle {
             self.idle.add(idle, conn);
         }
+        idle
     }
 
-    /// A final finding of `kind` on this server, whose request came after `idle_before` s idle.
-    pub fn add_finding(&mut self, kind: Kind, idle_before: Option<f64>) {
+    /// A final finding on this server, whose request came after `idle_before` s idle;
+    /// `idle_reset`: a `reset_unanswered` that was the keep-alive race.
+    pub fn add_finding(&mut self, f: &Finding, idle_reset: bool) {
         self.findings += 1;
-        *self.by_kind.entry(kind.as_str()).or_default() += 1;
-        if matches!(kind, Kind::CrossedFin | Kind::AfterFin) {
-            self.race_idle_max = max_opt(self.race_idle_max, idle_before);
+        *self.by_kind.entry(f.kind.as_str()).or_default() += 1;
+        *self.by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+        self.idle_resets += u64::from(idle_reset);
+        if matches!(f.kind, Kind::CrossedFin | Kind::AfterFin) || idle_reset {
+            self.race_idle_max = max_opt(self.race_idle_max, f.idle_before_s);
         }
     }
 
@@ -137,6 +154,10 @@ impl EndpointTally {
         for (k, n) in other.by_kind {
             *self.by_kind.entry(k).or_default() += n;
         }
+        for (k, n) in other.by_outcome {
+            *self.by_outcome.entry(k).or_default() += n;
+        }
+        self.idle_resets += other.idle_resets;
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
     }
 
@@ -267,8 +288,9 @@ mod tests {
             (1..=9000).filter(|c| c % 3 != 0).rev().map(idle),
             &kas[6..],
         );
-        b.add_finding(Kind::CrossedFin, Some(4.5));
-        b.add_finding(Kind::CrossedFin, Some(1.0));
+        b.by_kind.insert("crossed_fin", 2);
+        b.findings = 2;
+        b.race_idle_max = Some(4.5);
         b.max_reuse_idle = Some(4.0);
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);

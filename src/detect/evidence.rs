@@ -13,12 +13,49 @@ pub(crate) struct RelativeSeq {
     pub server: i64,
 }
 
-/// The sentence(s) proving `v` for request `req`; `server_rst` is the server's RST, if any.
+/// The server's idle closes seen so far (by the same client), to compare an idle time with.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct IdleRange {
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl IdleRange {
+    pub fn add(&mut self, idle: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (idle, idle);
+        }
+        self.count += 1;
+        self.min = self.min.min(idle);
+        self.max = self.max.max(idle);
+    }
+
+    /// Is `idle` about as long as these idle closes (within 10 %)?
+    pub fn matches(&self, idle: f64) -> bool {
+        self.count > 0 && idle >= 0.9 * self.min && idle <= 1.1 * self.max + 0.01
+    }
+}
+
+/// A reset with no FIN right after a request on a connection idle for about the server's
+/// idle-close time: the server closed its idle socket with the request unread, and its kernel
+/// answered with RST (the keep-alive race, without a FIN on the wire).
+pub(crate) fn is_idle_reset(v: &Verdict, req: &PendingRequest, idle: Option<&IdleRange>) -> bool {
+    matches!(v, Verdict::ResetUnanswered { .. })
+        && req
+            .idle_before
+            .zip(idle)
+            .is_some_and(|(i, range)| range.matches(i))
+}
+
+/// The sentence(s) proving `v` for request `req`; `server_rst` is the server's RST, if any;
+/// `idle` the server's idle closes seen so far.
 pub(crate) fn describe(
     v: &Verdict,
     req: &PendingRequest,
     rel: RelativeSeq,
     server_rst: Option<&CloseEvent>,
+    idle: Option<&IdleRange>,
 ) -> String {
     // relative sequence numbers of the client's and the server's streams
     let rq = |o: i64| o + rel.client;
@@ -69,7 +106,7 @@ pub(crate) fn describe(
             req.at.ts.secs_since(rst.at.ts),
             req.at.frame
         ),
-        Verdict::ResetUnanswered { rst } => describe_reset(req, rst),
+        Verdict::ResetUnanswered { rst } => describe_reset(req, rst, idle),
         Verdict::ClientClosed { client } => format!(
             "The client closed the connection (frame {}) before any response or close by the server.",
             client.at.frame
@@ -87,9 +124,10 @@ pub(crate) fn describe(
     text
 }
 
-/// An RST after the request with no FIN: whether it acknowledged the request and whether it
-/// has the form of a kernel's reply to a segment for a socket it no longer has.
-fn describe_reset(req: &PendingRequest, rst: &CloseEvent) -> String {
+/// An RST after the request with no FIN: whether it acknowledged the request, whether it has
+/// the form of a kernel's reply to a segment for a socket it no longer has, and whether the
+/// connection had idled about as long as the server's idle closes.
+fn describe_reset(req: &PendingRequest, rst: &CloseEvent, idle: Option<&IdleRange>) -> String {
     let acked = if acks_request(rst, req) {
         "acknowledging the request's bytes"
     } else if rst.ack.is_some() {
@@ -102,12 +140,24 @@ fn describe_reset(req: &PendingRequest, rst: &CloseEvent) -> String {
     } else {
         "not in reply form"
     };
+    let why = match (req.idle_before, idle.filter(|r| r.count > 0)) {
+        (Some(i), Some(r)) if r.matches(i) => format!(
+            "the connection had been idle {i:.3} s before the request, about as long as the server's idle closes ({} seen, {:.3}-{:.3} s): the server closed its idle socket with the request unread and its kernel answered with RST, the keep-alive race without a FIN on the wire.",
+            r.count, r.min, r.max
+        ),
+        (Some(i), Some(r)) => format!(
+            "the connection had been idle {i:.3} s before the request, unlike the server's idle closes ({} seen, {:.3}-{:.3} s): an abortive close or a middlebox.",
+            r.count, r.min, r.max
+        ),
+        _ => "an abortive close or a middlebox (no idle close by the server to compare the connection's idle time with).".to_string(),
+    };
     format!(
-        "The server reset the connection (RST frame {}, {}, {}) {:.6} s after the request (frame {}), with no FIN and no response: an abortive close or a middlebox.",
+        "The server reset the connection (RST frame {}, {}, {}) {:.6} s after the request (frame {}), with no FIN and no response: {}",
         rst.at.frame,
         acked,
         form,
         rst.at.ts.secs_since(req.at.ts),
-        req.at.frame
+        req.at.frame,
+        why
     )
 }

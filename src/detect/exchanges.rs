@@ -1,6 +1,7 @@
 //! The request/response exchanges of one connection: requests waiting for their response, and
 //! what the endpoint statistics need (idle times, keep-alive values).
 
+use super::retry::Attempt;
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
@@ -26,8 +27,8 @@ pub(crate) struct PendingRequest {
     /// Idle time before it, since the previous response ended.
     pub idle_before: Option<f64>,
     pub retransmissions: u32,
-    /// Its key in the retry tracker.
-    pub key: u64,
+    /// The request as the retry matcher knows it.
+    pub attempt: Attempt,
 }
 
 /// The exchanges of one connection.

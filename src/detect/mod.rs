@@ -20,19 +20,19 @@ mod verdict;
 pub(crate) use endpoints::{EndpointTally, merge_endpoints};
 pub use exchanges::Exchanges;
 
-use crate::app::{AppEvent, Request, Response};
+use crate::app::{AppEvent, BodyDigest, Identity, Request, Response};
 use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
 use crate::report::schema::{
     CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
 };
 use crate::time::Timestamp;
-use evidence::RelativeSeq;
+use evidence::{IdleRange, RelativeSeq};
 use exchanges::PendingRequest;
-use retry::{Candidate, RetryTracker};
+use retry::{Attempt, Decided, Failure, RetryMatcher};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 use verdict::Verdict;
 
 /// Counters of the application and detect stages.
@@ -74,10 +74,18 @@ impl DetectStats {
     }
 }
 
+/// The hash of what a retry of an HTTP request repeats: method, target, Host, body length.
+fn retry_key(id: &Identity) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    (&id.method, &id.target, &id.host, id.body_len).hash(&mut h);
+    h.finish()
+}
+
 /// Settings of the detect stage.
 #[derive(Clone, Debug)]
 pub struct DetectConfig {
-    /// A request repeated on another connection within this many seconds is a retry.
+    /// A request repeated on another connection within this many seconds after its sender
+    /// could know of the failure is a candidate retry.
     pub retry_window: f64,
 }
 
@@ -87,35 +95,39 @@ impl Default for DetectConfig {
     }
 }
 
-/// A verdict waiting for its retry window to close.
+/// A verdict waiting for its outcome.
 #[derive(Debug)]
 struct Awaiting {
-    deadline: Timestamp,
-    key: u64,
     server: SocketAddr,
     finding: Finding,
+    /// A `reset_unanswered` that was the keep-alive race.
+    idle_reset: bool,
 }
 
 /// The detect stage's state across connections.
 pub struct Detector {
-    cfg: DetectConfig,
     inputs: Vec<String>,
-    retries: RetryTracker,
-    awaiting: VecDeque<Awaiting>,
+    retries: RetryMatcher,
+    /// By (connection, request index).
+    awaiting: FxHashMap<(u64, u32), Awaiting>,
     ready: Vec<Finding>,
     endpoints: FxHashMap<SocketAddr, EndpointTally>,
+    /// The server's idle closes seen so far, per client address and server.
+    idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
     stats: DetectStats,
 }
 
 impl Detector {
-    pub fn new(cfg: DetectConfig, inputs: Vec<String>) -> Detector {
+    /// `settle`: seconds after which a failure's competitors have arrived (the flow stage
+    /// hands a closed connection over after its linger time).
+    pub fn new(cfg: DetectConfig, inputs: Vec<String>, settle: f64) -> Detector {
         Detector {
-            cfg,
             inputs,
-            retries: RetryTracker::default(),
-            awaiting: VecDeque::new(),
+            retries: RetryMatcher::new(cfg.retry_window, settle),
+            awaiting: FxHashMap::default(),
             ready: Vec::new(),
             endpoints: FxHashMap::default(),
+            idle_closes: FxHashMap::default(),
             stats: DetectStats::default(),
         }
     }
@@ -132,7 +144,7 @@ impl Detector {
     }
 
     /// Handle a message of connection `conn`; `at` is the segment that completed it.
-    pub fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: SegMeta) {
+    pub fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: &SegMeta) {
         if ex.client.is_none() {
             ex.client = conn.syn_client.or(match &ev {
                 AppEvent::Request(r) => Some(r.dir),
@@ -149,7 +161,11 @@ impl Detector {
         }
         match ev {
             AppEvent::Request(r) if r.dir == client => self.on_request(conn, ex, r),
-            AppEvent::Response(r) if r.dir != client => self.on_response(conn, ex, &r, at),
+            AppEvent::RequestEnd {
+                dir,
+                body: Some(body),
+            } if dir == client => self.on_request_end(conn, ex, body),
+            AppEvent::Response(r) if r.dir != client => self.on_response(ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
             AppEvent::Desync { dir } => {
                 self.stats.http_desyncs += 1;
@@ -171,28 +187,27 @@ impl Detector {
         ex.next_index += 1;
         ex.requests += 1;
         self.stats.requests += 1;
+        let attempt = Attempt {
+            conn: conn.id,
+            index,
+            at: first.at,
+            opened: conn.handshake.syn.filter(|_| index == 0),
+            client: conn.addrs[r.dir].ip(),
+            server: conn.addrs[r.dir.other()],
+            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
+            exact: r.identity.request_id.map(|id| retry::ExactId {
+                hash: id.hash,
+                label: id.header.name(),
+            }),
+            digest: None,
+            client_turn: conn.handshake.client_turn(),
+            size_only: retry::size_only(&r.identity),
+        };
+        self.retries.on_attempt(attempt.clone());
         if ex.answered_early(r.start) {
             return;
         }
         let idle_before = ex.idle_before(first.at.ts);
-        let client = conn.addrs[r.dir];
-        let server = conn.addrs[r.dir.other()];
-        let key = retry::key_of(&r.identity, client.ip(), server);
-        let candidate = Candidate {
-            conn: conn.id,
-            index,
-            ts: first.at.ts,
-            server,
-            client_ip: client.ip(),
-            retry: None,
-        };
-        if retry::by_size(&r.identity) && index > 0 {
-            // matched by size, only a new connection's first request can be a retry
-            self.retries.add(key, candidate);
-        } else {
-            self.retries
-                .on_request(key, candidate, first.at, self.cfg.retry_window);
-        }
         ex.pending.push_back(PendingRequest {
             index,
             start: r.start,
@@ -203,41 +218,56 @@ impl Detector {
             identity: r.identity,
             idle_before,
             retransmissions: 0,
-            key,
+            attempt,
         });
     }
 
-    fn on_response(&mut self, conn: &ConnMeta, ex: &mut Exchanges, r: &Response, at: SegMeta) {
+    /// The client's last request's body ended, all of it captured.
+    fn on_request_end(&mut self, conn: &ConnMeta, ex: &mut Exchanges, body: BodyDigest) {
+        let Some(index) = ex.next_index.checked_sub(1) else {
+            return;
+        };
+        let mut h = rustc_hash::FxHasher::default();
+        body.hash(&mut h);
+        let digest = h.finish();
+        if let Some(p) = ex.pending.back_mut().filter(|p| p.index == index) {
+            p.attempt.digest = Some(digest);
+        }
+        let group = ex.pending.back().map(|p| p.attempt.group());
+        if let Some(group) = group {
+            self.retries.on_digest(group, conn.id, index, digest);
+        }
+    }
+
+    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
         }
         self.stats.responses += 1;
-        match ex.on_final_response(r) {
-            Some(req) => {
-                self.retries.take(req.key, conn.id, req.index);
-            }
-            None => {
-                if !ex.wait_for_request(at.ack_off) {
-                    self.stats.responses_without_request += 1;
-                }
-            }
+        if ex.on_final_response(r).is_none() && !ex.wait_for_request(at.ack_off) {
+            self.stats.responses_without_request += 1;
         }
     }
 
     /// A connection ended: give its unanswered requests their verdicts and add it to the
     /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
-    pub fn finish_conn(&mut self, end: &ConnEnd, mut ex: Exchanges, now: Timestamp) {
+    pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
         };
         let server = client.other();
         let conn = &end.conn;
         let server_addr = conn.addrs[server];
-        self.endpoints
+        let pair = (conn.addrs[client].ip(), server_addr);
+        let idle_close = self
+            .endpoints
             .entry(server_addr)
             .or_insert_with(|| EndpointTally::new(server_addr))
-            .add_connection(conn.id, &mut ex, &end.closes, client);
+            .add_connection(conn.id, ex, &end.closes, client);
+        if let Some(idle) = idle_close {
+            self.idle_closes.entry(pair).or_default().add(idle);
+        }
         if ex.pending.is_empty() {
             return self.tick(now);
         }
@@ -261,27 +291,27 @@ impl Detector {
                 // the server's framing was lost, but it sent data after this request: most
                 // likely its response, which cannot be told apart; no verdict
                 self.stats.unframed_responses += 1;
-                self.retries.take(req.key, conn.id, req.index);
                 continue;
             }
             let verdict = verdict::decide(req, &closes, client);
             let server_rst = closes.rst[server];
-            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection);
-            if by_signal
-                && let Some(pc) = finding
-                    .peer_close
-                    .as_mut()
-                    .filter(|c| c.close_type == "fin")
-            {
-                pc.close_type = "tls_alert";
-                let fin = end.closes.fin[server].map(|f| f.at.frame);
-                finding.evidence = tls::alert_evidence(&finding.evidence, pc.frame, fin);
+            let idle = self.idle_closes.get(&pair);
+            let idle_reset = evidence::is_idle_reset(&verdict, req, idle);
+            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
+            if by_signal {
+                tls::close_by_alert(&mut finding, end.closes.fin[server]);
             }
-            self.awaiting.push_back(Awaiting {
-                deadline: req.at.ts.add_secs(self.cfg.retry_window),
-                key: req.key,
-                server: server_addr,
-                finding,
+            self.awaiting.insert(
+                (conn.id, req.index),
+                Awaiting {
+                    server: server_addr,
+                    finding,
+                    idle_reset,
+                },
+            );
+            self.retries.on_failure(Failure {
+                attempt: req.attempt.clone(),
+                close: verdict.peer_close().map(|c| c.event().at.ts),
             });
         }
         self.tick(now);
@@ -295,6 +325,7 @@ impl Detector {
         server_rst: Option<SegMeta>,
         rel: RelativeSeq,
         connection: &ConnectionInfo,
+        idle: Option<&IdleRange>,
     ) -> Finding {
         let peer_close = verdict.peer_close();
         let (method, target) = tls::request_name(&req.identity, req.index);
@@ -339,47 +370,53 @@ impl Detector {
             fin_to_request_s: peer_close.map(|p| req.at.ts.secs_since(p.event().at.ts)),
             idle_before_s: req.idle_before,
             retry: None,
-            evidence: evidence::describe(verdict, req, rel, server_rst.as_ref()),
+            retry_candidates: None,
+            evidence: evidence::describe(verdict, req, rel, server_rst.as_ref(), idle),
         }
     }
 
-    /// Capture time advanced to `now`: verdicts whose retry window closed become final.
+    /// Capture time advanced to `now`: verdicts whose outcome is decided become final.
     pub fn tick(&mut self, now: Timestamp) {
-        let mut i = 0;
-        while i < self.awaiting.len() {
-            if self.awaiting[i].deadline <= now {
-                let a = self.awaiting.remove(i).expect("index checked");
-                self.finalize(a);
-            } else {
-                i += 1;
+        self.retries.tick(now);
+        self.take_decided();
+    }
+
+    fn take_decided(&mut self) {
+        for (conn, index, decided) in self.retries.take_decided() {
+            if let Some(a) = self.awaiting.remove(&(conn, index)) {
+                self.finalize(a, decided);
             }
         }
     }
 
-    fn finalize(&mut self, a: Awaiting) {
+    fn finalize(&mut self, a: Awaiting, decided: Decided) {
         let mut f = a.finding;
-        let cand = self.retries.take(a.key, f.connection.id, f.request.index);
-        if let Some((at, conn)) = cand.and_then(|c| c.retry) {
-            let by_size = f.request.tls.as_ref().is_some_and(|t| t.encrypted);
-            f.outcome = Outcome::Retried;
-            f.retry = Some(RetryInfo {
-                file: self.file_name(at),
-                frame: at.frame,
-                time: at.ts,
-                connection: conn,
-                matched_by: by_size.then_some("size"),
-            });
-            if by_size {
-                f.evidence.push_str(&format!(
-                    " Retried on connection {conn} (frame {}): matched by size, the first request there has a first record of the same length.",
-                    at.frame
-                ));
+        match decided {
+            Decided::Retried(m) => {
+                f.outcome = Outcome::Retried;
+                f.retry = Some(RetryInfo {
+                    file: self.file_name(m.at),
+                    frame: m.at.frame,
+                    time: m.at.ts,
+                    connection: m.conn,
+                    matched_by: m.by.unwrap_or("timing"),
+                    reaction_s: m.reaction_s,
+                });
+                if m.by == Some(retry::BY_SIZE) {
+                    f.evidence
+                        .push_str(&tls::size_match_evidence(m.conn, m.at.frame));
+                }
+            }
+            Decided::Lost => f.outcome = Outcome::Lost,
+            Decided::Ambiguous { candidates } => {
+                f.outcome = Outcome::Ambiguous;
+                f.retry_candidates = Some(candidates);
             }
         }
         if f.kind.is_finding()
             && let Some(ep) = self.endpoints.get_mut(&a.server)
         {
-            ep.add_finding(f.kind, f.idle_before_s);
+            ep.add_finding(&f, a.idle_reset);
         }
         self.ready.push(f);
     }
@@ -392,9 +429,8 @@ impl Detector {
     /// End of the analysis: every waiting verdict becomes final; returns the endpoint
     /// statistics to merge ([`merge_endpoints`]).
     pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
-        while let Some(a) = self.awaiting.pop_front() {
-            self.finalize(a);
-        }
+        self.retries.finish();
+        self.take_decided();
         self.endpoints.drain().map(|(_, e)| e).collect()
     }
 }

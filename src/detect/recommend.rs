@@ -1,15 +1,16 @@
 //! One sentence of advice per server endpoint with findings.
 
 use super::endpoints::EndpointTally;
-use crate::report::schema::Kind;
+use crate::report::schema::{Kind, Outcome};
 
 /// The advice for an endpoint, given the median of its idle closes; `None` without findings.
 pub(super) fn recommend(ep: &EndpointTally, median_idle_close: Option<f64>) -> Option<String> {
     let n = |k: Kind| ep.by_kind.get(k.as_str()).copied().unwrap_or(0);
     let crossed = n(Kind::CrossedFin);
     let after = n(Kind::AfterFin);
-    let resets = n(Kind::AfterRst) + n(Kind::ResetUnanswered);
-    if crossed > 0 {
+    let idle_resets = ep.idle_resets;
+    let resets = (n(Kind::AfterRst) + n(Kind::ResetUnanswered)).saturating_sub(idle_resets);
+    if crossed + idle_resets > 0 {
         let close =
             median_idle_close.map_or("an idle timeout".to_string(), |m| format!("about {m:.1} s"));
         let reuse = ep
@@ -18,9 +19,22 @@ pub(super) fn recommend(ep: &EndpointTally, median_idle_close: Option<f64>) -> O
             .map_or(String::new(), |m| {
                 format!(" while clients reuse them after up to {m:.2} s")
             });
+        let raced = match (crossed, idle_resets) {
+            (c, 0) => format!("{c} request(s) crossed its FIN"),
+            (0, r) => format!(
+                "{r} request(s) reached a connection it was closing idle (its kernel answered with RST)"
+            ),
+            (c, r) => format!(
+                "{c} request(s) crossed its FIN and {r} reached a connection it was closing idle (answered with RST)"
+            ),
+        };
         return Some(format!(
-            "{} closes idle keep-alive connections after {}{}, so {} request(s) crossed its FIN: make the upstream's idle timeout longer than the client's (proxy's) keep-alive timeout, or the client's shorter.",
-            ep.server, close, reuse, crossed
+            "{} closes idle keep-alive connections after {}{}, so {}{}: make the upstream's idle timeout longer than the client's (proxy's) keep-alive timeout, or the client's shorter.",
+            ep.server,
+            close,
+            reuse,
+            raced,
+            outcomes(ep)
         ));
     }
     if after > 0 {
@@ -43,4 +57,18 @@ pub(super) fn recommend(ep: &EndpointTally, median_idle_close: Option<f64>) -> O
         ));
     }
     None
+}
+
+/// The outcomes of the findings, when some could not be decided (counted apart): " (lost L,
+/// retried R, ambiguous A)"; empty otherwise.
+fn outcomes(ep: &EndpointTally) -> String {
+    let n = |o: Outcome| ep.by_outcome.get(o.as_str()).copied().unwrap_or(0);
+    match n(Outcome::Ambiguous) {
+        0 => String::new(),
+        a => format!(
+            " (lost {}, retried {}, ambiguous {a}: not telling a retry from a fresh request)",
+            n(Outcome::Lost),
+            n(Outcome::Retried)
+        ),
+    }
 }

@@ -1,101 +1,410 @@
-//! Retries: the same request (method, target, Host, client IP) on another connection to the same
-//! server soon after a request that got no response.
+//! Retries: which request, if any, repeated each failed attempt.
+//!
+//! The [`RetryMatcher`] is a component of its own with a narrow input, so that it can run on
+//! any ordered stream of these records (one shard's, or a merge of shards' in ordinal order):
+//! - [`Attempt`]s: every request as it was seen (its connection, index, capture time and
+//!   ordinal, the hash of what a retry repeats, an identity header if any, its body digest once
+//!   known, the client's turn-around on its connection);
+//! - [`Failure`]s: attempts that got no response, with the capture time of the close that told
+//!   their sender;
+//! - ticks of capture time.
+//!
+//! Its output is one [`Decided`] outcome per failure, once nothing that arrives later can
+//! change it. It knows nothing of HTTP: what must be equal is the caller's key.
+//!
+//! The rules:
+//! - **Causality**: a retry is sent after its sender could know of the failure: after the close
+//!   reached it. At the capture point that is the close's capture time plus the round trip
+//!   between the capture point and the client (the client's turn-around in the handshake: near
+//!   the proxy almost nothing, near the upstream a full round trip), and not before the failed
+//!   request itself.
+//! - **One to one**: a request repeats at most one failed attempt; failures are decided in the
+//!   order their senders learnt of them and each takes its earliest causal candidate (same key,
+//!   client address and server, equal body digests where both are known); the retry may go on
+//!   any other connection, new or pooled.
+//! - **Identity headers** make the match exact: the candidate must carry the same one.
+//! - Requests known by their **size only** (encrypted TLS requests without keys): a candidate
+//!   must be the first request on a new connection, and the match is stated as by size
+//!   ([`Attempt::size_only`]).
+//! - Without them a match is stated only when nothing else explains the candidate: no other
+//!   failure could claim it, no other request of the group came within `RATE_SPAN_FACTOR`
+//!   reaction times of the failure, and the chance that a fresh one landed between the failure
+//!   and the candidate, from the time so covered, is at most [`MAX_CHANCE`]. Otherwise the
+//!   outcome is `ambiguous`, with the number of candidates.
 
-use crate::app::Identity;
 use crate::flow::FrameRef;
 use crate::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHasher};
-use smallvec::SmallVec;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
-/// A request still waiting for a response or a verdict, and its retry once seen.
+/// The largest chance, estimated from the same request's rate around the failure, that a fresh
+/// request came between the failure and its candidate retry, for the match to be stated ...
+pub(crate) const MAX_CHANCE: f64 = 0.01;
+/// ... with no other request of the group within this many times the candidate's reaction time
+/// before and after the failure (the lab's busy recordings put fresh requests 0.05 ms behind a
+/// failed one within a burst, see the README) ...
+const RATE_SPAN_FACTOR: f64 = 1000.0;
+/// ... and at most this many seconds before it.
+const HISTORY_S: f64 = 5.0;
+/// Attempts kept at most (the oldest go first beyond it).
+const MAX_ATTEMPTS: usize = 1 << 20;
+
+/// An identity that names one request (a header's value): attempts with equal ones are the
+/// same request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ExactId {
+    pub hash: u64,
+    /// What carried it, for the report (e.g. "X-Request-ID").
+    pub label: &'static str,
+}
+
+/// A request as the matcher sees it.
 #[derive(Clone, Debug)]
-pub(super) struct Candidate {
+pub(crate) struct Attempt {
     pub conn: u64,
     pub index: u32,
-    pub ts: Timestamp,
+    /// Its first byte's frame: capture time and ordinal.
+    pub at: FrameRef,
+    /// The capture time of its connection's SYN, when it is the connection's first request.
+    pub opened: Option<Timestamp>,
+    pub client: IpAddr,
     pub server: SocketAddr,
-    pub client_ip: IpAddr,
-    /// The retry: its first segment and connection.
-    pub retry: Option<(FrameRef, u64)>,
+    /// Hash of what a retry repeats (method, target, Host, body length for HTTP).
+    pub key: u64,
+    pub exact: Option<ExactId>,
+    /// Digest of the body, once complete (compared only when both are known).
+    pub digest: Option<u64>,
+    /// The client's turn-around on its connection (handshake), in seconds.
+    pub client_turn: Option<f64>,
+    /// Known by its size only (its key is an encrypted request's first record length).
+    pub size_only: bool,
 }
 
-/// The key of a request: what a retry repeats.
-pub(super) fn key_of(id: &Identity, client_ip: IpAddr, server: SocketAddr) -> u64 {
-    if by_size(id) {
-        return size_key(id, client_ip, server);
-    }
-    let mut h = FxHasher::default();
-    id.method.hash(&mut h);
-    id.target.hash(&mut h);
-    id.host.hash(&mut h);
-    client_ip.hash(&mut h);
-    server.hash(&mut h);
-    h.finish()
-}
+/// What a match by size reports as `matched_by`.
+pub(crate) const BY_SIZE: &str = "size";
 
-/// Is a retry of this request matched by size (an encrypted request: only its first record's
-/// length is known)?
-pub(super) fn by_size(id: &Identity) -> bool {
+/// Is this request known by its size only (inside TLS, not decrypted)?
+pub(crate) fn size_only(id: &crate::app::Identity) -> bool {
     id.tls.as_ref().is_some_and(|t| t.encrypted)
 }
 
-/// The key of an encrypted request: its first record's length, the server name (SNI) and
-/// version, the client IP and the server. A retry is the first request on a new connection
-/// with the same key (the caller lets only first requests match).
-fn size_key(id: &Identity, client_ip: IpAddr, server: SocketAddr) -> u64 {
-    let mut h = FxHasher::default();
-    if let Some(t) = &id.tls {
-        t.record_len.hash(&mut h);
-        t.sni.hash(&mut h);
-        t.version.hash(&mut h);
+impl Attempt {
+    /// The group of attempts that can repeat each other.
+    pub fn group(&self) -> u64 {
+        let mut h = FxHasher::default();
+        (self.key, self.client, self.server).hash(&mut h);
+        h.finish()
     }
-    client_ip.hash(&mut h);
-    server.hash(&mut h);
-    h.finish()
+
+    /// Could `self` repeat `failed`? (apart from time)
+    fn repeats(&self, failed: &Attempt) -> bool {
+        self.conn != failed.conn
+            && self.at.ordinal > failed.at.ordinal
+            && self.key == failed.key
+            && self.client == failed.client
+            && self.server == failed.server
+            && self.exact == failed.exact
+            && match (self.digest, failed.digest) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+            && self.repeats_by_size(failed)
+    }
+
+    /// Sizes alone say little: a request known by its size repeats a failure only as the first
+    /// request on a new connection (the proxy's retry after the pooled one died).
+    fn repeats_by_size(&self, failed: &Attempt) -> bool {
+        !failed.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
+    }
+
+    /// When its sender decided to send it: its connection's SYN when it opened one after
+    /// `after`, else the request itself.
+    fn departure(&self, after: Timestamp) -> Timestamp {
+        match self.opened {
+            Some(syn) if self.index == 0 && syn >= after => syn,
+            _ => self.at.ts,
+        }
+    }
 }
 
-/// Holds only requests still waiting for a response or a verdict, by key.
-#[derive(Debug, Default)]
-pub(super) struct RetryTracker {
-    by_key: FxHashMap<u64, SmallVec<[Candidate; 1]>>,
+/// An attempt that got no response.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub attempt: Attempt,
+    /// Capture time of the server's close that told the client (none: the client's own doing,
+    /// known when the request left).
+    pub close: Option<Timestamp>,
 }
 
-impl RetryTracker {
-    /// A new request: the retry of the earlier ones with its key (on another connection to
-    /// the same server from the same client, within `window` seconds), and a candidate itself.
-    pub fn on_request(&mut self, key: u64, cand: Candidate, at: FrameRef, window: f64) {
-        let list = self.by_key.entry(key).or_default();
-        for c in list.iter_mut() {
-            let dt = cand.ts.secs_since(c.ts);
-            if c.retry.is_none()
-                && c.conn != cand.conn
-                && c.server == cand.server
-                && c.client_ip == cand.client_ip
-                && (0.0..=window).contains(&dt)
-            {
-                c.retry = Some((at, cand.conn));
+/// How a retry was matched.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RetryMatch {
+    pub at: FrameRef,
+    pub conn: u64,
+    /// Seconds from the earliest time its sender could know of the failure (at the capture
+    /// point) to its departure.
+    pub reaction_s: f64,
+    /// The identity header that made the match exact; `None`: by timing.
+    pub by: Option<&'static str>,
+}
+
+/// The outcome of a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Decided {
+    Retried(RetryMatch),
+    Lost,
+    /// `candidates` requests could be its retry, or a fresh request: the capture cannot tell.
+    Ambiguous {
+        candidates: u32,
+    },
+}
+
+/// A retained attempt.
+#[derive(Debug)]
+struct Slot {
+    attempt: Attempt,
+    /// Decided as the retry of a failure.
+    claimed: bool,
+}
+
+/// A failure waiting for its outcome, or decided and kept while later ones may compete.
+#[derive(Debug)]
+struct Pending {
+    failure: Failure,
+    group: u64,
+    /// The earliest capture time of a retry.
+    known_at: Timestamp,
+    deadline: Timestamp,
+    decided: Option<Decided>,
+}
+
+/// Finds each failed attempt's retry; see the module's documentation.
+#[derive(Debug)]
+pub(crate) struct RetryMatcher {
+    window: f64,
+    settle: f64,
+    groups: FxHashMap<u64, VecDeque<Slot>>,
+    /// (capture time, group) of every retained attempt, in arrival order: eviction order.
+    arrivals: VecDeque<(Timestamp, u64)>,
+    failures: Vec<Pending>,
+    /// The smallest client turn-around seen per (client, server address).
+    turns: FxHashMap<(IpAddr, SocketAddr), f64>,
+    first_seen: Option<Timestamp>,
+    decided: Vec<(u64, u32, Decided)>,
+}
+
+impl RetryMatcher {
+    /// A retry comes within `window` s of the failure being known; a failure is decided
+    /// `settle` s after that, when the failures that compete with it have arrived (they come
+    /// when their connections end).
+    pub fn new(window: f64, settle: f64) -> RetryMatcher {
+        RetryMatcher {
+            window,
+            settle,
+            groups: FxHashMap::default(),
+            arrivals: VecDeque::new(),
+            failures: Vec::new(),
+            turns: FxHashMap::default(),
+            first_seen: None,
+            decided: Vec::new(),
+        }
+    }
+
+    /// A request was seen.
+    pub fn on_attempt(&mut self, a: Attempt) {
+        self.first_seen.get_or_insert(a.at.ts);
+        if let Some(t) = a.client_turn {
+            let e = self.turns.entry((a.client, a.server)).or_insert(t);
+            *e = e.min(t);
+        }
+        let group = a.group();
+        self.arrivals.push_back((a.at.ts, group));
+        self.groups.entry(group).or_default().push_back(Slot {
+            attempt: a,
+            claimed: false,
+        });
+        if self.arrivals.len() > MAX_ATTEMPTS {
+            self.evict_oldest();
+        }
+    }
+
+    /// The body of attempt (`conn`, `index`) of `group` ended with this digest.
+    pub fn on_digest(&mut self, group: u64, conn: u64, index: u32, digest: u64) {
+        if let Some(s) = self.groups.get_mut(&group).and_then(|g| {
+            g.iter_mut()
+                .rev()
+                .find(|s| s.attempt.conn == conn && s.attempt.index == index)
+        }) {
+            s.attempt.digest = Some(digest);
+        }
+    }
+
+    /// An attempt got no response.
+    pub fn on_failure(&mut self, failure: Failure) {
+        let a = &failure.attempt;
+        let pair_turn = self.turns.get(&(a.client, a.server)).copied();
+        let turn = match (a.client_turn, pair_turn) {
+            (Some(c), Some(p)) => c.min(p),
+            (c, p) => c.or(p).unwrap_or(0.0),
+        };
+        let known_at = failure
+            .close
+            .map_or(a.at.ts, |c| c.add_secs(turn).max(a.at.ts));
+        self.failures.push(Pending {
+            group: a.group(),
+            deadline: known_at.add_secs(self.window + self.settle),
+            known_at,
+            failure,
+            decided: None,
+        });
+    }
+
+    /// Capture time advanced to `now`: decide the failures whose time came, forget what no
+    /// later decision needs.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.decide_until(Some(now));
+        let keep_failures = now.add_secs(-(self.window + self.settle));
+        self.failures
+            .retain(|p| p.decided.is_none() || p.known_at.add_secs(self.window) >= keep_failures);
+        let edge = now.add_secs(-(self.window + self.settle + HISTORY_S));
+        while self.arrivals.front().is_some_and(|&(ts, _)| ts < edge) {
+            self.evict_oldest();
+        }
+    }
+
+    /// End of the input: decide every failure.
+    pub fn finish(&mut self) {
+        self.decide_until(None);
+        self.failures.clear();
+    }
+
+    /// Outcomes decided since the last call: (connection, index, outcome).
+    pub fn take_decided(&mut self) -> Vec<(u64, u32, Decided)> {
+        std::mem::take(&mut self.decided)
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some((_, group)) = self.arrivals.pop_front()
+            && let Some(g) = self.groups.get_mut(&group)
+        {
+            g.pop_front();
+            if g.is_empty() {
+                self.groups.remove(&group);
             }
         }
-        list.push(cand);
     }
 
-    /// A new request that cannot be a retry itself, only a candidate.
-    pub fn add(&mut self, key: u64, cand: Candidate) {
-        self.by_key.entry(key).or_default().push(cand);
-    }
-
-    /// Stop tracking a request (answered, or its verdict is final); returns it.
-    pub fn take(&mut self, key: u64, conn: u64, index: u32) -> Option<Candidate> {
-        let list = self.by_key.get_mut(&key)?;
-        let pos = list
-            .iter()
-            .position(|c| c.conn == conn && c.index == index)?;
-        let c = list.swap_remove(pos);
-        if list.is_empty() {
-            self.by_key.remove(&key);
+    /// Decide the undecided failures whose deadline is at or before `now` (all: `None`), in
+    /// the order their senders learnt of them.
+    fn decide_until(&mut self, now: Option<Timestamp>) {
+        let mut due: Vec<usize> = (0..self.failures.len())
+            .filter(|&i| {
+                let p = &self.failures[i];
+                p.decided.is_none() && now.is_none_or(|n| p.deadline <= n)
+            })
+            .collect();
+        due.sort_by_key(|&i| {
+            let p = &self.failures[i];
+            (p.known_at, p.failure.attempt.at.ordinal)
+        });
+        for i in due {
+            let d = self.decide(i);
+            let p = &mut self.failures[i];
+            p.decided = Some(d);
+            let a = &p.failure.attempt;
+            self.decided.push((a.conn, a.index, d));
         }
-        Some(c)
+    }
+
+    /// The outcome of failure `i`; claims its retry.
+    fn decide(&mut self, i: usize) -> Decided {
+        let p = &self.failures[i];
+        let f = &p.failure.attempt;
+        let Some(group) = self.groups.get(&p.group) else {
+            return Decided::Lost;
+        };
+        let until = p.known_at.add_secs(self.window);
+        let mut cands: Vec<usize> = (0..group.len())
+            .filter(|&j| {
+                let s = &group[j];
+                !s.claimed
+                    && s.attempt.at.ts >= p.known_at
+                    && s.attempt.at.ts <= until
+                    && s.attempt.repeats(f)
+            })
+            .collect();
+        cands.sort_by_key(|&j| group[j].attempt.at.ordinal);
+        let Some(&first) = cands.first() else {
+            return Decided::Lost;
+        };
+        let r = &group[first].attempt;
+        let reaction = r.departure(p.known_at).secs_since(p.known_at).max(0.0);
+        let certain = match f.exact {
+            Some(_) => true,
+            // the rule for sizes is the new connection's first request (`repeats_by_size`)
+            None if f.size_only => true,
+            None => !self.contested(i, r) && self.chance(p, r, reaction) <= MAX_CHANCE,
+        };
+        if !certain {
+            return Decided::Ambiguous {
+                candidates: cands.len() as u32,
+            };
+        }
+        let m = RetryMatch {
+            at: r.at,
+            conn: r.conn,
+            reaction_s: reaction,
+            by: f.exact.map(|e| e.label).or(f.size_only.then_some(BY_SIZE)),
+        };
+        if let Some(g) = self.groups.get_mut(&p.group) {
+            g[first].claimed = true;
+        }
+        Decided::Retried(m)
+    }
+
+    /// Could another failure, not settled as retried by another request, claim `r`?
+    fn contested(&self, i: usize, r: &Attempt) -> bool {
+        self.failures.iter().enumerate().any(|(j, q)| {
+            j != i
+                && q.group == self.failures[i].group
+                && !matches!(q.decided, Some(Decided::Retried(_)))
+                && r.at.ts >= q.known_at
+                && r.at.ts <= q.known_at.add_secs(self.window)
+                && r.repeats(&q.failure.attempt)
+        })
+    }
+
+    /// The chance that a fresh request of the same group came within `reaction` s after the
+    /// failure, from the rate of the same request around it: the other attempts of the group
+    /// within `RATE_SPAN_FACTOR` times the reaction before and after (bounded by the history
+    /// kept and the window); 1 when there are any.
+    fn chance(&self, p: &Pending, r: &Attempt, reaction: f64) -> f64 {
+        let f = &p.failure.attempt;
+        let span = (reaction * RATE_SPAN_FACTOR).max(1e-4);
+        let seen = self
+            .first_seen
+            .map_or(0.0, |s| p.known_at.secs_since(s).max(0.0));
+        let before = span.min(HISTORY_S).min(seen);
+        let after = span.min(self.window);
+        let lo = p.known_at.add_secs(-before);
+        let hi = p.known_at.add_secs(reaction + after);
+        let others = self.groups.get(&p.group).map_or(0, |g| {
+            g.iter()
+                .filter(|s| {
+                    let a = &s.attempt;
+                    a.exact.is_none()
+                        && (a.conn, a.index) != (f.conn, f.index)
+                        && (a.conn, a.index) != (r.conn, r.index)
+                        && a.at.ts >= lo
+                        && a.at.ts <= hi
+                })
+                .count()
+        });
+        if others > 0 {
+            return 1.0;
+        }
+        reaction / (before + after + reaction).max(1e-9)
     }
 }

@@ -1,7 +1,10 @@
 use super::*;
 use crate::app::Identity;
-use crate::flow::{CloseEvent, Closes, Dir, EndReason, PerDir, SeqNumber};
+use crate::flow::{CloseEvent, Closes, Dir, EndReason, HandshakeTimes, PerDir, SeqNumber};
 use crate::report::schema::Kind;
+
+/// Seconds a failure waits for its competitors (the engine's close linger and two ticks).
+const SETTLE: f64 = 2.2;
 
 fn at(frame: u64, secs: f64) -> FrameRef {
     FrameRef {
@@ -22,6 +25,7 @@ fn conn(id: u64, client_port: u16) -> ConnMeta {
         ),
         syn_client: Some(Dir::Fwd),
         from_syn: PerDir::new(true, true),
+        handshake: HandshakeTimes::default(),
     }
 }
 
@@ -46,6 +50,8 @@ fn request(
         method: "GET".into(),
         target: target.into(),
         host: Some("h".into()),
+        body_len: Some(0),
+        request_id: None,
         tls: None,
     };
     let r = Request {
@@ -54,7 +60,7 @@ fn request(
         first,
         identity,
     };
-    d.on_message(c, ex, AppEvent::Request(r), first);
+    d.on_message(c, ex, AppEvent::Request(r), &first);
 }
 
 /// A final keep-alive response by the server, completed by segment `m`.
@@ -68,7 +74,7 @@ fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
     };
-    d.on_message(c, ex, AppEvent::Response(r), m);
+    d.on_message(c, ex, AppEvent::Response(r), &m);
 }
 
 fn close(f: FrameRef, off: i64, ack_off: Option<i64>) -> CloseEvent {
@@ -108,7 +114,7 @@ fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Excha
         ..SegMeta::default()
     };
     response(d, c, &mut ex, m);
-    d.on_message(c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+    d.on_message(c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
     request(d, c, &mut ex, "/x", 30, at(7, t), ack_off);
     ex
 }
@@ -126,12 +132,12 @@ fn secs(s: f64) -> Timestamp {
 
 #[test]
 fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
+    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     let rst = close(at(8, 2.01), 41, None);
-    d.finish_conn(&end_of(&c, None, Some(fin), Some(rst)), ex, secs(5.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), Some(rst)), &mut ex, secs(5.0));
     let f = one(&mut d);
     assert_eq!(f.kind, Kind::CrossedFin);
     assert_eq!(f.outcome, Outcome::Lost);
@@ -148,33 +154,33 @@ fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
 
 #[test]
 fn request_acknowledging_the_fin_is_after_fin() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 41);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 41);
     let fin = close(at(6, 1.5), 40, Some(30));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(5.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(5.0));
     assert_eq!(one(&mut d).kind, Kind::AfterFin);
 }
 
 #[test]
 fn fin_acknowledging_the_request_is_closed_unanswered() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(9, 30.0), 40, Some(60));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(50.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(50.0));
     assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
 }
 
 #[test]
 fn rst_before_or_after_the_request() {
     for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
-        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let t = rst_frame as f64 / 4.0;
         let rst = close(at(rst_frame, t), 40, Some(30));
-        d.finish_conn(&end_of(&c, None, None, Some(rst)), ex, secs(50.0));
+        d.finish_conn(&end_of(&c, None, None, Some(rst)), &mut ex, secs(50.0));
         let f = one(&mut d);
         assert_eq!(f.kind, kind);
         assert!(f.kind.is_finding());
@@ -183,18 +189,18 @@ fn rst_before_or_after_the_request() {
 
 #[test]
 fn no_close_is_informational_and_client_close_first_too() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
-    d.finish_conn(&end_of(&c, None, None, None), ex, secs(9.0));
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
+    d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(9.0));
     assert_eq!(one(&mut d).kind, Kind::UnansweredAtEnd);
 
-    let ex = keepalive_then(&mut d, &c, 2.0, 40);
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let client_fin = close(at(8, 3.0), 60, Some(40));
     let fin = close(at(9, 3.1), 40, Some(61));
     d.finish_conn(
         &end_of(&c, Some(client_fin), Some(fin), None),
-        ex,
+        &mut ex,
         secs(9.0),
     );
     let f = one(&mut d);
@@ -204,21 +210,28 @@ fn no_close_is_informational_and_client_close_first_too() {
 
 #[test]
 fn same_request_on_another_connection_within_the_window_is_a_retry() {
-    for (delay, outcome) in [(0.3, Outcome::Retried), (1.5, Outcome::Lost)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+    // soon after the FIN: retried; 0.3 s later, with nothing else to tell the request's rate:
+    // as likely a fresh one; after the window: lost
+    for (delay, outcome) in [
+        (0.005, Outcome::Retried),
+        (0.3, Outcome::Ambiguous),
+        (1.5, Outcome::Lost),
+    ] {
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
-        let ex = keepalive_then(&mut d, &c, 2.0, 40);
+        let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let fin = close(at(6, 1.99), 40, Some(30));
         // the verdict is made before the retry arrives; the retry window keeps it open
-        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(2.1));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(2.1));
         assert!(d.take_ready().is_empty());
         let c2 = conn(2, 1001);
         let mut ex2 = Exchanges::default();
         request(&mut d, &c2, &mut ex2, "/x", 0, at(20, 2.0 + delay), 0);
-        d.tick(secs(3.6));
-        let f = one(&mut d);
-        assert_eq!(f.outcome, outcome);
+        d.tick(secs(5.3));
+        let f = d.take_ready().pop().expect("decided by now");
+        assert_eq!(f.outcome, outcome, "{delay}");
         assert_eq!(f.retry.is_some(), outcome == Outcome::Retried);
+        assert_eq!(f.retry_candidates.is_some(), outcome == Outcome::Ambiguous);
     }
 }
 
@@ -227,7 +240,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     let c = conn(1, 1000);
     let fin = || Some(close(at(4, 5.0), 40, Some(30)));
     // the server's response (its segment acknowledges the 30 request bytes) comes first
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         at: at(2, 0.1),
@@ -236,11 +249,11 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     };
     response(&mut d, &c, &mut ex, m);
     request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
-    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    d.finish_conn(&end_of(&c, None, fin(), None), &mut ex, secs(9.0));
     d.finish();
     assert!(d.take_ready().is_empty());
     // a response whose ack does not cover the request does not answer it
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         ack_off: Some(0),
@@ -248,14 +261,14 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     };
     response(&mut d, &c, &mut ex, m);
     request(&mut d, &c, &mut ex, "/a", 0, at(3, 0.05), 0);
-    d.finish_conn(&end_of(&c, None, fin(), None), ex, secs(9.0));
+    d.finish_conn(&end_of(&c, None, fin(), None), &mut ex, secs(9.0));
     assert_eq!(one(&mut d).kind, Kind::ClosedUnanswered);
 }
 
 #[test]
 fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
     for (server_bytes, verdicts) in [(Some(100), 0), (None, 1)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![]);
+        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = Exchanges::default();
         request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
@@ -263,10 +276,10 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
             at: at(2, 0.1),
             ..SegMeta::default()
         };
-        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, m);
+        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, &m);
         let mut end = end_of(&c, None, Some(close(at(3, 5.0), 100, Some(30))), None);
         end.stream_end[Dir::Rev] = server_bytes;
-        d.finish_conn(&end, ex, secs(9.0));
+        d.finish_conn(&end, &mut ex, secs(9.0));
         d.finish();
         assert_eq!(d.take_ready().len(), verdicts);
         assert_eq!(d.stats().unframed_responses, 1 - verdicts as u64);
@@ -275,7 +288,7 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
 
 #[test]
 fn idle_closes_and_recommendation() {
-    let mut d = Detector::new(DetectConfig::default(), vec![]);
+    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
         let c = conn(n, 1000 + n as u16);
         let mut ex = Exchanges::default();
@@ -285,14 +298,14 @@ fn idle_closes_and_recommendation() {
             ..SegMeta::default()
         };
         response(&mut d, &c, &mut ex, m);
-        d.on_message(&c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, m);
+        d.on_message(&c, &mut ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
         let fin = close(at(3, 0.1 + idle), 40, Some(30));
-        d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
     }
     let c = conn(9, 2000);
-    let ex = keepalive_then(&mut d, &c, 1.95, 40);
+    let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(10.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
     let eps = merge_endpoints(vec![d.finish()]);
     assert_eq!(eps.len(), 1);
     let e = &eps[0];
@@ -310,6 +323,8 @@ fn idle_closes_and_recommendation() {
         Some("timeout=1")
     );
 }
+
+// ---- the retry matcher on its own ----
 
 /// An encrypted request at client offset `start`, first record `len` bytes, in frame `f`.
 fn tls_request(
@@ -339,6 +354,8 @@ fn tls_request(
         method: String::new(),
         target: String::new(),
         host: tls.sni.clone(),
+        body_len: None,
+        request_id: None,
         tls: Some(Box::new(tls)),
     };
     let r = Request {
@@ -347,7 +364,19 @@ fn tls_request(
         first,
         identity,
     };
-    d.on_message(c, ex, AppEvent::Request(r), first);
+    d.on_message(c, ex, AppEvent::Request(r), &first);
+}
+
+/// A connection whose SYN was captured at `syn` s.
+fn new_conn(id: u64, client_port: u16, syn: f64) -> ConnMeta {
+    ConnMeta {
+        handshake: HandshakeTimes {
+            syn: Some(secs(syn)),
+            syn_ack: Some(secs(syn + 0.0001)),
+            ack: Some(secs(syn + 0.0002)),
+        },
+        ..conn(id, client_port)
+    }
 }
 
 /// Encrypted requests: named by place and size; a retry is the first request of a new
@@ -355,19 +384,17 @@ fn tls_request(
 /// another connection is not), and the finding says it was matched by size.
 #[test]
 fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
-    let (c1, c2, c3) = (conn(1, 1000), conn(2, 1001), conn(3, 1002));
+    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let (c1, c2, c3) = (conn(1, 1000), conn(2, 1001), new_conn(3, 1002, 2.05));
     let mut ex1 = Exchanges::default();
     tls_request(&mut d, &c1, &mut ex1, 113, 500, at(10, 2.0), 900);
-    // another connection's second request of the same size: not a retry
+    let fin = close(at(9, 1.99), 900, Some(500));
+    d.finish_conn(&end_of(&c1, None, Some(fin), None), &mut ex1, secs(2.0));
+    // a pooled connection's second request of the same size: not a retry
     let mut ex2 = Exchanges::default();
-    tls_request(&mut d, &c2, &mut ex2, 82, 500, at(11, 2.01), 900);
+    tls_request(&mut d, &c2, &mut ex2, 82, 500, at(11, 1.5), 900);
     response(&mut d, &c2, &mut ex2, SegMeta::default());
     tls_request(&mut d, &c2, &mut ex2, 113, 600, at(12, 2.02), 1000);
-    let fin = close(at(9, 1.99), 900, Some(500));
-    d.finish_conn(&end_of(&c1, None, Some(fin), None), ex1, secs(2.0));
-    d.tick(secs(2.5));
-    assert!(d.take_ready().is_empty(), "waits for the retry window");
     // a new connection whose first request has a first record of 113 bytes
     let mut ex3 = Exchanges::default();
     tls_request(&mut d, &c3, &mut ex3, 113, 500, at(20, 2.1), 900);
@@ -383,7 +410,7 @@ fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
     let retry = f.retry.as_ref().unwrap();
     assert_eq!(
         (retry.connection, retry.frame, retry.matched_by),
-        (3, 20, Some("size"))
+        (3, 20, "size")
     );
     assert!(f.evidence.contains("matched by size"), "{}", f.evidence);
 }
@@ -392,7 +419,7 @@ fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
 /// alert (but not the FIN, sent later) was sent after the close signal.
 #[test]
 fn a_server_alert_before_its_fin_is_the_close() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()]);
+    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
     // the alert (31 bytes at server offset 40) before the FIN at 71; the request acked the
     // alert, not the FIN (on the FIN alone the two would have crossed)
@@ -405,10 +432,10 @@ fn a_server_alert_before_its_fin_is_the_close() {
             dir: Dir::Rev,
             close: alert,
         },
-        alert,
+        &alert,
     );
     let fin = close(at(8, 1.95), 71, Some(30));
-    d.finish_conn(&end_of(&c, None, Some(fin), None), ex, secs(5.0));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(5.0));
     let f = one(&mut d);
     assert_eq!(f.kind, Kind::AfterFin, "{}", f.evidence);
     let pc = f.peer_close.as_ref().unwrap();
@@ -419,4 +446,194 @@ fn a_server_alert_before_its_fin_is_the_close() {
         "{}",
         f.evidence
     );
+}
+
+mod matcher {
+    use super::super::retry::{Attempt, Decided, ExactId, Failure, RetryMatcher};
+    use super::*;
+
+    const PROXY: &str = "10.0.0.1";
+
+    /// Request `index` on connection `conn` (port 1000 + conn), captured at `t` in frame
+    /// `frame`.
+    fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
+        Attempt {
+            conn,
+            index,
+            at: at(frame, t),
+            opened: None,
+            client: PROXY.parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            key: 7,
+            exact: None,
+            digest: None,
+            client_turn: None,
+            size_only: false,
+        }
+    }
+
+    fn id(n: u64) -> Option<ExactId> {
+        Some(ExactId {
+            hash: n,
+            label: "X-Request-ID",
+        })
+    }
+
+    /// Feed the attempts, then the failures (attempt, close time), and decide everything.
+    fn decide(attempts: &[Attempt], failures: &[(usize, f64)]) -> Vec<(u64, Decided)> {
+        let mut m = RetryMatcher::new(1.0, SETTLE);
+        // another request opened the capture well before
+        m.on_attempt(Attempt {
+            key: 99,
+            ..attempt(99, 0, 1, 0.0)
+        });
+        for a in attempts {
+            m.on_attempt(a.clone());
+        }
+        for &(i, close) in failures {
+            m.on_failure(Failure {
+                attempt: attempts[i].clone(),
+                close: Some(secs(close)),
+            });
+        }
+        m.finish();
+        let mut out: Vec<(u64, Decided)> = m
+            .take_decided()
+            .into_iter()
+            .map(|(c, _, d)| (c, d))
+            .collect();
+        out.sort_by_key(|&(c, _)| c);
+        out
+    }
+
+    fn retried_by(d: &Decided) -> Option<u64> {
+        match d {
+            Decided::Retried(m) => Some(m.at.frame),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn two_identical_requests_failing_together_and_one_retry() {
+        // without identity both could have been retried: neither outcome is a fact
+        let a = [
+            attempt(1, 3, 10, 1.0000),
+            attempt(2, 5, 11, 1.0001),
+            attempt(3, 0, 14, 1.0005),
+        ];
+        let got = decide(&a, &[(0, 1.0002), (1, 1.0003)]);
+        assert_eq!(got[0].1, Decided::Ambiguous { candidates: 1 });
+        assert_eq!(got[1].1, Decided::Ambiguous { candidates: 1 });
+        // with identity headers the retry names its request
+        let mut a = a;
+        a[0].exact = id(1);
+        a[1].exact = id(2);
+        a[2].exact = id(2);
+        let got = decide(&a, &[(0, 1.0002), (1, 1.0003)]);
+        assert_eq!(got[0].1, Decided::Lost);
+        assert_eq!(retried_by(&got[1].1), Some(14));
+        let Decided::Retried(m) = got[1].1 else {
+            unreachable!()
+        };
+        assert_eq!(m.by, Some("X-Request-ID"));
+        // the retry was sent before the second failure was known: it can only be the first's
+        // (the second request was sent long before and answered late by a close)
+        let a = [
+            attempt(1, 3, 10, 1.0000),
+            attempt(2, 5, 11, 0.9),
+            attempt(3, 0, 14, 1.0003),
+        ];
+        let got = decide(&a, &[(0, 1.0002), (1, 1.0004)]);
+        assert_eq!(retried_by(&got[0].1), Some(14));
+        assert_eq!(got[1].1, Decided::Lost);
+    }
+
+    #[test]
+    fn a_request_sent_before_the_close_could_arrive_is_not_a_retry() {
+        // captured near the upstream: the proxy answers the handshake 20 ms after the
+        // SYN-ACK passed, so it learns of a FIN captured at 1.010 s no earlier than 1.030 s
+        let mut f = attempt(1, 3, 10, 1.0);
+        f.client_turn = Some(0.020);
+        for (t, retried) in [(1.025, false), (1.032, true)] {
+            let got = decide(&[f.clone(), attempt(2, 0, 14, t)], &[(0, 1.010)]);
+            assert_eq!(got[0].1 != Decided::Lost, retried, "{t}");
+            if retried {
+                let Decided::Retried(m) = got[0].1 else {
+                    panic!("{:?}", got[0].1)
+                };
+                assert!((m.reaction_s - 0.002).abs() < 1e-6, "{m:?}");
+            }
+        }
+        // captured at the proxy: the same request 5 ms after the FIN is a retry, one sent
+        // before it is not
+        let f = attempt(1, 3, 10, 1.0);
+        let got = decide(&[f.clone(), attempt(2, 0, 14, 1.015)], &[(0, 1.010)]);
+        assert_eq!(retried_by(&got[0].1), Some(14));
+        let got = decide(&[f, attempt(2, 0, 14, 1.005)], &[(0, 1.010)]);
+        assert_eq!(got[0].1, Decided::Lost);
+    }
+
+    #[test]
+    fn a_retry_on_a_pooled_connection() {
+        // the retry is request 4 of a connection opened long before
+        let mut pooled = attempt(5, 4, 14, 1.0102);
+        pooled.opened = Some(secs(0.2));
+        let got = decide(&[attempt(1, 3, 10, 1.0), pooled], &[(0, 1.010)]);
+        assert_eq!(retried_by(&got[0].1), Some(14));
+        // a request on the failed connection itself is not its retry
+        let got = decide(
+            &[attempt(1, 3, 10, 1.0), attempt(1, 4, 14, 1.0102)],
+            &[(0, 1.010)],
+        );
+        assert_eq!(got[0].1, Decided::Lost);
+    }
+
+    #[test]
+    fn requests_with_different_bodies_do_not_repeat_each_other() {
+        let mut f = attempt(1, 3, 10, 1.0);
+        f.digest = Some(1);
+        for (digest, retried) in [(Some(2), false), (Some(1), true), (None, true)] {
+            let mut r = attempt(2, 0, 14, 1.0102);
+            r.digest = digest;
+            let got = decide(&[f.clone(), r], &[(0, 1.010)]);
+            assert_eq!(retried_by(&got[0].1).is_some(), retried, "{digest:?}");
+        }
+        // a different body length is another key
+        let mut r = attempt(2, 0, 14, 1.0102);
+        r.key = 8;
+        assert_eq!(decide(&[f, r], &[(0, 1.010)])[0].1, Decided::Lost);
+    }
+
+    #[test]
+    fn a_busy_request_is_not_called_a_retry_by_chance() {
+        // a POST fails amid identical POSTs every 2 ms: the next one is no evidence of a
+        // retry (the proxy never retried it); the one after the failure is as likely fresh
+        let mut a: Vec<Attempt> = (0..100)
+            .map(|n| attempt(10 + n, 1, 100 + n, 0.9 + n as f64 * 0.002))
+            .collect();
+        a.push(attempt(1, 3, 10, 1.0001));
+        let failed = a.len() - 1;
+        let got = decide(&a, &[(failed, 1.0003)]);
+        assert!(
+            matches!(got[0].1, Decided::Ambiguous { candidates } if candidates > 1),
+            "{:?}",
+            got[0].1
+        );
+    }
+
+    #[test]
+    fn with_identity_headers_a_chain_of_attempts_is_followed() {
+        // the first attempt fails, its retry fails too, the third is answered
+        let mut a = [
+            attempt(1, 3, 10, 1.0),
+            attempt(2, 1, 14, 1.0102),
+            attempt(3, 0, 20, 1.0205),
+        ];
+        for x in &mut a {
+            x.exact = id(9);
+        }
+        let got = decide(&a, &[(0, 1.010), (1, 1.020)]);
+        assert_eq!(retried_by(&got[0].1), Some(14));
+        assert_eq!(retried_by(&got[1].1), Some(20));
+    }
 }

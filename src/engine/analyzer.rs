@@ -5,7 +5,7 @@
 use super::Config;
 use super::result::{ShardResult, WarningKey, merge};
 use crate::app::tls::Keys;
-use crate::app::{AppConn, AppOutput};
+use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
 use crate::detect::{Detector, Exchanges};
@@ -27,7 +27,7 @@ struct ConnAnalysis {
 pub struct Analyzer {
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
-    app_out: AppOutput,
+    scratch: Scratch,
     now: Timestamp,
     last_tick: Timestamp,
     inputs: Vec<String>,
@@ -39,8 +39,13 @@ impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
         Analyzer {
             table: FlowTable::new(cfg.table),
-            detector: Detector::new(cfg.detect, inputs.clone()),
-            app_out: AppOutput::new(Keys::new(cfg.tls_keys.clone())),
+            // a closed connection reaches the detector after its linger time, at a tick
+            detector: Detector::new(
+                cfg.detect,
+                inputs.clone(),
+                cfg.table.close_linger + 2.0 * TICK_S,
+            ),
+            scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
@@ -133,7 +138,7 @@ impl Analyzer {
                 };
                 let mut downstream = Downstream {
                     detector: &mut self.detector,
-                    app_out: &mut self.app_out,
+                    scratch: &mut self.scratch,
                     now: self.now,
                 };
                 self.table.process(&seg, at, &mut downstream);
@@ -149,7 +154,7 @@ impl Analyzer {
         self.last_tick = self.now;
         let mut downstream = Downstream {
             detector: &mut self.detector,
-            app_out: &mut self.app_out,
+            scratch: &mut self.scratch,
             now: self.now,
         };
         self.table.expire(self.now, &mut downstream);
@@ -187,7 +192,7 @@ impl Analyzer {
         self.now = self.now.max(now);
         let mut downstream = Downstream {
             detector: &mut self.detector,
-            app_out: &mut self.app_out,
+            scratch: &mut self.scratch,
             now: self.now,
         };
         self.table.drain(&mut downstream);
@@ -195,7 +200,7 @@ impl Analyzer {
         self.collect();
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
-        self.result.tls = std::mem::take(&mut self.app_out.tls.stats);
+        self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
         self.result
     }
 }
@@ -203,7 +208,7 @@ impl Analyzer {
 /// The stages after flow (app, detect), as the connection table's handler.
 struct Downstream<'a> {
     detector: &'a mut Detector,
-    app_out: &'a mut AppOutput,
+    scratch: &'a mut Scratch,
     now: Timestamp,
 }
 
@@ -213,16 +218,16 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
             st.exchanges.on_retransmit(dir, off, len);
             return;
         }
+        let ConnAnalysis { app, exchanges } = st;
+        let detector = &mut *self.detector;
         let at = ev.meta();
-        self.app_out.events.clear();
-        st.app.on_flow(conn, &ev, self.app_out);
-        for msg in self.app_out.events.drain(..) {
-            self.detector.on_message(conn, &mut st.exchanges, msg, at);
-        }
+        app.on_flow(conn, &ev, self.scratch, &mut |msg| {
+            detector.on_message(conn, exchanges, msg, at)
+        });
     }
 
-    fn on_end(&mut self, end: ConnEnd, st: ConnAnalysis) {
-        self.detector.finish_conn(&end, st.exchanges, self.now);
+    fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
+        self.detector.finish_conn(&end, &mut st.exchanges, self.now);
     }
 }
 

@@ -7,7 +7,8 @@
 //! as it is final. The run stops on Ctrl-C/SIGTERM, `--duration` or `--count` and prints the
 //! same report as file mode, plus the capture's statistics (the kernel's drop counters).
 
-use super::run::{RunHooks, RunOptions, Status, run};
+use super::analyzer::Analyzer;
+use super::run::{RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
 use crate::report::schema::CaptureInfo;
 use crate::report::{Format, io_err, renderer};
@@ -73,12 +74,12 @@ struct LiveHooks<'a> {
 }
 
 impl LiveHooks<'_> {
-    fn stop_reason(&self, status: &Status) -> Option<StopReason> {
+    fn stop_reason(&self, analyzer: &Analyzer) -> Option<StopReason> {
         if self.stop.load(Ordering::Relaxed) {
             return Some(StopReason::Signal);
         }
         // every packet captured is analysed
-        if self.count.is_some_and(|n| status.packets >= n) {
+        if self.count.is_some_and(|n| analyzer.packets() >= n) {
             return Some(StopReason::Count);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -88,7 +89,7 @@ impl LiveHooks<'_> {
     }
 
     /// The running totals, when they are due.
-    fn print_stats(&mut self, source: &mut dyn PacketSource, s: Status) {
+    fn print_stats(&mut self, source: &mut dyn PacketSource, a: &Analyzer) {
         let (Some(every), Some(at)) = (self.stats_every, self.next_stats) else {
             return;
         };
@@ -106,10 +107,10 @@ impl LiveHooks<'_> {
         eprintln!(
             "tcprace: stats: {:.0} s, packets {}, connections open {}, requests {}, findings {}, {}",
             self.start.elapsed().as_secs_f64(),
-            s.packets,
-            s.open_connections,
-            s.requests,
-            s.findings,
+            a.packets(),
+            a.open_connections(),
+            a.requests(),
+            a.finding_count(),
             kernel
         );
         let missed = (now - at).as_nanos() / every.as_nanos();
@@ -118,12 +119,16 @@ impl LiveHooks<'_> {
 }
 
 impl RunHooks for LiveHooks<'_> {
-    fn before_read(&mut self, source: &mut dyn PacketSource, status: Status) -> ControlFlow<()> {
-        if let Some(why) = self.stop_reason(&status) {
+    fn before_read(
+        &mut self,
+        source: &mut dyn PacketSource,
+        analyzer: &Analyzer,
+    ) -> ControlFlow<()> {
+        if let Some(why) = self.stop_reason(analyzer) {
             self.stopped_by = Some(why);
             return ControlFlow::Break(());
         }
-        self.print_stats(source, status);
+        self.print_stats(source, analyzer);
         ControlFlow::Continue(())
     }
 }

@@ -4,7 +4,7 @@ use crate::app::tls::TlsStats;
 use crate::capture::Warning;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
-use crate::report::schema::{Finding, Kind, Report, SCHEMA_VERSION, Summary, Tool};
+use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -178,7 +178,7 @@ fn summary(p: &ShardResult) -> Summary {
     let mut by_kind: BTreeMap<&'static str, u64> =
         Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     let mut by_outcome: BTreeMap<&'static str, u64> =
-        [("lost", 0), ("retried", 0)].into_iter().collect();
+        Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
     for f in p.findings.iter().chain(&p.informational) {
         *by_kind.entry(f.kind.as_str()).or_default() += 1;
     }

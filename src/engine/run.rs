@@ -26,19 +26,15 @@ pub struct RunOptions {
 /// Packets between progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 
-/// Running totals of the analysis (of the driver's own shard), for hooks that print them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Status {
-    pub packets: u64,
-    pub open_connections: usize,
-    pub requests: u64,
-    pub findings: usize,
-}
-
 /// What a kind of run adds to the loop.
 pub trait RunHooks {
-    /// Before each read: `Break` ends the run (a live capture's stop conditions).
-    fn before_read(&mut self, _source: &mut dyn PacketSource, _status: Status) -> ControlFlow<()> {
+    /// Before each read, with the analysis of the driver's own shard so far: `Break` ends the
+    /// run (a live capture's stop conditions).
+    fn before_read(
+        &mut self,
+        _source: &mut dyn PacketSource,
+        _analyzer: &Analyzer,
+    ) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 
@@ -78,13 +74,7 @@ pub fn run(
     let mut streamed = 0usize;
     keylog_warnings(opts, &printer, &mut main, &mut warning_seq);
     let result = loop {
-        let status = Status {
-            packets: main.packets(),
-            open_connections: main.open_connections(),
-            requests: main.requests(),
-            findings: main.finding_count(),
-        };
-        if hooks.before_read(source, status).is_break() {
+        if hooks.before_read(source, &main).is_break() {
             break Ok(());
         }
         let next = match source.next() {
@@ -96,13 +86,13 @@ pub fn run(
             Next::Warning(w) => {
                 print(&printer, &w);
                 warning_seq += 1;
-                main.warn_at((ordinal, warning_seq), w);
+                main.warn_at((ordinal, warning_seq), *w);
             }
             Next::Skipped(reason, warning) => {
                 if let Some(w) = warning {
                     print(&printer, &w);
                     warning_seq += 1;
-                    main.warn_at((ordinal, warning_seq), w);
+                    main.warn_at((ordinal, warning_seq), *w);
                 }
                 main.skip(reason);
             }

@@ -4,8 +4,8 @@
 use super::endpoint::Endpoint;
 use super::reassembly::Span;
 use super::{
-    CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef, PerDir,
-    SegMeta, SeqNumber,
+    CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef,
+    HandshakeTimes, PerDir, SegMeta, SeqNumber,
 };
 use crate::decode::Segment;
 use crate::time::Timestamp;
@@ -36,6 +36,8 @@ pub(super) struct TcpConn {
     pub syn_client: Option<Dir>,
     /// A SYN was answered by RST (connection refused).
     pub refused: bool,
+    /// When the capture saw the handshake's segments.
+    pub times: HandshakeTimes,
     pub last_ts: Timestamp,
 }
 
@@ -48,6 +50,7 @@ impl TcpConn {
             handshake: Handshake::Partial,
             syn_client: None,
             refused: false,
+            times: HandshakeTimes::default(),
             last_ts: at.ts,
         }
     }
@@ -61,6 +64,7 @@ impl TcpConn {
                 self.dirs[Dir::Fwd].seen_from_syn(),
                 self.dirs[Dir::Rev].seen_from_syn(),
             ),
+            handshake: self.times,
         }
     }
 
@@ -118,7 +122,7 @@ impl TcpConn {
     ) {
         let d = self.dir_of(seg.src);
         self.last_ts = at.ts;
-        self.track_handshake(d, seg);
+        self.track_handshake(d, seg, at.ts);
         let meta = self.note_segment(d, seg, at);
         let conn = self.meta();
         let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
@@ -161,7 +165,7 @@ impl TcpConn {
 
     /// SYN, SYN-ACK and the client's ACK of the SYN-ACK: who is the client, how far the
     /// handshake got.
-    fn track_handshake(&mut self, d: Dir, seg: &Segment<'_>) {
+    fn track_handshake(&mut self, d: Dir, seg: &Segment<'_>, ts: Timestamp) {
         let flags = seg.flags;
         if flags.syn() && !flags.rst() {
             let sender = &mut self.dirs[d];
@@ -174,11 +178,15 @@ impl TcpConn {
             if flags.ack() {
                 if self.handshake != Handshake::Established {
                     self.handshake = Handshake::SynReceived;
+                    self.times.syn_ack = Some(ts);
                 }
                 self.syn_client.get_or_insert(d.other());
             } else {
                 if self.handshake == Handshake::Partial {
                     self.handshake = Handshake::SynSent;
+                }
+                if self.times.syn_ack.is_none() {
+                    self.times.syn = Some(ts);
                 }
                 self.syn_client.get_or_insert(d);
             }
@@ -189,6 +197,7 @@ impl TcpConn {
             && !flags.syn()
         {
             self.handshake = Handshake::Established;
+            self.times.ack = Some(ts);
         }
     }
 

@@ -15,6 +15,8 @@
 
 mod conn;
 mod endpoint;
+#[cfg(test)]
+mod proptests;
 mod reassembly;
 pub mod seq;
 mod table;
@@ -147,8 +149,8 @@ pub enum FlowEvent<'a> {
 
 impl FlowEvent<'_> {
     /// The segment the event came from.
-    pub fn meta(&self) -> SegMeta {
-        match *self {
+    pub fn meta(&self) -> &SegMeta {
+        match self {
             FlowEvent::Data { meta, .. }
             | FlowEvent::Gap { meta, .. }
             | FlowEvent::Retransmit { meta, .. }
@@ -169,6 +171,28 @@ pub struct ConnMeta {
     pub syn_client: Option<Dir>,
     /// Per direction: its first byte is the connection's first (the SYN was seen).
     pub from_syn: PerDir<bool>,
+    /// When the capture saw the handshake.
+    pub handshake: HandshakeTimes,
+}
+
+/// Capture times of a connection's handshake: the (last) SYN before the SYN-ACK, the SYN-ACK,
+/// the client's ACK of it. Their differences are the turn-arounds of the two ends as seen
+/// from the capture point: near the client the client answers at once and the server after a
+/// round trip, near the server the other way round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeTimes {
+    pub syn: Option<Timestamp>,
+    pub syn_ack: Option<Timestamp>,
+    pub ack: Option<Timestamp>,
+}
+
+impl HandshakeTimes {
+    /// Seconds from the SYN-ACK passing the capture point to the client's ACK passing it: the
+    /// round trip between the capture point and the client.
+    pub fn client_turn(&self) -> Option<f64> {
+        let (synack, ack) = (self.syn_ack?, self.ack?);
+        (ack >= synack).then(|| ack.secs_since(synack))
+    }
 }
 
 /// The closes of a connection: the first valid FIN and RST of each direction.

@@ -94,7 +94,8 @@ pub enum EndReason {
 pub trait FlowHandler<T> {
     fn on_event(&mut self, conn: &ConnMeta, state: &mut T, ev: FlowEvent<'_>);
     /// The connection ended; every event it had (held bytes, gaps, FINs) was delivered first.
-    fn on_end(&mut self, end: super::ConnEnd, state: T);
+    /// The state is dropped afterwards.
+    fn on_end(&mut self, end: super::ConnEnd, state: &mut T);
 }
 
 /// The connection table.
@@ -147,7 +148,7 @@ impl<T: Default> FlowTable<T> {
                         self.stats.connections_split_by_silence += 1;
                     }
                     let old = self.conns.remove(&key).expect("present");
-                    self.finish(*old, EndReason::Superseded, h);
+                    self.finish(old, EndReason::Superseded, h);
                 } else if self.conns.len() >= self.cfg.max_connections {
                     self.evict_oldest(h);
                 }
@@ -184,7 +185,7 @@ impl<T: Default> FlowTable<T> {
             self.closing.pop_front();
             if self.conns.get(&key).is_some_and(|t| t.tcp.id == id) {
                 let t = self.conns.remove(&key).expect("present");
-                self.finish(*t, EndReason::Closed, h);
+                self.finish(t, EndReason::Closed, h);
             }
         }
         // idle connections: a full sweep at most once per tenth of the idle timeout
@@ -200,7 +201,7 @@ impl<T: Default> FlowTable<T> {
             stale.sort_unstable_by_key(|&(id, _)| id);
             for (_, key) in stale {
                 let t = self.conns.remove(&key).expect("present");
-                self.finish(*t, EndReason::Idle, h);
+                self.finish(t, EndReason::Idle, h);
             }
         }
     }
@@ -211,7 +212,7 @@ impl<T: Default> FlowTable<T> {
         all.sort_unstable_by_key(|t| t.tcp.id);
         self.closing.clear();
         for t in all {
-            self.finish(*t, EndReason::EndOfInput, h);
+            self.finish(t, EndReason::EndOfInput, h);
         }
     }
 
@@ -224,18 +225,18 @@ impl<T: Default> FlowTable<T> {
         if let Some(key) = oldest {
             self.stats.connections_evicted += 1;
             let t = self.conns.remove(&key).expect("present");
-            self.finish(*t, EndReason::Evicted, h);
+            self.finish(t, EndReason::Evicted, h);
         }
     }
 
     /// Deliver what the connection still holds, then hand it over.
-    fn finish<H: FlowHandler<T>>(&mut self, t: Tracked<T>, why: EndReason, h: &mut H) {
-        let Tracked {
-            mut tcp, mut user, ..
-        } = t;
-        tcp.flush(&mut self.stats, &mut |conn, ev| {
-            h.on_event(conn, &mut user, ev)
-        });
+    // the connection stays in its box: moving a few hundred bytes out per connection showed in
+    // the benchmark's instruction count
+    #[allow(clippy::boxed_local)]
+    fn finish<H: FlowHandler<T>>(&mut self, mut t: Box<Tracked<T>>, why: EndReason, h: &mut H) {
+        // in place: a connection's state is large, and moving it out of its box costs
+        let Tracked { tcp, user, .. } = &mut *t;
+        tcp.flush(&mut self.stats, &mut |conn, ev| h.on_event(conn, user, ev));
         h.on_end(tcp.end(why), user);
     }
 }

@@ -3,10 +3,17 @@ use super::*;
 use crate::decode::{Segment, TcpFlags};
 use crate::time::Timestamp;
 
-const C: &str = "10.0.0.1:40000";
-const S: &str = "10.0.0.2:80";
+pub(super) const C: &str = "10.0.0.1:40000";
+pub(super) const S: &str = "10.0.0.2:80";
 
-fn seg<'a>(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &'a [u8]) -> Segment<'a> {
+pub(super) fn seg<'a>(
+    src: &str,
+    dst: &str,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    data: &'a [u8],
+) -> Segment<'a> {
     Segment {
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
@@ -20,19 +27,21 @@ fn seg<'a>(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, data: &'a [u8]) 
     }
 }
 
-const SYN: u8 = TcpFlags::SYN;
-const ACK: u8 = TcpFlags::ACK;
-const FIN: u8 = TcpFlags::FIN | TcpFlags::ACK;
+pub(super) const SYN: u8 = TcpFlags::SYN;
+pub(super) const ACK: u8 = TcpFlags::ACK;
+pub(super) const FIN: u8 = TcpFlags::FIN | TcpFlags::ACK;
 const RST: u8 = TcpFlags::RST;
-const PSH: u8 = TcpFlags::PSH | TcpFlags::ACK;
+pub(super) const PSH: u8 = TcpFlags::PSH | TcpFlags::ACK;
 
 /// Collects events as owned values.
 #[derive(Default)]
-struct Sink {
-    data: Vec<(Dir, i64, Vec<u8>)>,
-    gaps: Vec<(Dir, i64, u64)>,
-    retrans: usize,
-    eofs: Vec<(Dir, i64)>,
+pub(super) struct Sink {
+    pub data: Vec<(Dir, i64, Vec<u8>)>,
+    pub gaps: Vec<(Dir, i64, u64)>,
+    pub retrans: usize,
+    pub eofs: Vec<(Dir, i64)>,
+    /// Data, gaps and ends in order: direction, offset, and length (`None`: the end).
+    pub log: Vec<(Dir, i64, Option<u64>)>,
 }
 
 impl Sink {
@@ -40,13 +49,22 @@ impl Sink {
         match ev {
             FlowEvent::Data {
                 dir, off, bytes, ..
-            } => self.data.push((dir, off, bytes.to_vec())),
-            FlowEvent::Gap { dir, off, len, .. } => self.gaps.push((dir, off, len)),
+            } => {
+                self.data.push((dir, off, bytes.to_vec()));
+                self.log.push((dir, off, Some(bytes.len() as u64)));
+            }
+            FlowEvent::Gap { dir, off, len, .. } => {
+                self.gaps.push((dir, off, len));
+                self.log.push((dir, off, Some(len)));
+            }
             FlowEvent::Retransmit { .. } => self.retrans += 1,
-            FlowEvent::Eof { dir, off, .. } => self.eofs.push((dir, off)),
+            FlowEvent::Eof { dir, off, .. } => {
+                self.eofs.push((dir, off));
+                self.log.push((dir, off, None));
+            }
         }
     }
-    fn bytes(&self, dir: Dir) -> Vec<u8> {
+    pub fn bytes(&self, dir: Dir) -> Vec<u8> {
         self.data
             .iter()
             .filter(|d| d.0 == dir)
@@ -55,15 +73,15 @@ impl Sink {
     }
 }
 
-struct Conn {
-    tcp: TcpConn,
-    stats: FlowStats,
-    sink: Sink,
+pub(super) struct Conn {
+    pub tcp: TcpConn,
+    pub stats: FlowStats,
+    pub sink: Sink,
     n: u64,
 }
 
 impl Conn {
-    fn new() -> Conn {
+    pub fn new() -> Conn {
         Conn {
             tcp: TcpConn::new(
                 1,
@@ -76,7 +94,7 @@ impl Conn {
             n: 0,
         }
     }
-    fn feed(&mut self, s: Segment<'_>) {
+    pub fn feed(&mut self, s: Segment<'_>) {
         self.n += 1;
         let at = FrameRef {
             input: 0,
@@ -88,7 +106,7 @@ impl Conn {
         self.tcp
             .on_segment(&s, at, &mut self.stats, &mut |_, ev| sink.push(ev));
     }
-    fn handshake(&mut self, cisn: u32, sisn: u32) {
+    pub fn handshake(&mut self, cisn: u32, sisn: u32) {
         self.feed(seg(C, S, cisn, 0, SYN, b""));
         self.feed(seg(S, C, sisn, cisn.wrapping_add(1), SYN | ACK, b""));
         self.feed(seg(
@@ -273,7 +291,7 @@ struct Ends(Vec<(u64, EndReason)>);
 
 impl FlowHandler<()> for Ends {
     fn on_event(&mut self, _: &ConnMeta, _: &mut (), _: FlowEvent<'_>) {}
-    fn on_end(&mut self, end: ConnEnd, _: ()) {
+    fn on_end(&mut self, end: ConnEnd, _: &mut ()) {
         self.0.push((end.conn.id, end.why));
     }
 }

@@ -59,16 +59,24 @@ impl Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The same request appeared on another connection to the same server within the window.
+    /// Sent again on another connection to the same server (`retry` says where and how that
+    /// was told).
     Retried,
+    /// Not sent again within the retry window.
     Lost,
+    /// Requests that could be its retry were sent, but so could fresh ones: the capture
+    /// cannot tell (`retry_candidates` counts them).
+    Ambiguous,
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Lost, Outcome::Retried, Outcome::Ambiguous];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Retried => "retried",
             Outcome::Lost => "lost",
+            Outcome::Ambiguous => "ambiguous",
         }
     }
 }
@@ -90,6 +98,9 @@ pub struct Finding {
     /// Idle time on the connection before the request, since the previous response ended.
     pub idle_before_s: Option<f64>,
     pub retry: Option<RetryInfo>,
+    /// Outcome `ambiguous`: how many requests could be its retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_candidates: Option<u32>,
     /// The verdict in one paragraph, with frames and relative sequence numbers.
     pub evidence: String,
 }
@@ -180,10 +191,16 @@ pub struct RetryInfo {
     pub time: Timestamp,
     /// Id of the connection that carried the retry.
     pub connection: u64,
-    /// How the retry was recognised when not by method, target and Host: "size" (an encrypted
-    /// request: the first request on the new connection had a first record of the same length).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched_by: Option<&'static str>,
+    /// What tied it to the failed request: the identity header both carry (e.g.
+    /// "X-Request-ID"), or "timing" (the only candidate its sender could have sent after
+    /// learning of the failure, with the same request rare enough around it), or "size" (an
+    /// encrypted request: the first request on a new connection has a first record of the same
+    /// length).
+    pub matched_by: &'static str,
+    /// Seconds from the earliest moment its sender could know of the failure (the close's
+    /// arrival, seen from the capture point) to the retry's departure (its connection's SYN
+    /// when it opened one).
+    pub reaction_s: f64,
 }
 
 /// Per server endpoint statistics.

@@ -72,6 +72,9 @@ fn new_table() -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
+    // tests (snapshots) render at the content's width, whatever terminal runs them
+    #[cfg(test)]
+    t.force_no_tty();
     t
 }
 
@@ -83,7 +86,10 @@ fn finding_row(i: usize, f: &Finding) -> Vec<String> {
     vec![
         (i + 1).to_string(),
         f.kind.as_str().into(),
-        f.outcome.as_str().into(),
+        match f.retry_candidates {
+            Some(n) => format!("{} ({n})", f.outcome.as_str()),
+            None => f.outcome.as_str().into(),
+        },
         request_name(f),
         f.request.host.clone().unwrap_or_else(|| "-".into()),
         format!("{} -> {}", f.connection.client, f.connection.server),
@@ -188,12 +194,20 @@ fn summary_table(r: &Report) -> Table {
         ),
         (
             "findings",
-            format!(
-                "{} (lost {}, retried {})",
-                s.findings,
-                outcome("lost"),
-                outcome("retried")
-            ),
+            match outcome("ambiguous") {
+                0 => format!(
+                    "{} (lost {}, retried {})",
+                    s.findings,
+                    outcome("lost"),
+                    outcome("retried")
+                ),
+                n => format!(
+                    "{} (lost {}, retried {}, ambiguous {n})",
+                    s.findings,
+                    outcome("lost"),
+                    outcome("retried")
+                ),
+            },
         ),
         (
             "by kind",

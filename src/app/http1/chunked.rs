@@ -60,6 +60,7 @@ impl HttpStream {
         match c {
             Chunk::Data { remaining } => {
                 let take = remaining.min(d.len() as u64);
+                self.hash_body(&d[..take as usize]);
                 self.mode = Mode::Chunked(if take == remaining {
                     Chunk::DataEnd { cr: false }
                 } else {

@@ -1,11 +1,14 @@
 //! Heads: request and status lines with their header sections, parsed with httparse across any
 //! number of segments (bounded), and what the framing needs from them (RFC 9112 section 6).
 
+use super::body::BodyHasher;
 use super::chunked::CHUNK_SIZE_START;
 use super::sniff::{find_lf, leading_newlines};
 use super::stream::{HttpStream, MethodKind, Mode};
 use super::{HttpEvent, RequestHead, ResponseHead, Role};
+use crate::app::{IdHeader, RequestId};
 use crate::flow::SegMeta;
+use std::hash::{Hash, Hasher};
 
 /// Largest head (request/status line plus header section) buffered across segments.
 pub(super) const HEAD_CAP: usize = 64 * 1024;
@@ -14,14 +17,20 @@ const HEADERS_SMALL: usize = 64;
 const HEADERS_LARGE: usize = 512;
 
 impl HttpStream {
-    pub(super) fn step_head(&mut self, off: i64, d: &[u8], out: &mut Vec<HttpEvent>) -> usize {
+    pub(super) fn step_head(
+        &mut self,
+        off: i64,
+        d: &[u8],
+        seg: &SegMeta,
+        out: &mut Vec<HttpEvent>,
+    ) -> usize {
         let is_request = self.role == Role::Client;
         if self.buf.is_empty() {
             // Fast path: parse straight from the segment.
             return match parse_head(d, is_request) {
                 Parsed::Done(h) => {
                     let len = h.len;
-                    self.apply(off, h, self.cur, out);
+                    self.apply(off, h, *seg, out);
                     len
                 }
                 Parsed::Partial => {
@@ -33,7 +42,7 @@ impl HttpStream {
                         self.desync(off, reason, false, out);
                         HEAD_CAP
                     } else {
-                        self.buffer(off, d);
+                        self.buffer(off, d, seg);
                         d.len()
                     }
                 }
@@ -47,7 +56,7 @@ impl HttpStream {
         }
         let old = self.buf.len();
         let n = d.len().min((HEAD_CAP + 1).saturating_sub(old));
-        self.buffer(off, &d[..n]);
+        self.buffer(off, &d[..n], seg);
         if self.buf.len() <= HEAD_CAP && find_lf(&d[..n]).is_none() {
             // No new line completed: the head cannot have become complete.
             return n;
@@ -113,6 +122,7 @@ impl HttpStream {
                     _ => None,
                 };
                 self.upgrade_pending = upgrade || method == "CONNECT";
+                self.body = Some(BodyHasher::default());
                 out.push(HttpEvent::Request(RequestHead {
                     start,
                     head_end,
@@ -124,6 +134,7 @@ impl HttpStream {
                     connection_close: h.connection_close,
                     content_length,
                     chunked,
+                    request_id: h.request_id,
                 }));
                 match h.framing {
                     Framing::Chunked => self.mode = Mode::Chunked(CHUNK_SIZE_START),
@@ -219,6 +230,7 @@ struct Head {
     keep_alive: Option<String>,
     keep_alive_timeout: Option<u32>,
     framing: Framing,
+    request_id: Option<RequestId>,
 }
 
 #[derive(Debug)]
@@ -298,6 +310,7 @@ fn parse_with<'b>(
         keep_alive: facts.keep_alive,
         keep_alive_timeout: facts.keep_alive_timeout,
         framing: facts.framing,
+        request_id: facts.request_id,
     }))
 }
 
@@ -307,6 +320,7 @@ pub(super) struct Facts {
     pub(super) keep_alive: Option<String>,
     pub(super) keep_alive_timeout: Option<u32>,
     framing: Framing,
+    pub(super) request_id: Option<RequestId>,
 }
 
 pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, String> {
@@ -318,10 +332,15 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
     let mut cl_error: Option<String> = None;
     let mut te_present = false;
     let mut chunked = false;
+    let mut request_id: Option<RequestId> = None;
     for h in headers {
         let name = h.name;
         let value = h.value;
-        if name.eq_ignore_ascii_case("content-length") {
+        if let Some(id) = request_id_of(name, value)
+            && request_id.is_none_or(|r| id.header < r.header)
+        {
+            request_id = Some(id);
+        } else if name.eq_ignore_ascii_case("content-length") {
             for part in value.split(|&c| c == b',') {
                 match parse_decimal(trim_ows(part)) {
                     None => {
@@ -400,6 +419,41 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
         keep_alive,
         keep_alive_timeout,
         framing,
+        request_id,
+    })
+}
+
+/// The request identity a header carries, if it is one of [`IdHeader`]s with a usable value.
+fn request_id_of(name: &str, value: &[u8]) -> Option<RequestId> {
+    // every one of them starts with x or t: most headers are ruled out by their first byte
+    if !matches!(name.as_bytes().first(), Some(b'x' | b'X' | b't' | b'T')) {
+        return None;
+    }
+    let header = IdHeader::ALL
+        .into_iter()
+        .find(|h| name.eq_ignore_ascii_case(h.name()))?;
+    let value = trim_ows(value);
+    let part = match header {
+        IdHeader::XRequestId | IdHeader::XCorrelationId | IdHeader::XB3TraceId => value,
+        // version-traceid-parentid-flags
+        IdHeader::Traceparent => value.split(|&c| c == b'-').nth(1)?,
+        // Root=1-...;Parent=...;Sampled=1
+        IdHeader::XAmznTraceId => value
+            .split(|&c| c == b';')
+            .map(trim_ows)
+            .find(|p| p.len() > 5 && p[..5].eq_ignore_ascii_case(b"root="))
+            .map_or(value, |p| &p[5..]),
+        // TRACE_ID/SPAN_ID;o=1
+        IdHeader::XCloudTraceContext => value.split(|&c| c == b'/' || c == b';').next()?,
+    };
+    if part.is_empty() {
+        return None;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    part.hash(&mut h);
+    Some(RequestId {
+        header,
+        hash: h.finish(),
     })
 }
 

@@ -11,6 +11,7 @@
 //! ends HTTP parsing (tunnel). After a gap that hits a head or a chunk-size line the parser
 //! resynchronises on the next request/status line instead of guessing.
 
+mod body;
 mod chunked;
 mod head;
 mod salvage;
@@ -21,7 +22,7 @@ mod tests;
 
 pub use stream::HttpStream;
 
-use super::{AppEvent, Identity, Request, Response};
+use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
@@ -54,6 +55,7 @@ pub struct RequestHead {
     pub connection_close: bool,
     pub content_length: Option<u64>,
     pub chunked: bool,
+    pub request_id: Option<RequestId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,9 +77,11 @@ pub struct ResponseHead {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpEvent {
     Request(RequestHead),
-    /// The request's body (if any) is complete; `end` is the offset just past it.
+    /// The request's body (if any) is complete; `end` is the offset just past it; `body` its
+    /// digest unless bytes of it were missing.
     RequestEnd {
         end: i64,
+        body: Option<BodyDigest>,
     },
     /// A response head; 1xx heads are interim (not the final response).
     Response(ResponseHead),
@@ -104,58 +108,55 @@ pub struct Http1Conn {
 }
 
 impl Http1Conn {
-    /// Feed one flow event; `scratch` is a reusable buffer, the messages go to `out`.
+    /// Feed one flow event; `scratch` is a reusable buffer, the messages go to `emit`.
     pub fn on_flow(
         &mut self,
         conn: &ConnMeta,
         ev: &FlowEvent<'_>,
         scratch: &mut Vec<HttpEvent>,
-        out: &mut Vec<AppEvent>,
+        emit: &mut dyn FnMut(AppEvent),
     ) {
         scratch.clear();
-        let dir = match *ev {
+        let dir = match ev {
             FlowEvent::Data {
                 dir,
                 off,
                 bytes,
                 meta,
             } => {
-                let Some(h) = self.stream(conn, dir) else {
+                let Some(h) = self.stream(conn, *dir) else {
                     return;
                 };
-                h.on_data(off, bytes, meta, scratch);
-                dir
+                h.on_data(*off, bytes, meta, scratch);
+                *dir
             }
-            FlowEvent::Gap {
-                dir,
-                off,
-                len,
-                meta,
-            } => {
-                let Some(h) = self.stream(conn, dir) else {
+            FlowEvent::Gap { dir, off, len, .. } => {
+                let Some(h) = self.stream(conn, *dir) else {
                     return;
                 };
-                h.on_gap(off, len, meta, scratch);
-                dir
+                h.on_gap(*off, *len, scratch);
+                *dir
             }
-            FlowEvent::Eof { dir, off, meta } => {
-                match &mut self.streams[dir] {
-                    Some(h) if h.role() != Role::NotHttp => h.on_eof(off, meta, scratch),
+            FlowEvent::Eof { dir, off, .. } => {
+                match &mut self.streams[*dir] {
+                    Some(h) if h.role() != Role::NotHttp => h.on_eof(*off, scratch),
                     _ => return,
                 }
-                dir
+                *dir
             }
             FlowEvent::Retransmit { .. } => return,
         };
-        for ev in scratch.drain(..) {
-            if let HttpEvent::Request(head) = &ev {
+        // in place: the events are large, moving them out of the buffer costs
+        for ev in scratch.iter_mut() {
+            if let HttpEvent::Request(head) = ev {
                 let other = dir.other();
                 self.streams[other]
                     .get_or_insert_with(|| HttpStream::new(conn.from_syn[other]))
                     .push_request_method(&head.method);
             }
-            out.push(app_event(dir, ev));
+            emit(app_event(dir, ev));
         }
+        scratch.clear();
     }
 
     /// The framing state of `dir` (made on its first bytes), unless it is not HTTP.
@@ -165,21 +166,28 @@ impl Http1Conn {
     }
 }
 
-/// The protocol-neutral form of a framing event of direction `dir`.
-fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
+/// The protocol-neutral form of a framing event of direction `dir` (its strings taken).
+fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
+    use std::mem::take;
     match ev {
         HttpEvent::Request(h) => AppEvent::Request(Request {
             dir,
             start: h.start,
             first: h.first,
             identity: Identity {
-                method: h.method,
-                target: h.target,
-                host: h.host,
+                method: take(&mut h.method),
+                target: take(&mut h.target),
+                host: h.host.take(),
+                body_len: if h.chunked {
+                    None
+                } else {
+                    Some(h.content_length.unwrap_or(0))
+                },
+                request_id: h.request_id,
                 tls: None,
             },
         }),
-        HttpEvent::RequestEnd { .. } => AppEvent::RequestEnd { dir },
+        HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },
         HttpEvent::Response(h) => AppEvent::Response(Response {
             dir,
             start: h.start,
@@ -187,7 +195,7 @@ fn app_event(dir: Dir, ev: HttpEvent) -> AppEvent {
             status: h.status,
             interim: (100..200).contains(&h.status) && h.status != 101,
             closes_connection: h.connection_close || h.version == 0,
-            keep_alive: h.keep_alive,
+            keep_alive: h.keep_alive.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
         HttpEvent::Desync { .. } => AppEvent::Desync { dir },

@@ -30,14 +30,15 @@ impl HttpStream {
             }
         }
         let facts = header_facts(&headers).ok();
-        let (host, connection_close, keep_alive, keep_alive_timeout) = match facts {
+        let (host, connection_close, keep_alive, keep_alive_timeout, request_id) = match facts {
             Some(f) => (
                 f.host,
                 f.connection_close,
                 f.keep_alive,
                 f.keep_alive_timeout,
+                f.request_id,
             ),
-            None => (None, false, None, None),
+            None => (None, false, None, None, None),
         };
         let mut parts = first.split(|&c| c == b' ').filter(|p| !p.is_empty());
         let (a, b, c) = (parts.next(), parts.next(), parts.next());
@@ -61,6 +62,7 @@ impl HttpStream {
                     connection_close,
                     content_length: None,
                     chunked: false,
+                    request_id,
                 }));
             }
             (Role::Server, Some(v), Some(code), _) => {

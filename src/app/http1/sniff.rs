@@ -4,6 +4,7 @@
 
 use super::stream::{HttpStream, Mode};
 use super::{HttpEvent, Role};
+use crate::flow::SegMeta;
 
 /// Longest first line examined when deciding whether bytes start a request/status line.
 const LINE_CAP: usize = 8 * 1024;
@@ -20,13 +21,14 @@ impl HttpStream {
         off: i64,
         d: &[u8],
         after_upgrade: bool,
+        seg: &SegMeta,
         out: &mut Vec<HttpEvent>,
     ) -> usize {
         let allow_status = !after_upgrade && self.role != Role::Client;
         let (class, used) = if self.buf.is_empty() {
             let c = classify(d, false, true, allow_status);
             if c == Class::NeedMore {
-                self.buffer(off, d);
+                self.buffer(off, d, seg);
                 return d.len();
             }
             self.buf_start = off;
@@ -52,7 +54,13 @@ impl HttpStream {
         d.len()
     }
 
-    pub(super) fn step_scan(&mut self, off: i64, d: &[u8], at_line_start: bool) -> usize {
+    pub(super) fn step_scan(
+        &mut self,
+        off: i64,
+        d: &[u8],
+        at_line_start: bool,
+        seg: &SegMeta,
+    ) -> usize {
         let (allow_req, allow_status) = match self.role {
             Role::Client => (true, false),
             Role::Server => (false, true),
@@ -87,7 +95,7 @@ impl HttpStream {
                     self.found_start_line(c);
                 }
                 Class::NeedMore => {
-                    self.buffer(off, d);
+                    self.buffer(off, d, seg);
                     return self.scanned_used(unknown, d.len());
                 }
                 Class::No => {

@@ -1,5 +1,6 @@
 //! The framing state machine of one direction: where messages start and end.
 
+use super::body::BodyHasher;
 use super::chunked::Chunk;
 use super::{HttpEvent, Role};
 use crate::flow::SegMeta;
@@ -59,8 +60,6 @@ pub struct HttpStream {
     pub(super) buf_first: SegMeta,
     /// `buf` holds only CR and LF bytes so far.
     buf_blank: bool,
-    /// The segment of the bytes being processed.
-    pub(super) cur: SegMeta,
     /// Bytes scanned while the side is still unknown (mid-stream pickup budget).
     pub(super) scanned: u64,
     /// Methods of requests whose responses have not been framed yet (server side).
@@ -70,6 +69,8 @@ pub struct HttpStream {
     pub(super) unmatched_responses: u64,
     /// The current request is CONNECT or carries `Upgrade`: after it, non-HTTP means tunnel.
     pub(super) upgrade_pending: bool,
+    /// The digest of the current request's body (client side, from its head on).
+    pub(super) body: Option<BodyHasher>,
 }
 
 impl HttpStream {
@@ -94,11 +95,11 @@ impl HttpStream {
             buf_start: 0,
             buf_first: SegMeta::default(),
             buf_blank: false,
-            cur: SegMeta::default(),
             scanned: 0,
             methods: VecDeque::new(),
             unmatched_responses: 0,
             upgrade_pending: false,
+            body: None,
         }
     }
 
@@ -107,14 +108,13 @@ impl HttpStream {
     }
 
     /// In-order bytes starting at stream offset `offset`, carried by segment `seg`.
-    pub fn on_data(&mut self, offset: i64, data: &[u8], seg: SegMeta, out: &mut Vec<HttpEvent>) {
+    pub fn on_data(&mut self, offset: i64, data: &[u8], seg: &SegMeta, out: &mut Vec<HttpEvent>) {
         if self.mode == Mode::Dead || data.is_empty() {
             return;
         }
         if offset as i128 + data.len() as i128 > i64::MAX as i128 {
             return; // nonsensical offset; never overflow
         }
-        self.cur = seg;
         let (mut offset, mut data) = (offset, data);
         if !self.started {
             self.started = true;
@@ -122,7 +122,7 @@ impl HttpStream {
         } else if offset > self.pos {
             // Bytes between the last call and this one were never delivered: treat as a gap.
             let missing = (offset as i128 - self.pos as i128) as u64;
-            self.on_gap(self.pos, missing, seg, out);
+            self.on_gap(self.pos, missing, out);
             if self.mode == Mode::Dead {
                 return;
             }
@@ -146,16 +146,14 @@ impl HttpStream {
                 at_line_start: true,
             };
         }
-        self.process(offset, data, out);
+        self.process(offset, data, seg, out);
     }
 
-    /// `len` bytes starting at `offset` are missing from the capture (known only by length);
-    /// `seg` is the segment that revealed them.
-    pub fn on_gap(&mut self, offset: i64, len: u64, seg: SegMeta, out: &mut Vec<HttpEvent>) {
+    /// `len` bytes starting at `offset` are missing from the capture (known only by length).
+    pub fn on_gap(&mut self, offset: i64, len: u64, out: &mut Vec<HttpEvent>) {
         if self.mode == Mode::Dead || len == 0 {
             return;
         }
-        self.cur = seg;
         let end = (offset as i128 + len as i128).min(i64::MAX as i128) as i64;
         let mut offset = offset;
         if !self.started {
@@ -220,6 +218,9 @@ impl HttpStream {
 
     /// A gap of `len` bytes at `offset` inside a body with `remaining` bytes to go.
     fn gap_in_body(&mut self, offset: i64, len: u64, remaining: u64, out: &mut Vec<HttpEvent>) {
+        if let Some(b) = &mut self.body {
+            b.cut();
+        }
         if len < remaining {
             self.mode = Mode::Body {
                 remaining: remaining - len,
@@ -240,6 +241,9 @@ impl HttpStream {
 
     /// A gap of `len` bytes at `offset` inside chunked framing.
     fn gap_in_chunked(&mut self, offset: i64, len: u64, c: Chunk, out: &mut Vec<HttpEvent>) {
+        if let Some(b) = &mut self.body {
+            b.cut();
+        }
         let Chunk::Data { remaining } = c else {
             let reason = format!(
                 "gap of {len} bytes at offset {offset} inside a chunk-size line or trailer"
@@ -262,8 +266,8 @@ impl HttpStream {
         }
     }
 
-    /// The sender closed this direction (FIN) at `offset`; `seg` is the FIN's segment.
-    pub fn on_eof(&mut self, offset: i64, seg: SegMeta, out: &mut Vec<HttpEvent>) {
+    /// The sender closed this direction (FIN) at `offset`.
+    pub fn on_eof(&mut self, offset: i64, out: &mut Vec<HttpEvent>) {
         if self.mode == Mode::Dead {
             return;
         }
@@ -271,12 +275,7 @@ impl HttpStream {
             self.started = true;
             self.pos = offset;
         } else if offset > self.pos {
-            self.on_gap(
-                self.pos,
-                (offset as i128 - self.pos as i128) as u64,
-                seg,
-                out,
-            );
+            self.on_gap(self.pos, (offset as i128 - self.pos as i128) as u64, out);
             if self.mode == Mode::Dead {
                 return;
             }
@@ -353,16 +352,16 @@ impl HttpStream {
         }
     }
 
-    /// Start buffering bytes of a message (or a candidate message start) at `off`.
-    pub(super) fn buffer(&mut self, off: i64, data: &[u8]) {
+    /// Buffer bytes of a message (or a candidate message start) at `off`, carried by `seg`.
+    pub(super) fn buffer(&mut self, off: i64, data: &[u8], seg: &SegMeta) {
         let blank = data.iter().all(|&c| c == b'\r' || c == b'\n');
         if self.buf.is_empty() {
             self.buf_start = off;
-            self.buf_first = self.cur;
+            self.buf_first = *seg;
             self.buf_blank = blank;
         } else if self.buf_blank && !blank {
             // the message itself starts in this segment, after empty lines
-            self.buf_first = self.cur;
+            self.buf_first = *seg;
             self.buf_blank = false;
         }
         self.buf.extend_from_slice(data);
@@ -385,7 +384,8 @@ impl HttpStream {
     /// The current message ends at `end`.
     pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
         out.push(if self.role == Role::Client {
-            HttpEvent::RequestEnd { end }
+            let body = self.body.take().and_then(BodyHasher::finish);
+            HttpEvent::RequestEnd { end, body }
         } else {
             HttpEvent::ResponseEnd { end }
         });
@@ -398,19 +398,26 @@ impl HttpStream {
         };
     }
 
-    /// Runs the state machine over contiguous bytes starting at `base`.
-    pub(super) fn process(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
+    /// Runs the state machine over contiguous bytes starting at `base`, carried by `seg`.
+    pub(super) fn process(
+        &mut self,
+        base: i64,
+        data: &[u8],
+        seg: &SegMeta,
+        out: &mut Vec<HttpEvent>,
+    ) {
         let mut i = 0usize;
         while i < data.len() {
             let off = base + i as i64;
             let d = &data[i..];
             i += match self.mode {
                 Mode::Dead => return,
-                Mode::Detect { after_upgrade } => self.step_detect(off, d, after_upgrade, out),
-                Mode::Scan { at_line_start } => self.step_scan(off, d, at_line_start),
-                Mode::Head => self.step_head(off, d, out),
+                Mode::Detect { after_upgrade } => self.step_detect(off, d, after_upgrade, seg, out),
+                Mode::Scan { at_line_start } => self.step_scan(off, d, at_line_start, seg),
+                Mode::Head => self.step_head(off, d, seg, out),
                 Mode::Body { remaining } => {
                     let take = remaining.min(d.len() as u64);
+                    self.hash_body(&d[..take as usize]);
                     if take == remaining {
                         self.finish(off + take as i64, out);
                     } else {
@@ -429,9 +436,17 @@ impl HttpStream {
     /// Process bytes that were buffered from earlier segments again (after a head that did not
     /// parse): messages found in them started in those segments.
     pub(super) fn reprocess(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
-        let cur = std::mem::replace(&mut self.cur, self.buf_first);
-        self.process(base, data, out);
-        self.cur = cur;
+        let first = self.buf_first;
+        self.process(base, data, &first, out);
+    }
+}
+
+impl HttpStream {
+    /// Bytes of the current request's body.
+    pub(super) fn hash_body(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.body {
+            b.update(bytes);
+        }
     }
 }
 

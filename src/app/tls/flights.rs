@@ -88,6 +88,8 @@ impl Flights {
                 method: String::new(),
                 target: String::new(),
                 host: tls.sni.clone(),
+                body_len: None,
+                request_id: None,
                 tls: Some(Box::new(tls)),
             },
         }));

@@ -143,7 +143,10 @@ impl Inner {
     fn run(&mut self, ev: &FlowEvent<'_>, tls: &TlsIdentity, out: &mut Vec<AppEvent>) {
         self.events.clear();
         match &mut self.proto {
-            Proto::Http1(h) => h.on_flow(&self.conn, ev, &mut self.http1, &mut self.events),
+            Proto::Http1(h) => {
+                let events = &mut self.events;
+                h.on_flow(&self.conn, ev, &mut self.http1, &mut |e| events.push(e))
+            }
         }
         for mut e in self.events.drain(..) {
             match &mut e {

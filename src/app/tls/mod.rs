@@ -86,6 +86,17 @@ impl TlsStats {
 pub struct TlsContext {
     pub keys: Keys,
     pub stats: TlsStats,
+    /// The messages of the flow event being analysed (a buffer reused).
+    events: Vec<AppEvent>,
+}
+
+impl TlsContext {
+    pub fn new(keys: Keys) -> TlsContext {
+        TlsContext {
+            keys,
+            ..TlsContext::default()
+        }
+    }
 }
 
 /// Do a connection's first bytes look like TLS: a handshake record holding a ClientHello or a
@@ -133,8 +144,23 @@ struct State {
 }
 
 impl TlsConn {
-    /// Feed one flow event; the messages it completes are appended to `out`.
+    /// Feed one flow event; each message it completes is handed to `emit`.
     pub fn on_flow(
+        &mut self,
+        conn: &ConnMeta,
+        ev: &FlowEvent<'_>,
+        ctx: &mut TlsContext,
+        emit: &mut dyn FnMut(AppEvent),
+    ) {
+        let mut out = std::mem::take(&mut ctx.events);
+        self.analyse(conn, ev, ctx, &mut out);
+        for e in out.drain(..) {
+            emit(e);
+        }
+        ctx.events = out;
+    }
+
+    fn analyse(
         &mut self,
         conn: &ConnMeta,
         ev: &FlowEvent<'_>,

@@ -253,7 +253,6 @@ struct Conn {
     meta: ConnMeta,
     off: PerDir<i64>,
     frame: u64,
-    out: Vec<AppEvent>,
 }
 
 impl Conn {
@@ -268,10 +267,10 @@ impl Conn {
                 addrs: PerDir::new(a, b),
                 syn_client: Some(Dir::Fwd),
                 from_syn: PerDir::new(true, true),
+                handshake: Default::default(),
             },
             off: PerDir::default(),
             frame: 0,
-            out: Vec::new(),
         }
     }
 
@@ -286,11 +285,11 @@ impl Conn {
             bytes,
             meta: m,
         };
-        self.out.clear();
+        let mut out = Vec::new();
         self.tls
-            .on_flow(&self.meta, &ev, &mut self.ctx, &mut self.out);
+            .on_flow(&self.meta, &ev, &mut self.ctx, &mut |e| out.push(e));
         self.off[dir] += bytes.len() as i64;
-        std::mem::take(&mut self.out)
+        out
     }
 
     /// Send on `dir` a segment that does not acknowledge the other side's last `unacked` bytes.

@@ -406,7 +406,7 @@ impl PacketSource for FileSource {
         self.at += 1;
         Ok(match item {
             Item::Packet(p) => Next::Packet(p.get(&batch.data)),
-            Item::Warning(w) => Next::Warning(w.clone()),
+            Item::Warning(w) => Next::Warning(Box::new(w.clone())),
         })
     }
 

@@ -173,7 +173,7 @@ fn read_all(src: &mut FileSource) -> Out {
     for _ in 0..1_000_000 {
         match src.next().expect("no fatal error") {
             Next::Packet(p) => out.packets.push(p.to_packet()),
-            Next::Warning(w) => out.warnings.push(w),
+            Next::Warning(w) => out.warnings.push(*w),
             Next::End => return out,
             other => panic!("a file source does not produce {other:?}"),
         }
