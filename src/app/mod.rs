@@ -31,6 +31,24 @@ pub struct Identity {
     pub tls: Option<Box<TlsIdentity>>,
 }
 
+impl Identity {
+    /// A request inside TLS known by its records only (not decrypted): no method or target,
+    /// its Host the server name.
+    pub fn encrypted(tls: TlsIdentity) -> Identity {
+        Identity {
+            method: String::new(),
+            target: String::new(),
+            host: tls.sni.clone(),
+            body_len: None,
+            request_id: None,
+            tls: Some(Box::new(TlsIdentity {
+                encrypted: true,
+                ..tls
+            })),
+        }
+    }
+}
+
 /// What TLS tells of a request it carried.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TlsIdentity {

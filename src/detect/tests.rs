@@ -39,13 +39,6 @@ fn request(
     f: FrameRef,
     ack_off: i64,
 ) {
-    let first = SegMeta {
-        at: f,
-        seq: SeqNumber(1 + start as u32),
-        off: start,
-        ack: Some(SeqNumber(1 + ack_off as u32)),
-        ack_off: Some(ack_off),
-    };
     let identity = Identity {
         method: "GET".into(),
         target: target.into(),
@@ -53,6 +46,24 @@ fn request(
         body_len: Some(0),
         request_id: None,
         tls: None,
+    };
+    send(d, c, ex, identity, (start, f, ack_off));
+}
+
+/// A request with `identity` at client offset `start` sent in frame `f` carrying `ack_off`.
+fn send(
+    d: &mut Detector,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    identity: Identity,
+    (start, f, ack_off): (i64, FrameRef, i64),
+) {
+    let first = SegMeta {
+        at: f,
+        seq: SeqNumber(1 + start as u32),
+        off: start,
+        ack: Some(SeqNumber(1 + ack_off as u32)),
+        ack_off: Some(ack_off),
     };
     let r = Request {
         dir: Dir::Fwd,
@@ -336,35 +347,13 @@ fn tls_request(
     f: FrameRef,
     ack_off: i64,
 ) {
-    let first = SegMeta {
-        at: f,
-        seq: SeqNumber(1 + start as u32),
-        off: start,
-        ack: Some(SeqNumber(1 + ack_off as u32)),
-        ack_off: Some(ack_off),
-    };
-    let tls = crate::app::TlsIdentity {
-        encrypted: true,
+    let identity = Identity::encrypted(crate::app::TlsIdentity {
         version: "TLS 1.3",
         sni: Some("up.example".into()),
         record_len: len,
         ..Default::default()
-    };
-    let identity = Identity {
-        method: String::new(),
-        target: String::new(),
-        host: tls.sni.clone(),
-        body_len: None,
-        request_id: None,
-        tls: Some(Box::new(tls)),
-    };
-    let r = Request {
-        dir: Dir::Fwd,
-        start,
-        first,
-        identity,
-    };
-    d.on_message(c, ex, AppEvent::Request(r), &first);
+    });
+    send(d, c, ex, identity, (start, f, ack_off));
 }
 
 /// A connection whose SYN was captured at `syn` s.

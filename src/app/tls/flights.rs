@@ -77,21 +77,15 @@ impl Flights {
             start,
             answered: false,
         });
-        let mut tls = ctx.identity.clone();
-        tls.encrypted = true;
-        tls.record_len = h.len;
+        let tls = TlsIdentity {
+            record_len: h.len,
+            ..ctx.identity.clone()
+        };
         out.push(AppEvent::Request(Request {
             dir,
             start,
             first,
-            identity: Identity {
-                method: String::new(),
-                target: String::new(),
-                host: tls.sni.clone(),
-                body_len: None,
-                request_id: None,
-                tls: Some(Box::new(tls)),
-            },
+            identity: Identity::encrypted(tls),
         }));
     }
 

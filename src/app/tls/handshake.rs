@@ -147,11 +147,11 @@ fn parse(msg: &[u8], tls13: bool) -> Message {
     parsed.unwrap_or(Message::Malformed(ty))
 }
 
+/// tls-parser's parser of a hello's extensions.
+type ParseExtensions<'a> = fn(&'a [u8]) -> tls_parser::IResult<&'a [u8], Vec<TlsExtension<'a>>>;
+
 /// The extensions of a hello (none when they do not parse).
-fn extensions<'a>(
-    raw: Option<&'a [u8]>,
-    parse: fn(&'a [u8]) -> tls_parser::IResult<&'a [u8], Vec<TlsExtension<'a>>>,
-) -> Vec<TlsExtension<'a>> {
+fn extensions<'a>(raw: Option<&'a [u8]>, parse: ParseExtensions<'a>) -> Vec<TlsExtension<'a>> {
     raw.and_then(|e| parse(e).ok())
         .map(|(_, v)| v)
         .unwrap_or_default()
