@@ -39,7 +39,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Counters of the TLS analysis, summed over connections.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TlsStats {
     pub connections: u64,
     /// By negotiated version ("TLS 1.2", "TLS 1.3"; "unknown" without a ServerHello).
