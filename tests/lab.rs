@@ -5,10 +5,12 @@
 //! with the right outcome, the proxy-side and upstream-side captures agree on the kinds, and
 //! the safe configuration has no finding. In the busy scenarios (20 clients sending identical
 //! requests) every failed attempt is checked by frame: with X-Request-ID every outcome and
-//! retry frame is right; without it at most 1% of the definite outcomes are wrong. In
-//! `vxlan-overlay` the proxy reaches the upstream across a VXLAN overlay: its underlay capture
-//! (VXLAN only), the proxy host's `-i any` (every segment twice, plain and encapsulated) and
-//! the inner interface give the same verdicts.
+//! retry frame is right; without it at most 1% of the definite outcomes are wrong.
+//! The TLS scenarios (nginx to node over TLS 1.2 and 1.3) are checked with their key log
+//! (requests decrypted and named) and without (the same requests found as encrypted flights,
+//! retries matched by size). In `vxlan-overlay` the proxy reaches the upstream across a VXLAN
+//! overlay: its underlay capture (VXLAN only), the proxy host's `-i any` (every segment twice,
+//! plain and encapsulated) and the inner interface give the same verdicts.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,6 +50,8 @@ fn lab_captures_match_the_proxies_logs() {
         "middlebox-rst",
         "nginx-busy-id",
         "nginx-busy-noid",
+        "tls12-crossing",
+        "tls13-crossing",
         "vxlan-overlay",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");

@@ -20,6 +20,7 @@ pub use parallel::shard_of;
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
 
+pub use crate::app::tls::keylog::KeyLog;
 pub use crate::detect::DetectConfig;
 pub use crate::flow::TableConfig;
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub table: TableConfig,
     /// UDP ports decoded as VXLAN besides 4789 and 8472.
     pub vxlan_ports: Vec<u16>,
+    /// Secrets to decrypt TLS with (`--tls-keylog`), shared by the shards.
+    pub tls_keys: Option<std::sync::Arc<KeyLog>>,
 }
 
 impl Config {
