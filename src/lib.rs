@@ -32,6 +32,7 @@
 //!
 //! - [`capture`]: packet sources, the BPF filter, packets and input warnings.
 //! - [`engine`]: the [`engine::Analyzer`] (one packet at a time), its settings, the driver loop.
+//! - [`metrics`]: live metrics in Prometheus' exposition format (`--metrics`).
 //! - [`report`]: the report's schema ([`report::schema`]) and its renderers.
 //! - [`time`]: capture timestamps.
 //! - `synth` (cargo feature `synth`): a TCP conversation simulator and pcap writer for tests,
@@ -46,6 +47,7 @@ pub(crate) mod decode;
 pub(crate) mod detect;
 pub mod engine;
 pub(crate) mod flow;
+pub mod metrics;
 pub mod report;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;

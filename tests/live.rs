@@ -975,3 +975,7 @@ fn crossed_fin_through_the_delay_line_is_streamed_live() {
         "a /warm request reported"
     );
 }
+
+mod common;
+#[path = "live/service.rs"]
+mod service;

@@ -5,7 +5,8 @@
 //!   read as one stream on a thread of its own; problems inside a file are [`Warning`]s, an input
 //!   that cannot be read as a capture at all is an [`InputError`].
 //! - [`LiveSource`] (`live`): live capture from a network interface with libpcap, optionally
-//!   written to a pcap file as it is captured.
+//!   written to a pcap file (or a ring of them, `ring`) as it is captured; `privileges` drops
+//!   root and capabilities once the capture is open (`-Z`).
 //! - [`Filter`] (`filter`): a BPF expression compiled by libpcap (one program per link type,
 //!   lazily) and applied to file packets too.
 
@@ -194,10 +195,14 @@ pub use filter::{Filter, Filtered};
 
 /// Live capture from an interface (libpcap).
 mod live;
+mod privileges;
+mod ring;
 pub use live::{
-    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, InterfaceInfo, LiveConfig, LiveError,
-    LiveSource, list_interfaces, setcap_hint,
+    CaptureStats, DEFAULT_BUFFER_SIZE, DEFAULT_BUFFER_TIMEOUT_MS, DEFAULT_SNAPLEN, InterfaceInfo,
+    LiveConfig, LiveError, LiveSource, list_interfaces, setcap_hint,
 };
+pub use privileges::{User, lookup_user};
+pub use ring::{Ring, ring_name};
 
 #[cfg(test)]
 mod tests;

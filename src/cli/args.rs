@@ -77,6 +77,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", help_heading = LIVE)]
     pub buffer_size: Option<u32>,
 
+    /// Hand each packet over as it arrives (libpcap's immediate mode) instead of in blocks
+    /// every 50 ms at most: drops packets at a much lower rate; verdicts are not faster.
+    #[arg(long, help_heading = LIVE)]
+    pub immediate: bool,
+
     /// Do not put the interface into promiscuous mode.
     #[arg(short = 'p', long = "no-promiscuous-mode", help_heading = LIVE)]
     pub no_promisc: bool,
@@ -85,6 +90,29 @@ pub struct Args {
     /// results).
     #[arg(short = 'w', long = "write", value_name = "FILE", help_heading = LIVE)]
     pub write: Option<String>,
+
+    /// With -w: start a new file when the current one is larger than MB million bytes (FILE,
+    /// FILE1, FILE2, ...; with -W, FILE0 to FILE<N-1>), as tcpdump.
+    #[arg(short = 'C', long = "file-size", value_name = "MB", help_heading = LIVE)]
+    pub file_size: Option<u64>,
+
+    /// With -C: keep at most N files, overwriting the oldest (a ring), as tcpdump.
+    #[arg(short = 'W', long = "file-count", value_name = "N", help_heading = LIVE)]
+    pub file_count: Option<u32>,
+
+    /// Drop privileges once the capture is open: run as USER (and its group), without
+    /// capabilities, as tcpdump. The -w files are created as USER.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER", help_heading = LIVE)]
+    pub user: Option<String>,
+
+    /// Serve metrics in Prometheus' format at http://ADDR/metrics (e.g. 127.0.0.1:9464):
+    /// findings, requests and idle closes per server, packets, drops, connections.
+    #[arg(long, value_name = "ADDR", help_heading = LIVE)]
+    pub metrics: Option<String>,
+
+    /// --metrics: servers with a label of their own (the rest are counted as "other").
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::DEFAULT_MAX_SERVERS, help_heading = LIVE)]
+    pub metrics_max_servers: usize,
 
     /// Print running totals (packets, connections, requests, findings, kernel drops) to stderr
     /// every SECS seconds.

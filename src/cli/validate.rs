@@ -3,11 +3,12 @@
 //! what depends on the terminal (width, colours, borders) is decided here from a [`Terminal`].
 
 use super::args::{Args, ColorArg, FormatArg, GenerateArg};
-use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig};
+use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig, Ring};
 use crate::detect::DetectConfig;
 use crate::engine::live::LiveOptions;
 use crate::engine::{Config, KeyLog, RunOptions};
 use crate::flow::TableConfig;
+use crate::metrics::Metrics;
 use crate::report::{Format, TableOptions};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -26,7 +27,8 @@ pub enum Command {
     ListInterfaces,
     Generate(GenerateArg),
     Files(FilesRun),
-    Live(LiveOptions),
+    /// A live capture, and the address to serve its metrics at (`--metrics`).
+    Live(LiveOptions, Option<String>),
 }
 
 /// Analyse capture files.
@@ -181,7 +183,8 @@ impl Args {
             .map(|c| at_least_one("-c/--count", c))
             .transpose()?;
         if live {
-            return self.live(filter, count, term).map(Command::Live);
+            let opts = self.live(filter, count, term)?;
+            return Ok(Command::Live(opts, self.metrics.clone()));
         }
         if let Some(flag) = self.live_only_flag() {
             return Err(format!(
@@ -208,13 +211,41 @@ impl Args {
         }))
     }
 
+    /// `-C MB` and `-W N`: the -w file's ring.
+    fn ring(&self) -> Result<Option<Ring>, String> {
+        let Some(mb) = self.file_size else {
+            if self.file_count.is_some() {
+                return Err("-W applies with -C (a ring of files of -C MB each)".into());
+            }
+            return Ok(None);
+        };
+        if self.write.is_none() {
+            return Err("-C applies with -w FILE".into());
+        }
+        let bytes = at_least_one("-C/--file-size", mb)?.saturating_mul(1_000_000);
+        let files = self
+            .file_count
+            .map(|n| at_least_one("-W/--file-count", n))
+            .transpose()?;
+        Ok(Some(Ring { bytes, files }))
+    }
+
     /// The first live-capture option given without `-i`.
     fn live_only_flag(&self) -> Option<&'static str> {
         [
             (self.snaplen != DEFAULT_SNAPLEN, "-s/--snaplen"),
             (self.buffer_size.is_some(), "--buffer-size"),
+            (self.immediate, "--immediate"),
             (self.no_promisc, "-p/--no-promiscuous-mode"),
             (self.write.is_some(), "-w/--write"),
+            (self.file_size.is_some(), "-C/--file-size"),
+            (self.file_count.is_some(), "-W/--file-count"),
+            (self.user.is_some(), "-Z/--relinquish-privileges"),
+            (self.metrics.is_some(), "--metrics"),
+            (
+                self.metrics_max_servers != crate::metrics::DEFAULT_MAX_SERVERS,
+                "--metrics-max-servers",
+            ),
             (self.stats_every.is_some(), "--stats-every"),
             (self.duration.is_some(), "--duration"),
         ]
@@ -235,6 +266,7 @@ impl Args {
             config: Config {
                 detect: DetectConfig {
                     retry_window: seconds("--retry-window", self.retry_window, true)?,
+                    ..DetectConfig::default()
                 },
                 table: TableConfig {
                     idle_timeout: seconds("--idle-timeout", self.idle_timeout, false)?,
@@ -321,6 +353,12 @@ impl Args {
             .map(|b| at_least_one("--buffer-size", b))
             .transpose()?;
         let interface = self.interface.clone().unwrap_or_default();
+        let mut run = self.run_options(1)?;
+        let metrics = self.metrics.as_ref().map(|_| {
+            let m = Arc::new(Metrics::new(self.metrics_max_servers));
+            run.config.detect.observer = Some(m.clone());
+            m
+        });
         Ok(LiveOptions {
             capture: LiveConfig {
                 filter,
@@ -332,15 +370,19 @@ impl Args {
                 },
                 buffer_size: buffer_size.or(Some(DEFAULT_BUFFER_SIZE)),
                 promisc: !self.no_promisc,
+                immediate: self.immediate,
                 write: self.write.clone(),
+                ring: self.ring()?,
+                user: self.user.clone(),
                 ..LiveConfig::new(&interface)
             },
-            run: self.run_options(1)?,
+            run,
             format: self.format(),
             table: self.table_options(term)?,
             stats_every,
             duration,
             count,
+            metrics,
         })
     }
 }

@@ -82,17 +82,30 @@ fn retry_key(id: &Identity) -> u64 {
     h.finish()
 }
 
+/// Told of each request and each idle close of a server as the detect stage sees them (live
+/// metrics); shared by the shards of the input.
+pub trait DetectObserver: Send + Sync + std::fmt::Debug {
+    fn request(&self, server: SocketAddr);
+    /// The server closed a connection idle for `idle_s` seconds.
+    fn idle_close(&self, server: SocketAddr, idle_s: f64);
+}
+
 /// Settings of the detect stage.
 #[derive(Clone, Debug)]
 pub struct DetectConfig {
     /// A request repeated on another connection within this many seconds after its sender
     /// could know of the failure is a candidate retry.
     pub retry_window: f64,
+    /// Told of requests and idle closes as they are seen.
+    pub observer: Option<std::sync::Arc<dyn DetectObserver>>,
 }
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        DetectConfig { retry_window: 1.0 }
+        DetectConfig {
+            retry_window: 1.0,
+            observer: None,
+        }
     }
 }
 
@@ -116,6 +129,7 @@ pub struct Detector {
     /// The server's idle closes seen so far, per client address and server.
     idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
     stats: DetectStats,
+    observer: Option<std::sync::Arc<dyn DetectObserver>>,
 }
 
 impl Detector {
@@ -130,6 +144,7 @@ impl Detector {
             endpoints: FxHashMap::default(),
             idle_closes: FxHashMap::default(),
             stats: DetectStats::default(),
+            observer: cfg.observer,
         }
     }
 
@@ -188,6 +203,9 @@ impl Detector {
         ex.next_index += 1;
         ex.requests += 1;
         self.stats.requests += 1;
+        if let Some(o) = &self.observer {
+            o.request(conn.addrs[r.dir.other()]);
+        }
         let attempt = Attempt {
             conn: conn.id,
             index,
@@ -267,6 +285,9 @@ impl Detector {
             .or_insert_with(|| EndpointTally::new(server_addr))
             .add_connection(conn.id, ex, &end.closes, client);
         if let Some(idle) = idle_close {
+            if let Some(o) = &self.observer {
+                o.idle_close(server_addr, idle);
+            }
             self.idle_closes.entry(pair).or_default().add(idle);
         }
         if ex.pending.is_empty() {

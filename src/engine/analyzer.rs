@@ -83,6 +83,11 @@ impl Analyzer {
         self.table.open_connections()
     }
 
+    /// Connections finished early because the table was full, so far.
+    pub fn connections_evicted(&self) -> u64 {
+        self.table.stats().connections_evicted
+    }
+
     /// Packets analysed so far.
     pub fn packets(&self) -> u64 {
         self.result.packets

@@ -10,6 +10,7 @@
 use super::analyzer::Analyzer;
 use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
+use crate::metrics::{CountingRenderer, Metrics};
 use crate::report::schema::CaptureInfo;
 use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
@@ -32,7 +33,14 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     /// Stop after this many packets.
     pub count: Option<u64>,
+    /// Live metrics to keep current (`--metrics`; the detect stage's observer is set by the
+    /// caller).
+    pub metrics: Option<Arc<Metrics>>,
 }
+
+/// Packets between two copies of the running totals into the metrics (also copied in every
+/// quiet period).
+const METRICS_EVERY: u64 = 1024;
 
 /// Why the capture stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +81,10 @@ struct LiveHooks<'a> {
     stats_every: Option<Duration>,
     next_stats: Option<Instant>,
     stopped_by: Option<StopReason>,
+    metrics: Option<&'a Metrics>,
+    /// Packets read at the last copy into the metrics, and at the last call.
+    metrics_at: u64,
+    last_read: u64,
 }
 
 impl LiveHooks<'_> {
@@ -120,18 +132,40 @@ impl LiveHooks<'_> {
     }
 }
 
+impl LiveHooks<'_> {
+    /// Copy the running totals into the metrics in quiet periods (nothing read since the last
+    /// call) and every `METRICS_EVERY` packets.
+    fn update_metrics(&mut self, source: &mut dyn PacketSource, a: &Analyzer, read: u64) {
+        let Some(m) = self.metrics else {
+            return;
+        };
+        let quiet = read == std::mem::replace(&mut self.last_read, read);
+        if !quiet && read - self.metrics_at < METRICS_EVERY {
+            return;
+        }
+        self.metrics_at = read;
+        m.update_capture(
+            a.packets(),
+            a.open_connections(),
+            a.connections_evicted(),
+            source.kernel_stats(),
+        );
+    }
+}
+
 impl RunHooks for LiveHooks<'_> {
     fn before_read(
         &mut self,
         source: &mut dyn PacketSource,
         analyzer: &Analyzer,
-        _read: u64,
+        read: u64,
     ) -> ControlFlow<()> {
         if let Some(why) = self.stop_reason(analyzer) {
             self.stopped_by = Some(why);
             return ControlFlow::Break(());
         }
         self.print_stats(source, analyzer);
+        self.update_metrics(source, analyzer, read);
         ControlFlow::Continue(())
     }
 }
@@ -164,8 +198,14 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         stats_every: opts.stats_every,
         next_stats: opts.stats_every.map(|s| start + s),
         stopped_by: None,
+        metrics: opts.metrics.as_deref(),
+        metrics_at: 0,
+        last_read: 0,
     };
     let mut renderer = renderer(opts.format, out, true, &opts.table);
+    if let Some(m) = &opts.metrics {
+        renderer = Box::new(CountingRenderer::new(renderer, Arc::clone(m)));
+    }
     let result = run(&mut src, &opts.run, renderer.as_mut(), &mut hooks);
     let kernel = src.kernel_stats().unwrap_or_default();
     let capture = CaptureInfo {

@@ -21,7 +21,7 @@ pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
 
 pub use crate::app::tls::keylog::KeyLog;
-pub use crate::detect::DetectConfig;
+pub use crate::detect::{DetectConfig, DetectObserver};
 pub use crate::flow::TableConfig;
 
 /// Settings of the analysis.
