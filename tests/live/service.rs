@@ -309,3 +309,98 @@ fn z_drops_root_and_every_capability_and_w_keeps_a_ring_of_files() {
     }
     assert!(largest >= 900_000, "a full file: {largest} bytes");
 }
+
+/// Prometheus scraping tcprace every second, both in the lab's namespace.
+const PROMETHEUS_CONFIG: &str = "global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: tcprace
+    static_configs:
+      - targets: ['127.0.0.1:9464']
+";
+
+#[test]
+fn a_real_prometheus_scrapes_the_findings_counter() {
+    const NAME: &str = "prometheus";
+    let (Some(prometheus), Some(promtool)) = (find_tool("prometheus"), find_tool("promtool"))
+    else {
+        eprintln!("SKIPPED {NAME}: prometheus and promtool not found (apt-get install prometheus)");
+        return;
+    };
+    let mut lab = lab_or_skip!(NAME);
+    lab.start_server();
+    let t = lab.spawn(&[
+        BIN,
+        "-i",
+        "lo",
+        "-f",
+        "tcp port 8080",
+        "--format",
+        "jsonl",
+        "--duration",
+        "40",
+        "--metrics",
+        "127.0.0.1:9464",
+    ]);
+    let stderr = line_reader(lab.children[t].stderr.take().unwrap());
+    wait_for_line(&stderr, "listening on lo", Duration::from_secs(10));
+    let config = lab.dir.join("prometheus.yml");
+    std::fs::write(&config, PROMETHEUS_CONFIG).unwrap();
+    let data = lab.dir.join("tsdb");
+    lab.spawn(&[
+        prometheus.to_str().unwrap(),
+        &format!("--config.file={}", config.display()),
+        &format!("--storage.tsdb.path={}", data.display()),
+        "--web.listen-address=127.0.0.1:9090",
+    ]);
+    let client = lab.run_timeout(&["python3", "-c", CLIENT], Duration::from_secs(15));
+    assert!(client.status.success());
+
+    // the finding is final ~3 s after the request; Prometheus scrapes every second
+    let query = "http://127.0.0.1:9090/api/v1/query?query=tcprace_findings_total";
+    let end = Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let body = lab.run_timeout(
+            &["python3", "-c", &format!("import urllib.request; print(urllib.request.urlopen({query:?}, timeout=2).read().decode())")],
+            Duration::from_secs(10),
+        );
+        let v: Option<Value> = serde_json::from_slice(&body.stdout).ok();
+        let found = v
+            .as_ref()
+            .and_then(|v| v["data"]["result"].as_array().cloned());
+        match found {
+            Some(r) if !r.is_empty() => break r,
+            _ if Instant::now() >= end => panic!("Prometheus has no tcprace_findings_total: {v:?}"),
+            _ => thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    assert_eq!(result.len(), 1, "{result:?}");
+    let m = &result[0]["metric"];
+    assert_eq!(m["server"], "127.0.0.1:8080");
+    assert_eq!(m["kind"], "after_fin");
+    assert_eq!(m["outcome"], "lost");
+    assert_eq!(m["job"], "tcprace");
+    assert_eq!(result[0]["value"][1], "1");
+
+    // promtool reads the exposition: it parses; its only remarks are that the OpenMetrics
+    // counters' help is written for the family name (without _total), as OpenMetrics says
+    let text = scrape(&lab, "http://127.0.0.1:9464/metrics");
+    let path = lab.dir.join("exposition.txt");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output()
+        .unwrap();
+    let remarks = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "promtool check metrics: {remarks}"
+    );
+    for l in remarks.lines() {
+        assert!(
+            l.ends_with("_total no help text"),
+            "promtool check metrics: {remarks}"
+        );
+    }
+}
