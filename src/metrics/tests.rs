@@ -144,3 +144,30 @@ fn a_run_counts_findings_by_server_kind_and_outcome_requests_and_idle_closes() {
         Some(2.0)
     );
 }
+
+#[test]
+fn a_thousand_servers_make_at_most_the_limit_of_labels_and_a_bounded_exposition() {
+    let m = Metrics::new(DEFAULT_MAX_SERVERS);
+    for i in 0..1000u32 {
+        let server = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 8080));
+        m.request(server);
+        m.idle_close(server, 5.0);
+    }
+    let text = m.encode();
+    let servers: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split("server=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(servers.len(), DEFAULT_MAX_SERVERS + 1, "and other");
+    assert_eq!(
+        sample(&text, "tcprace_requests_total{server=\"other\"}"),
+        Some(900.0)
+    );
+    // the size the README gives for a full table of servers
+    eprintln!(
+        "exposition with {} server labels: {} bytes",
+        servers.len(),
+        text.len()
+    );
+    assert!(text.len() < 250_000, "{} bytes", text.len());
+}
