@@ -2,7 +2,8 @@
 # Soak test of live capture: tcprace -i lo in a private network namespace for SOAK_SECS
 # seconds while a client opens RATE new keep-alive connections per second against a local
 # server; a share of them (REUSE_PCT %) is reused after the server's idle timeout (after_fin
-# races). tcprace's RSS is sampled every 10 s into a CSV.
+# races). tcprace's RSS is sampled every 10 s into a CSV; its --metrics endpoint is scraped
+# every SCRAPE_SECS seconds (latency and size into a CSV, as Prometheus would).
 #
 #   bench/soak.sh                         # 600 s, 50 connections/s
 #   SOAK_SECS=60 RATE=100 bench/soak.sh
@@ -17,6 +18,9 @@ RATE=${RATE:-50}
 REUSE_PCT=${REUSE_PCT:-2}
 IDLE=${IDLE:-1.0}
 BUFFER_SIZE=${BUFFER_SIZE:-}   # tcprace --buffer-size (its default when empty)
+SCRAPE_SECS=${SCRAPE_SECS:-15}
+SCRAPES=bench/out/soak-scrapes.csv
+LAST_SCRAPE=bench/out/soak-last-scrape.txt
 OUT=bench/out
 mkdir -p "$OUT"
 CSV=$OUT/soak-rss.csv
@@ -77,7 +81,8 @@ PIDS+=($!)
 sleep 0.5
 
 ip netns exec "$NS" "$BIN" -i lo -f "tcp port 8080" --format jsonl --stats-every 10 \
-    --duration "$((SOAK_SECS + 3))" ${BUFFER_SIZE:+--buffer-size "$BUFFER_SIZE"} >"$JSONL" 2>"$LOG" &
+    --duration "$((SOAK_SECS + 3))" ${BUFFER_SIZE:+--buffer-size "$BUFFER_SIZE"} \
+    --metrics 127.0.0.1:9464 >"$JSONL" 2>"$LOG" &
 TPID=$!
 PIDS+=("$TPID")
 sleep 1
@@ -129,6 +134,19 @@ EOF
 CPID=$!
 PIDS+=("$CPID")
 
+# Scraper: the metrics every SCRAPE_SECS s, as Prometheus would (seconds, bytes).
+echo "elapsed_s,seconds,bytes" >"$SCRAPES"
+(
+    T0=$(date +%s)
+    while kill -0 "$TPID" 2>/dev/null; do
+        r=$(ip netns exec "$NS" curl -s -o "$LAST_SCRAPE.new" -w '%{time_total},%{size_download}' \
+            http://127.0.0.1:9464/metrics) && mv "$LAST_SCRAPE.new" "$LAST_SCRAPE" \
+            && echo "$(($(date +%s) - T0)),$r" >>"$SCRAPES"
+        sleep "$SCRAPE_SECS"
+    done
+) &
+PIDS+=($!)
+
 # VmRSS includes the kernel's capture ring (mmapped, resident from the start); RssAnon is
 # tcprace's own heap.
 echo "elapsed_s,vmrss_kb,rssanon_kb" >"$CSV"
@@ -146,7 +164,7 @@ RC=$?
 set -e
 echo "tcprace exit code $RC (1 = findings)" >&2
 
-python3 - "$JSONL" "$CSV" "$CLIENT_LOG" <<'EOF'
+python3 - "$JSONL" "$CSV" "$CLIENT_LOG" "$SCRAPES" "$LAST_SCRAPE" <<'EOF'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 summ = [l for l in lines if l.get("record") == "summary"][-1]
@@ -166,4 +184,18 @@ print("RssAnon kB start/end/max %d / %d / %d (tcprace's heap)" % (anon[0], anon[
 print("kernel              received %d dropped %d if_dropped %d" % (c["received"], c["dropped"], c["if_dropped"]))
 print("connections_evicted %d" % t.get("connections_evicted", 0))
 print("client errors       %d" % client["errors"])
+scrapes = [l.split(",") for l in open(sys.argv[4]).read().split()[1:]]
+secs = sorted(float(r[1]) for r in scrapes)
+if secs:
+    print("scrapes             %d, latency median %.1f ms max %.1f ms, %d-%d bytes" % (
+        len(secs), 1000 * secs[len(secs) // 2], 1000 * secs[-1],
+        min(int(r[2]) for r in scrapes), max(int(r[2]) for r in scrapes)))
+    last = {}
+    for l in open(sys.argv[5]):
+        if l.startswith("tcprace_") and " " in l:
+            name, value = l.rsplit(" ", 1)
+            last[name] = float(value)
+    found = sum(v for k, v in last.items() if k.startswith("tcprace_findings_total"))
+    print("last scrape         findings %d, kernel dropped %d, packets %d" % (
+        found, last.get("tcprace_kernel_dropped_total", -1), last.get("tcprace_packets_total", -1)))
 EOF

@@ -52,29 +52,12 @@ fn execute(cmd: Command) -> Result<i32, RunError> {
             Ok(0)
         }
         Command::Files(f) => run_files(&f),
-        Command::Live(mut opts, metrics_addr) => {
+        Command::Live(mut opts) => {
             opts.capture.interface = interface_by_number(&opts.capture.interface)?;
-            // listen before the capture opens (and privileges are dropped): a port below 1024
-            // needs them, and a taken port is an error at once
-            let _server = match (&metrics_addr, &opts.metrics) {
-                (Some(addr), Some(m)) => Some(serve_metrics(addr, m)?),
-                _ => None,
-            };
             let stop = crate::engine::live::install_signal_handlers()?;
             crate::engine::live::run_live(&opts, &stop, io::BufWriter::new(io::stdout().lock()))
         }
     }
-}
-
-/// Start the metrics endpoint and say where it is.
-fn serve_metrics(
-    addr: &str,
-    metrics: &std::sync::Arc<crate::metrics::Metrics>,
-) -> Result<crate::metrics::MetricsServer, String> {
-    let server = crate::metrics::serve(addr, std::sync::Arc::clone(metrics))?;
-    let at = server.addr().map_or(addr.to_string(), |a| a.to_string());
-    eprintln!("tcprace: metrics at http://{at}/metrics");
-    Ok(server)
 }
 
 fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {

@@ -27,8 +27,7 @@ pub enum Command {
     ListInterfaces,
     Generate(GenerateArg),
     Files(FilesRun),
-    /// A live capture, and the address to serve its metrics at (`--metrics`).
-    Live(LiveOptions, Option<String>),
+    Live(LiveOptions),
 }
 
 /// Analyse capture files.
@@ -183,8 +182,7 @@ impl Args {
             .map(|c| at_least_one("-c/--count", c))
             .transpose()?;
         if live {
-            let opts = self.live(filter, count, term)?;
-            return Ok(Command::Live(opts, self.metrics.clone()));
+            return self.live(filter, count, term).map(Command::Live);
         }
         if let Some(flag) = self.live_only_flag() {
             return Err(format!(
@@ -354,10 +352,10 @@ impl Args {
             .transpose()?;
         let interface = self.interface.clone().unwrap_or_default();
         let mut run = self.run_options(1)?;
-        let metrics = self.metrics.as_ref().map(|_| {
+        let metrics = self.metrics.as_ref().map(|addr| {
             let m = Arc::new(Metrics::new(self.metrics_max_servers));
             run.config.detect.observer = Some(m.clone());
-            m
+            (addr.clone(), m)
         });
         Ok(LiveOptions {
             capture: LiveConfig {

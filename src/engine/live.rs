@@ -10,7 +10,7 @@
 use super::analyzer::Analyzer;
 use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
-use crate::metrics::{CountingRenderer, Metrics};
+use crate::metrics::{CountingRenderer, Metrics, MetricsServer};
 use crate::report::schema::CaptureInfo;
 use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
@@ -33,9 +33,9 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     /// Stop after this many packets.
     pub count: Option<u64>,
-    /// Live metrics to keep current (`--metrics`; the detect stage's observer is set by the
-    /// caller).
-    pub metrics: Option<Arc<Metrics>>,
+    /// Live metrics to keep current and the address to serve them at (`--metrics`; the
+    /// detect stage's observer is set by the caller).
+    pub metrics: Option<(String, Arc<Metrics>)>,
 }
 
 /// Packets between two copies of the running totals into the metrics (also copied in every
@@ -170,11 +170,26 @@ impl RunHooks for LiveHooks<'_> {
     }
 }
 
+/// Start the metrics endpoint and say where it is.
+fn serve_metrics(addr: &str, metrics: &Arc<Metrics>) -> Result<MetricsServer, String> {
+    let server = crate::metrics::serve(addr, Arc::clone(metrics))?;
+    let at = server.addr().map_or(addr.to_string(), |a| a.to_string());
+    eprintln!("tcprace: metrics at http://{at}/metrics");
+    Ok(server)
+}
+
 /// Capture from the interface until `stop` is set (or duration/count), streaming findings to
 /// `out`; then print the report. Returns the exit code (0 no findings, 1 findings).
 pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, RunError> {
     let cfg = &opts.capture;
     let mut src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
+    // served once the capture is open and privileges are dropped (-Z): no thread of the
+    // process keeps a capability
+    let _server = opts
+        .metrics
+        .as_ref()
+        .map(|(addr, m)| serve_metrics(addr, m))
+        .transpose()?;
     eprintln!(
         "tcprace: listening on {}, link-type {}, snapshot length {} bytes{}{}",
         cfg.interface,
@@ -198,12 +213,12 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         stats_every: opts.stats_every,
         next_stats: opts.stats_every.map(|s| start + s),
         stopped_by: None,
-        metrics: opts.metrics.as_deref(),
+        metrics: opts.metrics.as_ref().map(|(_, m)| m.as_ref()),
         metrics_at: 0,
         last_read: 0,
     };
     let mut renderer = renderer(opts.format, out, true, &opts.table);
-    if let Some(m) = &opts.metrics {
+    if let Some((_, m)) = &opts.metrics {
         renderer = Box::new(CountingRenderer::new(renderer, Arc::clone(m)));
     }
     let result = run(&mut src, &opts.run, renderer.as_mut(), &mut hooks);
