@@ -7,9 +7,13 @@
 //! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]). A verdict
 //! waits for its retry window to pass before it is final.
 
+mod advice;
+pub(crate) mod client_leg;
 mod endpoints;
 mod evidence;
 mod exchanges;
+mod histogram;
+mod ladder;
 mod recommend;
 mod retry;
 #[cfg(test)]
@@ -20,11 +24,12 @@ pub(crate) use endpoints::{EndpointTally, merge_endpoints};
 pub use exchanges::Exchanges;
 
 use crate::app::{AppEvent, BodyDigest, Identity, Request, Response};
-use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
+use crate::flow::{ConnEnd, ConnMeta, Dir, FrameRef, SegMeta};
 use crate::report::schema::{
     CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
 };
 use crate::time::Timestamp;
+use client_leg::{Answer, FrontExchange, front_key};
 use evidence::{IdleRange, RelativeSeq};
 use exchanges::PendingRequest;
 use retry::{Attempt, Decided, Failure, RetryMatcher};
@@ -97,7 +102,6 @@ impl Default for DetectConfig {
 /// A verdict waiting for its outcome.
 #[derive(Debug)]
 struct Awaiting {
-    server: SocketAddr,
     finding: Finding,
     /// A `reset_unanswered` that was the keep-alive race.
     idle_reset: bool,
@@ -114,6 +118,10 @@ pub struct Detector {
     /// The server's idle closes seen so far, per client address and server.
     idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
     stats: DetectStats,
+    /// Requests with their answers since the last call to `take_fronts` (for the client leg).
+    fronts: Vec<FrontExchange>,
+    /// The capture time of the analysis.
+    now: Timestamp,
 }
 
 impl Detector {
@@ -128,7 +136,47 @@ impl Detector {
             endpoints: FxHashMap::default(),
             idle_closes: FxHashMap::default(),
             stats: DetectStats::default(),
+            fronts: Vec::new(),
+            now: Timestamp::default(),
         }
+    }
+
+    /// The capture time advanced (requests answered from now on were known by then).
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    /// The requests answered (or closed) since the last call.
+    pub(crate) fn take_fronts(&mut self) -> Vec<FrontExchange> {
+        std::mem::take(&mut self.fronts)
+    }
+
+    fn endpoint(&mut self, server: SocketAddr) -> &mut EndpointTally {
+        self.endpoints
+            .entry(server)
+            .or_insert_with(|| EndpointTally::new(server))
+    }
+
+    /// Request `p` on connection `conn` (client direction `client`) got `answer` at `at`.
+    fn front(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        p: &PendingRequest,
+        answer: Answer,
+        at: FrameRef,
+    ) {
+        self.fronts.push(FrontExchange {
+            conn: conn.id,
+            index: p.index,
+            key: front_key(&p.identity.method, &p.identity.target),
+            client: conn.addrs[client],
+            server: conn.addrs[client.other()],
+            request: p.at,
+            answer,
+            answer_at: at,
+            known_at: self.now,
+        });
     }
 
     pub fn stats(&self) -> &DetectStats {
@@ -164,7 +212,7 @@ impl Detector {
                 dir,
                 body: Some(body),
             } if dir == client => self.on_request_end(conn, ex, body),
-            AppEvent::Response(r) if r.dir != client => self.on_response(ex, &r, at),
+            AppEvent::Response(r) if r.dir != client => self.on_response(conn, client, ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
             AppEvent::Desync { dir } => {
                 self.stats.http_desyncs += 1;
@@ -203,6 +251,9 @@ impl Detector {
             return;
         }
         let idle_before = ex.idle_before(first.at.ts);
+        if let Some(idle) = idle_before {
+            self.endpoint(attempt.server).add_reuse(idle);
+        }
         ex.pending.push_back(PendingRequest {
             index,
             start: r.start,
@@ -234,14 +285,23 @@ impl Detector {
         }
     }
 
-    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
+    fn on_response(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        ex: &mut Exchanges,
+        r: &Response,
+        at: &SegMeta,
+    ) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
         }
         self.stats.responses += 1;
-        if ex.on_final_response(r).is_none() && !ex.wait_for_request(at.ack_off) {
-            self.stats.responses_without_request += 1;
+        match ex.on_final_response(r) {
+            Some(p) => self.front(conn, client, &p, Answer::Response(r.status), r.first.at),
+            None if !ex.wait_for_request(at.ack_off) => self.stats.responses_without_request += 1,
+            None => {}
         }
     }
 
@@ -255,11 +315,9 @@ impl Detector {
         let conn = &end.conn;
         let server_addr = conn.addrs[server];
         let pair = (conn.addrs[client].ip(), server_addr);
-        let idle_close = self
-            .endpoints
-            .entry(server_addr)
-            .or_insert_with(|| EndpointTally::new(server_addr))
-            .add_connection(conn.id, ex, &end.closes, client);
+        let idle_close =
+            self.endpoint(server_addr)
+                .add_connection(conn.id, ex, &end.closes, client);
         if let Some(idle) = idle_close {
             self.idle_closes.entry(pair).or_default().add(idle);
         }
@@ -275,7 +333,8 @@ impl Detector {
             client: conn.addrs[client].to_string(),
             server: server_addr.to_string(),
         };
-        for req in &ex.pending {
+        let pending = std::mem::take(&mut ex.pending);
+        for req in &pending {
             if ex.server_desync
                 && req
                     .ack_off
@@ -291,11 +350,16 @@ impl Detector {
             let server_rst = end.closes.rst[server];
             let idle = self.idle_closes.get(&pair);
             let idle_reset = evidence::is_idle_reset(&verdict, req, idle);
-            let finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
+            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
+            if !ex.trace.is_empty() {
+                finding.ladder = Some(ex.trace.ladder(client, rel, &conn.handshake));
+            }
+            if let Some(c) = verdict.peer_close() {
+                self.front(conn, client, req, Answer::Closed, c.event().at);
+            }
             self.awaiting.insert(
                 (conn.id, req.index),
                 Awaiting {
-                    server: server_addr,
                     finding,
                     idle_reset,
                 },
@@ -305,6 +369,7 @@ impl Detector {
                 close: verdict.peer_close().map(|c| c.event().at.ts),
             });
         }
+        ex.pending = pending;
         self.tick(now);
     }
 
@@ -361,6 +426,10 @@ impl Detector {
             retry: None,
             retry_candidates: None,
             evidence: evidence::describe(verdict, req, rel, server_rst.as_ref(), idle),
+            client_effect: None,
+            ladder: None,
+            flagged_frames: None,
+            idle_race: false,
         }
     }
 
@@ -398,11 +467,7 @@ impl Detector {
                 f.retry_candidates = Some(candidates);
             }
         }
-        if f.kind.is_finding()
-            && let Some(ep) = self.endpoints.get_mut(&a.server)
-        {
-            ep.add_finding(&f, a.idle_reset);
-        }
+        f.idle_race = a.idle_reset;
         self.ready.push(f);
     }
 

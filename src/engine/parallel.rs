@@ -15,6 +15,7 @@ use super::analyzer::Analyzer;
 use super::result::ShardResult;
 use crate::capture::{PacketRef, StoredPacket, Warning};
 use crate::decode;
+use crate::detect::client_leg::SharedLegs;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -71,8 +72,7 @@ struct Shard {
 
 impl Shard {
     fn start(
-        config: Config,
-        inputs: Vec<String>,
+        analyzer: Analyzer,
         printer: Arc<Mutex<WarningPrinter>>,
         n: usize,
     ) -> Result<Shard, String> {
@@ -80,7 +80,7 @@ impl Shard {
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
         let thread = std::thread::Builder::new()
             .name(format!("tcprace-shard{n}"))
-            .spawn(move || run_shard(Analyzer::new(config, inputs), full_rx, free_tx, &printer))
+            .spawn(move || run_shard(analyzer, full_rx, free_tx, &printer))
             .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
         Ok(Shard {
             batch: Batch::new(),
@@ -206,16 +206,13 @@ impl Shards {
         count: usize,
         config: &Config,
         inputs: &[String],
+        legs: &SharedLegs,
         printer: &Arc<Mutex<WarningPrinter>>,
     ) -> Result<Shards, String> {
         let mut others = Vec::with_capacity(count.saturating_sub(1));
         for n in 1..count.max(1) {
-            others.push(Shard::start(
-                config.clone(),
-                inputs.to_vec(),
-                printer.clone(),
-                n,
-            )?);
+            let a = Analyzer::shard(config.clone(), inputs.to_vec(), legs.clone(), n);
+            others.push(Shard::start(a, printer.clone(), n)?);
         }
         Ok(Shards { others })
     }

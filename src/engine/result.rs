@@ -1,6 +1,7 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
 use crate::capture::Warning;
+use crate::detect::client_leg::SharedLegs;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
 use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
@@ -35,6 +36,9 @@ pub struct ShardResult {
     pub(super) endpoints: Vec<EndpointTally>,
     pub(super) flow: FlowStats,
     pub(super) detect: DetectStats,
+    /// The client-leg links the shards share (findings still waiting there are final at the
+    /// merge).
+    pub(super) legs: Option<SharedLegs>,
 }
 
 impl ShardResult {
@@ -126,9 +130,19 @@ impl ShardResult {
 pub fn merge(shards: Vec<ShardResult>) -> Report {
     let mut all = ShardResult::default();
     let mut endpoints = Vec::with_capacity(shards.len());
+    let mut legs = None;
     for mut p in shards {
         endpoints.push(std::mem::take(&mut p.endpoints));
+        legs = legs.or(p.legs.take());
         all.absorb(p);
+    }
+    if let Some(legs) = legs
+        && let Ok(mut l) = legs.lock()
+    {
+        l.finish();
+        for f in l.take_decided(None) {
+            all.add_verdict(f);
+        }
     }
     all.sort_findings();
     // each shard kept its first warnings: the first of all are among them
@@ -139,7 +153,8 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    build_report(all, merge_endpoints(endpoints), warnings)
+    let endpoints = merge_endpoints(endpoints, &all.findings);
+    build_report(all, endpoints, warnings)
 }
 
 /// The report from the merged results (findings sorted).
@@ -167,6 +182,8 @@ fn build_report(
         http: p.detect,
         warnings,
         capture: None,
+        provenance: None,
+        flagged: None,
     }
 }
 

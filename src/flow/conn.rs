@@ -39,6 +39,8 @@ pub(super) struct TcpConn {
     /// When the capture saw the handshake's segments.
     pub times: HandshakeTimes,
     pub last_ts: Timestamp,
+    /// Emit a [`FlowEvent::Segment`] for every segment.
+    pub trace: bool,
 }
 
 impl TcpConn {
@@ -52,6 +54,7 @@ impl TcpConn {
             refused: false,
             times: HandshakeTimes::default(),
             last_ts: at.ts,
+            trace: false,
         }
     }
 
@@ -126,6 +129,14 @@ impl TcpConn {
         let meta = self.note_segment(d, seg, at);
         let conn = self.meta();
         let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
+        if self.trace {
+            emit(FlowEvent::Segment {
+                dir: d,
+                flags: seg.flags.0,
+                len: seg.payload_len,
+                meta,
+            });
+        }
         if let Some(a) = meta.ack_off {
             let sender = &mut self.dirs[d];
             if sender.highest_ack.is_none_or(|h| a > h) {

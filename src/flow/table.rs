@@ -62,6 +62,9 @@ pub struct TableConfig {
     pub close_linger: f64,
     /// At most this many connections tracked at once; the least recently active is finished.
     pub max_connections: usize,
+    /// Hand every segment to the handler as a [`FlowEvent::Segment`] (for the report's ladder
+    /// diagrams and the flight recorder).
+    pub trace_segments: bool,
 }
 
 impl Default for TableConfig {
@@ -70,6 +73,7 @@ impl Default for TableConfig {
             idle_timeout: 600.0,
             close_linger: 2.0,
             max_connections: 1_000_000,
+            trace_segments: false,
         }
     }
 }
@@ -155,8 +159,10 @@ impl<T: Default> FlowTable<T> {
                 self.stats.connections += 1;
                 // the id is the ordinal of the connection's first packet: unique (a packet
                 // starts at most one connection) and the same however the input is split
+                let mut tcp = TcpConn::new(at.ordinal, seg.src, seg.dst, at);
+                tcp.trace = self.cfg.trace_segments;
                 let t = Box::new(Tracked {
-                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, at),
+                    tcp,
                     user: T::default(),
                     closing_since: None,
                 });

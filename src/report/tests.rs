@@ -94,6 +94,10 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
             "Evidence of {} on {request} (frame {frame}).",
             kind.as_str()
         ),
+        client_effect: None,
+        ladder: None,
+        flagged_frames: None,
+        idle_race: false,
     }
 }
 
@@ -175,6 +179,8 @@ fn report(inputs: &[&str], packets: u64, findings: Vec<Finding>, info: Vec<Findi
         http: DetectStats::default(),
         warnings: Vec::new(),
         capture: None,
+        provenance: None,
+        flagged: None,
     }
 }
 
