@@ -92,6 +92,22 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Also write the report for an incident ticket to FILE: one self-contained HTML page
+    /// (.html) or Markdown (.md), with the inputs' SHA-256 and a ladder diagram per finding.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<String>,
+
+    /// Write the packets of the connections with findings (and of their retries and client
+    /// legs) to this pcap file, with their original link type and timestamps (analyses on one
+    /// thread).
+    #[arg(long, value_name = "FILE")]
+    pub write_flagged: Option<String>,
+
+    /// Memory the --write-flagged recorder may hold, in MiB: packets of open connections
+    /// waiting for their verdicts (the oldest go first beyond it).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub flagged_memory: u64,
 }
 
 /// Output formats, as the command line names them.
@@ -100,6 +116,8 @@ pub enum FormatArg {
     Table,
     Json,
     Jsonl,
+    Markdown,
+    Html,
 }
 
 impl From<FormatArg> for Format {
@@ -108,6 +126,8 @@ impl From<FormatArg> for Format {
             FormatArg::Table => Format::Table,
             FormatArg::Json => Format::Json,
             FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 }
@@ -128,6 +148,16 @@ pub struct FilesRun {
     pub format: Format,
     pub run: RunOptions,
     pub progress: bool,
+    /// `--report`, `--write-flagged`.
+    pub ticket: Ticket,
+}
+
+/// What goes with an incident ticket.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    /// The report file and its format.
+    pub report: Option<(String, Format)>,
+    pub flagged: Option<crate::engine::RecorderConfig>,
 }
 
 impl Args {
@@ -151,13 +181,45 @@ impl Args {
             );
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
+        let ticket = self.ticket()?;
+        let mut run = self.run_options(threads);
+        run.config.table.trace_segments =
+            ticket.report.is_some() || matches!(self.format, FormatArg::Html | FormatArg::Markdown);
+        run.record = ticket.flagged.clone();
         Ok(Command::Files(FilesRun {
-            run: self.run_options(threads),
+            ticket,
+            run,
             format: self.format.into(),
             progress: !self.no_progress,
             filter: self.filter,
             files: self.files,
         }))
+    }
+
+    /// `--report` and `--write-flagged`, checked.
+    fn ticket(&self) -> Result<Ticket, String> {
+        let report = match &self.report {
+            Some(p) => match Format::of_report_file(p) {
+                Some(f) => Some((p.clone(), f)),
+                None => {
+                    return Err(format!(
+                        "--report {p}: the name must end in .html or .md (or .json)"
+                    ));
+                }
+            },
+            None => None,
+        };
+        if self.write_flagged.as_deref() == Some("-") {
+            return Err("--write-flagged -: give a file name".into());
+        }
+        let flagged = self
+            .write_flagged
+            .as_ref()
+            .map(|path| crate::engine::RecorderConfig {
+                path: path.clone(),
+                max_bytes: (self.flagged_memory.max(1) as usize).saturating_mul(1 << 20),
+            });
+        Ok(Ticket { report, flagged })
     }
 
     /// The first live-capture option given without `-i`.
@@ -189,6 +251,7 @@ impl Args {
             },
             threads,
             max_warnings: self.max_warnings,
+            record: None,
         }
     }
 

@@ -3,10 +3,11 @@
 //! 2 error.
 
 mod args;
+mod ticket;
 
 use crate::capture::{FileSource, Filter, Filtered, PacketSource};
 use crate::engine::{RunHooks, run};
-use crate::report::{io_err, renderer};
+use crate::report::{Format, io_err, renderer};
 use args::{Args, Command, FilesRun};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -74,8 +75,14 @@ fn run_files(f: &FilesRun) -> Result<i32, String> {
     let mut renderer = renderer(f.format, io::BufWriter::new(io::stdout().lock()), false);
     let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut progress);
     progress.0.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    if f.ticket.report.is_some() || matches!(f.format, Format::Html | Format::Markdown) {
+        report.provenance = Some(ticket::provenance(&f.files, None)?);
+    }
     renderer.finish(&report).map_err(io_err)?;
+    if let Some((path, format)) = &f.ticket.report {
+        ticket::write_report(path, *format, &report)?;
+    }
     Ok(report.exit_code())
 }
 

@@ -66,6 +66,7 @@ impl Trace {
             .collect();
         Ladder {
             captured_near: captured_near(hs),
+            far_delay_s: far_delay(hs),
             earlier_segments: self.total - self.ring.len() as u64,
             segments,
         }
@@ -88,6 +89,19 @@ fn flag_names(f: u8) -> String {
         .map(|(_, n)| *n)
         .collect();
     names.join(", ")
+}
+
+/// The one-way delay from the capture point to the far end: half the turn-around of the far
+/// side in the handshake (both, halved, when captured in between).
+fn far_delay(hs: &HandshakeTimes) -> Option<f64> {
+    let (syn, syn_ack, ack) = (hs.syn?, hs.syn_ack?, hs.ack?);
+    let server_turn = syn_ack.secs_since(syn).max(0.0);
+    let client_turn = ack.secs_since(syn_ack).max(0.0);
+    Some(match captured_near(hs)? {
+        "client" => server_turn / 2.0,
+        "server" => client_turn / 2.0,
+        _ => (server_turn + client_turn) / 4.0,
+    })
 }
 
 /// Where the capture was taken, from the handshake: near the client its ACK follows the

@@ -150,6 +150,8 @@ pub struct Ladder {
     /// Where the capture was taken, told by the handshake's turn-arounds: "client" (near the
     /// client, e.g. on the proxy host), "server", "between"; none without a handshake.
     pub captured_near: Option<&'static str>,
+    /// One-way delay between the capture point and the far end, from the handshake.
+    pub far_delay_s: Option<f64>,
     /// Segments of the connection before the first one shown.
     pub earlier_segments: u64,
     pub segments: Vec<LadderSegment>,
