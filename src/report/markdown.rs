@@ -166,7 +166,7 @@ fn findings(s: &mut String, r: &Report) {
             vec![
                 (i + 1).to_string(),
                 ticket::time(f.request.time),
-                cell(&f.request.file),
+                cell(ticket::base_name(&f.request.file)),
                 cell(&ticket::frame(
                     f.request.frame,
                     f.flagged_frames.as_ref().and_then(|g| g.request),

@@ -300,6 +300,11 @@ pub fn retry(f: &Finding) -> String {
     }
 }
 
+/// A file's name without its folders.
+pub fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// UTC time with microseconds, without the date when it is `day`.
 pub fn time(t: Timestamp) -> String {
     t.to_iso8601()

@@ -33,8 +33,10 @@ fn arrows<'a>(l: &'a Ladder, d: f64) -> Vec<Arrow<'a>> {
     let t0 = l.segments.first().map_or(0.0, |s| s.time.as_secs_f64());
     l.segments
         .iter()
-        .map(|s| {
-            let t = s.time.as_secs_f64() - t0;
+        .enumerate()
+        .map(|(i, s)| {
+            // segments captured at the same instant are kept apart, in capture order
+            let t = s.time.as_secs_f64() - t0 + i as f64 * 1e-9;
             let (send, recv) = match (l.captured_near, s.from_client) {
                 (Some("client"), true) | (Some("server"), false) => (t, t + d),
                 (Some("client"), false) | (Some("server"), true) => (t - d, t),
@@ -66,7 +68,7 @@ impl Scale {
             .flat_map(|a| [a.send, a.recv, a.cap])
             .collect();
         times.sort_by(f64::total_cmp);
-        times.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        times.dedup_by(|a, b| (*a - *b).abs() < 1e-10);
         let unit = d / DELAY_PX;
         let mut ys = Vec::with_capacity(times.len());
         let mut breaks = Vec::new();
@@ -88,7 +90,7 @@ impl Scale {
     fn y(&self, t: f64) -> f64 {
         let i = self
             .times
-            .partition_point(|&x| x < t - 1e-9)
+            .partition_point(|&x| x < t - 1e-10)
             .min(self.ys.len().saturating_sub(1));
         self.ys.get(i).copied().unwrap_or(TOP)
     }
@@ -236,9 +238,8 @@ fn mark_crossing(s: &mut String, f: &Finding, arrows: &[Arrow<'_>], lines: &[[f6
     {
         let _ = write!(
             s,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="9" class="cross"/><text x="{:.1}" y="{:.1}" class="crosslabel">crossed in flight</text>"##,
-            x + 12.0,
-            y + 4.0
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="9" class="cross"/><text x="{x:.1}" y="{:.1}" class="crosslabel">crossed in flight</text>"##,
+            y + 24.0
         );
     }
 }

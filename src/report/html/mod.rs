@@ -53,7 +53,8 @@ svg .capnote{text-anchor:middle;fill:#2962a8}
 svg .seg{stroke-width:1.4}svg .seg.other{stroke:#8a93a3}svg .seg.req{stroke:#d35400;stroke-width:2.6}svg .seg.close{stroke:#c0392b;stroke-width:2.2}
 svg .seglabel.req{fill:#a84300;font-weight:700}svg .seglabel.close{fill:#a5281b;font-weight:700}
 svg .tlabel{fill:#5a6272}svg .gap{text-anchor:middle;fill:#5a6272}
-svg .cross{fill:none;stroke:#c0392b;stroke-width:2}svg .crosslabel{fill:#c0392b;font-weight:700}
+svg .cross{fill:none;stroke:#c0392b;stroke-width:2}svg .crosslabel{fill:#c0392b;font-weight:700;text-anchor:middle}
+td.t{white-space:nowrap}
 svg .closes{fill:#c0392b}svg .reuses{fill:#2962a8}svg .zone{fill:#fbe3df}
 svg .axis{stroke:#1d2330}svg .tick{stroke:#1d2330}svg .ticklabel{text-anchor:middle}
 svg .rowlabel{text-anchor:end}svg .closes-t{fill:#a5281b;font-weight:700}svg .reuses-t{fill:#2962a8;font-weight:700}
@@ -183,9 +184,9 @@ fn findings(s: &mut String, r: &Report) {
         };
         let _ = writeln!(
             s,
-            "<tr><td class=\"num\">{anchor}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{} &rarr; {}</td><td class=\"mono\">{} {}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"num\">{anchor}</td><td class=\"mono t\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{} &rarr; {}</td><td class=\"mono\">{} {}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&ticket::time(f.request.time)),
-            esc(&f.request.file),
+            esc(ticket::base_name(&f.request.file)),
             esc(&ticket::frame(
                 f.request.frame,
                 f.flagged_frames.as_ref().and_then(|g| g.request)
