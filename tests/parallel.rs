@@ -42,9 +42,10 @@ fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
         config: Config::default(),
         threads: shards,
         max_warnings: 0,
+        record: None,
     };
     let mut renderer = JsonRenderer::new(std::io::sink());
-    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ())
+    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())
 }
 
 fn json(r: &Report) -> String {

@@ -22,7 +22,7 @@ fn tcprace(args: &[&str]) -> Output {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tcprace-ticket-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tcpraceticket{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -30,10 +30,13 @@ fn tmp(name: &str) -> PathBuf {
 /// A report file written by `--report`, with what changes between builds and machines (the
 /// version, the binary's path) normalised.
 fn report_of(capture: &str, ext: &str) -> String {
-    let out = tmp(&format!(
-        "{}.{ext}",
-        Path::new(capture).file_name().unwrap().to_string_lossy()
-    ));
+    // a name Markdown does not escape, so that the command line can be normalised
+    let name: String = Path::new(capture)
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let out = tmp(&format!("{name}.{ext}"));
     let o = tcprace(&["--report", out.to_str().unwrap(), capture]);
     assert!(
         matches!(o.status.code(), Some(0 | 1)),

@@ -1,10 +1,52 @@
 //! What goes with an incident ticket: the report file (`--report`) and the provenance it
 //! states (the command line, each input's size and SHA-256).
 
+use super::args::Args;
+use crate::engine::{RecorderConfig, RunError, RunOptions};
 use crate::report::schema::{InputDigest, Provenance, Report};
-use crate::report::{Format, io_err, renderer};
+use crate::report::{Format, TableOptions, renderer};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
+
+/// What goes with an incident ticket.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    /// The report file and its format.
+    pub report: Option<(String, Format)>,
+    pub flagged: Option<RecorderConfig>,
+}
+
+impl Ticket {
+    /// `--report` and `--write-flagged`, checked.
+    pub fn of(args: &Args) -> Result<Ticket, String> {
+        let report = match &args.report {
+            Some(p) => match Format::of_report_file(p) {
+                Some(f) => Some((p.clone(), f)),
+                None => {
+                    return Err(format!(
+                        "--report {p}: the name must end in .html or .md (or .json)"
+                    ));
+                }
+            },
+            None => None,
+        };
+        if args.write_flagged.as_deref() == Some("-") {
+            return Err("--write-flagged -: give a file name".into());
+        }
+        let flagged = args.write_flagged.as_ref().map(|path| RecorderConfig {
+            path: path.clone(),
+            max_bytes: (args.flagged_memory.max(1) as usize).saturating_mul(1 << 20),
+        });
+        Ok(Ticket { report, flagged })
+    }
+
+    /// What the run needs for them: ladders traced for a report, the recorder.
+    pub fn configure(&self, run: &mut RunOptions, format: Format) {
+        run.config.table.trace_segments =
+            self.report.is_some() || matches!(format, Format::Html | Format::Markdown);
+        run.record = self.flagged.clone();
+    }
+}
 
 /// The SHA-256 and size of a file, read once more (standard input cannot be: `stdin` gives
 /// what was read of it).
@@ -32,17 +74,16 @@ fn digest_file(path: &str) -> io::Result<InputDigest> {
 pub(super) fn provenance(
     files: &[String],
     stdin: Option<InputDigest>,
-) -> Result<Provenance, String> {
+) -> Result<Provenance, RunError> {
     let mut inputs = Vec::with_capacity(files.len());
     for f in files {
         if f == "-" {
             inputs.extend(stdin.clone());
             continue;
         }
-        inputs.push(
-            digest_file(f)
-                .map_err(|e| format!("{f}: cannot read it again for its SHA-256: {e}"))?,
-        );
+        inputs.push(digest_file(f).map_err(|e| {
+            RunError::Failed(format!("{f}: cannot read it again for its SHA-256: {e}"))
+        })?);
     }
     Ok(Provenance {
         command_line: std::env::args().collect(),
@@ -51,9 +92,14 @@ pub(super) fn provenance(
 }
 
 /// Write the report to `path` in `format`.
-pub(super) fn write_report(path: &str, format: Format, report: &Report) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| format!("--report {path}: {e}"))?;
-    let mut r = renderer(format, io::BufWriter::new(file), false);
-    r.finish(report)
-        .map_err(|e| format!("--report {path}: {}", io_err(e)))
+pub(super) fn write_report(
+    path: &str,
+    format: Format,
+    report: &Report,
+    table: &TableOptions,
+) -> Result<(), RunError> {
+    let fail = |e: io::Error| RunError::Failed(format!("--report {path}: {e}"));
+    let file = std::fs::File::create(path).map_err(fail)?;
+    let mut r = renderer(format, io::BufWriter::new(file), false, table);
+    r.finish(report).map_err(fail)
 }

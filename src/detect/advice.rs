@@ -12,7 +12,7 @@ use crate::report::schema::{Advice, Setting, Software, WhatIf};
 struct ServerKind {
     pattern: &'static str,
     name: &'static str,
-    setting: fn(f64) -> String,
+    setting: SettingFor,
 }
 
 const SERVERS: &[ServerKind] = &[
@@ -145,7 +145,10 @@ pub(crate) fn client_timeout(idle_close_min: f64) -> f64 {
 }
 
 /// Who closes the idle connections, from the endpoint's headers and its idle closes.
-fn server_software(ep: &EndpointTally, median: f64) -> Option<(Software, fn(f64) -> String)> {
+/// A setting for a value in seconds.
+type SettingFor = fn(f64) -> String;
+
+fn server_software(ep: &EndpointTally, median: f64) -> Option<(Software, SettingFor)> {
     for value in &ep.server_software {
         let lower = value.to_ascii_lowercase();
         if let Some(k) = SERVERS.iter().find(|k| lower.contains(k.pattern)) {
@@ -303,12 +306,12 @@ mod tests {
 
     #[test]
     fn software_from_headers_and_behaviour() {
-        let mut ep = EndpointTally::default();
+        let mut ep = EndpointTally::new("10.0.0.2:80".parse().unwrap());
         ep.server_software.insert("gunicorn".into());
         let (sw, f) = server_software(&ep, 1.0).unwrap();
         assert_eq!(sw.name, "gunicorn");
         assert_eq!(f(75.0), "--keep-alive 75");
-        let mut node = EndpointTally::default();
+        let mut node = EndpointTally::new("10.0.0.2:80".parse().unwrap());
         node.keep_alive.insert("timeout=1".into());
         assert_eq!(
             server_software(&node, 2.001).unwrap().0.name,

@@ -83,9 +83,9 @@ impl IdleTally {
 }
 
 /// One server endpoint's statistics so far.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EndpointTally {
-    pub server: String,
+    pub server: SocketAddr,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -112,8 +112,21 @@ pub(crate) struct EndpointTally {
 impl EndpointTally {
     pub fn new(server: SocketAddr) -> EndpointTally {
         EndpointTally {
-            server: server.to_string(),
-            ..EndpointTally::default()
+            server,
+            connections: 0,
+            requests: 0,
+            responses: 0,
+            idle: IdleTally::default(),
+            max_reuse_idle: None,
+            keep_alive: BTreeSet::new(),
+            findings: 0,
+            by_kind: BTreeMap::new(),
+            race_idle_max: None,
+            by_outcome: BTreeMap::new(),
+            idle_resets: 0,
+            idle_hist: LogHistogram::default(),
+            reuse_hist: LogHistogram::default(),
+            server_software: BTreeSet::new(),
         }
     }
 
@@ -186,15 +199,19 @@ impl EndpointTally {
         }
     }
 
-    /// The statistics as reported, with the median idle close, the recommendation and the
-    /// advice (`side`: what the proxy's side showed).
-    fn into_stats(mut self, side: &ClientSide) -> EndpointStats {
+    /// The statistics as reported, with the median idle close, the recommendation (its
+    /// sentences, one per kind of finding, also on their own) and the advice (`side`: what the
+    /// proxy's side showed).
+    fn into_stats(mut self, side: &ClientSide) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let recommendation = recommend(&self, median);
+        let sentences = recommend(&self, median);
+        let recommendation = (!sentences.is_empty()).then(|| sentences.join(" "));
         let reuse_idle_histogram = self.reuse_hist.to_report();
         let advice = advise(&self, median, &reuse_idle_histogram, side);
-        EndpointStats {
-            server: self.server,
+        let stats = EndpointStats {
+            server: self.server.to_string(),
+            server_ip: self.server.ip().to_string(),
+            server_port: self.server.port(),
             connections: self.connections,
             requests: self.requests,
             responses: self.responses,
@@ -213,23 +230,25 @@ impl EndpointTally {
             idle_close_histogram: self.idle_hist.to_report(),
             reuse_idle_histogram,
             advice,
-        }
+        };
+        (stats, sentences)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
 /// shard): per server, counts summed, idle closes and keep-alive values merged; then the final
-/// findings are counted per server. Ordered by server address as text.
+/// findings are counted per server. Ordered by server address as text; with every endpoint's
+/// recommendations, one per kind of finding.
 pub(crate) fn merge_endpoints(
     shards: Vec<Vec<EndpointTally>>,
     findings: &[Finding],
-) -> Vec<EndpointStats> {
+) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
-        match by_server.get_mut(&ep.server) {
+        match by_server.get_mut(&ep.server.to_string()) {
             Some(m) => m.merge(ep),
             None => {
-                by_server.insert(ep.server.clone(), ep);
+                by_server.insert(ep.server.to_string(), ep);
             }
         }
     }
@@ -239,7 +258,7 @@ pub(crate) fn merge_endpoints(
             continue;
         };
         ep.add_finding(f, f.idle_race);
-        let side = sides.entry(ep.server.clone()).or_default();
+        let side = sides.entry(f.connection.server.clone()).or_default();
         if let (true, Some(idle)) = (is_race(f), f.idle_before_s) {
             side.race_idles.push(idle);
         }
@@ -254,13 +273,17 @@ pub(crate) fn merge_endpoints(
             }
         }
     }
-    by_server
-        .into_values()
-        .map(|ep| {
-            let side = sides.remove(&ep.server).unwrap_or_default();
-            ep.into_stats(&side)
+    let mut recommendations = Vec::new();
+    let stats = by_server
+        .into_iter()
+        .map(|(server, ep)| {
+            let side = sides.remove(&server).unwrap_or_default();
+            let (stats, sentences) = ep.into_stats(&side);
+            recommendations.extend(sentences);
+            stats
         })
-        .collect()
+        .collect();
+    (stats, recommendations)
 }
 
 /// A finding of the keep-alive race (or of a stale reuse after the server's idle close).
@@ -322,10 +345,7 @@ mod tests {
         idles: impl Iterator<Item = (u64, f64)>,
         ka: &[&str],
     ) -> EndpointTally {
-        let mut e = EndpointTally {
-            server: server.into(),
-            ..EndpointTally::default()
-        };
+        let mut e = EndpointTally::new(server.parse().unwrap());
         for (conn, v) in idles {
             e.connections += 1;
             e.idle.add(v, conn);
@@ -359,9 +379,9 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]], &[]);
+        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]], &[]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats(&ClientSide::default()));
+        assert_eq!(merged[0], other.into_stats(&ClientSide::default()).0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();
@@ -385,8 +405,9 @@ mod tests {
         assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
         let rec = m.recommendation.as_deref().unwrap();
         let median = whole_median.unwrap();
-        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains(&format!("about {median:.2} s")), "{rec}");
         assert!(rec.contains("up to 4.50 s"), "{rec}");
+        assert_eq!(recs, [rec]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(crate) struct LogHistogram {
 
 /// The bin of `secs`.
 fn bin_of(secs: f64) -> usize {
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return 0;
     }
     let pos = (secs.log10() - f64::from(MIN_DECADE)) * f64::from(BINS_PER_DECADE);

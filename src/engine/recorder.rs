@@ -18,6 +18,9 @@ use pcap::{Capture, Linktype, Precision, Savefile};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// (input, frame) -> frame in the written file.
+pub type FrameMap = FxHashMap<(u32, u64), u64>;
+
 /// Settings of the flight recorder.
 #[derive(Clone, Debug)]
 pub struct RecorderConfig {
@@ -81,7 +84,7 @@ pub struct FlightRecorder {
     linktype: Option<u32>,
     error: Option<String>,
     /// (input, frame) -> frame in the file, for the packets written.
-    frames: FxHashMap<(u32, u64), u64>,
+    frames: FrameMap,
     written: u64,
     kept_conns: u64,
     not_kept: u64,
@@ -196,7 +199,7 @@ impl FlightRecorder {
 
     /// The end of the input: write every packet kept; returns what the file holds and the
     /// frame of each packet written ((input, frame) -> frame in the file).
-    pub fn finish(mut self) -> Result<(FlaggedFile, FxHashMap<(u32, u64), u64>), String> {
+    pub fn finish(mut self) -> Result<(FlaggedFile, FrameMap), String> {
         self.write_before(u64::MAX);
         if self.file.is_none() && self.error.is_none() {
             self.open(self.linktype.unwrap_or(1));

@@ -153,21 +153,18 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    let endpoints = merge_endpoints(endpoints, &all.findings);
-    build_report(all, endpoints, warnings)
+    let (endpoints, recommendations) = merge_endpoints(endpoints, &all.findings);
+    build_report(all, endpoints, recommendations, warnings)
 }
 
 /// The report from the merged results (findings sorted).
 fn build_report(
     p: ShardResult,
     endpoints: Vec<crate::report::schema::EndpointStats>,
+    recommendations: Vec<String>,
     warnings: Vec<Warning>,
 ) -> Report {
     let summary = summary(&p);
-    let recommendations = endpoints
-        .iter()
-        .filter_map(|e| e.recommendation.clone())
-        .collect();
     Report {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),

@@ -1,19 +1,23 @@
 //! The report: every type of the JSON document, in one place. The detect stage fills findings
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
-//! read it. Field order here is the order in the JSON output.
+//! read it. Field order here is the order in the JSON output. Each type derives its JSON Schema
+//! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
+//! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
 pub use crate::flow::FlowStats;
 use crate::time::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 /// Version of the JSON document's schema; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The verdict on a request that got no response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     CrossedFin,
@@ -55,7 +59,7 @@ impl Kind {
 }
 
 /// Whether a lost request was sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Sent again on another connection to the same server (`retry` says where and how that
@@ -81,7 +85,7 @@ impl Outcome {
 }
 
 /// A request without a response, with its verdict and the evidence.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Finding {
     pub kind: Kind,
     pub outcome: Outcome,
@@ -118,7 +122,7 @@ pub struct Finding {
 
 /// What the proxy did to its client when its upstream request failed: its response (e.g. 502,
 /// or the upstream's 200 after a retry), or the client's connection closed without one.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ClientEffect {
     /// The client's connection to the proxy.
     pub connection: u64,
@@ -145,7 +149,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// A finding's exchange as captured: the connection's last segments.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Ladder {
     /// Where the capture was taken, told by the handshake's turn-arounds: "client" (near the
     /// client, e.g. on the proxy host), "server", "between"; none without a handshake.
@@ -158,7 +162,7 @@ pub struct Ladder {
 }
 
 /// One TCP segment of a ladder diagram.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct LadderSegment {
     pub from_client: bool,
     pub frame: u64,
@@ -176,7 +180,7 @@ pub struct LadderSegment {
 }
 
 /// A finding's frames in the `--write-flagged` file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct FlaggedFrames {
     pub request: Option<u64>,
     pub peer_close: Option<u64>,
@@ -185,7 +189,7 @@ pub struct FlaggedFrames {
     pub client_effect: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RequestInfo {
     pub method: String,
     pub target: String,
@@ -205,18 +209,39 @@ pub struct RequestInfo {
 }
 
 /// The connection of a finding, as the report names it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ConnectionInfo {
+    /// Position of the connection's first packet in the input.
     pub id: u64,
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub client: String,
     pub server: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub server_port: u16,
+}
+
+impl ConnectionInfo {
+    pub fn new(id: u64, client: SocketAddr, server: SocketAddr) -> ConnectionInfo {
+        ConnectionInfo {
+            id,
+            client: client.to_string(),
+            server: server.to_string(),
+            client_ip: client.ip().to_string(),
+            client_port: client.port(),
+            server_ip: server.ip().to_string(),
+            server_port: server.port(),
+        }
+    }
 }
 
 /// The server's FIN or RST that decided the verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct CloseInfo {
     /// "fin" or "rst".
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["fin", "rst"]))]
     pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
@@ -228,7 +253,7 @@ pub struct CloseInfo {
 }
 
 /// The server's RST that followed the request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RstInfo {
     pub file: String,
     pub frame: u64,
@@ -242,7 +267,7 @@ pub struct RstInfo {
 }
 
 /// The retry of a lost request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RetryInfo {
     pub file: String,
     pub frame: u64,
@@ -260,9 +285,12 @@ pub struct RetryInfo {
 }
 
 /// Per server endpoint statistics.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct EndpointStats {
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub server: String,
+    pub server_ip: String,
+    pub server_port: u16,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -290,7 +318,7 @@ pub struct EndpointStats {
 
 /// Counts of durations in logarithmic bins (`BINS_PER_DECADE` per power of ten): each entry
 /// is (lower edge in seconds, count), in order, empty bins left out.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Histogram {
     pub bins_per_decade: u32,
     pub bins: Vec<(f64, u64)>,
@@ -323,7 +351,7 @@ impl Histogram {
 /// What to change, for an endpoint with races: the software on both ends (when it can be
 /// told), the settings with values derived from the measured idle closes, and what the
 /// suggested client timeout would have avoided.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Advice {
     /// The software that closes idle connections (the upstream), and how it was told.
     pub server_software: Option<Software>,
@@ -340,7 +368,7 @@ pub struct Advice {
 }
 
 /// A software named in the advice.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Software {
     pub name: &'static str,
     /// What told it (e.g. "Server: gunicorn").
@@ -348,7 +376,7 @@ pub struct Software {
 }
 
 /// One setting to change.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Setting {
     /// "client" (the proxy's idle timeout for upstream connections) or "server".
     pub side: &'static str,
@@ -359,7 +387,7 @@ pub struct Setting {
 
 /// With the client's idle timeout at `client_idle_timeout_s`, the reuses the client would not
 /// have made (it would have closed the connection first), from the measured reuse idle times.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct WhatIf {
     pub client_idle_timeout_s: f64,
     pub reuses: u64,
@@ -370,7 +398,7 @@ pub struct WhatIf {
 }
 
 /// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct IdleCloses {
     pub count: u64,
     pub min_s: Option<f64>,
@@ -379,7 +407,7 @@ pub struct IdleCloses {
     pub max_s: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
@@ -394,7 +422,7 @@ impl Tool {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Summary {
     pub packets: u64,
     /// Bytes on the wire (original lengths).
@@ -418,7 +446,7 @@ pub struct Summary {
 }
 
 /// A live capture: the interface, the kernel's counters and why it stopped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CaptureInfo {
     pub interface: String,
     /// libpcap's name of the link type, e.g. "EN10MB".
@@ -432,6 +460,7 @@ pub struct CaptureInfo {
     pub dropped: u64,
     pub if_dropped: u64,
     /// "signal", "duration" or "count".
+    #[schemars(extend("enum" = ["signal", "duration", "count"]))]
     pub stopped_by: &'static str,
     /// The `-w` file.
     pub written_to: Option<String>,
@@ -458,7 +487,7 @@ impl CaptureInfo {
 }
 
 /// The whole result of an analysis.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub tool: Tool,
@@ -488,14 +517,14 @@ pub struct Report {
 }
 
 /// Where the report came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Provenance {
     pub command_line: Vec<String>,
     pub inputs: Vec<InputDigest>,
 }
 
 /// An input file as read: its bytes (as stored, compressed or not) and their SHA-256.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct InputDigest {
     pub name: String,
     pub bytes: u64,
@@ -504,7 +533,7 @@ pub struct InputDigest {
 
 /// The `--write-flagged` file: the packets of the connections with findings (and of their
 /// retries and client legs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct FlaggedFile {
     pub path: String,
     pub packets: u64,

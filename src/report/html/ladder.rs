@@ -111,7 +111,7 @@ fn crossing(a: [f64; 4], b: [f64; 4]) -> Option<(f64, f64)> {
     let t = ((x1 - x3) * (y3 - y4) - (y1 - y3) * (x3 - x4)) / den;
     let u = -((x1 - x2) * (y1 - y3) - (y1 - y2) * (x1 - x3)) / den;
     ((0.0..=1.0).contains(&t) && (0.0..=1.0).contains(&u))
-        .then(|| (x1 + t * (x2 - x1), y1 + t * (y2 - y1)))
+        .then_some((x1 + t * (x2 - x1), y1 + t * (y2 - y1)))
 }
 
 /// The ladder of finding `f` as an SVG element.

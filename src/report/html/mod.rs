@@ -92,11 +92,11 @@ pub fn document(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>\n",
         esc(&title)
     );
-    let _ = write!(s, "<h1>{}</h1>\n", esc(&title));
+    let _ = writeln!(s, "<h1>{}</h1>", esc(&title));
     let ok = if r.findings.is_empty() { " ok" } else { "" };
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<p class=\"verdict{ok}\" id=\"verdict\">{}</p>\n",
+        "<p class=\"verdict{ok}\" id=\"verdict\">{}</p>",
         esc(&ticket::verdict(r))
     );
     provenance(&mut s, r);
@@ -280,9 +280,9 @@ fn finding(s: &mut String, n: usize, f: &Finding) {
             esc(&v)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<tr><th>Wireshark filter</th><td><code>{}</code></td></tr></table>\n",
+        "<tr><th>Wireshark filter</th><td><code>{}</code></td></tr></table>",
         esc(&ticket::finding_filter(f))
     );
     let _ = writeln!(s, "<p class=\"evidence\">{}</p>", esc(&f.evidence));
