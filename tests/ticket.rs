@@ -355,3 +355,42 @@ fn the_flagged_pcap_holds_only_what_matters() {
     let all = j["summary"]["packets"].as_u64().unwrap();
     assert!(kept > 0 && kept * 2 < all, "kept {kept} of {all}");
 }
+
+/// From standard input: the report states its size and SHA-256 (hashed as it was read, it
+/// cannot be read twice), and the flight recorder works in the same one pass.
+#[test]
+fn stdin_gets_its_digest_and_its_flagged_packets() {
+    use sha2::Digest;
+    use std::io::Write;
+    let capture = root().join("fixtures/scenarios/retried.pcap");
+    let bytes = std::fs::read(&capture).unwrap();
+    assert_eq!(bytes.len(), 1970);
+    let flagged = tmp("stdin-flagged.pcap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcprace"))
+        .args([
+            "--format",
+            "markdown",
+            "--write-flagged",
+            flagged.to_str().unwrap(),
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+    assert!(
+        md.contains(&format!("standard input (1,970 bytes, SHA-256 {sha})")),
+        "{md}"
+    );
+    let once: Value =
+        serde_json::from_slice(&tcprace(&["--format", "json", capture.to_str().unwrap()]).stdout)
+            .unwrap();
+    let again: Value =
+        serde_json::from_slice(&tcprace(&["--format", "json", flagged.to_str().unwrap()]).stdout)
+            .unwrap();
+    assert_eq!(findings_of(&once), findings_of(&again));
+}

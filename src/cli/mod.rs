@@ -111,7 +111,9 @@ fn run_files(f: &FilesRun) -> Result<i32, RunError> {
             Some(note) => format!("{e} (the {note})"),
             None => e,
         })?;
-    let files = FileSource::open(&f.files).map_err(|e| e.to_string())?;
+    let ticket = f.ticket.report.is_some() || matches!(f.format, Format::Html | Format::Markdown);
+    let files = FileSource::open_with(&f.files, ticket).map_err(|e| e.to_string())?;
+    let stdin = files.stdin_digest();
     let mut source: Box<dyn PacketSource> = match filter {
         Some(filter) => Box::new(Filtered::new(files, filter)),
         None => Box::new(files),
@@ -125,8 +127,8 @@ fn run_files(f: &FilesRun) -> Result<i32, RunError> {
     let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut hooks);
     hooks.bar.finish_and_clear();
     let mut report = report?;
-    if f.ticket.report.is_some() || matches!(f.format, Format::Html | Format::Markdown) {
-        report.provenance = Some(ticket::provenance(&f.files, None)?);
+    if ticket {
+        report.provenance = Some(ticket::provenance(&f.files, stdin)?);
     }
     let code = report.exit_code();
     renderer

@@ -2,6 +2,7 @@
 //! states (the command line, each input's size and SHA-256).
 
 use super::args::Args;
+use crate::capture::StdinDigest;
 use crate::engine::{RecorderConfig, RunError, RunOptions};
 use crate::report::schema::{InputDigest, Provenance, Report};
 use crate::report::{Format, TableOptions, renderer};
@@ -73,12 +74,18 @@ fn digest_file(path: &str) -> io::Result<InputDigest> {
 /// The provenance of a run over `files`; `stdin`: the digest of standard input as it was read.
 pub(super) fn provenance(
     files: &[String],
-    stdin: Option<InputDigest>,
+    stdin: Option<StdinDigest>,
 ) -> Result<Provenance, RunError> {
     let mut inputs = Vec::with_capacity(files.len());
     for f in files {
         if f == "-" {
-            inputs.extend(stdin.clone());
+            if let Some((bytes, sha256)) = stdin.as_ref().map(StdinDigest::get) {
+                inputs.push(InputDigest {
+                    name: "standard input".into(),
+                    bytes,
+                    sha256,
+                });
+            }
             continue;
         }
         inputs.push(digest_file(f).map_err(|e| {

@@ -59,10 +59,7 @@ fn table(s: &mut String, head: &[&str], rows: impl IntoIterator<Item = Vec<Strin
 /// The whole document.
 pub fn document(r: &Report) -> String {
     let mut s = String::new();
-    let title = match r.inputs.first() {
-        Some(i) => format!("tcprace report: {i}"),
-        None => "tcprace report".into(),
-    };
+    let title = ticket::title(r);
     let _ = writeln!(s, "# {}\n", cell(&title));
     let _ = writeln!(s, "**{}**\n", cell(&ticket::verdict(r)));
     s.push_str("## Provenance\n\n");

@@ -10,6 +10,26 @@ use std::net::SocketAddr;
 /// Findings shown in full (with ladder diagrams); the rest are rows of the table.
 pub const FULL_FINDINGS: usize = 25;
 
+/// The report's title: what was analysed.
+pub fn title(r: &Report) -> String {
+    let names: Vec<&str> = r
+        .inputs
+        .iter()
+        .map(|i| {
+            if i == "-" {
+                "standard input"
+            } else {
+                i.as_str()
+            }
+        })
+        .collect();
+    match names.len() {
+        0 => "tcprace report".into(),
+        1..=3 => format!("tcprace report: {}", names.join(", ")),
+        n => format!("tcprace report: {} and {} more", names[0], n - 1),
+    }
+}
+
 /// The verdict in one sentence: how many requests were lost and retried, by kind, per upstream.
 pub fn verdict(r: &Report) -> String {
     let s = &r.summary;

@@ -83,10 +83,7 @@ impl<W: Write> Renderer for HtmlRenderer<W> {
 /// The whole document.
 pub fn document(r: &Report) -> String {
     let mut s = String::with_capacity(64 * 1024 + r.findings.len() * 600);
-    let title = match r.inputs.first() {
-        Some(i) => format!("tcprace report: {i}"),
-        None => "tcprace report".into(),
-    };
+    let title = ticket::title(r);
     let _ = write!(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>\n",
