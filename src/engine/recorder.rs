@@ -301,3 +301,78 @@ impl FlightRecorder {
         self.frames.insert((p.input, p.frame), self.written);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(frame: u64, ms: i64, data: &[u8]) -> PacketRef<'_> {
+        PacketRef {
+            input: 0,
+            frame,
+            ts: Timestamp::from_nanos(ms * 1_000_000),
+            linktype: 1,
+            orig_len: data.len() as u32,
+            data,
+        }
+    }
+
+    fn recorder(name: &str, max_bytes: usize) -> (FlightRecorder, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("tcprace-rec-{}-{name}", std::process::id()));
+        let cfg = RecorderConfig {
+            path: path.to_string_lossy().into_owned(),
+            max_bytes,
+        };
+        (FlightRecorder::new(cfg), path)
+    }
+
+    /// Packets of a kept connection are written in input order, once the connections holding
+    /// earlier packets are decided; the others are dropped after they ended.
+    #[test]
+    fn kept_packets_come_in_input_order() {
+        let (mut r, path) = recorder("order", 1 << 20);
+        let data = [0u8; 60];
+        // connection 1 (dropped) and 2 (kept) interleave; 3 is still open at the end
+        for (frame, conn) in [(1, 1), (2, 2), (3, 1), (4, 2), (5, 3), (6, 2)] {
+            r.packet(Some(conn), frame, &pkt(frame, frame as i64, &data));
+        }
+        r.packet(None, 7, &pkt(7, 7, &data));
+        r.ended(1, Timestamp::from_nanos(10_000_000));
+        r.keep(2);
+        r.tick(Timestamp::from_nanos(20_000_000));
+        // connection 1 is held for a verdict: nothing after its first packet is written yet
+        assert_eq!(r.written, 0);
+        r.tick(Timestamp::from_secs_f64(RETAIN_AFTER_END_S + 1.0));
+        // connection 3 holds frame 5: frames 2 and 4 are written, 6 waits
+        assert_eq!(r.written, 2);
+        let (summary, frames) = r.finish().unwrap();
+        assert_eq!(summary.packets, 3);
+        assert_eq!(summary.connections, 1);
+        let mut got: Vec<(u64, u64)> = frames.iter().map(|(k, v)| (k.1, *v)).collect();
+        got.sort();
+        assert_eq!(got, vec![(2, 1), (4, 2), (6, 3)]);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, 24 + 3 * (16 + 60));
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Over the memory cap, the undecided connection holding the oldest packets loses them
+    /// (counted); what is kept later is still written.
+    #[test]
+    fn the_memory_cap_drops_the_oldest_undecided() {
+        let data = [0u8; 936];
+        let (mut r, path) = recorder("cap", 3 * (936 + PACKET_OVERHEAD));
+        r.packet(Some(1), 1, &pkt(1, 1, &data));
+        r.packet(Some(2), 2, &pkt(2, 2, &data));
+        r.packet(Some(2), 3, &pkt(3, 3, &data));
+        assert_eq!(r.not_kept, 0);
+        r.packet(Some(3), 4, &pkt(4, 4, &data));
+        assert_eq!(r.not_kept, 1);
+        assert!(r.used <= 3 * (936 + PACKET_OVERHEAD));
+        r.keep(1);
+        r.keep(2);
+        let (summary, _) = r.finish().unwrap();
+        assert_eq!((summary.packets, summary.packets_not_kept), (2, 1));
+        let _ = std::fs::remove_file(path);
+    }
+}
