@@ -147,18 +147,7 @@ fn findings(s: &mut String, r: &Report) {
     let _ = writeln!(s, "## Findings ({})\n", r.findings.len());
     table(
         s,
-        &[
-            "#",
-            "time (UTC)",
-            "file",
-            "frame",
-            "client → server",
-            "request",
-            "kind",
-            "outcome",
-            "retry frame",
-            "client got",
-        ],
+        &ticket::FINDING_COLUMNS,
         r.findings.iter().enumerate().map(|(i, f)| {
             vec![
                 (i + 1).to_string(),
@@ -180,12 +169,8 @@ fn findings(s: &mut String, r: &Report) {
             ]
         }),
     );
-    if r.findings.len() > FULL_FINDINGS {
-        let _ = writeln!(
-            s,
-            "The first {FULL_FINDINGS} findings follow in full; the other {} are in the table above.\n",
-            r.findings.len() - FULL_FINDINGS
-        );
+    if let Some(note) = ticket::rest_note(r) {
+        let _ = writeln!(s, "{}\n", cell(&note));
     }
     for (i, f) in r.findings.iter().take(FULL_FINDINGS).enumerate() {
         finding(s, i + 1, f);

@@ -10,6 +10,30 @@ use std::net::SocketAddr;
 /// Findings shown in full (with ladder diagrams); the rest are rows of the table.
 pub const FULL_FINDINGS: usize = 25;
 
+/// The columns of the findings table.
+pub const FINDING_COLUMNS: [&str; 10] = [
+    "#",
+    "time (UTC)",
+    "file",
+    "frame",
+    "client → server",
+    "request",
+    "kind",
+    "outcome",
+    "retry frame",
+    "client got",
+];
+
+/// What the table holds that is not shown in full, when there is more.
+pub fn rest_note(r: &Report) -> Option<String> {
+    (r.findings.len() > FULL_FINDINGS).then(|| {
+        format!(
+            "The first {FULL_FINDINGS} findings follow in full; the other {} are in the table above (and in the JSON report).",
+            r.findings.len() - FULL_FINDINGS
+        )
+    })
+}
+
 /// The report's title: what was analysed.
 pub fn title(r: &Report) -> String {
     let names: Vec<&str> = r

@@ -171,7 +171,11 @@ fn findings(s: &mut String, r: &Report) {
         return;
     }
     let _ = writeln!(s, "<h2>Findings ({})</h2>", r.findings.len());
-    s.push_str("<table class=\"findings\"><tr><th>#</th><th>time (UTC)</th><th>file</th><th>frame</th><th>client &rarr; server</th><th>request</th><th>kind</th><th>outcome</th><th>retry frame</th><th>client got</th></tr>\n");
+    s.push_str("<table class=\"findings\"><tr>");
+    for c in ticket::FINDING_COLUMNS {
+        let _ = write!(s, "<th>{}</th>", esc(c));
+    }
+    s.push_str("</tr>\n");
     for (i, f) in r.findings.iter().enumerate() {
         let n = i + 1;
         let anchor = if n <= FULL_FINDINGS {
@@ -200,12 +204,8 @@ fn findings(s: &mut String, r: &Report) {
         );
     }
     s.push_str("</table>\n");
-    if r.findings.len() > FULL_FINDINGS {
-        let _ = writeln!(
-            s,
-            "<p class=\"note\">The first {FULL_FINDINGS} findings follow in full; the other {} are in the table above (and in the JSON report).</p>",
-            r.findings.len() - FULL_FINDINGS
-        );
+    if let Some(note) = ticket::rest_note(r) {
+        let _ = writeln!(s, "<p class=\"note\">{}</p>", esc(&note));
     }
     for (i, f) in r.findings.iter().take(FULL_FINDINGS).enumerate() {
         finding(s, i + 1, f);
