@@ -351,3 +351,158 @@ fn apply(f: &mut Finding, x: &FrontExchange, file: String) {
         settled_outcome: settles,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::schema::{CloseInfo, ConnectionInfo, RequestInfo};
+
+    fn ts(ms: f64) -> Timestamp {
+        Timestamp::from_secs_f64(ms / 1000.0)
+    }
+
+    fn at(frame: u64, ms: f64) -> FrameRef {
+        FrameRef {
+            input: 0,
+            frame,
+            ordinal: frame,
+            ts: ts(ms),
+        }
+    }
+
+    /// A failed upstream request (connection `conn`, frame `frame` at `ms`), closed by a FIN
+    /// 1 ms later.
+    fn failure(conn: u64, frame: u64, ms: f64, target: &str, kind: Kind) -> Finding {
+        Finding {
+            kind,
+            outcome: Outcome::Ambiguous,
+            request: RequestInfo {
+                method: "GET".into(),
+                target: target.into(),
+                host: None,
+                file: "p.pcap".into(),
+                frame,
+                time: ts(ms),
+                index: 0,
+                seq: 1,
+                ack: Some(1),
+                retransmissions: 0,
+            },
+            connection: ConnectionInfo::new(
+                conn,
+                "10.0.0.1:40000".parse().unwrap(),
+                "10.0.0.9:8000".parse().unwrap(),
+            ),
+            peer_close: Some(CloseInfo {
+                close_type: "fin",
+                file: "p.pcap".into(),
+                frame: frame + 1,
+                time: ts(ms + 1.0),
+                seq: 1,
+                ack: Some(1),
+                acks_request: false,
+            }),
+            rst: None,
+            fin_to_request_s: None,
+            idle_before_s: Some(1.0),
+            retry: None,
+            retry_candidates: Some(2),
+            evidence: String::new(),
+            client_effect: None,
+            ladder: None,
+            flagged_frames: None,
+            idle_race: false,
+        }
+    }
+
+    /// A client's request to the proxy (connection `conn`) at `ms`, answered at `answer_ms`.
+    fn front(conn: u64, ms: f64, target: &str, answer: Answer, answer_ms: f64) -> FrontExchange {
+        FrontExchange {
+            conn,
+            index: 0,
+            key: front_key("GET", target),
+            client: "127.0.0.1:50000".parse().unwrap(),
+            server: "127.0.0.1:8080".parse().unwrap(),
+            request: at(conn * 100, ms),
+            answer,
+            answer_at: at(conn * 100 + 1, answer_ms),
+            known_at: ts(answer_ms),
+        }
+    }
+
+    fn decide(legs: &SharedLegs) -> Vec<Finding> {
+        let mut l = legs.lock().unwrap();
+        l.finish();
+        let mut v = l.take_decided(None);
+        v.sort_by_key(|f| f.connection.id);
+        v
+    }
+
+    #[test]
+    fn a_unique_client_request_links_and_settles() {
+        let legs = ClientLegs::shared(1, vec!["p.pcap".into()]);
+        {
+            let mut l = legs.lock().unwrap();
+            l.add_fronts([
+                front(7, 99.0, "/a", Answer::Response(502), 102.0),
+                // answered before the failure: not its client
+                front(8, 98.0, "/b", Answer::Response(200), 100.5),
+                front(9, 98.0, "/b", Answer::Response(200), 103.0),
+                front(10, 98.5, "/b", Answer::Response(200), 103.0),
+            ]);
+            l.add_final(0, failure(1, 10, 100.0, "/a", Kind::CrossedFin), ts(3000.0));
+            l.add_final(0, failure(2, 20, 100.0, "/b", Kind::CrossedFin), ts(3000.0));
+        }
+        let out = decide(&legs);
+        let e = out[0].client_effect.as_ref().expect("linked");
+        assert_eq!(
+            (e.status, e.frame, e.settled_outcome),
+            (Some(502), 701, true)
+        );
+        assert_eq!(out[0].outcome, Outcome::Lost);
+        assert!(out[0].evidence.contains("settled by the client leg"));
+        // two client requests fit: neither is stated
+        assert!(out[1].client_effect.is_none());
+        assert_eq!(out[1].outcome, Outcome::Ambiguous);
+    }
+
+    /// The client leg's own finding (the proxy closed its client's connection) is claimed by
+    /// the upstream failure and is no finding of its own; whichever shard reports first.
+    #[test]
+    fn the_client_legs_finding_is_claimed_whatever_the_order() {
+        let run = |upstream_first: bool| {
+            let legs = ClientLegs::shared(2, vec!["p.pcap".into()]);
+            let mut l = legs.lock().unwrap();
+            let mut client = failure(7, 700, 99.0, "/a", Kind::ClosedUnanswered);
+            client.connection = ConnectionInfo::new(
+                7,
+                "127.0.0.1:50000".parse().unwrap(),
+                "127.0.0.1:8080".parse().unwrap(),
+            );
+            l.add_fronts([front(7, 99.0, "/a", Answer::Closed, 102.0)]);
+            let upstream = failure(1, 10, 100.0, "/a", Kind::CrossedFin);
+            if upstream_first {
+                l.add_final(1, upstream, ts(3000.0));
+                l.progress(1, ts(3000.0));
+                l.add_final(0, client, ts(2900.0));
+                l.progress(0, ts(2900.0));
+            } else {
+                l.add_final(0, client, ts(2900.0));
+                l.progress(0, ts(9000.0));
+                l.add_final(1, upstream, ts(3000.0));
+                l.progress(1, ts(3000.0));
+            }
+            l.progress(0, ts(9000.0));
+            l.progress(1, ts(9000.0));
+            drop(l);
+            decide(&legs)
+        };
+        for order in [true, false] {
+            let out = run(order);
+            assert_eq!(out.len(), 1, "{out:?}");
+            let e = out[0].client_effect.as_ref().unwrap();
+            assert!(e.closed_without_response);
+            assert_eq!(out[0].outcome, Outcome::Lost);
+        }
+    }
+}
