@@ -306,6 +306,15 @@ impl Args {
             .map(|b| at_least_one("--buffer-size", b))
             .transpose()?;
         let interface = self.interface.clone().unwrap_or_default();
+        // the flight recorder works on a live capture as on files; the report file not yet
+        let ticket = super::ticket::Ticket::of(self)?;
+        if ticket.report.is_some() {
+            return Err(
+                "--report applies to capture files (write one with -w, then --report)".into(),
+            );
+        }
+        let mut run = self.run_options(1)?;
+        ticket.configure(&mut run, self.format());
         Ok(LiveOptions {
             capture: LiveConfig {
                 filter,
@@ -320,7 +329,7 @@ impl Args {
                 write: self.write.clone(),
                 ..LiveConfig::new(&interface)
             },
-            run: self.run_options(1)?,
+            run,
             format: self.format(),
             table: self.table_options(term)?,
             stats_every,
