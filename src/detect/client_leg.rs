@@ -2,8 +2,10 @@
 //!
 //! When the capture holds both legs of a proxy (`tcpdump -i any` on the proxy host), each
 //! failed upstream request (a finding) has a request of a client to the proxy behind it: the
-//! same method and target (the proxy may rewrite Host and add headers), received before the
-//! upstream request left, and answered (or closed) after the failure reached the proxy. Its
+//! same method and target (the proxy may rewrite Host and add headers), sent to the address
+//! the upstream request came from (or to a loopback address: the proxy host's own), received
+//! before the upstream request left, and answered (or closed) after the failure reached the
+//! proxy. Its
 //! answer is the finding's client effect: a 502 (the request was lost), the upstream's 200
 //! after a retry, or the client's connection closed without any response. The client's
 //! request is then no finding of its own (the proxy is not to blame), and the effect settles
@@ -28,13 +30,17 @@ use std::sync::{Arc, Mutex};
 
 /// A client's request reaches the proxy at most this long before the proxy's upstream request.
 const FRONT_WINDOW_S: f64 = 5.0;
-/// Exchanges are kept this long (capture time) after their request, for findings that become
-/// final later (their connection lingered).
-const RETAIN_S: f64 = 60.0;
+/// Exchanges are kept this long (capture time) after their request, besides the time a
+/// finding takes to become final (`ClientLegs::shared`'s `final_s`): for findings whose
+/// connection lingered.
+const MARGIN_S: f64 = 5.0;
 /// A finding that could be a client leg's own (the proxy closed or reset its client) waits
 /// this long after it became final for a finding on the upstream leg to claim it.
 const HOLD_S: f64 = 5.0;
-/// Exchanges kept at most (the oldest go first).
+/// How far out of the order of their times exchanges may be handed over (the shards' of one
+/// tick interleave).
+const ORDER_SLACK_S: f64 = 1.0;
+/// Exchanges kept at most (beyond it new ones are not kept).
 const MAX_FRONTS: usize = 1 << 20;
 
 /// The hash of what a proxy forwards unchanged: method and target.
@@ -112,9 +118,13 @@ struct Claim {
 #[derive(Debug, Default)]
 pub(crate) struct ClientLegs {
     progress: Vec<Option<Timestamp>>,
+    /// The exchanges by key, each queue in the order they were handed over: by the time
+    /// they were known, but for the interleaving of shards within a tick.
     fronts: FxHashMap<u64, VecDeque<FrontExchange>>,
-    /// (request time, key) of every front kept, in arrival order.
-    arrivals: VecDeque<(Timestamp, u64)>,
+    kept: usize,
+    /// Exchanges whose request is older than this before the decided time are forgotten.
+    retain_s: f64,
+    last_prune: Timestamp,
     claims: FxHashMap<(u64, u32), Claim>,
     items: Vec<Item>,
     decided: Vec<(usize, Finding)>,
@@ -125,22 +135,24 @@ pub(crate) struct ClientLegs {
 pub(crate) type SharedLegs = Arc<Mutex<ClientLegs>>;
 
 impl ClientLegs {
-    /// For an analysis in `shards` shards of the inputs named `inputs`.
-    pub fn shared(shards: usize, inputs: Vec<String>) -> SharedLegs {
+    /// For an analysis in `shards` shards of the inputs named `inputs`, whose failures become
+    /// final about `final_s` s after the request (the retry window and the settling).
+    pub fn shared(shards: usize, inputs: Vec<String>, final_s: f64) -> SharedLegs {
         Arc::new(Mutex::new(ClientLegs {
             progress: vec![None; shards.max(1)],
             inputs,
+            retain_s: FRONT_WINDOW_S + final_s + MARGIN_S,
             ..ClientLegs::default()
         }))
     }
 
     pub fn add_fronts(&mut self, fronts: impl IntoIterator<Item = FrontExchange>) {
         for f in fronts {
-            self.arrivals.push_back((f.request.ts, f.key));
-            self.fronts.entry(f.key).or_default().push_back(f);
-            if self.arrivals.len() > MAX_FRONTS {
-                self.forget_oldest();
+            if self.kept >= MAX_FRONTS {
+                return;
             }
+            self.fronts.entry(f.key).or_default().push_back(f);
+            self.kept += 1;
         }
     }
 
@@ -164,9 +176,9 @@ impl ClientLegs {
         }
         if let Some(Some(mark)) = self.progress.iter().copied().min() {
             self.decide(Some(mark));
-            let edge = mark.add_secs(-RETAIN_S);
-            while self.arrivals.front().is_some_and(|&(ts, _)| ts < edge) {
-                self.forget_oldest();
+            if mark.secs_since(self.last_prune) >= 1.0 {
+                self.last_prune = mark;
+                self.forget_before(mark.add_secs(-self.retain_s));
             }
         }
     }
@@ -185,15 +197,17 @@ impl ClientLegs {
         mine.into_iter().map(|(_, f)| f).collect()
     }
 
-    fn forget_oldest(&mut self) {
-        if let Some((_, key)) = self.arrivals.pop_front()
-            && let Some(q) = self.fronts.get_mut(&key)
-        {
-            q.pop_front();
-            if q.is_empty() {
-                self.fronts.remove(&key);
+    /// Forget the exchanges known before `edge`.
+    fn forget_before(&mut self, edge: Timestamp) {
+        let mut kept = 0;
+        self.fronts.retain(|_, q| {
+            while q.front().is_some_and(|x| x.known_at < edge) {
+                q.pop_front();
             }
-        }
+            kept += q.len();
+            !q.is_empty()
+        });
+        self.kept = kept;
     }
 
     /// Link the findings that became final by `mark` (all: `None`), in the order they became
@@ -244,7 +258,7 @@ impl ClientLegs {
             }
         }
         if let Some(m) = mark {
-            let edge = m.add_secs(-(RETAIN_S + HOLD_S));
+            let edge = m.add_secs(-(self.retain_s + HOLD_S));
             self.claims.retain(|_, c| c.at >= edge);
         }
     }
@@ -263,14 +277,28 @@ impl ClientLegs {
         let Some(q) = self.fronts.get(&item.key) else {
             return;
         };
+        let server: Option<SocketAddr> = f.connection.server.parse().ok();
+        // the client leg ends at the proxy: the host that sent the upstream request (or, on
+        // the proxy host's loopback, the proxy listening there)
+        let proxy = f
+            .connection
+            .client
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| a.ip());
+        // an answer after the failure was known after it: from the newest back to there (the
+        // shards' exchanges of one tick may come in any order)
+        let oldest = failed.add_secs(-ORDER_SLACK_S);
         let mut found: Option<&FrontExchange> = None;
-        for x in q {
-            let fits = x.conn != f.connection.id
-                && x.server.to_string() != f.connection.server
-                && x.request.ts <= sent
-                && sent.secs_since(x.request.ts) <= FRONT_WINDOW_S
+        for x in q.iter().rev().take_while(|x| x.known_at >= oldest) {
+            // the cheap tests first: most exchanges came after the request
+            let fits = x.request.ts <= sent
                 && x.answer_at.ts >= failed
                 && x.known_at <= item.at
+                && sent.secs_since(x.request.ts) <= FRONT_WINDOW_S
+                && x.conn != f.connection.id
+                && Some(x.server) != server
+                && (Some(x.server.ip()) == proxy || x.server.ip().is_loopback())
                 && self
                     .claims
                     .get(&(x.conn, x.index))
@@ -353,15 +381,15 @@ fn apply(f: &mut Finding, x: &FrontExchange, file: String) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::report::schema::{CloseInfo, ConnectionInfo, RequestInfo};
 
-    fn ts(ms: f64) -> Timestamp {
+    pub fn ts(ms: f64) -> Timestamp {
         Timestamp::from_secs_f64(ms / 1000.0)
     }
 
-    fn at(frame: u64, ms: f64) -> FrameRef {
+    pub fn at(frame: u64, ms: f64) -> FrameRef {
         FrameRef {
             input: 0,
             frame,
@@ -372,7 +400,7 @@ mod tests {
 
     /// A failed upstream request (connection `conn`, frame `frame` at `ms`), closed by a FIN
     /// 1 ms later.
-    fn failure(conn: u64, frame: u64, ms: f64, target: &str, kind: Kind) -> Finding {
+    pub fn failure(conn: u64, frame: u64, ms: f64, target: &str, kind: Kind) -> Finding {
         Finding {
             kind,
             outcome: Outcome::Ambiguous,
@@ -416,7 +444,13 @@ mod tests {
     }
 
     /// A client's request to the proxy (connection `conn`) at `ms`, answered at `answer_ms`.
-    fn front(conn: u64, ms: f64, target: &str, answer: Answer, answer_ms: f64) -> FrontExchange {
+    pub fn front(
+        conn: u64,
+        ms: f64,
+        target: &str,
+        answer: Answer,
+        answer_ms: f64,
+    ) -> FrontExchange {
         FrontExchange {
             conn,
             index: 0,
@@ -430,17 +464,24 @@ mod tests {
         }
     }
 
-    fn decide(legs: &SharedLegs) -> Vec<Finding> {
+    pub fn decide(legs: &SharedLegs) -> Vec<Finding> {
         let mut l = legs.lock().unwrap();
         l.finish();
         let mut v = l.take_decided(None);
         v.sort_by_key(|f| f.connection.id);
         v
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::report::schema::ConnectionInfo;
 
     #[test]
     fn a_unique_client_request_links_and_settles() {
-        let legs = ClientLegs::shared(1, vec!["p.pcap".into()]);
+        let legs = ClientLegs::shared(1, vec!["p.pcap".into()], 5.0);
         {
             let mut l = legs.lock().unwrap();
             l.add_fronts([
@@ -471,7 +512,7 @@ mod tests {
     #[test]
     fn the_client_legs_finding_is_claimed_whatever_the_order() {
         let run = |upstream_first: bool| {
-            let legs = ClientLegs::shared(2, vec!["p.pcap".into()]);
+            let legs = ClientLegs::shared(2, vec!["p.pcap".into()], 5.0);
             let mut l = legs.lock().unwrap();
             let mut client = failure(7, 700, 99.0, "/a", Kind::ClosedUnanswered);
             client.connection = ConnectionInfo::new(
@@ -504,5 +545,31 @@ mod tests {
             assert!(e.closed_without_response);
             assert_eq!(out[0].outcome, Outcome::Lost);
         }
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// The same request to another upstream is no client leg: a client leg ends at the
+    /// address the upstream request came from (or on loopback).
+    #[test]
+    fn only_requests_to_the_proxy_are_client_legs() {
+        let legs = ClientLegs::shared(1, vec!["p.pcap".into()], 5.0);
+        {
+            let mut l = legs.lock().unwrap();
+            let mut other = front(7, 99.0, "/a", Answer::Response(200), 102.0);
+            other.server = "10.0.0.8:80".parse().unwrap();
+            let mut at_proxy = front(8, 99.0, "/b", Answer::Response(502), 102.0);
+            at_proxy.server = "10.0.0.1:443".parse().unwrap();
+            l.add_fronts([other, at_proxy]);
+            l.add_final(0, failure(1, 10, 100.0, "/a", Kind::CrossedFin), ts(3000.0));
+            l.add_final(0, failure(2, 20, 100.0, "/b", Kind::CrossedFin), ts(3000.0));
+        }
+        let out = decide(&legs);
+        assert!(out[0].client_effect.is_none());
+        assert_eq!(out[1].client_effect.as_ref().unwrap().status, Some(502));
     }
 }

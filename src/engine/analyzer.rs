@@ -16,6 +16,13 @@ use crate::time::Timestamp;
 /// Seconds of capture time between ticks (verdicts waiting for time become final).
 pub(crate) const TICK_S: f64 = 0.1;
 
+/// Seconds of capture time after a request by which a verdict on it is usually final: its
+/// connection finished (the close's linger), the retry window passed, and the competitors
+/// settled.
+pub(crate) fn final_after(cfg: &Config) -> f64 {
+    cfg.detect.retry_window + 2.0 * (cfg.table.close_linger + 2.0 * TICK_S)
+}
+
 /// The later stages' state of one connection.
 #[derive(Default)]
 struct ConnAnalysis {
@@ -52,7 +59,7 @@ struct ConnLog {
 
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
-        let legs = ClientLegs::shared(1, inputs.clone());
+        let legs = ClientLegs::shared(1, inputs.clone(), final_after(&cfg));
         Analyzer::shard(cfg, inputs, legs, 0)
     }
 

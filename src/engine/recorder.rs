@@ -33,7 +33,7 @@ pub struct RecorderConfig {
 
 /// Seconds an ended connection's packets are held for a verdict that may still keep them (the
 /// retry window, the detector's settling and the client leg's wait, with a margin).
-pub const RETAIN_AFTER_END_S: f64 = 12.0;
+pub const RETAIN_AFTER_END_S: f64 = 9.0;
 /// Packets held per connection: its first ones (the handshake) and its last ones.
 const HEAD_PACKETS: usize = 3;
 const MAX_PACKETS_PER_CONN: usize = 2048;

@@ -3,7 +3,7 @@
 //! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
 
 use super::Config;
-use super::analyzer::{Analyzer, TICK_S};
+use super::analyzer::{Analyzer, TICK_S, final_after};
 use super::parallel::{Shards, print};
 use super::recorder::{FlightRecorder, RecorderConfig};
 use super::result::merge;
@@ -115,7 +115,7 @@ pub fn run(
     renderer
         .begin(&inputs)
         .map_err(|e| RunError::output(e, false))?;
-    let legs = ClientLegs::shared(shards, inputs.clone());
+    let legs = ClientLegs::shared(shards, inputs.clone(), final_after(&config));
     let mut main = Analyzer::shard(config.clone(), inputs.clone(), legs.clone(), 0);
     let mut others = Shards::start(shards, &config, &inputs, &legs, &printer)?;
     if recorder.is_some() {

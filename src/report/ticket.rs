@@ -86,7 +86,7 @@ pub fn verdict(r: &Report) -> String {
         .collect();
     text.push_str(&format!("; by kind: {}", kinds.join(", ")));
     let per: Vec<String> = upstreams(r)
-        .map(|e| format!("{} {}", e.server, e.findings))
+        .map(|e| format!("{} ({})", e.server, e.findings))
         .collect();
     text.push_str(&format!("; per upstream: {}.", per.join(", ")));
     text

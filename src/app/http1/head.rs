@@ -409,7 +409,11 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
             host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
         } else if name.eq_ignore_ascii_case("server") && server.is_none() {
             let v = trim_ows(value);
-            server = Some(String::from_utf8_lossy(&v[..v.len().min(MAX_SERVER_LEN)]).into_owned());
+            let v = &v[..v.len().min(MAX_SERVER_LEN)];
+            server = Some(match std::str::from_utf8(v) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(v).into_owned(),
+            });
         }
     }
     let framing = if chunked {
