@@ -69,6 +69,8 @@ enum State {
 struct History {
     packets: VecDeque<Held>,
     state: State,
+    /// Packets dropped by the memory cap (counted as not kept if the connection is kept).
+    dropped: u64,
 }
 
 /// The flight recorder; see the module's documentation.
@@ -128,6 +130,7 @@ impl FlightRecorder {
         let h = self.conns.entry(conn).or_insert_with(|| History {
             packets: VecDeque::new(),
             state: State::Open,
+            dropped: 0,
         });
         if h.state == State::Kept {
             self.ready.insert(ordinal, held);
@@ -162,11 +165,13 @@ impl FlightRecorder {
         let h = self.conns.entry(conn).or_insert_with(|| History {
             packets: VecDeque::new(),
             state: State::Open,
+            dropped: 0,
         });
         if h.state == State::Kept {
             return;
         }
         self.kept_conns += 1;
+        self.not_kept += h.dropped;
         let ended = matches!(h.state, State::Ended(_));
         h.state = State::Kept;
         if let Some(first) = h.packets.front() {
@@ -239,10 +244,9 @@ impl FlightRecorder {
             };
             self.undecided.remove(&(first, conn));
             if let Some(h) = self.conns.get_mut(&conn) {
-                let n = h.packets.len() as u64;
+                h.dropped += h.packets.len() as u64;
                 let bytes: usize = h.packets.drain(..).map(|p| p.size()).sum();
                 self.used -= bytes;
-                self.not_kept += n;
             }
             let mark = self.undecided.first().map_or(u64::MAX, |&(o, _)| o);
             self.write_before(mark);
@@ -367,7 +371,8 @@ mod tests {
         r.packet(Some(2), 3, &pkt(3, 3, &data));
         assert_eq!(r.not_kept, 0);
         r.packet(Some(3), 4, &pkt(4, 4, &data));
-        assert_eq!(r.not_kept, 1);
+        // dropped: counted once the connection is kept
+        assert_eq!(r.not_kept, 0);
         assert!(r.used <= 3 * (936 + PACKET_OVERHEAD));
         r.keep(1);
         r.keep(2);

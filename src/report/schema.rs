@@ -538,7 +538,8 @@ pub struct FlaggedFile {
     pub path: String,
     pub packets: u64,
     pub connections: u64,
-    /// Packets of flagged connections not written: the recorder's memory cap was reached.
+    /// Packets of flagged connections not written: the recorder's memory cap dropped them
+    /// before the connection was kept.
     pub packets_not_kept: u64,
 }
 
