@@ -30,10 +30,10 @@ use std::sync::{Arc, Mutex};
 
 /// A client's request reaches the proxy at most this long before the proxy's upstream request.
 const FRONT_WINDOW_S: f64 = 5.0;
-/// Exchanges are kept this long (capture time) after their request, besides the time a
-/// finding takes to become final (`ClientLegs::shared`'s `final_s`): for findings whose
-/// connection lingered.
-const MARGIN_S: f64 = 5.0;
+/// Exchanges are kept this long (capture time) after they were known, besides the time a
+/// finding takes to become final after its failure (`ClientLegs::shared`'s `final_s`): an
+/// exchange answered after a failure is needed until that failure's finding is final.
+const MARGIN_S: f64 = 2.0;
 /// A finding that could be a client leg's own (the proxy closed or reset its client) waits
 /// this long after it became final for a finding on the upstream leg to claim it.
 const HOLD_S: f64 = 5.0;
@@ -122,7 +122,7 @@ pub(crate) struct ClientLegs {
     /// they were known, but for the interleaving of shards within a tick.
     fronts: FxHashMap<u64, VecDeque<FrontExchange>>,
     kept: usize,
-    /// Exchanges whose request is older than this before the decided time are forgotten.
+    /// Exchanges known longer than this before the decided time are forgotten.
     retain_s: f64,
     last_prune: Timestamp,
     claims: FxHashMap<(u64, u32), Claim>,
@@ -141,7 +141,7 @@ impl ClientLegs {
         Arc::new(Mutex::new(ClientLegs {
             progress: vec![None; shards.max(1)],
             inputs,
-            retain_s: FRONT_WINDOW_S + final_s + MARGIN_S,
+            retain_s: final_s + MARGIN_S,
             ..ClientLegs::default()
         }))
     }
