@@ -4,6 +4,7 @@
 #   bench/run.sh            # generates bench/out/bench.pcap if missing, 3 runs each (best-of)
 #   RUNS=5 bench/run.sh
 #   BENCH_FILE=/path/other.pcap bench/run.sh
+#   TLS=1 bench/run.sh      # the same traffic as TLS 1.3 without keys (bench/out/bench-tls.pcap)
 #
 # Prints packets, tcprace seconds, packets/s, tcpdump seconds, ratio and tcprace's peak RSS,
 # and writes the same lines to bench/out/results.txt.
@@ -11,7 +12,13 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=bench/out
-FILE=${BENCH_FILE:-$OUT/bench.pcap}
+if [ "${TLS:-0}" = 1 ]; then
+    FILE=${BENCH_FILE:-$OUT/bench-tls.pcap}
+    MKBENCH_ARGS=(--tls)
+else
+    FILE=${BENCH_FILE:-$OUT/bench.pcap}
+    MKBENCH_ARGS=()
+fi
 RUNS=${RUNS:-3}
 mkdir -p "$OUT"
 
@@ -30,7 +37,7 @@ cargo build --release --examples --bins
 
 if [ ! -s "$FILE" ]; then
     echo "generating $FILE ..." >&2
-    target/release/examples/mkbench "$FILE"
+    target/release/examples/mkbench "$FILE" "${MKBENCH_ARGS[@]}"
 fi
 
 if [ -s "$FILE.meta" ]; then

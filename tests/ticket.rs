@@ -381,7 +381,7 @@ fn stdin_gets_its_digest_and_its_flagged_packets() {
     child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     let md = String::from_utf8_lossy(&out.stdout);
-    let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+    let sha = tcprace::capture::hex(&sha2::Sha256::digest(&bytes));
     assert!(
         md.contains(&format!("standard input (1,970 bytes, SHA-256 {sha})")),
         "{md}"

@@ -67,7 +67,7 @@ fn digest_file(path: &str) -> io::Result<InputDigest> {
     Ok(InputDigest {
         name: path.to_string(),
         bytes,
-        sha256: format!("{:x}", h.finalize()),
+        sha256: crate::capture::hex(&h.finalize()),
     })
 }
 

@@ -267,7 +267,7 @@ impl ClientLegs {
     fn link(&mut self, i: usize) {
         let item = &self.items[i];
         let f = &item.finding;
-        if !f.kind.is_finding() {
+        if !f.kind.is_finding() || f.request.method.is_empty() {
             return;
         }
         let sent = f.request.time;
@@ -415,6 +415,7 @@ mod tests_support {
                 seq: 1,
                 ack: Some(1),
                 retransmissions: 0,
+                tls: None,
             },
             connection: ConnectionInfo::new(
                 conn,

@@ -18,6 +18,7 @@ mod recommend;
 mod retry;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod verdict;
 
 pub(crate) use endpoints::{EndpointTally, merge_endpoints};
@@ -166,6 +167,10 @@ impl Detector {
         answer: Answer,
         at: FrameRef,
     ) {
+        // an encrypted request has no method and target to be recognised by
+        if p.identity.method.is_empty() {
+            return;
+        }
         self.fronts.push(FrontExchange {
             conn: conn.id,
             index: p.index,
@@ -221,6 +226,9 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
+            AppEvent::Closing { dir, close } if dir != client => {
+                ex.close_signal.get_or_insert(close);
+            }
             _ => {}
         }
     }
@@ -238,13 +246,14 @@ impl Detector {
             opened: conn.handshake.syn.filter(|_| index == 0),
             client: conn.addrs[r.dir].ip(),
             server: conn.addrs[r.dir.other()],
-            key: retry_key(&r.identity),
+            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
             exact: r.identity.request_id.map(|id| retry::ExactId {
                 hash: id.hash,
                 label: id.header.name(),
             }),
             digest: None,
             client_turn: conn.handshake.client_turn(),
+            size_only: retry::size_only(&r.identity),
         };
         self.retries.on_attempt(attempt.clone());
         if ex.answered_early(r.start) {
@@ -329,6 +338,7 @@ impl Detector {
             server: i64::from(conn.from_syn[server]),
         };
         let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
+        let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         let pending = std::mem::take(&mut ex.pending);
         for req in &pending {
             if ex.server_desync
@@ -342,11 +352,14 @@ impl Detector {
                 self.stats.unframed_responses += 1;
                 continue;
             }
-            let verdict = verdict::decide(req, &end.closes, client);
-            let server_rst = end.closes.rst[server];
+            let verdict = verdict::decide(req, &closes, client);
+            let server_rst = closes.rst[server];
             let idle = self.idle_closes.get(&pair);
             let idle_reset = evidence::is_idle_reset(&verdict, req, idle);
             let mut finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
+            if by_signal {
+                tls::close_by_alert(&mut finding, end.closes.fin[server]);
+            }
             if !ex.trace.is_empty() {
                 finding.ladder = Some(ex.trace.ladder(client, rel, &conn.handshake));
             }
@@ -380,12 +393,13 @@ impl Detector {
         idle: Option<&IdleRange>,
     ) -> Finding {
         let peer_close = verdict.peer_close();
+        let (method, target) = tls::request_name(&req.identity, req.index);
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
             request: RequestInfo {
-                method: req.identity.method.clone(),
-                target: req.identity.target.clone(),
+                method,
+                target,
                 host: req.identity.host.clone(),
                 file: self.file_name(req.at),
                 frame: req.at.frame,
@@ -394,6 +408,7 @@ impl Detector {
                 seq: req.seq.0,
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
+                tls: req.identity.tls.as_deref().map(tls::request_info),
             },
             connection: connection.clone(),
             peer_close: peer_close.map(|p| {
@@ -456,6 +471,10 @@ impl Detector {
                     matched_by: m.by.unwrap_or("timing"),
                     reaction_s: m.reaction_s,
                 });
+                if m.by == Some(retry::BY_SIZE) {
+                    f.evidence
+                        .push_str(&tls::size_match_evidence(m.conn, m.at.frame));
+                }
             }
             Decided::Lost => f.outcome = Outcome::Lost,
             Decided::Ambiguous { candidates } => {

@@ -23,6 +23,9 @@
 //!   client address and server, equal body digests where both are known); the retry may go on
 //!   any other connection, new or pooled.
 //! - **Identity headers** make the match exact: the candidate must carry the same one.
+//! - Requests known by their **size only** (encrypted TLS requests without keys): a candidate
+//!   must be the first request on a new connection, and the match is stated as by size
+//!   ([`Attempt::size_only`]).
 //! - Without them a match is stated only when nothing else explains the candidate: no other
 //!   failure could claim it, no other request of the group came within `RATE_SPAN_FACTOR`
 //!   reaction times of the failure, and the chance that a fresh one landed between the failure
@@ -75,6 +78,16 @@ pub(crate) struct Attempt {
     pub digest: Option<u64>,
     /// The client's turn-around on its connection (handshake), in seconds.
     pub client_turn: Option<f64>,
+    /// Known by its size only (its key is an encrypted request's first record length).
+    pub size_only: bool,
+}
+
+/// What a match by size reports as `matched_by`.
+pub(crate) const BY_SIZE: &str = "size";
+
+/// Is this request known by its size only (inside TLS, not decrypted)?
+pub(crate) fn size_only(id: &crate::app::Identity) -> bool {
+    id.tls.as_ref().is_some_and(|t| t.encrypted)
 }
 
 impl Attempt {
@@ -97,6 +110,13 @@ impl Attempt {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             }
+            && self.repeats_by_size(failed)
+    }
+
+    /// Sizes alone say little: a request known by its size repeats a failure only as the first
+    /// request on a new connection (the proxy's retry after the pooled one died).
+    fn repeats_by_size(&self, failed: &Attempt) -> bool {
+        !failed.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
     }
 
     /// When its sender decided to send it: its connection's SYN when it opened one after
@@ -323,6 +343,8 @@ impl RetryMatcher {
         let reaction = r.departure(p.known_at).secs_since(p.known_at).max(0.0);
         let certain = match f.exact {
             Some(_) => true,
+            // the rule for sizes is the new connection's first request (`repeats_by_size`)
+            None if f.size_only => true,
             None => !self.contested(i, r) && self.chance(p, r, reaction) <= MAX_CHANCE,
         };
         if !certain {
@@ -334,7 +356,7 @@ impl RetryMatcher {
             at: r.at,
             conn: r.conn,
             reaction_s: reaction,
-            by: f.exact.map(|e| e.label),
+            by: f.exact.map(|e| e.label).or(f.size_only.then_some(BY_SIZE)),
         };
         if let Some(g) = self.groups.get_mut(&p.group) {
             g[first].claimed = true;

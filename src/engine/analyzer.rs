@@ -4,6 +4,7 @@
 
 use super::Config;
 use super::result::{ShardResult, WarningKey, merge};
+use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
@@ -78,7 +79,7 @@ impl Analyzer {
                 inputs.clone(),
                 cfg.table.close_linger + 2.0 * TICK_S,
             ),
-            scratch: Scratch::default(),
+            scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
             now: Timestamp::default(),
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
@@ -278,6 +279,7 @@ impl Analyzer {
         self.result.legs = Some(self.legs.clone());
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
+        self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
         self.result
     }
 }

@@ -21,6 +21,7 @@ pub use recorder::{FlightRecorder, RecorderConfig};
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
 
+pub use crate::app::tls::keylog::KeyLog;
 pub use crate::detect::DetectConfig;
 pub use crate::flow::TableConfig;
 
@@ -29,4 +30,6 @@ pub use crate::flow::TableConfig;
 pub struct Config {
     pub detect: DetectConfig,
     pub table: TableConfig,
+    /// Secrets to decrypt TLS with (`--tls-keylog`), shared by the shards.
+    pub tls_keys: Option<std::sync::Arc<KeyLog>>,
 }

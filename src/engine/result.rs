@@ -1,5 +1,6 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
+use crate::app::tls::TlsStats;
 use crate::capture::Warning;
 use crate::detect::client_leg::SharedLegs;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
@@ -39,6 +40,7 @@ pub struct ShardResult {
     /// The client-leg links the shards share (findings still waiting there are final at the
     /// merge).
     pub(super) legs: Option<SharedLegs>,
+    pub(super) tls: TlsStats,
 }
 
 impl ShardResult {
@@ -106,6 +108,7 @@ impl ShardResult {
         self.informational.extend(p.informational);
         self.flow.add(&p.flow);
         self.detect.add(&p.detect);
+        self.tls.add(&p.tls);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
@@ -177,6 +180,7 @@ fn build_report(
         skipped: p.skipped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         tcp: p.flow,
         http: p.detect,
+        tls: p.tls,
         warnings,
         capture: None,
         provenance: None,

@@ -128,6 +128,7 @@ pub fn run(
     // orders the warnings that come between two packets
     let mut warning_seq = 0u64;
     let mut streamed = 0usize;
+    keylog_warnings(opts, &printer, &mut main, &mut warning_seq);
     let result = loop {
         if hooks.before_read(source, &main, ordinal).is_break() {
             break Ok(());
@@ -258,5 +259,20 @@ fn annotate_flagged(report: &mut Report, frames: &super::recorder::FrameMap) {
                 s.flagged_frame = at(&file, s.frame);
             }
         }
+    }
+}
+
+/// The TLS key log's lines that did not parse: the first warnings.
+fn keylog_warnings(
+    opts: &RunOptions,
+    printer: &Mutex<WarningPrinter>,
+    main: &mut Analyzer,
+    seq: &mut u64,
+) {
+    let warnings = opts.config.tls_keys.as_deref().map(|k| k.warnings());
+    for w in warnings.unwrap_or_default() {
+        print(printer, w);
+        *seq += 1;
+        main.warn_at((0, *seq), w.clone());
     }
 }

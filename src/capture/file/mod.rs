@@ -278,6 +278,11 @@ enum Run {
     Ended,
 }
 
+/// Bytes in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of standard input, computed as it is read.
 pub struct StdinDigest {
     hash: open::StdinDigest,
@@ -289,7 +294,7 @@ impl StdinDigest {
     pub fn get(&self) -> (u64, String) {
         let h = self.hash.lock().map(|h| h.clone()).unwrap_or_default();
         let bytes = self.count.load(Ordering::Relaxed);
-        (bytes, format!("{:x}", sha2::Digest::finalize(h)))
+        (bytes, hex(&sha2::Digest::finalize(h)))
     }
 }
 
