@@ -9,6 +9,7 @@
 
 mod advice;
 pub(crate) mod client_leg;
+mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
@@ -337,7 +338,9 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
+        let connection = connection::connection_info(end, client);
+        let capture_note =
+            connection::describe_capture(&connection, end.tunnel.as_ref().map(|(_, t)| t));
         let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         let pending = std::mem::take(&mut ex.pending);
         for req in &pending {
@@ -360,6 +363,7 @@ impl Detector {
             if by_signal {
                 tls::close_by_alert(&mut finding, end.closes.fin[server]);
             }
+            finding.evidence.push_str(&capture_note);
             if !ex.trace.is_empty() {
                 finding.ladder = Some(ex.trace.ladder(client, rel, &conn.handshake));
             }

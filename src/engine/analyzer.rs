@@ -3,14 +3,15 @@
 //! final as capture time passes (`findings_since`).
 
 use super::Config;
+use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
 use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
-use crate::decode::{self, Decoded, SkipReason};
+use crate::decode::{Decoded, Decoder};
 use crate::detect::client_leg::{ClientLegs, SharedLegs};
 use crate::detect::{Detector, Exchanges};
-use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
 
@@ -33,6 +34,11 @@ struct ConnAnalysis {
 
 /// The analysis engine of the input, or of a shard of it.
 pub struct Analyzer {
+    config: Config,
+    decoder: Decoder,
+    /// The front (decoder and copy filter) of an analyzer that sees the whole input; the
+    /// shards' packets come through the dispatcher's.
+    front: Option<Box<Front>>,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
     scratch: Scratch,
@@ -72,10 +78,12 @@ impl Analyzer {
         shard: usize,
     ) -> Analyzer {
         Analyzer {
+            decoder: cfg.decoder(),
+            front: None,
             table: FlowTable::new(cfg.table),
             // a closed connection reaches the detector after its linger time, at a tick
             detector: Detector::new(
-                cfg.detect,
+                cfg.detect.clone(),
                 inputs.clone(),
                 cfg.table.close_linger + 2.0 * TICK_S,
             ),
@@ -87,6 +95,7 @@ impl Analyzer {
             legs,
             shard,
             conns: ConnLog::default(),
+            config: cfg,
         }
     }
 
@@ -145,30 +154,57 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         let now = self.now.max(pkt.ts);
-        let warning = self.on_packet_at(pkt, self.result.packets + 1, now);
+        let mut front = self
+            .front
+            .take()
+            .unwrap_or_else(|| Box::new(Front::new(&self.config)));
+        let mut decoded = front.decode(&pkt);
+        let sighting = front.check(&mut decoded, pkt.ts);
+        let warning = self.on_decoded(pkt, &decoded, &sighting, self.result.packets + 1, now);
+        self.front = Some(front);
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
         }
         warning
     }
 
-    /// Analyse one packet of a shard of the input: `ordinal` is its position among the
-    /// analysed packets of the whole input, `now` the capture time of the whole input (the
-    /// latest timestamp so far, this packet's included). Time does not advance by itself: the
-    /// caller calls [`Analyzer::tick`] when the whole input's analyzer would.
-    pub fn on_packet_at(
+    /// Analyse one packet of a shard of the input, which the dispatcher's front found to be a
+    /// TCP segment with `sighting`: `ordinal` is its position among the analysed packets of
+    /// the whole input, `now` the capture time of the whole input (the latest timestamp so
+    /// far, this packet's included). Time does not advance by itself: the caller calls
+    /// [`Analyzer::tick`] when the whole input's analyzer would.
+    pub(super) fn on_routed(
         &mut self,
         pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+        sighting: &Sighting<'_>,
+    ) -> Option<Warning> {
+        let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
+        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, sighting.moved) {
+            m.to.apply(seg);
+        }
+        self.on_decoded(pkt, &decoded, sighting, ordinal, now)
+    }
+
+    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's),
+    /// decoded to `decoded`, with what the copy filter found. Returns a warning when the
+    /// packet was malformed.
+    pub(super) fn on_decoded(
+        &mut self,
+        pkt: PacketRef<'_>,
+        decoded: &Decoded<'_>,
+        sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
         self.detector.set_now(self.now);
-        match decode::decode(pkt.linktype, pkt.data, pkt.orig_len) {
-            Decoded::Skip(reason, detail) => {
+        match decoded {
+            &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
-                if reason != SkipReason::Malformed {
+                if !reason.is_malformed() {
                     return None;
                 }
                 let w = Warning {
@@ -176,7 +212,7 @@ impl Analyzer {
                     frame: Some(pkt.frame),
                     message: format!(
                         "malformed packet: {}",
-                        detail.unwrap_or_else(|| "bad headers".into())
+                        detail.as_deref().unwrap_or("bad headers")
                     ),
                 };
                 self.warn_at((ordinal, 0), w.clone());
@@ -196,7 +232,7 @@ impl Analyzer {
                     now: self.now,
                     conns: &mut self.conns,
                 };
-                self.table.process(&seg, at, &mut downstream);
+                self.table.process(seg, at, sighting, &mut downstream);
                 None
             }
         }
@@ -208,6 +244,9 @@ impl Analyzer {
         self.now = self.now.max(now);
         self.detector.set_now(self.now);
         self.last_tick = self.now;
+        if let Some(front) = &mut self.front {
+            front.tick(self.now);
+        }
         let mut downstream = Downstream {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
@@ -352,7 +391,7 @@ mod tests {
             orig_len: 14,
             data: &data,
         };
-        a.on_packet_at(pkt, ordinal, pkt.ts);
+        a.on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
     }
 
     #[test]
