@@ -93,6 +93,54 @@ fn reports_match_golden_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The HTML reports are self-contained: nothing that loads from elsewhere (script, stylesheet,
+/// image, frame, font, import, refresh), and every link and SVG reference within the page.
+#[test]
+fn html_reports_fetch_nothing() {
+    for capture in GOLDEN {
+        let html = report_of(capture, "html").to_ascii_lowercase();
+        for loads in [
+            "<script",
+            "<link",
+            "<img",
+            "<iframe",
+            "<object",
+            "<embed",
+            "<base",
+            "<audio",
+            "<video",
+            "<source",
+            "src=",
+            "srcset",
+            "@import",
+            "@font-face",
+            "http-equiv",
+        ] {
+            assert!(
+                !html.contains(loads),
+                "{capture}: {loads} in the HTML report"
+            );
+        }
+        for (reference, quote) in [("href=", "\""), ("url(", "")] {
+            let mut n = 0;
+            for (at, _) in html.match_indices(reference) {
+                let rest = &html[at + reference.len()..];
+                let rest = rest.strip_prefix(quote).unwrap_or(rest);
+                assert!(
+                    rest.starts_with('#'),
+                    "{capture}: {reference} not within the page: {}",
+                    &rest[..rest.len().min(60)]
+                );
+                n += 1;
+            }
+            assert!(
+                n > 0,
+                "{capture}: no {reference} at all (the check checks nothing)"
+            );
+        }
+    }
+}
+
 /// The text of a Markdown document's table cells, per table, per row.
 fn tables(md: &str) -> Vec<Vec<Vec<String>>> {
     let mut tables = Vec::new();
@@ -150,7 +198,7 @@ fn markdown_parses_with_a_row_per_finding() {
     assert_eq!(headings, 4 + findings.len().min(25));
 }
 
-/// `chromium` from Debian (installed by .ci/run), or None (the test says it skips).
+/// `chromium` from Debian (installed by .ci/run), or None (the test says loudly that it skips).
 fn chromium() -> Option<PathBuf> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .iter()
@@ -158,9 +206,13 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Headless Chromium on a page, as root too (no sandbox), with no terminal; killed after two
+/// minutes (by coreutils' `timeout`) so that a hung browser fails the test instead of CI.
 fn chromium_run(html: &Path, extra: &[&str]) -> Output {
     let profile = tmp(&format!("chromium-profile-{}", extra.len()));
-    Command::new(chromium().unwrap())
+    Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(chromium().unwrap())
         .args([
             "--headless",
             "--no-sandbox",
@@ -186,15 +238,27 @@ fn chromium_run(html: &Path, extra: &[&str]) -> Output {
 #[test]
 fn html_renders_in_headless_chromium() {
     if chromium().is_none() {
-        eprintln!("SKIPPED: chromium not found (apt-get install chromium; .ci/run installs it)");
+        // straight to stderr: the test harness does not capture it, so the skip shows in CI
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED html_renders_in_headless_chromium: chromium not found \
+             (apt-get install chromium; .ci/run installs it)"
+        );
         return;
     }
     let capture = "fixtures/lab/captures/nginx-crossing/proxy.pcap";
     let html = tmp("render.html");
     let o = tcprace(&["--report", html.to_str().unwrap(), capture]);
     assert_eq!(o.status.code(), Some(1));
-    let dom = chromium_run(&html, &["--dump-dom"]);
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let run = chromium_run(&html, &["--dump-dom"]);
+    assert!(
+        run.status.success(),
+        "chromium: {}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dom = String::from_utf8_lossy(&run.stdout);
     assert!(
         dom.contains("21 request(s) sent on connections the server had closed"),
         "{dom}"

@@ -305,13 +305,23 @@ pub fn display_filter(client: &str, server: &str) -> String {
     }
 }
 
-/// The Wireshark filter of a finding: its connection, and its client leg when known.
+/// The Wireshark filter of a finding: its connection (under both address pairs when it was
+/// captured on both sides of a NAT), and its client leg when known.
 pub fn finding_filter(f: &Finding) -> String {
-    let upstream = display_filter(&f.connection.client, &f.connection.server);
-    match &f.client_effect {
-        Some(e) => format!("({upstream}) || ({})", display_filter(&e.client, &e.proxy)),
-        None => upstream,
+    let c = &f.connection;
+    let mut pairs = vec![display_filter(&c.client, &c.server)];
+    if let Some(nat) = &c.nat {
+        pairs.push(display_filter(&nat.client, &nat.server));
     }
+    if let Some(e) = &f.client_effect {
+        pairs.push(display_filter(&e.client, &e.proxy));
+    }
+    pairs.retain(|p| !p.is_empty());
+    if pairs.len() == 1 {
+        return pairs.remove(0);
+    }
+    let parts: Vec<String> = pairs.iter().map(|p| format!("({p})")).collect();
+    parts.join(" || ")
 }
 
 /// A frame, with its number in the flagged file when there is one.
