@@ -3,23 +3,13 @@
 //! holds the findings and the screenshot is not blank), and the `--write-flagged` pcap analysed
 //! again (the same findings, the frames the report names in it).
 
+mod common;
+
+use common::{root, tcprace};
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tcprace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprace"))
-        .current_dir(root())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tcprace")
-}
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tcpraceticket{}", std::process::id()));
