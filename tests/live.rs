@@ -538,6 +538,28 @@ fn count_stops_after_n_packets() {
     assert_eq!(v["summary"]["packets"], 3);
 }
 
+/// A live run's Markdown report (for a ticket) states its command line, the interface and the
+/// kernel's counters.
+#[test]
+fn live_markdown_report_states_its_provenance() {
+    let mut lab = lab_or_skip!("markdown");
+    let t = lab.spawn(&[BIN, "-i", "lo", "--format", "markdown", "--duration", "1"]);
+    let stdout = lab.children[t].stdout.take().unwrap();
+    let status = wait_bounded(&mut lab.children[t], Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    let mut md = String::new();
+    BufReader::new(stdout).read_to_string(&mut md).unwrap();
+    for row in [
+        "| command line | ",
+        " -i lo --format markdown --duration 1 |",
+        "| input | lo |",
+        "| live capture | lo (EN10MB), ",
+        " kernel: ",
+    ] {
+        assert!(md.contains(row), "{row:?} not in\n{md}");
+    }
+}
+
 #[test]
 fn errors_exit_2_with_clear_messages() {
     // Unknown interface: the message lists those that exist (no root needed).

@@ -98,6 +98,15 @@ pub(super) fn provenance(
     })
 }
 
+/// The provenance of a live run's HTML or Markdown report: its command line (the interface
+/// and the kernel's counters are in the report's `capture`).
+pub(super) fn live_provenance(format: Format) -> Option<Provenance> {
+    matches!(format, Format::Html | Format::Markdown).then(|| Provenance {
+        command_line: std::env::args().collect(),
+        inputs: Vec::new(),
+    })
+}
+
 /// Write the report to `path` in `format`.
 pub(super) fn write_report(
     path: &str,

@@ -359,6 +359,7 @@ impl Args {
             stats_every,
             duration,
             count,
+            provenance: super::ticket::live_provenance(self.format()),
         })
     }
 }

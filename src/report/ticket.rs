@@ -103,8 +103,11 @@ pub fn provenance(r: &Report) -> Vec<(String, String)> {
         "tcprace".to_string(),
         format!("{} {}", r.tool.name, r.tool.version),
     )];
+    let digests = r.provenance.as_ref().filter(|p| !p.inputs.is_empty());
     if let Some(p) = &r.provenance {
         rows.push(("command line".into(), shell_words(&p.command_line)));
+    }
+    if let Some(p) = digests {
         for i in &p.inputs {
             rows.push((
                 "input".into(),
