@@ -207,6 +207,8 @@ fn chromium_run(html: &Path, extra: &[&str]) -> Output {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // containers often have a small /dev/shm
+            "--disable-dev-shm-usage",
             "--disable-quic",
             "--no-first-run",
             "--disable-background-networking",
