@@ -358,6 +358,10 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
         });
     }
 
+    fn on_duplicate(&mut self, conn: u64) {
+        self.conns.last = Some(conn);
+    }
+
     fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
         self.detector.finish_conn(&end, &mut st.exchanges, self.now);
         if self.conns.enabled {

@@ -103,6 +103,9 @@ pub trait FlowHandler<T> {
     /// The connection ended; every event it had (held bytes, gaps, FINs) was delivered first.
     /// The state is dropped afterwards.
     fn on_end(&mut self, end: super::ConnEnd, state: &mut T);
+    /// A copy of a segment already seen on connection `conn` (when segments are traced: the
+    /// flight recorder keeps the copies with their connection).
+    fn on_duplicate(&mut self, _conn: u64) {}
 }
 
 /// The connection table.
@@ -153,6 +156,9 @@ impl<T: Default> FlowTable<T> {
             self.stats.duplicate_segments += 1;
             if let Some(t) = self.conns.get_mut(&key) {
                 t.tcp.note_view(seg, sighting, &mut self.stats);
+                if t.tcp.trace {
+                    h.on_duplicate(t.tcp.id);
+                }
             }
             return;
         }
