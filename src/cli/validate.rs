@@ -42,6 +42,8 @@ pub struct FilesRun {
     pub table: TableOptions,
     pub run: RunOptions,
     pub progress: bool,
+    /// `--report`, `--write-flagged`.
+    pub ticket: super::ticket::Ticket,
 }
 
 /// What the look of the output depends on besides the arguments.
@@ -197,8 +199,12 @@ impl Args {
             );
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
+        let ticket = super::ticket::Ticket::of(&self)?;
+        let mut run = self.run_options(threads)?;
+        ticket.configure(&mut run, self.format());
         Ok(Command::Files(FilesRun {
-            run: self.run_options(threads)?,
+            ticket,
+            run,
             format: self.format(),
             table: self.table_options(term)?,
             progress: !self.no_progress,
@@ -251,11 +257,13 @@ impl Args {
         .find_map(|(given, name)| given.then_some(name))
     }
 
-    fn format(&self) -> Format {
+    pub(super) fn format(&self) -> Format {
         match self.format {
             FormatArg::Table => Format::Table,
             FormatArg::Json => Format::Json,
             FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 
@@ -276,6 +284,7 @@ impl Args {
             },
             threads,
             max_warnings: self.max_warnings,
+            record: None,
         })
     }
 
@@ -351,7 +360,15 @@ impl Args {
             .map(|b| at_least_one("--buffer-size", b))
             .transpose()?;
         let interface = self.interface.clone().unwrap_or_default();
+        // the flight recorder works on a live capture as on files; the report file not yet
+        let ticket = super::ticket::Ticket::of(self)?;
+        if ticket.report.is_some() {
+            return Err(
+                "--report applies to capture files (write one with -w, then --report)".into(),
+            );
+        }
         let mut run = self.run_options(1)?;
+        ticket.configure(&mut run, self.format());
         let metrics = self.metrics.as_ref().map(|addr| {
             let m = Arc::new(Metrics::new(self.metrics_max_servers));
             run.config.detect.observer = Some(m.clone());
@@ -381,6 +398,7 @@ impl Args {
             duration,
             count,
             metrics,
+            provenance: super::ticket::live_provenance(self.format()),
         })
     }
 }

@@ -84,6 +84,7 @@ fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         interim: false,
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
+        server: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
 }
@@ -319,7 +320,8 @@ fn idle_closes_and_recommendation() {
     let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
-    let (eps, _) = merge_endpoints(vec![d.finish()]);
+    let tallies = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], &d.take_ready());
     assert_eq!(eps.len(), 1);
     let e = &eps[0];
     assert_eq!(e.connections, 4);

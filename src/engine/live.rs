@@ -11,7 +11,7 @@ use super::analyzer::Analyzer;
 use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
 use crate::metrics::{CountingRenderer, Metrics, MetricsServer};
-use crate::report::schema::CaptureInfo;
+use crate::report::schema::{CaptureInfo, Provenance};
 use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -36,6 +36,8 @@ pub struct LiveOptions {
     /// Live metrics to keep current and the address to serve them at (`--metrics`; the
     /// detect stage's observer is set by the caller).
     pub metrics: Option<(String, Arc<Metrics>)>,
+    /// The command line, for the provenance of an HTML or Markdown report.
+    pub provenance: Option<Provenance>,
 }
 
 /// Packets between two copies of the running totals into the metrics (also copied in every
@@ -254,6 +256,7 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         eprintln!("tcprace: warning: no packet matched the filter \"{f}\"");
     }
     report.capture = Some(capture);
+    report.provenance = opts.provenance.clone();
     let code = report.exit_code();
     renderer
         .finish(&report)

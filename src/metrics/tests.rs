@@ -96,6 +96,7 @@ fn analyse(name: &str, m: &Arc<Metrics>) {
         config: crate::engine::Config::default(),
         threads: 1,
         max_warnings: 0,
+        record: None,
     };
     opts.config.detect.observer = Some(m.clone());
     let inner = crate::report::renderer(
