@@ -25,7 +25,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// Read stdout until the process ends (bounded); its exit status and the lines.
-fn finish(lab: &mut Lab, t: usize, stdout: Receiver<(Instant, String)>) -> (ExitStatus, String) {
+fn finish(lab: &mut Lab, t: usize, stdout: Lines) -> (ExitStatus, String) {
     let end = Instant::now() + Duration::from_secs(30);
     let mut text = String::new();
     while let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -147,9 +147,11 @@ fn analyse(path: &std::path::Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON report of the file")
 }
 
-#[test]
-fn metrics_are_served_over_http_while_capturing() {
-    let mut lab = lab_or_skip!("metrics");
+type Lines = Receiver<(Instant, String)>;
+
+/// Start the HTTP server and tcprace on the lab's `lo` for `secs` seconds, with metrics at
+/// 127.0.0.1:9464: its index, its stdout and stderr lines.
+fn capture_on_lo(lab: &mut Lab, secs: &str) -> (usize, Lines, Lines) {
     lab.start_server();
     let t = lab.spawn(&[
         BIN,
@@ -160,12 +162,19 @@ fn metrics_are_served_over_http_while_capturing() {
         "--format",
         "jsonl",
         "--duration",
-        "20",
+        secs,
         "--metrics",
         "127.0.0.1:9464",
     ]);
     let stdout = line_reader(lab.children[t].stdout.take().unwrap());
     let stderr = line_reader(lab.children[t].stderr.take().unwrap());
+    (t, stdout, stderr)
+}
+
+#[test]
+fn metrics_are_served_over_http_while_capturing() {
+    let mut lab = lab_or_skip!("metrics");
+    let (t, stdout, stderr) = capture_on_lo(&mut lab, "20");
     let seen = wait_for_line(&stderr, "listening on lo", Duration::from_secs(10));
     assert!(
         seen.iter()
@@ -354,21 +363,7 @@ fn a_real_prometheus_scrapes_the_findings_counter() {
         return;
     };
     let mut lab = lab_or_skip!(NAME);
-    lab.start_server();
-    let t = lab.spawn(&[
-        BIN,
-        "-i",
-        "lo",
-        "-f",
-        "tcp port 8080",
-        "--format",
-        "jsonl",
-        "--duration",
-        "40",
-        "--metrics",
-        "127.0.0.1:9464",
-    ]);
-    let stderr = line_reader(lab.children[t].stderr.take().unwrap());
+    let (_, _stdout, stderr) = capture_on_lo(&mut lab, "40");
     wait_for_line(&stderr, "listening on lo", Duration::from_secs(10));
     let config = lab.dir.join("prometheus.yml");
     std::fs::write(&config, PROMETHEUS_CONFIG).unwrap();
