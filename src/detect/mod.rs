@@ -10,6 +10,8 @@
 mod endpoints;
 mod evidence;
 mod exchanges;
+mod goaways;
+mod h2;
 mod recommend;
 mod retry;
 #[cfg(test)]
@@ -21,7 +23,7 @@ pub(crate) use endpoints::{EndpointTally, merge_endpoints};
 pub use exchanges::Exchanges;
 
 use crate::app::{AppEvent, BodyDigest, Identity, Request, Response};
-use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
+use crate::flow::{ConnEnd, ConnMeta, Dir, FrameRef, SegMeta};
 use crate::report::schema::{
     CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
 };
@@ -174,9 +176,24 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
-            AppEvent::Closing { dir, close } if dir != client => {
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: None,
+            } if dir != client => {
                 ex.close_signal.get_or_insert(close);
             }
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: Some(g),
+            } if dir != client => h2::on_goaway(ex, conn, close, g),
+            AppEvent::StreamReset {
+                dir,
+                stream,
+                error,
+                reset,
+            } if dir != client => self.on_stream_reset(conn, ex, stream, error, reset),
             _ => {}
         }
     }
@@ -194,7 +211,9 @@ impl Detector {
             opened: conn.handshake.syn.filter(|_| index == 0),
             client: conn.addrs[r.dir].ip(),
             server: conn.addrs[r.dir.other()],
-            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
+            key: tls::retry_key(&r.identity)
+                .or_else(|| h2::retry_key(&r.identity, conn.id))
+                .unwrap_or_else(|| retry_key(&r.identity)),
             exact: r.identity.request_id.map(|id| retry::ExactId {
                 hash: id.hash,
                 label: id.header.name(),
@@ -271,11 +290,6 @@ impl Detector {
         if ex.pending.is_empty() {
             return self.tick(now);
         }
-        let rel = RelativeSeq {
-            client: i64::from(conn.from_syn[client]),
-            server: i64::from(conn.from_syn[server]),
-        };
-        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
         let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         for req in &ex.pending {
             if ex.server_desync
@@ -289,28 +303,52 @@ impl Detector {
                 self.stats.unframed_responses += 1;
                 continue;
             }
-            let verdict = verdict::decide(req, &closes, client);
-            let server_rst = closes.rst[server];
-            let idle = self.idle_closes.get(&pair);
-            let idle_reset = evidence::is_idle_reset(&verdict, req, idle);
-            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
-            if by_signal {
-                tls::close_by_alert(&mut finding, end.closes.fin[server]);
-            }
-            self.awaiting.insert(
-                (conn.id, req.index),
-                Awaiting {
-                    server: server_addr,
-                    finding,
-                    idle_reset,
-                },
-            );
-            self.retries.on_failure(Failure {
-                attempt: req.attempt.clone(),
-                close: verdict.peer_close().map(|c| c.event().at.ts),
-            });
+            let verdict = h2::goaway_verdict(req, ex.h2.as_deref())
+                .unwrap_or_else(|| verdict::decide(req, &closes, client));
+            let fin = by_signal.then_some(end.closes.fin[server]);
+            self.judge(conn, client, req, &verdict, Some((closes.rst[server], fin)));
         }
         self.tick(now);
+    }
+
+    /// Give `req` of connection `conn` its finding for `verdict`, to wait for its outcome.
+    /// `closes`: the server's RST and, when a TLS alert stood for its FIN, the FIN (none: the
+    /// connection goes on).
+    fn judge(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        req: &PendingRequest,
+        verdict: &Verdict,
+        closes: Option<(Option<SegMeta>, Option<Option<SegMeta>>)>,
+    ) {
+        let server = client.other();
+        let server_addr = conn.addrs[server];
+        let pair = (conn.addrs[client].ip(), server_addr);
+        let rel = RelativeSeq {
+            client: i64::from(conn.from_syn[client]),
+            server: i64::from(conn.from_syn[server]),
+        };
+        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
+        let (server_rst, alert_fin) = closes.unwrap_or_default();
+        let idle = self.idle_closes.get(&pair);
+        let idle_reset = evidence::is_idle_reset(verdict, req, idle);
+        let mut finding = self.finding(req, verdict, server_rst, rel, &connection, idle);
+        if let Some(fin) = alert_fin {
+            tls::close_by_alert(&mut finding, fin);
+        }
+        self.awaiting.insert(
+            (conn.id, req.index),
+            Awaiting {
+                server: server_addr,
+                finding,
+                idle_reset,
+            },
+        );
+        self.retries.on_failure(Failure {
+            attempt: req.attempt.clone(),
+            close: verdict.peer_close().map(|c| c.event().at.ts),
+        });
     }
 
     /// The finding (outcome lost until a retry is found) for a verdict.
@@ -324,7 +362,8 @@ impl Detector {
         idle: Option<&IdleRange>,
     ) -> Finding {
         let peer_close = verdict.peer_close();
-        let (method, target) = tls::request_name(&req.identity, req.index);
+        let (method, target) = h2::request_name(&req.identity)
+            .unwrap_or_else(|| tls::request_name(&req.identity, req.index));
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
@@ -340,6 +379,7 @@ impl Detector {
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
                 tls: req.identity.tls.as_deref().map(tls::request_info),
+                stream: req.identity.stream,
             },
             connection: connection.clone(),
             peer_close: peer_close.map(|p| {
@@ -352,6 +392,7 @@ impl Detector {
                     seq: c.seq.0,
                     ack: c.ack.map(|a| a.0),
                     acks_request: verdict::acks_request(&c, req),
+                    h2: h2::close_info(p),
                 }
             }),
             rst: server_rst.map(|r| RstInfo {
@@ -409,10 +450,12 @@ impl Detector {
                 f.retry_candidates = Some(candidates);
             }
         }
-        if f.kind.is_finding()
-            && let Some(ep) = self.endpoints.get_mut(&a.server)
-        {
-            ep.add_finding(&f, a.idle_reset);
+        if f.kind.is_finding() {
+            // a refused stream is decided while its connection goes on
+            self.endpoints
+                .entry(a.server)
+                .or_insert_with(|| EndpointTally::new(a.server))
+                .add_finding(&f, a.idle_reset);
         }
         self.ready.push(f);
     }

@@ -46,6 +46,7 @@ fn request(
         body_len: Some(0),
         request_id: None,
         tls: None,
+        stream: None,
     };
     send(d, c, ex, identity, (start, f, ack_off));
 }
@@ -84,6 +85,7 @@ fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         interim: false,
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
+        stream: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
 }
@@ -421,6 +423,7 @@ fn a_server_alert_before_its_fin_is_the_close() {
         AppEvent::Closing {
             dir: Dir::Rev,
             close: alert,
+            goaway: None,
         },
         &alert,
     );

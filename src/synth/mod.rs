@@ -26,6 +26,7 @@
 
 mod config;
 mod conv;
+pub mod h2;
 mod pcap;
 mod segment;
 mod wire;

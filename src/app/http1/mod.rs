@@ -20,6 +20,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use head::{parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
 use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
@@ -185,6 +186,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
                 },
                 request_id: h.request_id,
                 tls: None,
+                stream: None,
             },
         }),
         HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },
@@ -196,9 +198,13 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             interim: (100..200).contains(&h.status) && h.status != 101,
             closes_connection: h.connection_close || h.version == 0,
             keep_alive: h.keep_alive.take(),
+            stream: None,
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
         HttpEvent::Desync { .. } => AppEvent::Desync { dir },
-        HttpEvent::Tunnel { .. } => AppEvent::Tunnel { dir },
+        HttpEvent::Tunnel { offset } => AppEvent::Tunnel {
+            dir,
+            offset: *offset,
+        },
     }
 }
