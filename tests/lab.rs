@@ -8,7 +8,9 @@
 //! retry frame is right; without it at most 1% of the definite outcomes are wrong.
 //! The TLS scenarios (nginx to node over TLS 1.2 and 1.3) are checked with their key log
 //! (requests decrypted and named) and without (the same requests found as encrypted flights,
-//! retries matched by size).
+//! retries matched by size). The HTTP/2 scenario (Caddy to node's h2c server, which closes idle
+//! sessions with GOAWAY) is checked like the cleartext ones: every stream the proxy lost or
+//! retried is a crossed_goaway with its outcome, from both capture points.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,6 +52,7 @@ fn lab_captures_match_the_proxies_logs() {
         "nginx-busy-noid",
         "tls12-crossing",
         "tls13-crossing",
+        "caddy-h2c",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }
