@@ -278,8 +278,14 @@ impl AppConn {
             AppConn::Unknown => {}
             AppConn::Http1(h, up) => {
                 h.on_flow(conn, ev, &mut scratch.http1, &mut |e| {
-                    if let AppEvent::Tunnel { dir, offset } = e {
-                        up.get_or_insert_default().on_tunnel(dir, offset);
+                    match &e {
+                        AppEvent::Tunnel { dir, offset } => {
+                            up.get_or_insert_default().on_tunnel(*dir, *offset)
+                        }
+                        AppEvent::Response(r) if r.status == 101 => {
+                            up.get_or_insert_default().on_switching_protocols()
+                        }
+                        _ => {}
                     }
                     emit(e)
                 });

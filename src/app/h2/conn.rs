@@ -75,11 +75,12 @@ impl H2Conn {
         }
     }
 
-    /// The rest of an HTTP/1.1 connection upgraded to h2c, whose client is `client`: no
-    /// direction is read before [`H2Conn::begin`].
-    pub fn upgraded(client: Dir) -> H2Conn {
+    /// The rest of an HTTP/1.1 connection upgraded to h2c (`switched`: by 101, its stream 1
+    /// the upgrade request) or a CONNECT tunnel, whose client is `client`: no direction is
+    /// read before [`H2Conn::begin`].
+    pub fn upgraded(client: Dir, switched: bool) -> H2Conn {
         let mut st = State::new(Start::Upgrade, Some(client));
-        st.upgraded = true;
+        st.upgraded = switched;
         H2Conn {
             readers: PerDir::new(FrameReader::new(0, true), FrameReader::new(0, true)),
             st,

@@ -4,7 +4,9 @@
 //! with the connection preface. The upgrade request itself was stream 1, answered in HTTP/2
 //! but already counted as an HTTP/1.1 request answered by its 101.
 //!
-//! Any other tunnel (WebSocket, CONNECT) fails that test and is left alone.
+//! A tunnel made by CONNECT may carry HTTP/2 with prior knowledge (a proxy's client): the same
+//! test finds it, and its stream 1 is a request like any other. Any other tunnel (WebSocket)
+//! fails the test and is left alone.
 
 use super::{H2Conn, H2Stats, is_preface_start, is_server_preface};
 use crate::app::AppEvent;
@@ -16,6 +18,8 @@ pub struct Upgrade {
     /// Per direction: where its tunnel starts, until its first bytes were looked at.
     pending: PerDir<Option<i64>>,
     h2: Option<Box<H2Conn>>,
+    /// The server answered 101 Switching Protocols (not a CONNECT tunnel).
+    switched: bool,
     /// Not HTTP/2.
     dead: bool,
 }
@@ -26,6 +30,11 @@ impl Upgrade {
         if !self.dead {
             self.pending[dir] = Some(offset);
         }
+    }
+
+    /// The server answered `101 Switching Protocols`: stream 1 is the upgrade request.
+    pub fn on_switching_protocols(&mut self) {
+        self.switched = true;
     }
 
     /// Is there nothing to do (no tunnel yet, or not HTTP/2)?
@@ -65,7 +74,7 @@ impl Upgrade {
                 return;
             };
             let h2 = self.h2.get_or_insert_with(|| {
-                let h = H2Conn::upgraded(client);
+                let h = H2Conn::upgraded(client, self.switched);
                 h.count(stats);
                 Box::new(h)
             });
