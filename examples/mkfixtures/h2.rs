@@ -38,7 +38,14 @@ impl H2 {
     }
 
     /// The client's HEADERS (and DATA for a body) on `stream` at `t`; returns the first segment.
-    fn request(&mut self, t: Timestamp, stream: u32, method: &str, path: &str, body: &[u8]) -> SegId {
+    fn request(
+        &mut self,
+        t: Timestamp,
+        stream: u32,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> SegId {
         let mut bytes = self
             .client
             .request(stream, method, path, AUTHORITY, body.is_empty());
@@ -106,9 +113,17 @@ fn goaway_conv(vantage: Vantage, port: u16) -> (Conversation, Conversation, SegI
 }
 
 pub(super) fn goaway(vantage: Vantage, file: &'static str) -> Fixture {
-    let port = if vantage == Vantage::Client { 41001 } else { 41003 };
+    let port = if vantage == Vantage::Client {
+        41001
+    } else {
+        41003
+    };
     let (a, b, slow, crossed) = goaway_conv(vantage, port);
-    let side = if vantage == Vantage::Client { "client" } else { "server" };
+    let side = if vantage == Vantage::Client {
+        "client"
+    } else {
+        "server"
+    };
     Fixture::new(file, merge([a.packets(), b.packets()]))
         .finding("closed_unanswered", "lost", "POST", "/slow", tag(&a, slow))
         .finding("crossed_goaway", "retried", "GET", "/c", tag(&a, crossed))
@@ -121,7 +136,11 @@ pub(super) fn refused_stream() -> Fixture {
     h.exchange(t, 1, "GET", "/a");
     let rt = plus(t, 100.0);
     let r = h.request(rt, 3, "POST", "/api/orders", b"{\"item\":42}");
-    h.c.send(Side::Server, plus(rt, D_MS + 0.5), &w::rst_stream(3, REFUSED_STREAM));
+    h.c.send(
+        Side::Server,
+        plus(rt, D_MS + 0.5),
+        &w::rst_stream(3, REFUSED_STREAM),
+    );
     h.c.ack(Side::Client, plus(rt, 2.0 * D_MS + 0.5));
     h.exchange(plus(rt, 200.0), 5, "GET", "/b");
     Fixture::new("h2_refused_stream.pcap", h.c.packets())
@@ -207,7 +226,8 @@ pub(super) fn many_frames() -> Fixture {
 }
 
 pub(super) fn midstream() -> Fixture {
-    let mut c = Conversation::established(cfg(1, 41050, Vantage::Middle).isn(0x1111_2222, 0x3333_4444));
+    let mut c =
+        Conversation::established(cfg(1, 41050, Vantage::Middle).isn(0x1111_2222, 0x3333_4444));
     let mut client = HeaderEncoder::default();
     let mut server = HeaderEncoder::default();
     // before the capture: the prefaces and a first exchange (filling both HPACK tables)
@@ -224,11 +244,19 @@ pub(super) fn midstream() -> Fixture {
         c.drop_capture(id);
     }
     // in the capture: the rest of that response, two exchanges, and the crossing
-    c.send(Side::Server, at(D_MS + 1.5), &w::data(1, &[b'y'; 300], true));
+    c.send(
+        Side::Server,
+        at(D_MS + 1.5),
+        &w::data(1, &[b'y'; 300], true),
+    );
     c.ack(Side::Client, at(2.0 * D_MS + 2.0));
     let mut t = at(100.0);
     for (s, path) in [(3, "/m1"), (5, "/m2")] {
-        c.send(Side::Client, t, &client.request(s, "GET", path, AUTHORITY, true));
+        c.send(
+            Side::Client,
+            t,
+            &client.request(s, "GET", path, AUTHORITY, true),
+        );
         let mut a = server.response(s, 200, false);
         a.extend(w::data(s, b"ok\n", true));
         c.send(Side::Server, plus(t, D_MS + 1.0), &a);
@@ -238,7 +266,11 @@ pub(super) fn midstream() -> Fixture {
     let g = plus(t, 1000.0);
     c.send(Side::Server, g, &w::goaway(5, NO_ERROR));
     c.fin(Side::Server, plus(g, 1.0));
-    let r = c.send(Side::Client, plus(g, 2.0), &client.request(7, "GET", "/c", AUTHORITY, true))[0];
+    let r = c.send(
+        Side::Client,
+        plus(g, 2.0),
+        &client.request(7, "GET", "/c", AUTHORITY, true),
+    )[0];
     c.ack(Side::Client, plus(g, D_MS + 1.0));
     c.rst_reply(Side::Server, plus(g, D_MS + 2.0));
     Fixture::new("h2_midstream.pcap", c.packets())
@@ -294,7 +326,8 @@ pub(super) fn upgrade() -> Fixture {
     c.send(Side::Client, t, up);
     let mut server = HeaderEncoder::default();
     let mut client = HeaderEncoder::default();
-    let mut sw = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    let mut sw =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
     sw.extend(settings(&[(3, 100)]));
     sw.extend(server.response(1, 200, false));
     sw.extend(w::data(1, b"started\n", true));
@@ -307,7 +340,11 @@ pub(super) fn upgrade() -> Fixture {
     let g = plus(sent, 1000.0);
     c.send(Side::Server, g, &w::goaway(1, NO_ERROR));
     c.fin(Side::Server, plus(g, 1.0));
-    let r = c.send(Side::Client, plus(g, 2.0), &client.request(3, "GET", "/next", AUTHORITY, true))[0];
+    let r = c.send(
+        Side::Client,
+        plus(g, 2.0),
+        &client.request(3, "GET", "/next", AUTHORITY, true),
+    )[0];
     c.ack(Side::Client, plus(g, D_MS + 1.0));
     c.rst_reply(Side::Server, plus(g, D_MS + 2.0));
     Fixture::new("h2c_upgrade.pcap", c.packets())

@@ -680,16 +680,46 @@ fn goaway_decides_the_streams_above_its_last_stream_id() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/1", 1), (24, at(4, 0.1), 9));
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/3", 3), (60, at(5, 0.2), 9));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/1", 1),
+        (24, at(4, 0.1), 9),
+    );
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/3", 3),
+        (60, at(5, 0.2), 9),
+    );
     h2_response(&mut d, &c, &mut ex, 3, close(at(6, 0.3), 9, Some(100)));
     h2_response(&mut d, &c, &mut ex, 1, close(at(7, 0.4), 50, Some(100)));
-    send(&mut d, &c, &mut ex, h2_identity("POST", "/5", 5), (100, at(8, 1.0), 90));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("POST", "/5", 5),
+        (100, at(8, 1.0), 90),
+    );
     // the GOAWAY at server offset 200 acknowledges stream 5's HEADERS, not stream 7's
     let g = close(at(9, 2.0), 200, Some(140));
     goaway(&mut d, &c, &mut ex, g, 5);
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/7", 7), (140, at(10, 2.001), 90));
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/9", 9), (180, at(12, 2.05), 217));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/7", 7),
+        (140, at(10, 2.001), 90),
+    );
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/9", 9),
+        (180, at(12, 2.05), 217),
+    );
     let fin = close(at(13, 2.1), 217, Some(220));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(9.0));
     d.finish();
@@ -712,8 +742,16 @@ fn goaway_decides_the_streams_above_its_last_stream_id() {
     assert_eq!((pc.close_type, pc.frame), ("goaway", 9));
     let h2 = pc.h2.as_ref().unwrap();
     assert_eq!((h2.last_stream_id, h2.error), (Some(5), "NO_ERROR"));
-    assert!(crossed.evidence.contains("last stream 5, NO_ERROR"), "{}", crossed.evidence);
-    assert!(crossed.evidence.contains("crossed in flight"), "{}", crossed.evidence);
+    assert!(
+        crossed.evidence.contains("last stream 5, NO_ERROR"),
+        "{}",
+        crossed.evidence
+    );
+    assert!(
+        crossed.evidence.contains("crossed in flight"),
+        "{}",
+        crossed.evidence
+    );
     assert!(r[2].evidence.contains("a client bug"), "{}", r[2].evidence);
     assert_eq!(r[0].peer_close.as_ref().unwrap().close_type, "fin");
 }
@@ -724,9 +762,21 @@ fn refused_stream_is_decided_at_once_and_its_retry_found() {
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
     // history for the retry matcher's rarity test
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/lead-in", 1), (24, at(2, 0.0), 9));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/lead-in", 1),
+        (24, at(2, 0.0), 9),
+    );
     h2_response(&mut d, &c, &mut ex, 1, close(at(3, 0.01), 9, Some(60)));
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/a", 3), (60, at(4, 1.0), 9));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/a", 3),
+        (60, at(4, 1.0), 9),
+    );
     let reset = close(at(5, 1.01), 9, Some(100));
     let ev = AppEvent::StreamReset {
         dir: Dir::Rev,
@@ -739,13 +789,23 @@ fn refused_stream_is_decided_at_once_and_its_retry_found() {
     // the retry, on another connection
     let c2 = conn(2, 1001);
     let mut ex2 = Exchanges::default();
-    send(&mut d, &c2, &mut ex2, h2_identity("GET", "/a", 1), (24, at(8, 1.012), 9));
+    send(
+        &mut d,
+        &c2,
+        &mut ex2,
+        h2_identity("GET", "/a", 1),
+        (24, at(8, 1.012), 9),
+    );
     d.tick(secs(5.0));
     let f = one(&mut d);
     assert_eq!(f.kind, Kind::RefusedStream);
     assert_eq!(f.outcome, Outcome::Retried, "{f:?}");
     assert_eq!(f.peer_close.as_ref().unwrap().close_type, "rst_stream");
-    assert!(f.evidence.contains("REFUSED_STREAM (frame 5)"), "{}", f.evidence);
+    assert!(
+        f.evidence.contains("REFUSED_STREAM (frame 5)"),
+        "{}",
+        f.evidence
+    );
 }
 
 #[test]
@@ -753,8 +813,20 @@ fn other_stream_resets_and_client_resets_give_no_verdict() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/a", 1), (24, at(4, 1.0), 9));
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/b", 3), (60, at(5, 1.0), 9));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/a", 1),
+        (24, at(4, 1.0), 9),
+    );
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/b", 3),
+        (60, at(5, 1.0), 9),
+    );
     let reset = close(at(6, 1.01), 9, Some(60));
     for (dir, stream) in [(Dir::Rev, 1), (Dir::Fwd, 3)] {
         let ev = AppEvent::StreamReset {
@@ -777,7 +849,13 @@ fn undecoded_heads_are_named_by_their_stream_and_never_matched() {
     for (id, port) in [(1, 1000), (2, 1001)] {
         let c = conn(id, port);
         let mut ex = Exchanges::default();
-        send(&mut d, &c, &mut ex, h2_identity("", "", 3), (24, at(id * 10, id as f64), 9));
+        send(
+            &mut d,
+            &c,
+            &mut ex,
+            h2_identity("", "", 3),
+            (24, at(id * 10, id as f64), 9),
+        );
         let fin = close(at(id * 10 + 1, id as f64 - 0.001), 9, Some(24));
         d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(id as f64));
     }
@@ -801,17 +879,48 @@ fn goaways_by_cause_per_endpoint() {
         let t = id as f64 * 10.0;
         for (i, s) in [1u32, 3].into_iter().enumerate() {
             let ft = t + i as f64;
-            send(&mut d, &c, &mut ex, h2_identity("GET", "/x", s), (24 + 40 * i as i64, at(id * 100 + 2 * i as u64, ft), 9));
-            h2_response(&mut d, &c, &mut ex, s, close(at(id * 100 + 2 * i as u64 + 1, ft + 0.01), 9 + 50 * i as i64, Some(64 + 40 * i as i64)));
+            send(
+                &mut d,
+                &c,
+                &mut ex,
+                h2_identity("GET", "/x", s),
+                (24 + 40 * i as i64, at(id * 100 + 2 * i as u64, ft), 9),
+            );
+            h2_response(
+                &mut d,
+                &c,
+                &mut ex,
+                s,
+                close(
+                    at(id * 100 + 2 * i as u64 + 1, ft + 0.01),
+                    9 + 50 * i as i64,
+                    Some(64 + 40 * i as i64),
+                ),
+            );
         }
         let g = close(at(id * 100 + 9, t + 1.011), 120, Some(104));
         goaway(&mut d, &c, &mut ex, g, 3);
-        d.finish_conn(&end_of(&c, None, Some(close(at(id * 100 + 10, t + 1.02), 137, Some(104))), None), &mut ex, secs(t + 2.0));
+        d.finish_conn(
+            &end_of(
+                &c,
+                None,
+                Some(close(at(id * 100 + 10, t + 1.02), 137, Some(104))),
+                None,
+            ),
+            &mut ex,
+            secs(t + 2.0),
+        );
     }
     // one idle for 2 s after its only request
     let c = conn(9, 2000);
     let mut ex = Exchanges::default();
-    send(&mut d, &c, &mut ex, h2_identity("GET", "/y", 1), (24, at(900, 50.0), 9));
+    send(
+        &mut d,
+        &c,
+        &mut ex,
+        h2_identity("GET", "/y", 1),
+        (24, at(900, 50.0), 9),
+    );
     h2_response(&mut d, &c, &mut ex, 1, close(at(901, 50.01), 9, Some(64)));
     goaway(&mut d, &c, &mut ex, close(at(902, 52.01), 60, Some(64)), 1);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(53.0));

@@ -409,11 +409,13 @@ impl State {
             if stream == self.last_client_stream {
                 emit(AppEvent::RequestEnd { dir, body: None });
             }
-        } else if let Some(i) = self.open.iter().position(|o| o.stream == stream) {
-            if self.open[i].answered {
-                self.open.remove(i);
-                emit(AppEvent::ResponseEnd { dir });
-            }
+        } else if let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.stream == stream && o.answered)
+        {
+            self.open.remove(i);
+            emit(AppEvent::ResponseEnd { dir });
         }
     }
 

@@ -7,6 +7,10 @@ use crate::synth::h2::{self as w, HeaderEncoder};
 const C: Dir = Dir::Fwd;
 const S: Dir = Dir::Rev;
 
+/// A request as the tests check it: (frame of the HEADERS' first byte, start, method, path,
+/// host, stream).
+type Seen = (u64, i64, String, String, Option<String>, Option<u32>);
+
 /// Segments of a connection, each with its direction; frame numbers count from 1.
 struct Feed {
     conn: ConnMeta,
@@ -82,8 +86,7 @@ impl Feed {
         h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
     }
 
-    /// The requests: (frame of the HEADERS' first byte, start, method, path, host, stream).
-    fn requests(&self) -> Vec<(u64, i64, String, String, Option<String>, Option<u32>)> {
+    fn requests(&self) -> Vec<Seen> {
         self.events
             .iter()
             .filter_map(|(_, e)| match e {

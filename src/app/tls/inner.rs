@@ -24,7 +24,7 @@ const SPANS: usize = 64;
 /// The analyzers that can read plaintext inside TLS.
 #[derive(Debug)]
 enum Proto {
-    Http1(Http1Conn),
+    Http1(Box<Http1Conn>),
     Http2(Box<H2Conn>),
 }
 
@@ -64,7 +64,7 @@ impl Inner {
             ..*conn
         };
         let proto = match alpn {
-            None | Some("http/1.1" | "http/1.0") => Proto::Http1(Http1Conn::default()),
+            None | Some("http/1.1" | "http/1.0") => Proto::Http1(Box::default()),
             Some("h2") => {
                 let h = H2Conn::new(&conn, h2::Start::Tls);
                 h.count(h2_stats);
@@ -87,8 +87,7 @@ impl Inner {
     pub fn data(
         &mut self,
         dir: Dir,
-        start: i64,
-        first: SegMeta,
+        (start, first): (i64, SegMeta),
         plain: &[u8],
         tls: &TlsIdentity,
         h2_stats: &mut H2Stats,
@@ -111,8 +110,7 @@ impl Inner {
     pub fn gap(
         &mut self,
         dir: Dir,
-        start: i64,
-        first: SegMeta,
+        (start, first): (i64, SegMeta),
         len: u64,
         tls: &TlsIdentity,
         h2_stats: &mut H2Stats,

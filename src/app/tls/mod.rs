@@ -329,8 +329,7 @@ impl State {
                 if let Some(i) = inner {
                     i.data(
                         dir,
-                        rec.start,
-                        rec.first,
+                        (rec.start, rec.first),
                         plain,
                         &self.identity,
                         &mut ctx.h2,
@@ -360,8 +359,7 @@ impl State {
         if let Some(Mode::Decrypting(_, Some(inner))) = &mut self.mode {
             inner.gap(
                 dir,
-                rec.start,
-                rec.first,
+                (rec.start, rec.first),
                 len,
                 &self.identity,
                 &mut ctx.h2,
