@@ -176,6 +176,17 @@ mod tests {
     }
 
     #[test]
+    fn a_count_shared_by_a_few_shutdowns_is_not_a_limit() {
+        let mut t = GoAwayTally::default();
+        for (c, n) in [5, 5, 1, 2, 3, 4, 6].into_iter().enumerate() {
+            t.add(&sample(n, None), c as u64);
+        }
+        let s = t.stats();
+        assert_eq!(s.requests_per_connection, None);
+        assert_eq!(s.by_cause["other"], 7);
+    }
+
+    #[test]
     fn shards_merge_to_the_whole() {
         let mut whole = GoAwayTally::default();
         let (mut a, mut b) = (GoAwayTally::default(), GoAwayTally::default());
