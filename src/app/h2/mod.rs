@@ -62,7 +62,7 @@ pub fn error_name(code: u32) -> &'static str {
 pub enum Start {
     /// The client preface (or the server's SETTINGS) at the start of the connection.
     PriorKnowledge,
-    /// After an HTTP/1.1 `Upgrade: h2c` answered by 101.
+    /// After an HTTP/1.1 `Upgrade: h2c` answered by 101, or in a CONNECT tunnel.
     Upgrade,
     /// Inside TLS (ALPN h2), decrypted.
     Tls,
@@ -87,7 +87,8 @@ impl Start {
 pub struct H2Stats {
     pub connections: u64,
     /// Connections by how they were recognised: "prior_knowledge" (h2c), "upgrade" (h2c after
-    /// HTTP/1.1 101), "tls" (ALPN h2, decrypted), "midstream" (picked up mid-stream).
+    /// HTTP/1.1 101, or h2 in a CONNECT tunnel), "tls" (ALPN h2, decrypted), "midstream"
+    /// (picked up mid-stream).
     pub by_start: BTreeMap<&'static str, u64>,
     pub frames: u64,
     /// Requests (client HEADERS opening a stream).
@@ -95,6 +96,7 @@ pub struct H2Stats {
     /// Requests whose head could not be decoded (HPACK state unknown after a mid-stream
     /// pickup, an error or missing bytes): known by their stream id only.
     pub heads_not_decoded: u64,
+    /// GOAWAY and RST_STREAM frames, both directions.
     pub goaways: u64,
     pub rst_streams: u64,
     /// Server pushes (PUSH_PROMISE): not requests of the client.
