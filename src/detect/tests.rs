@@ -645,6 +645,20 @@ fn h2_identity(method: &str, target: &str, stream: u32) -> Identity {
     }
 }
 
+/// The client's HEADERS for `request` ("METHOD target", or "" for a head not decoded) on
+/// `stream` at client offset `start`, sent in frame `f` carrying `ack_off`.
+fn h2_request(
+    d: &mut Detector,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    request: &str,
+    stream: u32,
+    at_ack: (i64, FrameRef, i64),
+) {
+    let (method, target) = request.split_once(' ').unwrap_or(("", ""));
+    send(d, c, ex, h2_identity(method, target, stream), at_ack);
+}
+
 fn h2_response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, stream: u32, m: SegMeta) {
     let r = Response {
         dir: Dir::Rev,
@@ -680,46 +694,16 @@ fn goaway_decides_the_streams_above_its_last_stream_id() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/1", 1),
-        (24, at(4, 0.1), 9),
-    );
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/3", 3),
-        (60, at(5, 0.2), 9),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /1", 1, (24, at(4, 0.1), 9));
+    h2_request(&mut d, &c, &mut ex, "GET /3", 3, (60, at(5, 0.2), 9));
     h2_response(&mut d, &c, &mut ex, 3, close(at(6, 0.3), 9, Some(100)));
     h2_response(&mut d, &c, &mut ex, 1, close(at(7, 0.4), 50, Some(100)));
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("POST", "/5", 5),
-        (100, at(8, 1.0), 90),
-    );
+    h2_request(&mut d, &c, &mut ex, "POST /5", 5, (100, at(8, 1.0), 90));
     // the GOAWAY at server offset 200 acknowledges stream 5's HEADERS, not stream 7's
     let g = close(at(9, 2.0), 200, Some(140));
     goaway(&mut d, &c, &mut ex, g, 5);
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/7", 7),
-        (140, at(10, 2.001), 90),
-    );
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/9", 9),
-        (180, at(12, 2.05), 217),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /7", 7, (140, at(10, 2.001), 90));
+    h2_request(&mut d, &c, &mut ex, "GET /9", 9, (180, at(12, 2.05), 217));
     let fin = close(at(13, 2.1), 217, Some(220));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(9.0));
     d.finish();
@@ -762,21 +746,9 @@ fn refused_stream_is_decided_at_once_and_its_retry_found() {
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
     // history for the retry matcher's rarity test
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/lead-in", 1),
-        (24, at(2, 0.0), 9),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /lead-in", 1, (24, at(2, 0.0), 9));
     h2_response(&mut d, &c, &mut ex, 1, close(at(3, 0.01), 9, Some(60)));
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/a", 3),
-        (60, at(4, 1.0), 9),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /a", 3, (60, at(4, 1.0), 9));
     let reset = close(at(5, 1.01), 9, Some(100));
     let ev = AppEvent::StreamReset {
         dir: Dir::Rev,
@@ -789,13 +761,7 @@ fn refused_stream_is_decided_at_once_and_its_retry_found() {
     // the retry, on another connection
     let c2 = conn(2, 1001);
     let mut ex2 = Exchanges::default();
-    send(
-        &mut d,
-        &c2,
-        &mut ex2,
-        h2_identity("GET", "/a", 1),
-        (24, at(8, 1.012), 9),
-    );
+    h2_request(&mut d, &c2, &mut ex2, "GET /a", 1, (24, at(8, 1.012), 9));
     d.tick(secs(5.0));
     let f = one(&mut d);
     assert_eq!(f.kind, Kind::RefusedStream);
@@ -813,20 +779,8 @@ fn other_stream_resets_and_client_resets_give_no_verdict() {
     let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/a", 1),
-        (24, at(4, 1.0), 9),
-    );
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/b", 3),
-        (60, at(5, 1.0), 9),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /a", 1, (24, at(4, 1.0), 9));
+    h2_request(&mut d, &c, &mut ex, "GET /b", 3, (60, at(5, 1.0), 9));
     let reset = close(at(6, 1.01), 9, Some(60));
     for (dir, stream) in [(Dir::Rev, 1), (Dir::Fwd, 3)] {
         let ev = AppEvent::StreamReset {
@@ -849,13 +803,7 @@ fn undecoded_heads_are_named_by_their_stream_and_never_matched() {
     for (id, port) in [(1, 1000), (2, 1001)] {
         let c = conn(id, port);
         let mut ex = Exchanges::default();
-        send(
-            &mut d,
-            &c,
-            &mut ex,
-            h2_identity("", "", 3),
-            (24, at(id * 10, id as f64), 9),
-        );
+        h2_request(&mut d, &c, &mut ex, "", 3, (24, at(id * 10, id as f64), 9));
         let fin = close(at(id * 10 + 1, id as f64 - 0.001), 9, Some(24));
         d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(id as f64));
     }
@@ -879,11 +827,12 @@ fn goaways_by_cause_per_endpoint() {
         let t = id as f64 * 10.0;
         for (i, s) in [1u32, 3].into_iter().enumerate() {
             let ft = t + i as f64;
-            send(
+            h2_request(
                 &mut d,
                 &c,
                 &mut ex,
-                h2_identity("GET", "/x", s),
+                "GET /x",
+                s,
                 (24 + 40 * i as i64, at(id * 100 + 2 * i as u64, ft), 9),
             );
             h2_response(
@@ -914,13 +863,7 @@ fn goaways_by_cause_per_endpoint() {
     // one idle for 2 s after its only request
     let c = conn(9, 2000);
     let mut ex = Exchanges::default();
-    send(
-        &mut d,
-        &c,
-        &mut ex,
-        h2_identity("GET", "/y", 1),
-        (24, at(900, 50.0), 9),
-    );
+    h2_request(&mut d, &c, &mut ex, "GET /y", 1, (24, at(900, 50.0), 9));
     h2_response(&mut d, &c, &mut ex, 1, close(at(901, 50.01), 9, Some(64)));
     goaway(&mut d, &c, &mut ex, close(at(902, 52.01), 60, Some(64)), 1);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(53.0));

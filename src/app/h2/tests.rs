@@ -29,59 +29,61 @@ impl Feed {
         }
     }
 
-    fn meta(&mut self, dir: Dir) -> SegMeta {
+    /// The metadata of the next segment of `dir`, carrying `len` bytes from its offset
+    /// (returned).
+    fn next(&mut self, dir: Dir, len: u64) -> (SegMeta, i64) {
         self.frame += 1;
-        SegMeta {
+        let off = self.off[dir];
+        let meta = SegMeta {
             at: FrameRef {
                 input: 0,
                 frame: self.frame,
                 ordinal: self.frame,
                 ts: crate::time::Timestamp::from_secs_f64(self.frame as f64),
             },
-            seq: SeqNumber(1000 + self.off[dir] as u32),
-            off: self.off[dir],
+            seq: SeqNumber(1000 + off as u32),
+            off,
             ack: Some(SeqNumber(5000 + self.off[dir.other()] as u32)),
             ack_off: Some(self.off[dir.other()]),
-        }
+        };
+        self.off[dir] += len as i64;
+        (meta, off)
     }
 
     /// One segment through `h`.
     fn seg(&mut self, h: &mut H2Conn, stats: &mut H2Stats, dir: Dir, bytes: &[u8]) {
-        let meta = self.meta(dir);
+        let (meta, off) = self.next(dir, bytes.len() as u64);
         let ev = FlowEvent::Data {
             dir,
-            off: self.off[dir],
+            off,
             bytes,
             meta,
         };
-        self.off[dir] += bytes.len() as i64;
         let (frame, events) = (self.frame, &mut self.events);
         h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
     }
 
     /// One segment through a whole application analyzer (chosen by content).
     fn app(&mut self, app: &mut AppConn, scratch: &mut Scratch, dir: Dir, bytes: &[u8]) {
-        let meta = self.meta(dir);
+        let (meta, off) = self.next(dir, bytes.len() as u64);
         let ev = FlowEvent::Data {
             dir,
-            off: self.off[dir],
+            off,
             bytes,
             meta,
         };
-        self.off[dir] += bytes.len() as i64;
         let (frame, events) = (self.frame, &mut self.events);
         app.on_flow(&self.conn, &ev, scratch, &mut |e| events.push((frame, e)));
     }
 
     fn gap(&mut self, h: &mut H2Conn, stats: &mut H2Stats, dir: Dir, len: u64) {
-        let meta = self.meta(dir);
+        let (meta, off) = self.next(dir, len);
         let ev = FlowEvent::Gap {
             dir,
-            off: self.off[dir],
+            off,
             len,
             meta,
         };
-        self.off[dir] += len as i64;
         let (frame, events) = (self.frame, &mut self.events);
         h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
     }
