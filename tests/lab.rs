@@ -10,7 +10,8 @@
 //! (requests decrypted and named) and without (the same requests found as encrypted flights,
 //! retries matched by size). The HTTP/2 scenario (Caddy to node's h2c server, which closes idle
 //! sessions with GOAWAY) is checked like the cleartext ones: every stream the proxy lost or
-//! retried is a crossed_goaway with its outcome, from both capture points.
+//! retried is a crossed_goaway with its outcome, from both capture points; its TLS twin (ALPN h2)
+//! the same with node's key log.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -53,6 +54,7 @@ fn lab_captures_match_the_proxies_logs() {
         "tls12-crossing",
         "tls13-crossing",
         "caddy-h2c",
+        "caddy-h2-tls",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }
