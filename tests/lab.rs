@@ -11,7 +11,9 @@
 //! retries matched by size). The HTTP/2 scenario (Caddy to node's h2c server, which closes idle
 //! sessions with GOAWAY) is checked like the cleartext ones: every stream the proxy lost or
 //! retried is a crossed_goaway with its outcome, from both capture points; its TLS twin (ALPN h2)
-//! the same with node's key log.
+//! the same with node's key log. In `vxlan-overlay` the proxy reaches the upstream across a VXLAN
+//! overlay: its underlay capture (VXLAN only), the proxy host's `-i any` (every segment twice,
+//! plain and encapsulated) and the inner interface give the same verdicts.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,6 +57,7 @@ fn lab_captures_match_the_proxies_logs() {
         "tls13-crossing",
         "caddy-h2c",
         "caddy-h2-tls",
+        "vxlan-overlay",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }

@@ -7,6 +7,7 @@
 //! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]). A verdict
 //! waits for its retry window to pass before it is final.
 
+mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
@@ -305,22 +306,21 @@ impl Detector {
             }
             let verdict = h2::goaway_verdict(req, ex.h2.as_deref())
                 .unwrap_or_else(|| verdict::decide(req, &closes, client));
-            let fin = by_signal.then_some(end.closes.fin[server]);
-            self.judge(conn, client, req, &verdict, Some((closes.rst[server], fin)));
+            self.judge(conn, client, req, &verdict, Some((end, by_signal)));
         }
         self.tick(now);
     }
 
     /// Give `req` of connection `conn` its finding for `verdict`, to wait for its outcome.
-    /// `closes`: the server's RST and, when a TLS alert stood for its FIN, the FIN (none: the
-    /// connection goes on).
+    /// `end`: the connection's end, and whether a TLS alert stood for the server's FIN (none: the
+    /// connection goes on, as for a refused HTTP/2 stream).
     fn judge(
         &mut self,
         conn: &ConnMeta,
         client: Dir,
         req: &PendingRequest,
         verdict: &Verdict,
-        closes: Option<(Option<SegMeta>, Option<Option<SegMeta>>)>,
+        end: Option<(&ConnEnd, bool)>,
     ) {
         let server = client.other();
         let server_addr = conn.addrs[server];
@@ -329,13 +329,22 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
-        let (server_rst, alert_fin) = closes.unwrap_or_default();
+        let connection = match end {
+            Some((e, _)) => connection::connection_info(e, client),
+            None => ConnectionInfo::new(conn.id, conn.addrs[client], server_addr),
+        };
+        let server_rst = end.and_then(|(e, _)| e.closes.rst[server]);
         let idle = self.idle_closes.get(&pair);
         let idle_reset = evidence::is_idle_reset(verdict, req, idle);
         let mut finding = self.finding(req, verdict, server_rst, rel, &connection, idle);
-        if let Some(fin) = alert_fin {
-            tls::close_by_alert(&mut finding, fin);
+        if let Some((e, by_signal)) = end {
+            if by_signal {
+                tls::close_by_alert(&mut finding, e.closes.fin[server]);
+            }
+            let tunnel = e.tunnel.as_ref().map(|(_, t)| t);
+            finding
+                .evidence
+                .push_str(&connection::describe_capture(&connection, tunnel));
         }
         self.awaiting.insert(
             (conn.id, req.index),

@@ -3,13 +3,14 @@
 //! final as capture time passes (`findings_since`).
 
 use super::Config;
+use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
 use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
-use crate::decode::{self, Decoded, SkipReason};
+use crate::decode::{Decoded, Decoder};
 use crate::detect::{Detector, Exchanges};
-use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
 
@@ -25,6 +26,11 @@ struct ConnAnalysis {
 
 /// The analysis engine of the input, or of a shard of it.
 pub struct Analyzer {
+    config: Config,
+    decoder: Decoder,
+    /// The front (decoder and copy filter) of an analyzer that sees the whole input; the
+    /// shards' packets come through the dispatcher's.
+    front: Option<Box<Front>>,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
     scratch: Scratch,
@@ -38,10 +44,12 @@ pub struct Analyzer {
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
         Analyzer {
+            decoder: cfg.decoder(),
+            front: None,
             table: FlowTable::new(cfg.table),
             // a closed connection reaches the detector after its linger time, at a tick
             detector: Detector::new(
-                cfg.detect,
+                cfg.detect.clone(),
                 inputs.clone(),
                 cfg.table.close_linger + 2.0 * TICK_S,
             ),
@@ -50,6 +58,7 @@ impl Analyzer {
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
             result: ShardResult::new(inputs),
+            config: cfg,
         }
     }
 
@@ -92,29 +101,56 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
         let now = self.now.max(pkt.ts);
-        let warning = self.on_packet_at(pkt, self.result.packets + 1, now);
+        let mut front = self
+            .front
+            .take()
+            .unwrap_or_else(|| Box::new(Front::new(&self.config)));
+        let mut decoded = front.decode(&pkt);
+        let sighting = front.check(&mut decoded, pkt.ts);
+        let warning = self.on_decoded(pkt, &decoded, &sighting, self.result.packets + 1, now);
+        self.front = Some(front);
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
         }
         warning
     }
 
-    /// Analyse one packet of a shard of the input: `ordinal` is its position among the
-    /// analysed packets of the whole input, `now` the capture time of the whole input (the
-    /// latest timestamp so far, this packet's included). Time does not advance by itself: the
-    /// caller calls [`Analyzer::tick`] when the whole input's analyzer would.
-    pub fn on_packet_at(
+    /// Analyse one packet of a shard of the input, which the dispatcher's front found to be a
+    /// TCP segment with `sighting`: `ordinal` is its position among the analysed packets of
+    /// the whole input, `now` the capture time of the whole input (the latest timestamp so
+    /// far, this packet's included). Time does not advance by itself: the caller calls
+    /// [`Analyzer::tick`] when the whole input's analyzer would.
+    pub(super) fn on_routed(
         &mut self,
         pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+        sighting: &Sighting<'_>,
+    ) -> Option<Warning> {
+        let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
+        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, sighting.moved) {
+            m.to.apply(seg);
+        }
+        self.on_decoded(pkt, &decoded, sighting, ordinal, now)
+    }
+
+    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's),
+    /// decoded to `decoded`, with what the copy filter found. Returns a warning when the
+    /// packet was malformed.
+    pub(super) fn on_decoded(
+        &mut self,
+        pkt: PacketRef<'_>,
+        decoded: &Decoded<'_>,
+        sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
-        match decode::decode(pkt.linktype, pkt.data, pkt.orig_len) {
-            Decoded::Skip(reason, detail) => {
+        match decoded {
+            &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
-                if reason != SkipReason::Malformed {
+                if !reason.is_malformed() {
                     return None;
                 }
                 let w = Warning {
@@ -122,7 +158,7 @@ impl Analyzer {
                     frame: Some(pkt.frame),
                     message: format!(
                         "malformed packet: {}",
-                        detail.unwrap_or_else(|| "bad headers".into())
+                        detail.as_deref().unwrap_or("bad headers")
                     ),
                 };
                 self.warn_at((ordinal, 0), w.clone());
@@ -141,7 +177,7 @@ impl Analyzer {
                     scratch: &mut self.scratch,
                     now: self.now,
                 };
-                self.table.process(&seg, at, &mut downstream);
+                self.table.process(seg, at, sighting, &mut downstream);
                 None
             }
         }
@@ -152,6 +188,9 @@ impl Analyzer {
     pub fn tick(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         self.last_tick = self.now;
+        if let Some(front) = &mut self.front {
+            front.tick(self.now);
+        }
         let mut downstream = Downstream {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
@@ -258,7 +297,7 @@ mod tests {
             orig_len: 14,
             data: &data,
         };
-        a.on_packet_at(pkt, ordinal, pkt.ts);
+        a.on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
     }
 
     #[test]

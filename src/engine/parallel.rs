@@ -1,22 +1,37 @@
-//! Parallel analysis: the packets are split into shards by the unordered pair of their IP
-//! addresses ([`decode::shard`]), so that everything that interacts (both directions of a
-//! connection, every epoch of a 4-tuple, a request and its retry on another connection) is
-//! analysed by one [`Analyzer`]. Shard 0 is analysed on the driver's thread, which also takes
-//! the packets from the source and hands the others' packets over in recycled batches; each
-//! other shard has a thread of its own. Every shard gets the global ordinal and capture time
-//! with each packet and the whole input's ticks, so the merged report ([`merge`]) equals that
-//! of one analyzer over the whole input, as long as the cap on tracked connections is not
-//! reached (the shards share `--max-connections`).
+//! Parallel analysis: the packets are split into shards by the unordered pair of the IP
+//! addresses of their TCP segment's connection ([`shard_of_pair`]), so that everything that
+//! interacts (both directions of a connection, every epoch of a 4-tuple, a request and its
+//! retry on another connection) is analysed by one [`Analyzer`]. The driver's thread puts
+//! every packet through the [`Front`] first, in input order: it decodes the packet (a
+//! tunnelled segment is sharded by its inner addresses, not the tunnel's) and recognises
+//! copies of segments, moving a copy captured under a NAT's other address pair to the
+//! addresses its connection was first seen with; so both sides of a NAT land in the shard of
+//! the connection, whatever their own addresses hash to. Shard 0 is analysed on the driver's
+//! thread, which also hands the others' packets over (with what the front found) in recycled
+//! batches; each other shard has a thread of its own. Every shard gets the global ordinal and
+//! capture time with each packet and the whole input's ticks, so the merged report ([`merge`])
+//! equals that of one analyzer over the whole input, as long as the cap on tracked
+//! connections is not reached (the shards share `--max-connections`).
+//!
+//! A retry is matched to its lost request by the addresses each connection was first seen
+//! with. Behind a NAT, a connection first seen on the server's side of it (a capture that
+//! started while the connection was open, whose first packet came from the server) and its
+//! retry first seen on the client's side (its SYN) have different addresses: the retry is not
+//! linked (the finding says `lost`), in one shard as in several.
 //!
 //! [`merge`]: super::result::merge
 
 use super::Config;
 use super::analyzer::Analyzer;
+use super::front::Front;
 use super::result::ShardResult;
 use crate::capture::{PacketRef, StoredPacket, Warning};
-use crate::decode;
+use crate::decode::{Decoded, Decoder};
+use crate::flow::Sighting;
+use crate::flow::copies::Moved;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
+use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,14 +43,19 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches in circulation per shard thread (memory: about `BATCHES * BATCH_BYTES` each).
 const BATCHES: usize = 3;
 
+/// `Item::Packet::sighting` of a plain segment (no copy, not moved).
+const PLAIN: u32 = u32::MAX;
+
 /// What a shard thread is told, in the order of the input.
 enum Item {
-    /// A packet (its bytes in the batch's `data`), its ordinal in the whole input and the
-    /// input's capture time when it came.
+    /// A packet (its bytes in the batch's `data`), its ordinal in the whole input, the
+    /// input's capture time when it came and what the front found (an index into the batch's
+    /// `sightings`, or `PLAIN`).
     Packet {
         packet: StoredPacket,
         ordinal: u64,
         now: Timestamp,
+        sighting: u32,
     },
     Tick(Timestamp),
     /// The capture time at the end of the input.
@@ -45,6 +65,8 @@ enum Item {
 struct Batch {
     items: Vec<Item>,
     data: Vec<u8>,
+    /// What the front found about the packets that are not plain.
+    sightings: Vec<(bool, Option<Moved>)>,
 }
 
 impl Batch {
@@ -52,7 +74,14 @@ impl Batch {
         Batch {
             items: Vec::with_capacity(BATCH_ITEMS),
             data: Vec::with_capacity(BATCH_BYTES + 256 * 1024),
+            sightings: Vec::new(),
         }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+        self.sightings.clear();
     }
 
     fn full(&self) -> bool {
@@ -98,12 +127,19 @@ impl Shard {
         }
     }
 
-    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp) {
+    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: &Sighting<'_>) {
         let packet = StoredPacket::store(p, &mut self.batch.data);
+        let sighting = if !s.duplicate && s.moved.is_none() {
+            PLAIN
+        } else {
+            self.batch.sightings.push((s.duplicate, s.moved.copied()));
+            (self.batch.sightings.len() - 1) as u32
+        };
         self.push(Item::Packet {
             packet,
             ordinal,
             now,
+            sighting,
         });
     }
 
@@ -115,8 +151,7 @@ impl Shard {
         } else {
             match self.free.recv() {
                 Ok(mut b) => {
-                    b.items.clear();
-                    b.data.clear();
+                    b.clear();
                     b
                 }
                 // the thread ended early (it panicked): `finish` reports it
@@ -155,10 +190,18 @@ fn run_shard(
                     packet,
                     ordinal,
                     now: at,
+                    sighting,
                 } => {
                     let pkt = packet.get(&batch.data);
                     now = at;
-                    if let Some(w) = analyzer.on_packet_at(pkt, ordinal, at) {
+                    let s = batch.sightings.get(sighting as usize).map_or_else(
+                        Sighting::default,
+                        |(duplicate, moved)| Sighting {
+                            duplicate: *duplicate,
+                            moved: moved.as_ref(),
+                        },
+                    );
+                    if let Some(w) = analyzer.on_routed(pkt, ordinal, at, &s) {
                         print(printer, &w);
                     }
                 }
@@ -182,20 +225,55 @@ pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
 
 /// Share of the packets (in percent, by IP pair) the main thread analyses when there are two
 /// shards. The main thread also hands the other shard its packets, but the worker shares its core
-/// with the reader thread: 60 % measured fastest on bench/run.sh (0.42 s against 0.47 s at 50 %).
-const MAIN_SHARE_PERCENT: usize = 60;
+/// with the reader thread: 60 % measured fastest on bench/run.sh (0.42 s against 0.47 s at 50 %)
+/// when the main thread only looked at the IP addresses to dispatch. It now decodes every packet
+/// and runs the copy filter (about 10 % more instructions on the main thread, callgrind on the
+/// bench capture): 55 % keeps its part of the work where it was.
+const MAIN_SHARE_PERCENT: usize = 55;
 
-/// The shard a packet is analysed in: a split of a hash of the unordered pair of its IP addresses.
-pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
-    if shards == 2 {
-        usize::from(decode::shard(linktype, data, 100) >= MAIN_SHARE_PERCENT)
-    } else {
-        decode::shard(linktype, data, shards)
+/// Which of `shards` parts a connection between `a` and `b` belongs to: a hash of the
+/// unordered pair, so that both directions of every connection between two hosts, and the
+/// retries of a request from one host to another, fall into the same part.
+fn hash_pair(a: IpAddr, b: IpAddr, shards: usize) -> usize {
+    let word = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let (a, b) = (word(a), word(b));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    // an IPv4 pair is one word: the lower address, then the higher
+    let x = (lo as u64)
+        ^ ((lo >> 64) as u64).rotate_left(17)
+        ^ (hi as u64).rotate_left(32)
+        ^ ((hi >> 64) as u64).rotate_left(49);
+    let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % shards as u64) as usize
+}
+
+/// The shard the connection between `a` and `b` is analysed in: a split of a hash of the
+/// unordered pair of IP addresses.
+pub(super) fn shard_of_pair(a: IpAddr, b: IpAddr, shards: usize) -> usize {
+    match shards {
+        0 | 1 => 0,
+        2 => usize::from(hash_pair(a, b, 100) >= MAIN_SHARE_PERCENT),
+        n => hash_pair(a, b, n),
     }
 }
 
-/// The shards other than the driver's own (shard 0), each on a thread of its own.
+/// The shard a packet would be analysed in, by the addresses of the TCP segment inside
+/// (through tunnels; not knowing of copies under other addresses, which follow the copy first
+/// seen). Packets that are not TCP go to shard 0.
+pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
+    match Decoder::default().decode(linktype, data, data.len() as u32) {
+        Decoded::Tcp(seg) => shard_of_pair(seg.src.ip(), seg.dst.ip(), shards),
+        Decoded::Skip(..) => 0,
+    }
+}
+
+/// The shards other than the driver's own (shard 0), each on a thread of its own, and the
+/// front every packet goes through first.
 pub(super) struct Shards {
+    front: Front,
     others: Vec<Shard>,
 }
 
@@ -217,7 +295,10 @@ impl Shards {
                 n,
             )?);
         }
-        Ok(Shards { others })
+        Ok(Shards {
+            front: Front::new(config),
+            others,
+        })
     }
 
     /// Analyse a packet in its shard (`main` is shard 0).
@@ -229,18 +310,24 @@ impl Shards {
         now: Timestamp,
         printer: &Mutex<WarningPrinter>,
     ) {
-        match shard_of(pkt.linktype, pkt.data, self.others.len() + 1) {
-            0 => {
-                if let Some(w) = main.on_packet_at(pkt, ordinal, now) {
-                    print(printer, &w);
-                }
+        let mut decoded = self.front.decode(&pkt);
+        let sighting = self.front.check(&mut decoded, pkt.ts);
+        let shard = match &decoded {
+            Decoded::Tcp(seg) => shard_of_pair(seg.src.ip(), seg.dst.ip(), self.others.len() + 1),
+            Decoded::Skip(..) => 0,
+        };
+        if shard == 0 {
+            if let Some(w) = main.on_decoded(pkt, &decoded, &sighting, ordinal, now) {
+                print(printer, &w);
             }
-            n => self.others[n - 1].push_packet(&pkt, ordinal, now),
+        } else {
+            self.others[shard - 1].push_packet(&pkt, ordinal, now, &sighting);
         }
     }
 
     /// Capture time advanced to `now` in the whole input.
     pub fn tick(&mut self, now: Timestamp) {
+        self.front.tick(now);
         for s in &mut self.others {
             s.push(Item::Tick(now));
         }

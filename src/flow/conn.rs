@@ -1,13 +1,14 @@
 //! The TCP state of one connection: the handshake as the capture showed it, each direction's
 //! endpoint, and which FINs and RSTs count as closes.
 
+use super::copies::Sighting;
 use super::endpoint::Endpoint;
 use super::reassembly::Span;
 use super::{
     CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef,
-    HandshakeTimes, PerDir, SegMeta, SeqNumber,
+    HandshakeTimes, PerDir, SegMeta, SeqNumber, Twin,
 };
-use crate::decode::Segment;
+use crate::decode::{Segment, Tunnel};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 
@@ -39,6 +40,10 @@ pub(super) struct TcpConn {
     /// When the capture saw the handshake's segments.
     pub times: HandshakeTimes,
     pub last_ts: Timestamp,
+    /// The tunnel of the first encapsulated segment, and its direction.
+    pub tunnel: Option<(Dir, Tunnel)>,
+    /// The other address pair, when the connection was captured on both sides of a NAT.
+    pub twin: Option<Twin>,
 }
 
 impl TcpConn {
@@ -52,7 +57,33 @@ impl TcpConn {
             refused: false,
             times: HandshakeTimes::default(),
             last_ts: at.ts,
+            tunnel: None,
+            twin: None,
         }
+    }
+
+    /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
+    /// under the other address pair of a NAT.
+    pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
+        if let (None, Some(t)) = (self.tunnel, seg.tunnel) {
+            self.tunnel = Some((self.dir_of(seg.src), t));
+        }
+        let Some(m) = sighting.moved else {
+            return;
+        };
+        if self.twin.is_some() || (m.from.src == m.to.src && m.from.dst == m.to.dst) {
+            return;
+        }
+        let d = self.dir_of(m.to.src);
+        let mut addrs = PerDir::new(m.from.src, m.from.dst);
+        if d == Dir::Rev {
+            addrs = PerDir::new(m.from.dst, m.from.src);
+        }
+        self.twin = Some(Twin {
+            addrs,
+            near: self.dir_of(m.first_sender),
+        });
+        stats.nat_twin_connections += 1;
     }
 
     pub fn meta(&self) -> ConnMeta {
@@ -78,6 +109,8 @@ impl TcpConn {
                 rst: PerDir::new(fwd.rst, rev.rst),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
+            tunnel: self.tunnel,
+            twin: self.twin,
             why,
         }
     }

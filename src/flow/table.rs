@@ -2,6 +2,7 @@
 //! finish connections.
 
 use super::conn::TcpConn;
+use super::copies::Sighting;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
 use crate::time::Timestamp;
@@ -9,16 +10,18 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-/// Lookup key of a 4-tuple, the same for both directions: each endpoint packed into an
-/// integer (cheap to hash and compare on the hot path), the smaller one first.
+/// Lookup key of a 4-tuple in a virtual network, the same for both directions: each endpoint
+/// packed into an integer (cheap to hash and compare on the hot path), the smaller one first;
+/// the network as 0 (none) or its VNI + 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum TupleKey {
-    V4(u64, u64),
-    V6((u128, u16), (u128, u16)),
+pub(super) enum TupleKey {
+    V4(u64, u64, u32),
+    V6((u128, u16), (u128, u16), u32),
 }
 
 impl TupleKey {
-    fn of(a: SocketAddr, b: SocketAddr) -> TupleKey {
+    pub(super) fn of(a: SocketAddr, b: SocketAddr, vnet: Option<u32>) -> TupleKey {
+        let net = vnet.map_or(0, |v| v.wrapping_add(1));
         fn order<K: Ord>(x: K, y: K) -> (K, K) {
             if x <= y { (x, y) } else { (y, x) }
         }
@@ -28,7 +31,7 @@ impl TupleKey {
                     (u64::from(u32::from(*s.ip())) << 16) | u64::from(s.port())
                 };
                 let (p, q) = order(pack(x), pack(y));
-                TupleKey::V4(p, q)
+                TupleKey::V4(p, q, net)
             }
             _ => {
                 let pack = |s: SocketAddr| {
@@ -39,7 +42,7 @@ impl TupleKey {
                     (u128::from(ip), s.port())
                 };
                 let (p, q) = order(pack(a), pack(b));
-                TupleKey::V6(p, q)
+                TupleKey::V6(p, q, net)
             }
         }
     }
@@ -129,9 +132,26 @@ impl<T: Default> FlowTable<T> {
 
     /// Process a segment: finds (or starts) its connection, updates its TCP state and passes
     /// the events with the connection's state `T` to the handler. A connection this finishes
-    /// (a superseded epoch, an evicted one) is handed to `on_end` first.
-    pub fn process<H: FlowHandler<T>>(&mut self, seg: &Segment<'_>, at: FrameRef, h: &mut H) {
-        let key = TupleKey::of(seg.src, seg.dst);
+    /// (a superseded epoch, an evicted one) is handed to `on_end` first. `sighting` is what
+    /// the copy filter found: a duplicate only counts, and is noted on its connection.
+    pub fn process<H: FlowHandler<T>>(
+        &mut self,
+        seg: &Segment<'_>,
+        at: FrameRef,
+        sighting: &Sighting<'_>,
+        h: &mut H,
+    ) {
+        let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
+        if seg.tunnel.is_some() {
+            self.stats.tunnelled_segments += 1;
+        }
+        if sighting.duplicate {
+            self.stats.duplicate_segments += 1;
+            if let Some(t) = self.conns.get_mut(&key) {
+                t.tcp.note_view(seg, sighting, &mut self.stats);
+            }
+            return;
+        }
         // one lookup on the hot path: the packet belongs to a known connection
         let tracked = match self.conns.get_mut(&key) {
             Some(t)
@@ -165,6 +185,9 @@ impl<T: Default> FlowTable<T> {
         };
         if tracked.closing_since.is_some() && !seg.flags.rst() && seg.payload_len > 0 {
             self.stats.late_segments_after_close += 1;
+        }
+        if seg.tunnel.is_some() || sighting.moved.is_some() {
+            tracked.tcp.note_view(seg, sighting, &mut self.stats);
         }
         let Tracked { tcp, user, .. } = &mut **tracked;
         tcp.on_segment(seg, at, &mut self.stats, &mut |conn, ev| {
