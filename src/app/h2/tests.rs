@@ -548,3 +548,16 @@ fn fuzz_entry_point_survives_arbitrary_bytes() {
         fuzz_one(&client, &server, 1 + (next() % 50) as usize);
     }
 }
+
+#[test]
+fn per_connection_state_stays_small() {
+    // HTTP/2 state is out of line: an HTTP/1.x connection pays one pointer for the upgrade
+    // path, an exchanges record one for GOAWAYs
+    let sizes = (
+        std::mem::size_of::<AppConn>(),
+        std::mem::size_of::<crate::app::http1::Http1Conn>(),
+        std::mem::size_of::<crate::detect::Exchanges>(),
+    );
+    eprintln!("AppConn, Http1Conn, Exchanges: {sizes:?}");
+    assert!(sizes.0 <= sizes.1 + 8, "{sizes:?}");
+}
