@@ -29,6 +29,7 @@ use crate::report::schema::{
     CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
 };
 use crate::time::Timestamp;
+use connection::OpenConnections;
 use evidence::{IdleRange, RelativeSeq};
 use exchanges::PendingRequest;
 use retry::{Attempt, Decided, Failure, RetryMatcher};
@@ -117,6 +118,8 @@ pub struct Detector {
     endpoints: FxHashMap<SocketAddr, EndpointTally>,
     /// The server's idle closes seen so far, per client address and server.
     idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
+    /// Connections with findings decided before their end.
+    open: OpenConnections,
     stats: DetectStats,
 }
 
@@ -131,6 +134,7 @@ impl Detector {
             ready: Vec::new(),
             endpoints: FxHashMap::default(),
             idle_closes: FxHashMap::default(),
+            open: OpenConnections::default(),
             stats: DetectStats::default(),
         }
     }
@@ -273,6 +277,13 @@ impl Detector {
     /// A connection ended: give its unanswered requests their verdicts and add it to the
     /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
     pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
+        let id = end.conn.id;
+        let waiting = (self.awaiting.iter_mut())
+            .filter(|((conn, _), _)| *conn == id)
+            .map(|(_, a)| &mut a.finding);
+        if let Some(held) = self.open.end(end, waiting) {
+            self.ready.extend(held);
+        }
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
         };
@@ -329,22 +340,19 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = match end {
-            Some((e, _)) => connection::connection_info(e, client),
-            None => ConnectionInfo::new(conn.id, conn.addrs[client], server_addr),
-        };
+        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
         let server_rst = end.and_then(|(e, _)| e.closes.rst[server]);
         let idle = self.idle_closes.get(&pair);
         let idle_reset = evidence::is_idle_reset(verdict, req, idle);
         let mut finding = self.finding(req, verdict, server_rst, rel, &connection, idle);
-        if let Some((e, by_signal)) = end {
-            if by_signal {
-                tls::close_by_alert(&mut finding, e.closes.fin[server]);
+        match end {
+            Some((e, by_signal)) => {
+                if by_signal {
+                    tls::close_by_alert(&mut finding, e.closes.fin[server]);
+                }
+                connection::complete(&mut finding, e, client);
             }
-            let tunnel = e.tunnel.as_ref().map(|(_, t)| t);
-            finding
-                .evidence
-                .push_str(&connection::describe_capture(&connection, tunnel));
+            None => self.open.open(conn.id, client),
         }
         self.awaiting.insert(
             (conn.id, req.index),
@@ -466,7 +474,8 @@ impl Detector {
                 .or_insert_with(|| EndpointTally::new(a.server))
                 .add_finding(&f, a.idle_reset);
         }
-        self.ready.push(f);
+        // held while its connection goes on
+        self.ready.extend(self.open.hold(f));
     }
 
     /// Verdicts that became final since the last call (for streaming output).
@@ -479,6 +488,7 @@ impl Detector {
     pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
         self.retries.finish();
         self.take_decided();
+        self.ready.extend(self.open.drain());
         self.endpoints.drain().map(|(_, e)| e).collect()
     }
 }

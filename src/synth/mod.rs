@@ -26,8 +26,8 @@
 
 mod config;
 mod conv;
-pub mod h2;
 mod encap;
+pub mod h2;
 mod pcap;
 mod segment;
 mod wire;
