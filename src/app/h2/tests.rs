@@ -50,28 +50,27 @@ impl Feed {
         (meta, off)
     }
 
-    /// One segment through `h`.
-    fn seg(&mut self, h: &mut H2Conn, stats: &mut H2Stats, dir: Dir, bytes: &[u8]) {
+    /// The next segment of `dir`, carrying `bytes`.
+    fn data<'b>(&mut self, dir: Dir, bytes: &'b [u8]) -> FlowEvent<'b> {
         let (meta, off) = self.next(dir, bytes.len() as u64);
-        let ev = FlowEvent::Data {
+        FlowEvent::Data {
             dir,
             off,
             bytes,
             meta,
-        };
+        }
+    }
+
+    /// One segment through `h`.
+    fn seg(&mut self, h: &mut H2Conn, stats: &mut H2Stats, dir: Dir, bytes: &[u8]) {
+        let ev = self.data(dir, bytes);
         let (frame, events) = (self.frame, &mut self.events);
         h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
     }
 
     /// One segment through a whole application analyzer (chosen by content).
     fn app(&mut self, app: &mut AppConn, scratch: &mut Scratch, dir: Dir, bytes: &[u8]) {
-        let (meta, off) = self.next(dir, bytes.len() as u64);
-        let ev = FlowEvent::Data {
-            dir,
-            off,
-            bytes,
-            meta,
-        };
+        let ev = self.data(dir, bytes);
         let (frame, events) = (self.frame, &mut self.events);
         app.on_flow(&self.conn, &ev, scratch, &mut |e| events.push((frame, e)));
     }
