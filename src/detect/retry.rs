@@ -48,6 +48,8 @@ pub(crate) const MAX_CHANCE: f64 = 0.01;
 const RATE_SPAN_FACTOR: f64 = 1000.0;
 /// ... and at most this many seconds before it.
 const HISTORY_S: f64 = 5.0;
+/// The longest chain of failed retries of one request followed back.
+const MAX_CHAIN: usize = 16;
 /// Attempts kept at most (the oldest go first beyond it).
 const MAX_ATTEMPTS: usize = 1 << 20;
 
@@ -376,6 +378,39 @@ impl RetryMatcher {
         })
     }
 
+    /// The attempts that `p`'s request repeats: the failures retried by it, by those, and so
+    /// on (a proxy's retry that failed again and was retried once more).
+    fn earlier_attempts(&self, p: &Pending) -> Vec<(u64, u32)> {
+        let mut chain = Vec::new();
+        let mut cur = &p.failure.attempt;
+        while chain.len() < MAX_CHAIN {
+            let Some(q) = self.failures.iter().find(|q| {
+                q.group == p.group
+                    && matches!(q.decided, Some(Decided::Retried(m))
+                        if m.conn == cur.conn && m.at.ordinal == cur.at.ordinal)
+            }) else {
+                break;
+            };
+            cur = &q.failure.attempt;
+            chain.push((cur.conn, cur.index));
+        }
+        chain
+    }
+
+    /// Is `a` explained as the retry of a failure of the group that came with or after the
+    /// candidate `r` (the candidate failed too, and `a` repeats it)? Such a request is not a
+    /// fresh one and says nothing of the group's rate.
+    fn retries_a_later_failure(&self, group: u64, r: &Attempt, a: &Attempt) -> bool {
+        self.failures.iter().any(|q| {
+            let fa = &q.failure.attempt;
+            q.group == group
+                && fa.at.ordinal >= r.at.ordinal
+                && a.at.ts >= q.known_at
+                && a.at.ts <= q.known_at.add_secs(self.window)
+                && a.repeats(fa)
+        })
+    }
+
     /// The chance that a fresh request of the same group came within `reaction` s after the
     /// failure, from the rate of the same request around it: the other attempts of the group
     /// within `RATE_SPAN_FACTOR` times the reaction before and after (bounded by the history
@@ -390,6 +425,7 @@ impl RetryMatcher {
         let after = span.min(self.window);
         let lo = p.known_at.add_secs(-before);
         let hi = p.known_at.add_secs(reaction + after);
+        let chain = self.earlier_attempts(p);
         let others = self.groups.get(&p.group).map_or(0, |g| {
             g.iter()
                 .filter(|s| {
@@ -399,6 +435,8 @@ impl RetryMatcher {
                         && (a.conn, a.index) != (r.conn, r.index)
                         && a.at.ts >= lo
                         && a.at.ts <= hi
+                        && !chain.contains(&(a.conn, a.index))
+                        && !self.retries_a_later_failure(p.group, r, a)
                 })
                 .count()
         });

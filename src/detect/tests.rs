@@ -544,6 +544,20 @@ mod matcher {
     }
 
     #[test]
+    fn a_retry_that_fails_again_and_its_own_retry() {
+        // the proxy retries on another pooled connection that the upstream closed at the
+        // same moment, then on a new one: each failure names the next attempt
+        let a = [
+            attempt(1, 3, 10, 1.0000),
+            attempt(2, 5, 14, 1.0005),
+            attempt(3, 0, 18, 1.0010),
+        ];
+        let got = decide(&a, &[(0, 1.0002), (1, 1.0007)]);
+        assert_eq!(retried_by(&got[0].1), Some(14), "{got:?}");
+        assert_eq!(retried_by(&got[1].1), Some(18), "{got:?}");
+    }
+
+    #[test]
     fn a_request_sent_before_the_close_could_arrive_is_not_a_retry() {
         // captured near the upstream: the proxy answers the handshake 20 ms after the
         // SYN-ACK passed, so it learns of a FIN captured at 1.010 s no earlier than 1.030 s
