@@ -45,6 +45,7 @@ fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
         config: Config::default(),
         threads: shards,
         max_warnings: 0,
+        record: None,
     };
     let mut renderer = JsonRenderer::new(std::io::sink());
     tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())

@@ -158,6 +158,8 @@ pub struct Response {
     pub keep_alive: Option<String>,
     /// HTTP/2: the stream it answers.
     pub stream: Option<u32>,
+    /// The `Server` header value, if any.
+    pub server: Option<String>,
 }
 
 /// What an HTTP/2 GOAWAY frame says.

@@ -2,8 +2,10 @@
 //! clients let connections idle before reusing them, findings. Accumulated per shard of the
 //! input in a form that merges to the same result whatever the split.
 
+use super::advice::{ClientSide, advise};
 use super::exchanges::Exchanges;
 use super::goaways::GoAwayTally;
+use super::histogram::LogHistogram;
 use super::recommend::recommend;
 use crate::flow::{Closes, Dir};
 use crate::report::schema::{EndpointStats, Finding, IdleCloses, Kind};
@@ -56,6 +58,10 @@ impl IdleTally {
         }
     }
 
+    pub fn min(&self) -> Option<f64> {
+        self.min
+    }
+
     fn merge(&mut self, other: IdleTally) {
         self.count += other.count;
         self.min = min_opt(self.min, other.min);
@@ -103,6 +109,11 @@ pub(crate) struct EndpointTally {
     pub idle_resets: u64,
     /// HTTP/2: the server's GOAWAYs.
     pub goaways: Option<Box<GoAwayTally>>,
+    /// The idle closes, and the idle times before clients reused connections, in bins.
+    pub idle_hist: LogHistogram,
+    pub reuse_hist: LogHistogram,
+    /// Distinct `Server` header values (the first 8 in sort order).
+    pub server_software: BTreeSet<String>,
 }
 
 impl EndpointTally {
@@ -121,6 +132,9 @@ impl EndpointTally {
             by_outcome: BTreeMap::new(),
             idle_resets: 0,
             goaways: None,
+            idle_hist: LogHistogram::default(),
+            reuse_hist: LogHistogram::default(),
+            server_software: BTreeSet::new(),
         }
     }
 
@@ -138,6 +152,9 @@ impl EndpointTally {
         for ka in std::mem::take(&mut ex.keep_alive) {
             add_keep_alive(&mut self.keep_alive, ka);
         }
+        for s in std::mem::take(&mut ex.server_software) {
+            add_keep_alive(&mut self.server_software, s);
+        }
         self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
         if let Some(g) = ex.h2.as_ref().and_then(|h| h.sample) {
             self.goaways.get_or_insert_default().add(&g, conn);
@@ -145,8 +162,14 @@ impl EndpointTally {
         let idle = idle_close(ex, closes, client);
         if let Some(idle) = idle {
             self.idle.add(idle, conn);
+            self.idle_hist.add(idle);
         }
         idle
+    }
+
+    /// A client reused a connection to this server after `idle` s.
+    pub fn add_reuse(&mut self, idle: f64) {
+        self.reuse_hist.add(idle);
     }
 
     /// A final finding on this server, whose request came after `idle_before` s idle;
@@ -188,15 +211,23 @@ impl EndpointTally {
             (Some(a), Some(b)) => a.merge(*b),
             (a, b) => *a = a.take().or(b),
         }
+        self.idle_hist.merge(&other.idle_hist);
+        self.reuse_hist.merge(&other.reuse_hist);
+        for s in other.server_software {
+            add_keep_alive(&mut self.server_software, s);
+        }
     }
 
-    /// The statistics as reported, with the median idle close and the recommendation (its
-    /// sentences, one per kind of finding, also on their own).
-    fn into_stats(mut self) -> (EndpointStats, Vec<String>) {
+    /// The statistics as reported, with the median idle close, the recommendation (its
+    /// sentences, one per kind of finding, also on their own) and the advice (`side`: what the
+    /// proxy's side showed).
+    fn into_stats(mut self, side: &ClientSide) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
         let goaways = self.goaways.take().map(|g| g.stats());
-        let advice = recommend(&self, median, goaways.as_ref());
-        let recommendation = (!advice.is_empty()).then(|| advice.join(" "));
+        let sentences = recommend(&self, median, goaways.as_ref());
+        let recommendation = (!sentences.is_empty()).then(|| sentences.join(" "));
+        let reuse_idle_histogram = self.reuse_hist.to_report();
+        let advice = advise(&self, median, &reuse_idle_histogram, side);
         let stats = EndpointStats {
             server: self.server.to_string(),
             server_ip: self.server.ip().to_string(),
@@ -216,16 +247,22 @@ impl EndpointTally {
             by_kind: self.by_kind,
             goaways,
             recommendation,
+            server_software: self.server_software,
+            idle_close_histogram: self.idle_hist.to_report(),
+            reuse_idle_histogram,
+            advice,
         };
-        (stats, advice)
+        (stats, sentences)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
-/// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
-/// server address as text; with every endpoint's recommendations, one per kind of finding.
+/// shard): per server, counts summed, idle closes and keep-alive values merged; then the final
+/// findings are counted per server. Ordered by server address as text; with every endpoint's
+/// recommendations, one per kind of finding.
 pub(crate) fn merge_endpoints(
     shards: Vec<Vec<EndpointTally>>,
+    findings: &[Finding],
 ) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
@@ -236,16 +273,43 @@ pub(crate) fn merge_endpoints(
             }
         }
     }
+    let mut sides: BTreeMap<String, ClientSide> = BTreeMap::new();
+    for f in findings.iter().filter(|f| f.kind.is_finding()) {
+        let Some(ep) = by_server.get_mut(&f.connection.server) else {
+            continue;
+        };
+        ep.add_finding(f, f.idle_race);
+        let side = sides.entry(f.connection.server.clone()).or_default();
+        if let (true, Some(idle)) = (is_race(f), f.idle_before_s) {
+            side.race_idles.push(idle);
+        }
+        if let Some(e) = &f.client_effect {
+            side.closed_clients |= e.closed_without_response;
+            if let Some(proxy) = by_server.get(&e.proxy) {
+                for s in &proxy.server_software {
+                    if !side.proxy_servers.contains(s) {
+                        side.proxy_servers.push(s.clone());
+                    }
+                }
+            }
+        }
+    }
     let mut recommendations = Vec::new();
     let stats = by_server
-        .into_values()
-        .map(|ep| {
-            let (stats, advice) = ep.into_stats();
-            recommendations.extend(advice);
+        .into_iter()
+        .map(|(server, ep)| {
+            let side = sides.remove(&server).unwrap_or_default();
+            let (stats, sentences) = ep.into_stats(&side);
+            recommendations.extend(sentences);
             stats
         })
         .collect();
     (stats, recommendations)
+}
+
+/// A finding of the keep-alive race (or of a stale reuse after the server's idle close).
+fn is_race(f: &Finding) -> bool {
+    matches!(f.kind, Kind::CrossedFin | Kind::AfterFin) || f.idle_race
 }
 
 /// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
@@ -336,9 +400,9 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]], &[]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats().0);
+        assert_eq!(merged[0], other.into_stats(&ClientSide::default()).0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();

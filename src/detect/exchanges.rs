@@ -2,6 +2,7 @@
 //! what the endpoint statistics need (idle times, keep-alive values).
 
 use super::h2::H2Exchanges;
+use super::ladder::{Trace, Traced};
 use super::retry::Attempt;
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
@@ -49,6 +50,8 @@ pub struct Exchanges {
     pub(super) max_reuse_idle: Option<f64>,
     /// Distinct Keep-Alive header values (usually one).
     pub(super) keep_alive: SmallVec<[String; 1]>,
+    /// Distinct `Server` header values (usually one).
+    pub(super) server_software: SmallVec<[String; 1]>,
     last_response_close: bool,
     in_response: bool,
     /// The server's framing was lost (a head that did not parse, or a gap in a head).
@@ -60,9 +63,21 @@ pub struct Exchanges {
     early_responses: VecDeque<i64>,
     /// HTTP/2: the server's GOAWAYs.
     pub(super) h2: Option<Box<H2Exchanges>>,
+    /// The connection's last segments (when the flow stage traces them).
+    pub(super) trace: Trace,
 }
 
 impl Exchanges {
+    /// A segment of the connection (traced for the ladder diagrams).
+    pub fn on_segment(&mut self, dir: Dir, flags: u8, len: u32, meta: crate::flow::SegMeta) {
+        self.trace.push(Traced {
+            dir,
+            flags,
+            len,
+            meta,
+        });
+    }
+
     /// A segment of direction `dir` repeated bytes already delivered.
     pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) {
         if Some(dir) != self.client {
@@ -106,6 +121,12 @@ impl Exchanges {
             && !self.keep_alive.contains(ka)
         {
             self.keep_alive.push(ka.clone());
+        }
+        if let Some(s) = &r.server
+            && self.server_software.len() < 8
+            && !self.server_software.contains(s)
+        {
+            self.server_software.push(s.clone());
         }
         self.in_response = true;
         self.last_response_close = r.closes_connection;

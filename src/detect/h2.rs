@@ -133,7 +133,7 @@ impl Detector {
         }
         let Some(client) = ex.client else { return };
         let verdict = Verdict::RefusedStream { reset };
-        self.judge(conn, client, &req, &verdict, None);
+        self.judge(conn, client, &req, &verdict, &ex.trace, None);
     }
 }
 

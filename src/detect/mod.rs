@@ -7,12 +7,16 @@
 //! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]). A verdict
 //! waits for its retry window to pass before it is final.
 
+mod advice;
+pub(crate) mod client_leg;
 mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
 mod goaways;
 mod h2;
+mod histogram;
+mod ladder;
 mod recommend;
 mod retry;
 #[cfg(test)]
@@ -29,9 +33,11 @@ use crate::report::schema::{
     CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
 };
 use crate::time::Timestamp;
+use client_leg::{Answer, FrontExchange, front_key};
 use connection::OpenConnections;
 use evidence::{IdleRange, RelativeSeq};
 use exchanges::PendingRequest;
+use ladder::Trace;
 use retry::{Attempt, Decided, Failure, RetryMatcher};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -102,7 +108,6 @@ impl Default for DetectConfig {
 /// A verdict waiting for its outcome.
 #[derive(Debug)]
 struct Awaiting {
-    server: SocketAddr,
     finding: Finding,
     /// A `reset_unanswered` that was the keep-alive race.
     idle_reset: bool,
@@ -121,6 +126,10 @@ pub struct Detector {
     /// Connections with findings decided before their end.
     open: OpenConnections,
     stats: DetectStats,
+    /// Requests with their answers since the last call to `take_fronts` (for the client leg).
+    fronts: Vec<FrontExchange>,
+    /// The capture time of the analysis.
+    now: Timestamp,
 }
 
 impl Detector {
@@ -136,7 +145,51 @@ impl Detector {
             idle_closes: FxHashMap::default(),
             open: OpenConnections::default(),
             stats: DetectStats::default(),
+            fronts: Vec::new(),
+            now: Timestamp::default(),
         }
+    }
+
+    /// The capture time advanced (requests answered from now on were known by then).
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    /// The requests answered (or closed) since the last call.
+    pub(crate) fn take_fronts(&mut self) -> Vec<FrontExchange> {
+        std::mem::take(&mut self.fronts)
+    }
+
+    fn endpoint(&mut self, server: SocketAddr) -> &mut EndpointTally {
+        self.endpoints
+            .entry(server)
+            .or_insert_with(|| EndpointTally::new(server))
+    }
+
+    /// Request `p` on connection `conn` (client direction `client`) got `answer` at `at`.
+    fn front(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        p: &PendingRequest,
+        answer: Answer,
+        at: FrameRef,
+    ) {
+        // an encrypted request has no method and target to be recognised by
+        if p.identity.method.is_empty() {
+            return;
+        }
+        self.fronts.push(FrontExchange {
+            conn: conn.id,
+            index: p.index,
+            key: front_key(&p.identity.method, &p.identity.target),
+            client: conn.addrs[client],
+            server: conn.addrs[client.other()],
+            request: p.at,
+            answer,
+            answer_at: at,
+            known_at: self.now,
+        });
     }
 
     pub fn stats(&self) -> &DetectStats {
@@ -172,7 +225,7 @@ impl Detector {
                 dir,
                 body: Some(body),
             } if dir == client => self.on_request_end(conn, ex, body),
-            AppEvent::Response(r) if r.dir != client => self.on_response(ex, &r, at),
+            AppEvent::Response(r) if r.dir != client => self.on_response(conn, client, ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
             AppEvent::Desync { dir } => {
                 self.stats.http_desyncs += 1;
@@ -232,6 +285,9 @@ impl Detector {
             return;
         }
         let idle_before = ex.idle_before(first.at.ts);
+        if let Some(idle) = idle_before {
+            self.endpoint(attempt.server).add_reuse(idle);
+        }
         ex.pending.push_back(PendingRequest {
             index,
             start: r.start,
@@ -263,14 +319,23 @@ impl Detector {
         }
     }
 
-    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
+    fn on_response(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        ex: &mut Exchanges,
+        r: &Response,
+        at: &SegMeta,
+    ) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
         }
         self.stats.responses += 1;
-        if ex.on_final_response(r).is_none() && !ex.wait_for_request(at.ack_off) {
-            self.stats.responses_without_request += 1;
+        match ex.on_final_response(r) {
+            Some(p) => self.front(conn, client, &p, Answer::Response(r.status), r.first.at),
+            None if !ex.wait_for_request(at.ack_off) => self.stats.responses_without_request += 1,
+            None => {}
         }
     }
 
@@ -291,11 +356,9 @@ impl Detector {
         let conn = &end.conn;
         let server_addr = conn.addrs[server];
         let pair = (conn.addrs[client].ip(), server_addr);
-        let idle_close = self
-            .endpoints
-            .entry(server_addr)
-            .or_insert_with(|| EndpointTally::new(server_addr))
-            .add_connection(conn.id, ex, &end.closes, client);
+        let idle_close =
+            self.endpoint(server_addr)
+                .add_connection(conn.id, ex, &end.closes, client);
         if let Some(idle) = idle_close {
             self.idle_closes.entry(pair).or_default().add(idle);
         }
@@ -303,7 +366,8 @@ impl Detector {
             return self.tick(now);
         }
         let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
-        for req in &ex.pending {
+        let pending = std::mem::take(&mut ex.pending);
+        for req in &pending {
             if ex.server_desync
                 && req
                     .ack_off
@@ -317,20 +381,30 @@ impl Detector {
             }
             let verdict = h2::goaway_verdict(req, ex.h2.as_deref())
                 .unwrap_or_else(|| verdict::decide(req, &closes, client));
-            self.judge(conn, client, req, &verdict, Some((end, by_signal)));
+            self.judge(
+                conn,
+                client,
+                req,
+                &verdict,
+                &ex.trace,
+                Some((end, by_signal)),
+            );
         }
+        ex.pending = pending;
         self.tick(now);
     }
 
     /// Give `req` of connection `conn` its finding for `verdict`, to wait for its outcome.
-    /// `end`: the connection's end, and whether a TLS alert stood for the server's FIN (none: the
-    /// connection goes on, as for a refused HTTP/2 stream).
+    /// `trace`: the connection's last segments, for the ladder diagram; `end`: the connection's
+    /// end, and whether a TLS alert stood for the server's FIN (none: the connection goes on, as
+    /// for a refused HTTP/2 stream).
     fn judge(
         &mut self,
         conn: &ConnMeta,
         client: Dir,
         req: &PendingRequest,
         verdict: &Verdict,
+        trace: &Trace,
         end: Option<(&ConnEnd, bool)>,
     ) {
         let server = client.other();
@@ -354,10 +428,15 @@ impl Detector {
             }
             None => self.open.open(conn.id, client),
         }
+        if !trace.is_empty() {
+            finding.ladder = Some(trace.ladder(client, rel, &conn.handshake));
+        }
+        if let Some(c) = verdict.peer_close() {
+            self.front(conn, client, req, Answer::Closed, c.event().at);
+        }
         self.awaiting.insert(
             (conn.id, req.index),
             Awaiting {
-                server: server_addr,
                 finding,
                 idle_reset,
             },
@@ -426,6 +505,10 @@ impl Detector {
             retry: None,
             retry_candidates: None,
             evidence: evidence::describe(verdict, req, rel, server_rst.as_ref(), idle),
+            client_effect: None,
+            ladder: None,
+            flagged_frames: None,
+            idle_race: false,
         }
     }
 
@@ -467,13 +550,7 @@ impl Detector {
                 f.retry_candidates = Some(candidates);
             }
         }
-        if f.kind.is_finding() {
-            // a refused stream is decided while its connection goes on
-            self.endpoints
-                .entry(a.server)
-                .or_insert_with(|| EndpointTally::new(a.server))
-                .add_finding(&f, a.idle_reset);
-        }
+        f.idle_race = a.idle_reset;
         // held while its connection goes on
         self.ready.extend(self.open.hold(f));
     }

@@ -86,6 +86,7 @@ fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
         stream: None,
+        server: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
 }
@@ -321,7 +322,8 @@ fn idle_closes_and_recommendation() {
     let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
-    let (eps, _) = merge_endpoints(vec![d.finish()]);
+    let tallies = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], &d.take_ready());
     assert_eq!(eps.len(), 1);
     let e = &eps[0];
     assert_eq!(e.connections, 4);
@@ -685,6 +687,7 @@ fn h2_response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, stream: u32, 
         closes_connection: false,
         keep_alive: None,
         stream: Some(stream),
+        server: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
     d.on_message(c, ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
@@ -883,7 +886,7 @@ fn goaways_by_cause_per_endpoint() {
     h2_response(&mut d, &c, &mut ex, 1, close(at(901, 50.01), 9, Some(64)));
     goaway(&mut d, &c, &mut ex, close(at(902, 52.01), 60, Some(64)), 1);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(53.0));
-    let (eps, _) = merge_endpoints(vec![d.finish()]);
+    let (eps, _) = merge_endpoints(vec![d.finish()], &[]);
     let g = eps[0].goaways.as_ref().unwrap();
     assert_eq!(g.count, 4);
     assert_eq!(g.requests_per_connection, Some(2));

@@ -9,6 +9,7 @@ use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::{Decoded, Decoder};
+use crate::detect::client_leg::{ClientLegs, SharedLegs};
 use crate::detect::{Detector, Exchanges};
 use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
 use crate::report::schema::{Finding, Report};
@@ -16,6 +17,13 @@ use crate::time::Timestamp;
 
 /// Seconds of capture time between ticks (verdicts waiting for time become final).
 pub(crate) const TICK_S: f64 = 0.1;
+
+/// Seconds of capture time after a request by which a verdict on it is usually final: its
+/// connection finished (the close's linger), the retry window passed, and the competitors
+/// settled.
+pub(crate) fn final_after(cfg: &Config) -> f64 {
+    cfg.detect.retry_window + 2.0 * (cfg.table.close_linger + 2.0 * TICK_S)
+}
 
 /// The later stages' state of one connection.
 #[derive(Default)]
@@ -39,10 +47,36 @@ pub struct Analyzer {
     inputs: Vec<String>,
     /// Counters, warnings and final verdicts so far (the rest of it is filled at the end).
     result: ShardResult,
+    /// The client-leg links, shared with the other shards, and this shard's number there.
+    legs: SharedLegs,
+    shard: usize,
+    /// Which connection each packet belonged to, and the connections finished (for the
+    /// flight recorder).
+    conns: ConnLog,
+}
+
+/// The connection of the last packet and the connections finished since the last call, when
+/// kept ([`Analyzer::log_connections`]).
+#[derive(Debug, Default)]
+struct ConnLog {
+    enabled: bool,
+    last: Option<u64>,
+    ended: Vec<u64>,
 }
 
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
+        let legs = ClientLegs::shared(1, inputs.clone(), final_after(&cfg));
+        Analyzer::shard(cfg, inputs, legs, 0)
+    }
+
+    /// The analyzer of shard `shard` of an analysis whose shards share `legs`.
+    pub(crate) fn shard(
+        cfg: Config,
+        inputs: Vec<String>,
+        legs: SharedLegs,
+        shard: usize,
+    ) -> Analyzer {
         Analyzer {
             decoder: cfg.decoder(),
             front: None,
@@ -58,8 +92,27 @@ impl Analyzer {
             last_tick: Timestamp::default(),
             inputs: inputs.clone(),
             result: ShardResult::new(inputs),
+            legs,
+            shard,
+            conns: ConnLog::default(),
             config: cfg,
         }
+    }
+
+    /// Keep the connection of each packet and the connections finished (the table must trace
+    /// segments: [`crate::flow::TableConfig::trace_segments`]).
+    pub(crate) fn log_connections(&mut self) {
+        self.conns.enabled = true;
+    }
+
+    /// The connection the last packet belonged to (when logged), cleared by the call.
+    pub(crate) fn take_last_connection(&mut self) -> Option<u64> {
+        self.conns.last.take()
+    }
+
+    /// The connections finished since the last call (when logged).
+    pub(crate) fn take_ended(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.conns.ended)
     }
 
     /// Count a packet that was not analysed (filtered out, or not decodable).
@@ -147,6 +200,7 @@ impl Analyzer {
     ) -> Option<Warning> {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
+        self.detector.set_now(self.now);
         match decoded {
             &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
@@ -176,6 +230,7 @@ impl Analyzer {
                     detector: &mut self.detector,
                     scratch: &mut self.scratch,
                     now: self.now,
+                    conns: &mut self.conns,
                 };
                 self.table.process(seg, at, sighting, &mut downstream);
                 None
@@ -187,6 +242,7 @@ impl Analyzer {
     /// closed connections are finished and verdicts whose retry window closed become final.
     pub fn tick(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
+        self.detector.set_now(self.now);
         self.last_tick = self.now;
         if let Some(front) = &mut self.front {
             front.tick(self.now);
@@ -195,14 +251,35 @@ impl Analyzer {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
             now: self.now,
+            conns: &mut self.conns,
         };
         self.table.expire(self.now, &mut downstream);
         self.detector.tick(self.now);
-        self.collect();
+        self.collect(true);
     }
 
-    fn collect(&mut self) {
-        for f in self.detector.take_ready() {
+    /// Hand the final verdicts and the answered requests to the client-leg links; take the
+    /// verdicts they decided. `progress`: every packet up to `now` has been analysed.
+    fn collect(&mut self, progress: bool) {
+        let ready = self.detector.take_ready();
+        let fronts = self.detector.take_fronts();
+        let Ok(mut legs) = self.legs.lock() else {
+            return;
+        };
+        legs.add_fronts(fronts);
+        // at the end of the input, after the last progress reported
+        let at = if progress {
+            self.now
+        } else {
+            Timestamp::from_nanos(self.now.0 + 1)
+        };
+        for f in ready {
+            legs.add_final(self.shard, f, at);
+        }
+        if progress {
+            legs.progress(self.shard, self.now);
+        }
+        for f in legs.take_decided(Some(self.shard)) {
             self.result.add_verdict(f);
         }
     }
@@ -233,10 +310,12 @@ impl Analyzer {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
             now: self.now,
+            conns: &mut self.conns,
         };
         self.table.drain(&mut downstream);
         self.result.endpoints = self.detector.finish();
-        self.collect();
+        self.collect(false);
+        self.result.legs = Some(self.legs.clone());
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
         self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
@@ -251,13 +330,27 @@ struct Downstream<'a> {
     detector: &'a mut Detector,
     scratch: &'a mut Scratch,
     now: Timestamp,
+    conns: &'a mut ConnLog,
 }
 
 impl FlowHandler<ConnAnalysis> for Downstream<'_> {
     fn on_event(&mut self, conn: &ConnMeta, st: &mut ConnAnalysis, ev: FlowEvent<'_>) {
-        if let FlowEvent::Retransmit { dir, off, len, .. } = ev {
-            st.exchanges.on_retransmit(dir, off, len);
-            return;
+        match ev {
+            FlowEvent::Retransmit { dir, off, len, .. } => {
+                st.exchanges.on_retransmit(dir, off, len);
+                return;
+            }
+            FlowEvent::Segment {
+                dir,
+                flags,
+                len,
+                meta,
+            } => {
+                self.conns.last = Some(conn.id);
+                st.exchanges.on_segment(dir, flags, len, meta);
+                return;
+            }
+            _ => {}
         }
         let ConnAnalysis { app, exchanges } = st;
         let detector = &mut *self.detector;
@@ -267,8 +360,15 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
         });
     }
 
+    fn on_duplicate(&mut self, conn: u64) {
+        self.conns.last = Some(conn);
+    }
+
     fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
         self.detector.finish_conn(&end, &mut st.exchanges, self.now);
+        if self.conns.enabled {
+            self.conns.ended.push(end.conn.id);
+        }
     }
 }
 

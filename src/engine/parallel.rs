@@ -27,6 +27,7 @@ use super::front::Front;
 use super::result::ShardResult;
 use crate::capture::{PacketRef, StoredPacket, Warning};
 use crate::decode::{Decoded, Decoder};
+use crate::detect::client_leg::SharedLegs;
 use crate::flow::Sighting;
 use crate::flow::copies::Moved;
 use crate::report::WarningPrinter;
@@ -100,8 +101,7 @@ struct Shard {
 
 impl Shard {
     fn start(
-        config: Config,
-        inputs: Vec<String>,
+        analyzer: Analyzer,
         printer: Arc<Mutex<WarningPrinter>>,
         n: usize,
     ) -> Result<Shard, String> {
@@ -109,7 +109,7 @@ impl Shard {
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
         let thread = std::thread::Builder::new()
             .name(format!("tcprace-shard{n}"))
-            .spawn(move || run_shard(Analyzer::new(config, inputs), full_rx, free_tx, &printer))
+            .spawn(move || run_shard(analyzer, full_rx, free_tx, &printer))
             .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
         Ok(Shard {
             batch: Batch::new(),
@@ -284,16 +284,13 @@ impl Shards {
         count: usize,
         config: &Config,
         inputs: &[String],
+        legs: &SharedLegs,
         printer: &Arc<Mutex<WarningPrinter>>,
     ) -> Result<Shards, String> {
         let mut others = Vec::with_capacity(count.saturating_sub(1));
         for n in 1..count.max(1) {
-            others.push(Shard::start(
-                config.clone(),
-                inputs.to_vec(),
-                printer.clone(),
-                n,
-            )?);
+            let a = Analyzer::shard(config.clone(), inputs.to_vec(), legs.clone(), n);
+            others.push(Shard::start(a, printer.clone(), n)?);
         }
         Ok(Shards {
             front: Front::new(config),

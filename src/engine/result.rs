@@ -3,6 +3,7 @@
 use crate::app::h2::H2Stats;
 use crate::app::tls::TlsStats;
 use crate::capture::Warning;
+use crate::detect::client_leg::SharedLegs;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
 use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
@@ -37,6 +38,9 @@ pub struct ShardResult {
     pub(super) endpoints: Vec<EndpointTally>,
     pub(super) flow: FlowStats,
     pub(super) detect: DetectStats,
+    /// The client-leg links the shards share (findings still waiting there are final at the
+    /// merge).
+    pub(super) legs: Option<SharedLegs>,
     pub(super) tls: TlsStats,
     pub(super) h2: H2Stats,
 }
@@ -132,9 +136,19 @@ impl ShardResult {
 pub fn merge(shards: Vec<ShardResult>) -> Report {
     let mut all = ShardResult::default();
     let mut endpoints = Vec::with_capacity(shards.len());
+    let mut legs = None;
     for mut p in shards {
         endpoints.push(std::mem::take(&mut p.endpoints));
+        legs = legs.or(p.legs.take());
         all.absorb(p);
+    }
+    if let Some(legs) = legs
+        && let Ok(mut l) = legs.lock()
+    {
+        l.finish();
+        for f in l.take_decided(None) {
+            all.add_verdict(f);
+        }
     }
     all.sort_findings();
     // each shard kept its first warnings: the first of all are among them
@@ -145,7 +159,7 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    let (endpoints, recommendations) = merge_endpoints(endpoints);
+    let (endpoints, recommendations) = merge_endpoints(endpoints, &all.findings);
     build_report(all, endpoints, recommendations, warnings)
 }
 
@@ -173,6 +187,8 @@ fn build_report(
         http2: p.h2,
         warnings,
         capture: None,
+        provenance: None,
+        flagged: None,
     }
 }
 

@@ -3,10 +3,12 @@
 //! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
 
 use super::Config;
-use super::analyzer::{Analyzer, TICK_S};
+use super::analyzer::{Analyzer, TICK_S, final_after};
 use super::parallel::{Shards, print};
+use super::recorder::{FlightRecorder, RecorderConfig};
 use super::result::merge;
 use crate::capture::{Next, PacketSource};
+use crate::detect::client_leg::ClientLegs;
 use crate::report::schema::Report;
 use crate::report::{Renderer, WarningPrinter};
 use crate::time::Timestamp;
@@ -23,6 +25,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Print at most this many warnings on stderr (all are counted in the report).
     pub max_warnings: u64,
+    /// Write the packets of the connections with findings to a pcap file (the flight
+    /// recorder; the analysis then runs on one thread).
+    pub record: Option<RecorderConfig>,
 }
 
 /// Packets between progress reports.
@@ -94,21 +99,29 @@ pub fn run(
     hooks: &mut dyn RunHooks,
 ) -> Result<Report, RunError> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
-    // streamed findings come in verdict order: one analyzer sees everything
-    let shards = if renderer.streams() {
+    // streamed findings come in verdict order, and the recorder keeps the input's order: one
+    // analyzer sees everything
+    let shards = if renderer.streams() || opts.record.is_some() {
         1
     } else {
         opts.threads.max(1)
     };
     // --max-connections bounds the whole process: each shard gets its part
     let mut config = opts.config.clone();
+    let mut recorder = opts.record.clone().map(FlightRecorder::new);
+    config.table.trace_segments |= recorder.is_some();
     config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
     let inputs = source.inputs().to_vec();
     renderer
         .begin(&inputs)
         .map_err(|e| RunError::output(e, false))?;
-    let mut main = Analyzer::new(config.clone(), inputs.clone());
-    let mut others = Shards::start(shards, &config, &inputs, &printer)?;
+    let legs = ClientLegs::shared(shards, inputs.clone(), final_after(&config));
+    let mut main = Analyzer::shard(config.clone(), inputs.clone(), legs.clone(), 0);
+    let mut others = Shards::start(shards, &config, &inputs, &legs, &printer)?;
+    if recorder.is_some() {
+        main.log_connections();
+    }
+    let mut kept = 0usize;
     let mut ordinal = 0u64;
     let mut now = Timestamp::default();
     let mut last_tick = Timestamp::default();
@@ -149,6 +162,9 @@ pub fn run(
                 ordinal += 1;
                 now = now.max(pkt.ts);
                 others.dispatch(&mut main, pkt, ordinal, now, &printer);
+                if let Some(rec) = recorder.as_mut() {
+                    rec.packet(main.take_last_connection(), ordinal, &pkt);
+                }
                 if now.secs_since(last_tick) >= TICK_S {
                     last_tick = now;
                     main.tick(now);
@@ -158,6 +174,9 @@ pub fn run(
                     hooks.progress(source.progress().0);
                 }
             }
+        }
+        if let Some(rec) = recorder.as_mut() {
+            feed_recorder(rec, &mut main, &mut kept, now, last_tick == now);
         }
         if main.finding_count() > streamed {
             for f in main.findings_since(streamed) {
@@ -175,7 +194,72 @@ pub fn run(
     if let Ok(p) = printer.lock() {
         p.done();
     }
-    Ok(merge(results))
+    let mut report = merge(results);
+    if let Some(mut rec) = recorder {
+        for f in &report.findings {
+            keep_finding(&mut rec, f);
+        }
+        let (file, frames) = rec.finish()?;
+        annotate_flagged(&mut report, &frames);
+        report.flagged = Some(file);
+    }
+    Ok(report)
+}
+
+/// Tell the recorder what ended and what to keep since the last call; on a tick, let it
+/// write and drop.
+fn feed_recorder(
+    rec: &mut FlightRecorder,
+    main: &mut Analyzer,
+    kept: &mut usize,
+    now: Timestamp,
+    ticked: bool,
+) {
+    for c in main.take_ended() {
+        rec.ended(c, now);
+    }
+    for f in main.findings_since(*kept) {
+        keep_finding(rec, f);
+    }
+    *kept = main.finding_count();
+    if ticked {
+        rec.tick(now);
+    }
+}
+
+/// The connections a finding's packets are on: its own, its retry's, its client leg's.
+fn keep_finding(rec: &mut FlightRecorder, f: &crate::report::schema::Finding) {
+    rec.keep(f.connection.id);
+    if let Some(r) = &f.retry {
+        rec.keep(r.connection);
+    }
+    if let Some(e) = &f.client_effect {
+        rec.keep(e.connection);
+    }
+}
+
+/// Name each finding's frames in the flagged file.
+fn annotate_flagged(report: &mut Report, frames: &super::recorder::FrameMap) {
+    let inputs = report.inputs.clone();
+    let at = |file: &str, frame: u64| {
+        let input = inputs.iter().position(|i| i == file)? as u32;
+        frames.get(&(input, frame)).copied()
+    };
+    for f in &mut report.findings {
+        let file = f.request.file.clone();
+        f.flagged_frames = Some(crate::report::schema::FlaggedFrames {
+            request: at(&file, f.request.frame),
+            peer_close: f.peer_close.as_ref().and_then(|c| at(&c.file, c.frame)),
+            rst: f.rst.as_ref().and_then(|c| at(&c.file, c.frame)),
+            retry: f.retry.as_ref().and_then(|c| at(&c.file, c.frame)),
+            client_effect: f.client_effect.as_ref().and_then(|c| at(&c.file, c.frame)),
+        });
+        if let Some(l) = &mut f.ladder {
+            for s in &mut l.segments {
+                s.flagged_frame = at(&file, s.frame);
+            }
+        }
+    }
 }
 
 /// The TLS key log's lines that did not parse: the first warnings.

@@ -40,6 +40,8 @@ pub(super) struct TcpConn {
     /// When the capture saw the handshake's segments.
     pub times: HandshakeTimes,
     pub last_ts: Timestamp,
+    /// Emit a [`FlowEvent::Segment`] for every segment.
+    pub trace: bool,
     /// The tunnel of the first encapsulated segment, and its direction.
     pub tunnel: Option<(Dir, Tunnel)>,
     /// The other address pair, when the connection was captured on both sides of a NAT.
@@ -57,6 +59,7 @@ impl TcpConn {
             refused: false,
             times: HandshakeTimes::default(),
             last_ts: at.ts,
+            trace: false,
             tunnel: None,
             twin: None,
         }
@@ -159,6 +162,14 @@ impl TcpConn {
         let meta = self.note_segment(d, seg, at);
         let conn = self.meta();
         let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
+        if self.trace {
+            emit(FlowEvent::Segment {
+                dir: d,
+                flags: seg.flags.0,
+                len: seg.payload_len,
+                meta,
+            });
+        }
         if let Some(a) = meta.ack_off {
             let sender = &mut self.dirs[d];
             if sender.highest_ack.is_none_or(|h| a > h) {

@@ -65,6 +65,9 @@ pub struct TableConfig {
     pub close_linger: f64,
     /// At most this many connections tracked at once; the least recently active is finished.
     pub max_connections: usize,
+    /// Hand every segment to the handler as a [`FlowEvent::Segment`] (for the report's ladder
+    /// diagrams and the flight recorder).
+    pub trace_segments: bool,
 }
 
 impl Default for TableConfig {
@@ -73,6 +76,7 @@ impl Default for TableConfig {
             idle_timeout: 600.0,
             close_linger: 2.0,
             max_connections: 1_000_000,
+            trace_segments: false,
         }
     }
 }
@@ -99,6 +103,9 @@ pub trait FlowHandler<T> {
     /// The connection ended; every event it had (held bytes, gaps, FINs) was delivered first.
     /// The state is dropped afterwards.
     fn on_end(&mut self, end: super::ConnEnd, state: &mut T);
+    /// A copy of a segment already seen on connection `conn` (when segments are traced: the
+    /// flight recorder keeps the copies with their connection).
+    fn on_duplicate(&mut self, _conn: u64) {}
 }
 
 /// The connection table.
@@ -149,6 +156,9 @@ impl<T: Default> FlowTable<T> {
             self.stats.duplicate_segments += 1;
             if let Some(t) = self.conns.get_mut(&key) {
                 t.tcp.note_view(seg, sighting, &mut self.stats);
+                if t.tcp.trace {
+                    h.on_duplicate(t.tcp.id);
+                }
             }
             return;
         }
@@ -175,8 +185,10 @@ impl<T: Default> FlowTable<T> {
                 self.stats.connections += 1;
                 // the id is the ordinal of the connection's first packet: unique (a packet
                 // starts at most one connection) and the same however the input is split
+                let mut tcp = TcpConn::new(at.ordinal, seg.src, seg.dst, at);
+                tcp.trace = self.cfg.trace_segments;
                 let t = Box::new(Tracked {
-                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, at),
+                    tcp,
                     user: T::default(),
                     closing_since: None,
                 });

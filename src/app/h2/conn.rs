@@ -130,7 +130,7 @@ impl H2Conn {
             FlowEvent::Gap { dir, off, len, .. } => {
                 readers[dir].on_gap(off, len, &mut |f| st.on_framing(dir, f, stats, emit));
             }
-            FlowEvent::Eof { .. } | FlowEvent::Retransmit { .. } => {}
+            FlowEvent::Eof { .. } | FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => {}
         }
     }
 }
@@ -384,7 +384,8 @@ impl State {
             return;
         };
         if !open.answered {
-            let status = heads.and_then(|h| h.status).unwrap_or(0);
+            let (status, server) = heads.map_or((None, None), |h| (h.status, h.server));
+            let status = status.unwrap_or(0);
             let interim = (100..200).contains(&status);
             open.answered = !interim;
             emit(AppEvent::Response(Response {
@@ -396,6 +397,7 @@ impl State {
                 closes_connection: false,
                 keep_alive: None,
                 stream: Some(stream),
+                server,
             }));
         }
         if block.end_stream {

@@ -29,6 +29,8 @@ pub struct Heads {
     pub status: Option<u16>,
     pub content_length: Option<u64>,
     pub request_id: Option<RequestId>,
+    /// The `server` header (its first bytes), as HTTP/1.x keeps it.
+    pub server: Option<String>,
 }
 
 /// Why a direction's heads are no longer decoded.
@@ -119,6 +121,10 @@ impl Heads {
                 self.status = parse_decimal(&value).and_then(|s| u16::try_from(s).ok());
             }
             b"content-length" => self.content_length = parse_decimal(&value),
+            b"server" if self.server.is_none() => {
+                let v = &value[..value.len().min(crate::app::http1::MAX_SERVER_LEN)];
+                self.server = Some(String::from_utf8_lossy(v).into_owned());
+            }
             _ => {
                 if self.request_id.is_none()
                     && let Ok(name) = std::str::from_utf8(name)

@@ -158,6 +158,7 @@ impl HttpStream {
                     connection_close: h.connection_close,
                     keep_alive_timeout: h.keep_alive_timeout,
                     keep_alive: h.keep_alive,
+                    server: h.server,
                 }));
                 if status == 101 {
                     out.push(HttpEvent::Tunnel { offset: head_end });
@@ -231,6 +232,7 @@ struct Head {
     keep_alive_timeout: Option<u32>,
     framing: Framing,
     request_id: Option<RequestId>,
+    server: Option<String>,
 }
 
 #[derive(Debug)]
@@ -311,6 +313,7 @@ fn parse_with<'b>(
         keep_alive_timeout: facts.keep_alive_timeout,
         framing: facts.framing,
         request_id: facts.request_id,
+        server: facts.server,
     }))
 }
 
@@ -321,6 +324,8 @@ pub(super) struct Facts {
     pub(super) keep_alive_timeout: Option<u32>,
     framing: Framing,
     pub(super) request_id: Option<RequestId>,
+    /// The `Server` header (what software answered).
+    pub(super) server: Option<String>,
 }
 
 pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, String> {
@@ -333,6 +338,7 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
     let mut te_present = false;
     let mut chunked = false;
     let mut request_id: Option<RequestId> = None;
+    let mut server = None;
     for h in headers {
         let name = h.name;
         let value = h.value;
@@ -401,6 +407,13 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
             }
         } else if name.eq_ignore_ascii_case("host") && host.is_none() {
             host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
+        } else if name.eq_ignore_ascii_case("server") && server.is_none() {
+            let v = trim_ows(value);
+            let v = &v[..v.len().min(MAX_SERVER_LEN)];
+            server = Some(match std::str::from_utf8(v) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(v).into_owned(),
+            });
         }
     }
     let framing = if chunked {
@@ -420,8 +433,12 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
         keep_alive_timeout,
         framing,
         request_id,
+        server,
     })
 }
+
+/// Bytes of a `Server` header kept.
+pub(crate) const MAX_SERVER_LEN: usize = 64;
 
 /// The request identity a header carries, if it is one of [`IdHeader`]s with a usable value.
 pub(crate) fn request_id_of(name: &str, value: &[u8]) -> Option<RequestId> {

@@ -20,7 +20,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use head::{parse_decimal, request_id_of};
+pub(crate) use head::{MAX_SERVER_LEN, parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
 use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
@@ -72,6 +72,8 @@ pub struct ResponseHead {
     pub keep_alive_timeout: Option<u32>,
     /// Raw `Keep-Alive` header value, if any.
     pub keep_alive: Option<String>,
+    /// The `Server` header, if any.
+    pub server: Option<String>,
 }
 
 /// What the framing of one direction finds, with stream offsets.
@@ -145,7 +147,7 @@ impl Http1Conn {
                 }
                 *dir
             }
-            FlowEvent::Retransmit { .. } => return,
+            FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => return,
         };
         // in place: the events are large, moving them out of the buffer costs
         for ev in scratch.iter_mut() {
@@ -199,6 +201,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             closes_connection: h.connection_close || h.version == 0,
             keep_alive: h.keep_alive.take(),
             stream: None,
+            server: h.server.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
         HttpEvent::Desync { .. } => AppEvent::Desync { dir },

@@ -108,6 +108,7 @@ impl Flights {
             closes_connection: false,
             keep_alive: None,
             stream: None,
+            server: None,
         }));
     }
 

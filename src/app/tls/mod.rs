@@ -204,7 +204,7 @@ impl TlsConn {
                     inner.eof(dir, meta, &st.identity, &mut ctx.h2, out);
                 }
             }
-            FlowEvent::Retransmit { .. } => {}
+            FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => {}
         }
     }
 }
