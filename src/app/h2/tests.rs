@@ -560,3 +560,31 @@ fn per_connection_state_stays_small() {
     eprintln!("AppConn, Http1Conn, Exchanges: {sizes:?}");
     assert!(sizes.0 <= sizes.1 + 8, "{sizes:?}");
 }
+
+#[test]
+fn a_response_carries_its_server_header() {
+    let (mut ce, mut se) = (HeaderEncoder::default(), HeaderEncoder::default());
+    let mut h = H2Conn::new(&conn(), Start::PriorKnowledge);
+    let mut stats = H2Stats::default();
+    let mut f = Feed::new(conn());
+    f.seg(&mut h, &mut stats, C, &client_start(&mut ce));
+    let long = "x".repeat(100);
+    let mut answers = se.headers(1, &[(":status", "200"), ("server", &long)], true, 1);
+    answers.extend(se.response(3, 200, true));
+    f.seg(
+        &mut h,
+        &mut stats,
+        C,
+        &ce.request(3, "GET", "/b", "a", true),
+    );
+    f.seg(&mut h, &mut stats, S, &answers);
+    let servers: Vec<Option<String>> = (f.events.iter())
+        .filter_map(|(_, e)| match e {
+            AppEvent::Response(r) => Some(r.server.clone()),
+            _ => None,
+        })
+        .collect();
+    // kept to its first bytes, as HTTP/1.x keeps it; none without the header
+    let kept = long[..crate::app::http1::MAX_SERVER_LEN].to_string();
+    assert_eq!(servers, [Some(kept), None]);
+}
