@@ -52,3 +52,14 @@ pub mod report;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;
 pub mod time;
+
+/// Entry points for fuzzing (the cargo-fuzz targets in `fuzz/`): bytes in, never a panic.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The HTTP/2 analysis of a connection whose client sent `client` (from its preface on)
+    /// and whose server sent `server`, in segments of `segment` bytes; returns the number of
+    /// messages found.
+    pub fn h2(client: &[u8], server: &[u8], segment: usize) -> usize {
+        crate::app::h2::fuzz_one(client, server, segment)
+    }
+}

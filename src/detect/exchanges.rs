@@ -1,6 +1,7 @@
 //! The request/response exchanges of one connection: requests waiting for their response, and
 //! what the endpoint statistics need (idle times, keep-alive values).
 
+use super::h2::H2Exchanges;
 use super::ladder::{Trace, Traced};
 use super::retry::Attempt;
 use crate::app::{Identity, Response};
@@ -60,6 +61,8 @@ pub struct Exchanges {
     /// Responses seen before any request they could answer (the capture put the server's
     /// direction first): how many client bytes each one's segment acknowledged.
     early_responses: VecDeque<i64>,
+    /// HTTP/2: the server's GOAWAYs.
+    pub(super) h2: Option<Box<H2Exchanges>>,
     /// The connection's last segments (when the flow stage traces them).
     pub(super) trace: Trace,
 }
@@ -127,7 +130,22 @@ impl Exchanges {
         }
         self.in_response = true;
         self.last_response_close = r.closes_connection;
-        self.pending.pop_front()
+        match r.stream {
+            // HTTP/2: the request on the same stream
+            Some(s) => {
+                let i = self
+                    .pending
+                    .iter()
+                    .position(|p| p.identity.stream == Some(s))?;
+                self.pending.remove(i)
+            }
+            None => self.pending.pop_front(),
+        }
+    }
+
+    /// A final response began and has not ended.
+    pub(super) fn in_response(&self) -> bool {
+        self.in_response
     }
 
     /// A response with no request waiting: its request may come later in the capture, the

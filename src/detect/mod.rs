@@ -13,6 +13,8 @@ mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
+mod goaways;
+mod h2;
 mod histogram;
 mod ladder;
 mod recommend;
@@ -32,8 +34,10 @@ use crate::report::schema::{
 };
 use crate::time::Timestamp;
 use client_leg::{Answer, FrontExchange, front_key};
+use connection::OpenConnections;
 use evidence::{IdleRange, RelativeSeq};
 use exchanges::PendingRequest;
+use ladder::Trace;
 use retry::{Attempt, Decided, Failure, RetryMatcher};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -132,6 +136,8 @@ pub struct Detector {
     endpoints: FxHashMap<SocketAddr, EndpointTally>,
     /// The server's idle closes seen so far, per client address and server.
     idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
+    /// Connections with findings decided before their end.
+    open: OpenConnections,
     stats: DetectStats,
     observer: Option<std::sync::Arc<dyn DetectObserver>>,
     /// Requests with their answers since the last call to `take_fronts` (for the client leg).
@@ -151,6 +157,7 @@ impl Detector {
             ready: Vec::new(),
             endpoints: FxHashMap::default(),
             idle_closes: FxHashMap::default(),
+            open: OpenConnections::default(),
             stats: DetectStats::default(),
             observer: cfg.observer,
             fronts: Vec::new(),
@@ -242,9 +249,24 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
-            AppEvent::Closing { dir, close } if dir != client => {
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: None,
+            } if dir != client => {
                 ex.close_signal.get_or_insert(close);
             }
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: Some(g),
+            } if dir != client => h2::on_goaway(ex, conn, close, g),
+            AppEvent::StreamReset {
+                dir,
+                stream,
+                error,
+                reset,
+            } if dir != client => self.on_stream_reset(conn, ex, stream, error, reset),
             _ => {}
         }
     }
@@ -265,7 +287,9 @@ impl Detector {
             opened: conn.handshake.syn.filter(|_| index == 0),
             client: conn.addrs[r.dir].ip(),
             server: conn.addrs[r.dir.other()],
-            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
+            key: tls::retry_key(&r.identity)
+                .or_else(|| h2::retry_key(&r.identity, conn.id))
+                .unwrap_or_else(|| retry_key(&r.identity)),
             exact: r.identity.request_id.map(|id| retry::ExactId {
                 hash: id.hash,
                 label: id.header.name(),
@@ -336,6 +360,13 @@ impl Detector {
     /// A connection ended: give its unanswered requests their verdicts and add it to the
     /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
     pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
+        let id = end.conn.id;
+        let waiting = (self.awaiting.iter_mut())
+            .filter(|((conn, _), _)| *conn == id)
+            .map(|(_, a)| &mut a.finding);
+        if let Some(held) = self.open.end(end, waiting) {
+            self.ready.extend(held);
+        }
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
         };
@@ -355,13 +386,6 @@ impl Detector {
         if ex.pending.is_empty() {
             return self.tick(now);
         }
-        let rel = RelativeSeq {
-            client: i64::from(conn.from_syn[client]),
-            server: i64::from(conn.from_syn[server]),
-        };
-        let connection = connection::connection_info(end, client);
-        let capture_note =
-            connection::describe_capture(&connection, end.tunnel.as_ref().map(|(_, t)| t));
         let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         let pending = std::mem::take(&mut ex.pending);
         for req in &pending {
@@ -376,35 +400,72 @@ impl Detector {
                 self.stats.unframed_responses += 1;
                 continue;
             }
-            let verdict = verdict::decide(req, &closes, client);
-            let server_rst = closes.rst[server];
-            let idle = self.idle_closes.get(&pair);
-            let idle_reset = evidence::is_idle_reset(&verdict, req, idle);
-            let mut finding = self.finding(req, &verdict, server_rst, rel, &connection, idle);
-            if by_signal {
-                tls::close_by_alert(&mut finding, end.closes.fin[server]);
-            }
-            finding.evidence.push_str(&capture_note);
-            if !ex.trace.is_empty() {
-                finding.ladder = Some(ex.trace.ladder(client, rel, &conn.handshake));
-            }
-            if let Some(c) = verdict.peer_close() {
-                self.front(conn, client, req, Answer::Closed, c.event().at);
-            }
-            self.awaiting.insert(
-                (conn.id, req.index),
-                Awaiting {
-                    finding,
-                    idle_reset,
-                },
+            let verdict = h2::goaway_verdict(req, ex.h2.as_deref())
+                .unwrap_or_else(|| verdict::decide(req, &closes, client));
+            self.judge(
+                conn,
+                client,
+                req,
+                &verdict,
+                &ex.trace,
+                Some((end, by_signal)),
             );
-            self.retries.on_failure(Failure {
-                attempt: req.attempt.clone(),
-                close: verdict.peer_close().map(|c| c.event().at.ts),
-            });
         }
         ex.pending = pending;
         self.tick(now);
+    }
+
+    /// Give `req` of connection `conn` its finding for `verdict`, to wait for its outcome.
+    /// `trace`: the connection's last segments, for the ladder diagram; `end`: the connection's
+    /// end, and whether a TLS alert stood for the server's FIN (none: the connection goes on, as
+    /// for a refused HTTP/2 stream).
+    fn judge(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        req: &PendingRequest,
+        verdict: &Verdict,
+        trace: &Trace,
+        end: Option<(&ConnEnd, bool)>,
+    ) {
+        let server = client.other();
+        let server_addr = conn.addrs[server];
+        let pair = (conn.addrs[client].ip(), server_addr);
+        let rel = RelativeSeq {
+            client: i64::from(conn.from_syn[client]),
+            server: i64::from(conn.from_syn[server]),
+        };
+        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
+        let server_rst = end.and_then(|(e, _)| e.closes.rst[server]);
+        let idle = self.idle_closes.get(&pair);
+        let idle_reset = evidence::is_idle_reset(verdict, req, idle);
+        let mut finding = self.finding(req, verdict, server_rst, rel, &connection, idle);
+        match end {
+            Some((e, by_signal)) => {
+                if by_signal {
+                    tls::close_by_alert(&mut finding, e.closes.fin[server]);
+                }
+                connection::complete(&mut finding, e, client);
+            }
+            None => self.open.open(conn.id, client),
+        }
+        if !trace.is_empty() {
+            finding.ladder = Some(trace.ladder(client, rel, &conn.handshake));
+        }
+        if let Some(c) = verdict.peer_close() {
+            self.front(conn, client, req, Answer::Closed, c.event().at);
+        }
+        self.awaiting.insert(
+            (conn.id, req.index),
+            Awaiting {
+                finding,
+                idle_reset,
+            },
+        );
+        self.retries.on_failure(Failure {
+            attempt: req.attempt.clone(),
+            close: verdict.peer_close().map(|c| c.event().at.ts),
+        });
     }
 
     /// The finding (outcome lost until a retry is found) for a verdict.
@@ -418,7 +479,8 @@ impl Detector {
         idle: Option<&IdleRange>,
     ) -> Finding {
         let peer_close = verdict.peer_close();
-        let (method, target) = tls::request_name(&req.identity, req.index);
+        let (method, target) = h2::request_name(&req.identity)
+            .unwrap_or_else(|| tls::request_name(&req.identity, req.index));
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
@@ -434,6 +496,7 @@ impl Detector {
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
                 tls: req.identity.tls.as_deref().map(tls::request_info),
+                stream: req.identity.stream,
             },
             connection: connection.clone(),
             peer_close: peer_close.map(|p| {
@@ -446,6 +509,7 @@ impl Detector {
                     seq: c.seq.0,
                     ack: c.ack.map(|a| a.0),
                     acks_request: verdict::acks_request(&c, req),
+                    h2: h2::close_info(p),
                 }
             }),
             rst: server_rst.map(|r| RstInfo {
@@ -508,7 +572,8 @@ impl Detector {
             }
         }
         f.idle_race = a.idle_reset;
-        self.ready.push(f);
+        // held while its connection goes on
+        self.ready.extend(self.open.hold(f));
     }
 
     /// Verdicts that became final since the last call (for streaming output).
@@ -521,6 +586,7 @@ impl Detector {
     pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
         self.retries.finish();
         self.take_decided();
+        self.ready.extend(self.open.drain());
         self.endpoints.drain().map(|(_, e)| e).collect()
     }
 }

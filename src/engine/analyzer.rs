@@ -324,6 +324,8 @@ impl Analyzer {
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
         self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
+        self.result.h2 = std::mem::take(&mut self.scratch.h2);
+        self.result.h2.add(&self.scratch.tls.h2);
         self.result
     }
 }

@@ -1,5 +1,6 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
+use crate::app::h2::H2Stats;
 use crate::app::tls::TlsStats;
 use crate::capture::Warning;
 use crate::detect::client_leg::SharedLegs;
@@ -41,6 +42,7 @@ pub struct ShardResult {
     /// merge).
     pub(super) legs: Option<SharedLegs>,
     pub(super) tls: TlsStats,
+    pub(super) h2: H2Stats,
 }
 
 impl ShardResult {
@@ -109,6 +111,7 @@ impl ShardResult {
         self.flow.add(&p.flow);
         self.detect.add(&p.detect);
         self.tls.add(&p.tls);
+        self.h2.add(&p.h2);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
@@ -181,6 +184,7 @@ fn build_report(
         tcp: p.flow,
         http: p.detect,
         tls: p.tls,
+        http2: p.h2,
         warnings,
         capture: None,
         provenance: None,

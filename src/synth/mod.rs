@@ -27,6 +27,7 @@
 mod config;
 mod conv;
 mod encap;
+pub mod h2;
 mod pcap;
 mod segment;
 mod wire;
