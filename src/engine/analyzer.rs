@@ -140,6 +140,7 @@ impl Analyzer {
                     scratch: &mut self.scratch,
                     now: self.now,
                 };
+                self.table.advance(self.now);
                 self.table.process(&seg, at, &mut downstream);
                 None
             }

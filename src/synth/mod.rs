@@ -26,6 +26,7 @@
 
 mod config;
 mod conv;
+pub mod hostile;
 mod pcap;
 mod segment;
 mod wire;
