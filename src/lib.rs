@@ -20,11 +20,11 @@
 //! ```no_run
 //! use tcprace::capture::FileSource;
 //! use tcprace::engine::{Config, RunOptions, run};
-//! use tcprace::report::{Format, renderer};
+//! use tcprace::report::{Format, TableOptions, renderer};
 //!
 //! let mut source = FileSource::open(&["capture.pcap".to_string()]).unwrap();
 //! let opts = RunOptions { config: Config::default(), threads: 2, max_warnings: 20 };
-//! let mut out = renderer(Format::Json, std::io::stdout(), false);
+//! let mut out = renderer(Format::Json, std::io::stdout(), false, &TableOptions::default());
 //! let report = run(&mut source, &opts, out.as_mut(), &mut ()).unwrap();
 //! out.finish(&report).unwrap();
 //! std::process::exit(report.exit_code());

@@ -38,14 +38,19 @@ impl Timestamp {
         Timestamp(self.0.saturating_add((secs * 1e9).round() as i64))
     }
 
-    /// ISO 8601 UTC with microseconds, e.g. `2026-11-24T22:59:33.123456Z`.
-    pub fn to_iso8601(self) -> String {
+    /// The time in UTC formatted with `chrono`'s strftime `fmt` (e.g. `%H:%M:%S%.3f`).
+    pub fn format_utc(self, fmt: &str) -> String {
         let secs = self.0.div_euclid(1_000_000_000);
         let nanos = self.0.rem_euclid(1_000_000_000) as u32;
         match chrono::DateTime::from_timestamp(secs, nanos) {
-            Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            Some(dt) => dt.format(fmt).to_string(),
             None => format!("{:.6}", self.as_secs_f64()),
         }
+    }
+
+    /// ISO 8601 UTC with microseconds, e.g. `2026-11-24T22:59:33.123456Z`.
+    pub fn to_iso8601(self) -> String {
+        self.format_utc("%Y-%m-%dT%H:%M:%S%.6fZ")
     }
 }
 
@@ -58,6 +63,26 @@ impl fmt::Display for Timestamp {
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_iso8601())
+    }
+}
+
+/// In the JSON Schema: an RFC 3339 date-time in UTC with microseconds.
+impl schemars::JsonSchema for Timestamp {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{6}Z$",
+            "description": "UTC, ISO 8601 with microseconds, e.g. 2026-01-01T00:00:01.134000Z"
+        })
     }
 }
 

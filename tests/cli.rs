@@ -290,6 +290,22 @@ fn jsonl_has_one_line_per_finding_then_a_summary() {
     assert_eq!(lines[1]["record"], "finding");
     assert_eq!(lines[2]["record"], "summary");
     assert_eq!(lines[2]["summary"]["findings"], 2);
+    for l in &lines {
+        assert_eq!(l["schema_version"], 1, "{l}");
+    }
+    // addresses as text and as separate fields
+    let c = &lines[0]["connection"];
+    assert_eq!(
+        format!("{}:{}", c["client_ip"].as_str().unwrap(), c["client_port"]),
+        c["client"].as_str().unwrap()
+    );
+    assert_eq!(
+        format!("{}:{}", c["server_ip"].as_str().unwrap(), c["server_port"]),
+        c["server"].as_str().unwrap()
+    );
+    let e = &lines[2]["endpoints"][0];
+    assert_eq!(e["server_ip"], c["server_ip"]);
+    assert_eq!(e["server_port"], c["server_port"]);
 }
 
 #[test]

@@ -437,7 +437,19 @@ fn sigterm_stops_cleanly_with_the_full_report() {
 fn table_format_streams_one_row_per_finding() {
     let mut lab = lab_or_skip!("table");
     lab.start_server();
-    let t = lab.spawn(&[BIN, "-i", "lo", "-f", "tcp port 8080", "--duration", "7"]);
+    // tcpdump's form: the filter expression after the options; one line per finding
+    let t = lab.spawn(&[
+        BIN,
+        "-i",
+        "lo",
+        "--duration",
+        "7",
+        "--width",
+        "0",
+        "tcp",
+        "port",
+        "8080",
+    ]);
     let stdout = line_reader(lab.children[t].stdout.take().unwrap());
     let stderr = line_reader(lab.children[t].stderr.take().unwrap());
     wait_for_line(&stderr, "listening on lo", Duration::from_secs(10));
@@ -447,8 +459,17 @@ fn table_format_streams_one_row_per_finding() {
     let (at, first) = stdout
         .recv_timeout(Duration::from_secs(6))
         .expect("a streamed finding row before the end");
+    // the request's time in UTC, then the columns of the table
+    let time = first
+        .strip_prefix("finding #1 | time: ")
+        .and_then(|rest| rest.split(" UTC | ").next())
+        .unwrap_or_else(|| panic!("{first}"));
     assert!(
-        first.starts_with("finding #1 | kind: after_fin | outcome: lost | request: GET /second"),
+        time.len() == "2026-01-01 00:00:00.000".len() && time.as_bytes()[10] == b' ',
+        "{first}"
+    );
+    assert!(
+        first.contains(" UTC | kind: after_fin | outcome: lost | request: GET /second"),
         "{first}"
     );
     let status = wait_bounded(&mut lab.children[t], Duration::from_secs(20)).expect("exit");
@@ -497,6 +518,21 @@ fn count_stops_after_n_packets() {
     let mut text = String::new();
     BufReader::new(stdout).read_to_string(&mut text).unwrap();
     let v: Value = serde_json::from_str(&text).expect("JSON report");
+    // a live report (with its capture section) is valid against the committed schema
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/report.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&v)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(v["capture"]["stopped_by"], "count");
     assert_eq!(v["capture"]["captured"], 3);
     assert_eq!(v["summary"]["packets"], 3);

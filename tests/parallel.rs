@@ -44,7 +44,7 @@ fn sharded(files: &[String], shards: usize) -> Result<Report, String> {
         max_warnings: 0,
     };
     let mut renderer = JsonRenderer::new(std::io::sink());
-    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ())
+    tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())
 }
 
 fn json(r: &Report) -> String {

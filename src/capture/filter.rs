@@ -75,13 +75,41 @@ impl Filter {
 }
 
 /// A packet source whose packets pass a [`Filter`] (in user space: for files; a live capture
-/// sets its filter on the handle).
+/// sets its filter on the handle). A filter that matched none of the packets is a warning at
+/// the end.
 pub struct Filtered<S> {
     inner: S,
     names: Vec<String>,
     filter: Filter,
     /// Link types the filter does not apply to (warned once each).
     unsupported: HashSet<u32>,
+    tally: Tally,
+}
+
+/// Packets read and those that matched; whether the end was reported.
+#[derive(Default)]
+struct Tally {
+    seen: u64,
+    matched: u64,
+    ended: bool,
+}
+
+impl Tally {
+    /// At the end of the input: the warning when nothing matched, then the end.
+    fn end(&mut self, names: &[String], expr: &str) -> Next<'static> {
+        if self.ended || self.seen == 0 || self.matched > 0 {
+            return Next::End;
+        }
+        self.ended = true;
+        Next::Warning(Box::new(Warning {
+            file: names.join(", "),
+            frame: None,
+            message: format!(
+                "the filter \"{expr}\" matched none of the {} packets",
+                self.seen
+            ),
+        }))
+    }
 }
 
 impl<S: PacketSource> Filtered<S> {
@@ -91,18 +119,27 @@ impl<S: PacketSource> Filtered<S> {
             inner,
             filter,
             unsupported: HashSet::new(),
+            tally: Tally::default(),
         }
     }
 }
 
 impl<S: PacketSource> PacketSource for Filtered<S> {
     fn next(&mut self) -> Result<Next<'_>, InputError> {
+        if self.tally.ended {
+            return Ok(Next::End);
+        }
         let pkt = match self.inner.next()? {
             Next::Packet(p) => p,
+            Next::End => return Ok(self.tally.end(&self.names, self.filter.expr())),
             other => return Ok(other),
         };
+        self.tally.seen += 1;
         Ok(match self.filter.matches_ref(&pkt) {
-            Ok(true) => Next::Packet(pkt),
+            Ok(true) => {
+                self.tally.matched += 1;
+                Next::Packet(pkt)
+            }
             Ok(false) => Next::Skipped("filtered_out", None),
             Err(e) => {
                 let warning = self.unsupported.insert(pkt.linktype).then(|| {

@@ -122,7 +122,7 @@ impl Packet {
 }
 
 /// A problem with the input that does not stop the analysis.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Warning {
     pub file: String,
     pub frame: Option<u64>,

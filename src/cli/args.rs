@@ -1,224 +1,189 @@
-//! The command line's arguments (clap), validated once into a [`Command`]: nothing below the
-//! CLI sees a clap type.
+//! The command line's arguments (clap), as the user types them; `validate` turns them into a
+//! [`Command`](super::validate::Command). Options follow tcpdump where it has one (`-r`, `-i`,
+//! `-D`, `-c`, `-s`, `-p`, `-w`, `-n`, the filter expression after the options) and ripgrep
+//! for the output (`--color`, `--generate`).
 
-use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig};
-use crate::detect::DetectConfig;
-use crate::engine::live::LiveOptions;
-use crate::engine::{Config, RunOptions};
-use crate::flow::TableConfig;
-use crate::report::Format;
-use clap::Parser;
-use std::time::Duration;
+use super::help;
+use crate::capture::DEFAULT_SNAPLEN;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-/// Threads the analysis of files is split into (at most; one per core).
-const THREADS: usize = 2;
+const INPUT: &str = "Input";
+const LIVE: &str = "Live capture";
+const ANALYSIS: &str = "Analysis";
+const OUTPUT: &str = "Output";
 
 /// Finds HTTP keep-alive races in packet captures: requests sent on connections the peer had
 /// already closed (the cause of sporadic 502s behind reverse proxies).
 #[derive(Parser, Debug)]
-#[command(name = "tcprace", version, about, long_about = None)]
+#[command(
+    name = "tcprace",
+    version,
+    about,
+    long_about = None,
+    override_usage = help::USAGE,
+    after_help = help::AFTER_HELP,
+    after_long_help = help::after_long_help(),
+    allow_negative_numbers = true,
+    max_term_width = 100
+)]
 pub struct Args {
-    /// Capture files (pcap, pcapng, optionally gzip-compressed), read as one stream in order;
-    /// "-" reads standard input.
-    #[arg(value_name = "FILE", conflicts_with_all = ["interface", "list_interfaces"])]
-    pub files: Vec<String>,
+    /// Capture files (pcap, pcapng, gzip), read as one stream in the order given ("-":
+    /// standard input); then, as with tcpdump, an optional BPF filter expression: the words from
+    /// the first one that is not a file on (with -i, all the words).
+    #[arg(value_name = "FILE|EXPRESSION", help_heading = INPUT)]
+    pub words: Vec<String>,
 
-    /// Capture live on this interface ("any": all interfaces); findings are printed as their
-    /// verdicts become final. Needs root or CAP_NET_RAW.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interface: Option<String>,
+    /// Read this capture file ("-": standard input); repeatable, read in order before the FILE
+    /// words.
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "FILE",
+        help_heading = INPUT,
+        conflicts_with_all = ["interface", "list_interfaces"]
+    )]
+    pub read: Vec<String>,
 
-    /// List the interfaces live capture can use, and exit.
-    #[arg(short = 'D', long = "list-interfaces")]
-    pub list_interfaces: bool,
-
-    /// Live: snapshot length in bytes (payload beyond it is counted by length).
-    #[arg(long, short = 's', value_name = "N", default_value_t = DEFAULT_SNAPLEN)]
-    pub snaplen: u32,
-
-    /// Live: kernel capture buffer size in bytes [default: 33554432 (32 MiB); in immediate mode
-    /// each packet takes a slot of up to ~64 KiB].
-    #[arg(long, value_name = "BYTES")]
-    pub buffer_size: Option<u32>,
-
-    /// Live: do not put the interface into promiscuous mode.
-    #[arg(short = 'p', long = "no-promiscuous-mode")]
-    pub no_promisc: bool,
-
-    /// Live: also write every captured packet to this pcap file (re-analyse it later with
-    /// identical results).
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
-    pub write: Option<String>,
-
-    /// Live: print running totals (packets, connections, requests, findings, kernel drops) to
-    /// stderr every SECS seconds.
-    #[arg(long, value_name = "SECS")]
-    pub stats_every: Option<f64>,
-
-    /// Live: stop after SECS seconds (also stops on Ctrl-C and SIGTERM).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
-
-    /// Live: stop after N packets.
-    #[arg(short = 'c', long, value_name = "N")]
-    pub count: Option<u64>,
-
-    /// BPF filter expression (libpcap syntax): set on the live capture, applied to file packets
-    /// too.
-    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    /// BPF filter expression (libpcap syntax), as an alternative to the words after the files:
+    /// set on the live capture, applied to file packets too.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR", help_heading = INPUT)]
     pub filter: Option<String>,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
-    pub format: FormatArg,
+    /// Stop after N packets (that passed the filter), from files or live.
+    #[arg(short = 'c', long, value_name = "N", help_heading = INPUT)]
+    pub count: Option<u64>,
+
+    /// Accepted for tcpdump's habit (-n, -nn): addresses and ports are always shown as numbers.
+    #[arg(short = 'n', action = ArgAction::Count, help_heading = INPUT)]
+    pub numeric: u8,
+
+    /// Capture live on this interface, by name or by the number -D shows ("any": all
+    /// interfaces); findings are printed as their verdicts become final. Needs root or
+    /// CAP_NET_RAW.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", help_heading = LIVE)]
+    pub interface: Option<String>,
+
+    /// List the interfaces live capture can use, numbered for -i, and exit.
+    #[arg(short = 'D', long = "list-interfaces", help_heading = LIVE)]
+    pub list_interfaces: bool,
+
+    /// Snapshot length in bytes (payload beyond it is counted by length); 0: 262144.
+    #[arg(long, short = 's', value_name = "N", default_value_t = DEFAULT_SNAPLEN, help_heading = LIVE)]
+    pub snaplen: u32,
+
+    /// Kernel capture buffer size in bytes [default: 33554432 (32 MiB); in immediate mode
+    /// each packet takes a slot of up to ~64 KiB].
+    #[arg(long, value_name = "BYTES", help_heading = LIVE)]
+    pub buffer_size: Option<u32>,
+
+    /// Do not put the interface into promiscuous mode.
+    #[arg(short = 'p', long = "no-promiscuous-mode", help_heading = LIVE)]
+    pub no_promisc: bool,
+
+    /// Also write every captured packet to this pcap file (re-analyse it later with identical
+    /// results).
+    #[arg(short = 'w', long = "write", value_name = "FILE", help_heading = LIVE)]
+    pub write: Option<String>,
+
+    /// Print running totals (packets, connections, requests, findings, kernel drops) to stderr
+    /// every SECS seconds.
+    #[arg(long, value_name = "SECS", help_heading = LIVE)]
+    pub stats_every: Option<f64>,
+
+    /// Stop after SECS seconds (also stops on Ctrl-C and SIGTERM).
+    #[arg(long, value_name = "SECS", help_heading = LIVE)]
+    pub duration: Option<f64>,
 
     /// A request repeated on another connection to the same server within this many seconds
-    /// counts as a retry.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    /// counts as a retry (>= 0).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, help_heading = ANALYSIS)]
     pub retry_window: f64,
 
-    /// A connection silent this long is finished; a later packet starts a new one.
-    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    /// A connection silent this long is finished; a later packet starts a new one (> 0).
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, help_heading = ANALYSIS)]
     pub idle_timeout: f64,
 
     /// Track at most this many connections at once (the least recently active is finished).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, help_heading = ANALYSIS)]
     pub max_connections: usize,
 
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, help_heading = OUTPUT)]
+    pub format: FormatArg,
+
+    /// Table: also list the requests without response that are not findings (unanswered at the
+    /// end of the capture, client closed first).
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count, help_heading = OUTPUT)]
+    pub verbose: u8,
+
+    /// Table: fit N columns (0: no limit) [default: $COLUMNS, else the terminal's width, else
+    /// no limit]; below 120 the findings are blocks of lines instead of a table.
+    #[arg(long, value_name = "N", help_heading = OUTPUT)]
+    pub width: Option<usize>,
+
+    /// Table: when to use colours ("auto": on a terminal, unless NO_COLOR is set).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto, help_heading = OUTPUT)]
+    pub color: ColorArg,
+
+    /// Table: ASCII borders (the default when the locale is not UTF-8).
+    #[arg(long, help_heading = OUTPUT)]
+    pub ascii: bool,
+
     /// Print at most this many warnings on stderr (all are counted in the report).
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20, help_heading = OUTPUT)]
     pub max_warnings: u64,
 
-    /// No progress bar.
-    #[arg(long)]
+    /// No progress bar (it is shown on stderr, for files, when stderr is a terminal).
+    #[arg(long, help_heading = OUTPUT)]
     pub no_progress: bool,
+
+    /// Print a man page or a shell completion script to standard output, and exit.
+    #[arg(long, value_enum, value_name = "KIND", help_heading = OUTPUT)]
+    pub generate: Option<GenerateArg>,
 }
 
 /// Output formats, as the command line names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
+    /// Tables for people
     Table,
+    /// One JSON document (schema/report.schema.json)
     Json,
+    /// One JSON object per finding as it becomes final, then a summary object
     Jsonl,
 }
 
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Table => Format::Table,
-            FormatArg::Json => Format::Json,
-            FormatArg::Jsonl => Format::Jsonl,
-        }
-    }
+/// When to use colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
 }
 
-/// What to do, with validated settings.
-#[derive(Debug)]
-pub enum Command {
-    ListInterfaces,
-    Files(FilesRun),
-    Live(LiveOptions),
-}
-
-/// Analyse capture files.
-#[derive(Debug)]
-pub struct FilesRun {
-    pub files: Vec<String>,
-    pub filter: Option<String>,
-    pub format: Format,
-    pub run: RunOptions,
-    pub progress: bool,
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateArg {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+    CompletePowershell,
 }
 
 impl Args {
-    /// Check the arguments and make them a command.
-    pub fn validate(self) -> Result<Command, String> {
-        if self.list_interfaces {
-            return Ok(Command::ListInterfaces);
-        }
-        if self.interface.is_some() {
-            return self.live().map(Command::Live);
-        }
-        if let Some(flag) = self.live_only_flag() {
-            return Err(format!(
-                "{flag} applies to live capture only (use -i IFACE)"
-            ));
-        }
-        if self.files.is_empty() {
-            return Err(
-                "no capture file given (use - to read standard input, or -i IFACE to capture live)"
-                    .into(),
-            );
-        }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
-        Ok(Command::Files(FilesRun {
-            run: self.run_options(threads),
-            format: self.format.into(),
-            progress: !self.no_progress,
-            filter: self.filter,
-            files: self.files,
-        }))
+    /// The clap command (for parsing, the man page and completions).
+    pub fn command() -> clap::Command {
+        <Args as CommandFactory>::command()
     }
 
-    /// The first live-capture option given without `-i`.
-    fn live_only_flag(&self) -> Option<&'static str> {
-        [
-            (self.snaplen != DEFAULT_SNAPLEN, "-s/--snaplen"),
-            (self.buffer_size.is_some(), "--buffer-size"),
-            (self.no_promisc, "-p/--no-promiscuous-mode"),
-            (self.write.is_some(), "-w/--write"),
-            (self.stats_every.is_some(), "--stats-every"),
-            (self.duration.is_some(), "--duration"),
-            (self.count.is_some(), "-c/--count"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
-
-    fn run_options(&self, threads: usize) -> RunOptions {
-        RunOptions {
-            config: Config {
-                detect: DetectConfig {
-                    retry_window: self.retry_window,
-                },
-                table: TableConfig {
-                    idle_timeout: self.idle_timeout,
-                    max_connections: self.max_connections.max(1),
-                    ..TableConfig::default()
-                },
-            },
-            threads,
-            max_warnings: self.max_warnings,
-        }
-    }
-
-    fn live(self) -> Result<LiveOptions, String> {
-        let seconds = |name: &str, v: Option<f64>| match v {
-            Some(s) if !s.is_finite() || s < 0.0 => {
-                Err(format!("{name}: expected a number of seconds >= 0"))
-            }
-            _ => Ok(v.map(Duration::from_secs_f64)),
-        };
-        let stats_every = seconds("--stats-every", self.stats_every)?;
-        let duration = seconds("--duration", self.duration)?;
-        if self.write.as_deref() == Some("-") {
-            return Err("-w -: standard output carries the findings; give a file name".into());
-        }
-        let interface = self.interface.clone().unwrap_or_default();
-        Ok(LiveOptions {
-            capture: LiveConfig {
-                filter: self.filter.clone(),
-                snaplen: self.snaplen.max(1),
-                buffer_size: self.buffer_size.or(Some(DEFAULT_BUFFER_SIZE)),
-                promisc: !self.no_promisc,
-                write: self.write.clone(),
-                ..LiveConfig::new(&interface)
-            },
-            run: self.run_options(1),
-            format: self.format.into(),
-            stats_every: stats_every.filter(|s| !s.is_zero()),
-            duration,
-            count: self.count,
-        })
+    /// Parse the process's arguments; clap's error (with a better hint for unknown options)
+    /// or the arguments.
+    pub fn parse_env() -> Result<Args, clap::Error> {
+        let mut cmd = Args::command();
+        let parsed = cmd
+            .try_get_matches_from_mut(std::env::args_os())
+            .and_then(|m| Args::from_arg_matches(&m));
+        parsed.map_err(|e| help::better_hint(e).format(&mut cmd))
     }
 }

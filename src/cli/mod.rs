@@ -1,20 +1,28 @@
-//! The command line: parses and validates the arguments (`args`), opens the packet source,
-//! runs the engine's driver loop and renders the report. Exit codes: 0 no findings, 1 findings,
-//! 2 error.
+//! The command line: parses the arguments (`args`), validates them once into a command
+//! (`validate`), opens the packet source, runs the engine's driver loop and renders the report;
+//! `help` has the examples, the hints for unknown options and `--generate`. Exit codes: 0 no
+//! findings, 1 findings, 2 error. A closed output (`| head -1`) ends the run quietly, as with
+//! ripgrep.
 
 mod args;
+mod help;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 use crate::capture::{FileSource, Filter, Filtered, PacketSource};
-use crate::engine::{RunHooks, run};
-use crate::report::{io_err, renderer};
-use args::{Args, Command, FilesRun};
-use clap::Parser;
+use crate::engine::{Analyzer, RunError, RunHooks, run};
+use crate::report::renderer;
+use args::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
+use std::ops::ControlFlow;
+use validate::{Command, FilesRun, Terminal};
 
 /// Entry point of the binary; returns the exit code.
 pub fn main() -> i32 {
-    let args = match Args::try_parse() {
+    let args = match Args::parse_env() {
         Ok(a) => a,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -22,20 +30,30 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match args.validate().and_then(execute) {
-        Ok(code) => code,
-        Err(msg) => {
+    let result = args
+        .validate(&Terminal::detect())
+        .map_err(RunError::Failed)
+        .and_then(execute);
+    match result {
+        Ok(code) | Err(RunError::OutputClosed(code)) => code,
+        Err(RunError::Failed(msg)) => {
             eprintln!("tcprace: error: {msg}");
             2
         }
     }
 }
 
-fn execute(cmd: Command) -> Result<i32, String> {
+fn execute(cmd: Command) -> Result<i32, RunError> {
     match cmd {
         Command::ListInterfaces => list_interfaces(),
+        Command::Generate(kind) => {
+            help::generate(kind, &mut io::stdout().lock())
+                .map_err(|e| RunError::output(e, false))?;
+            Ok(0)
+        }
         Command::Files(f) => run_files(&f),
-        Command::Live(opts) => {
+        Command::Live(mut opts) => {
+            opts.capture.interface = interface_by_number(&opts.capture.interface)?;
             let stop = crate::engine::live::install_signal_handlers()?;
             crate::engine::live::run_live(&opts, &stop, io::BufWriter::new(io::stdout().lock()))
         }
@@ -54,38 +72,96 @@ fn progress_bar(total: Option<u64>, enabled: bool) -> ProgressBar {
     pb
 }
 
-/// A progress bar for reading files.
-struct Progress(ProgressBar);
+/// What a run over files adds to the loop: a progress bar, and `-c`.
+struct FileHooks {
+    bar: ProgressBar,
+    count: Option<u64>,
+}
 
-impl RunHooks for Progress {
+impl RunHooks for FileHooks {
+    fn before_read(
+        &mut self,
+        _source: &mut dyn PacketSource,
+        _analyzer: &Analyzer,
+        read: u64,
+    ) -> ControlFlow<()> {
+        if self.count.is_some_and(|n| read >= n) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
     fn progress(&mut self, done: u64) {
-        self.0.set_position(done);
+        self.bar.set_position(done);
     }
 }
 
-fn run_files(f: &FilesRun) -> Result<i32, String> {
-    let filter = f.filter.as_deref().map(Filter::new).transpose()?;
+fn run_files(f: &FilesRun) -> Result<i32, RunError> {
+    if let Some(note) = &f.filter_note {
+        eprintln!("tcprace: {note}");
+    }
+    let filter = f
+        .filter
+        .as_deref()
+        .map(Filter::new)
+        .transpose()
+        .map_err(|e| match &f.filter_note {
+            Some(note) => format!("{e} (the {note})"),
+            None => e,
+        })?;
     let files = FileSource::open(&f.files).map_err(|e| e.to_string())?;
     let mut source: Box<dyn PacketSource> = match filter {
         Some(filter) => Box::new(Filtered::new(files, filter)),
         None => Box::new(files),
     };
-    let mut progress = Progress(progress_bar(source.progress().1, f.progress));
-    let mut renderer = renderer(f.format, io::BufWriter::new(io::stdout().lock()), false);
-    let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut progress);
-    progress.0.finish_and_clear();
+    let mut hooks = FileHooks {
+        bar: progress_bar(source.progress().1, f.progress),
+        count: f.count,
+    };
+    let out = io::BufWriter::new(io::stdout().lock());
+    let mut renderer = renderer(f.format, out, false, &f.table);
+    let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut hooks);
+    hooks.bar.finish_and_clear();
     let report = report?;
-    renderer.finish(&report).map_err(io_err)?;
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    renderer
+        .finish(&report)
+        .map_err(|e| RunError::output(e, code == 1))?;
+    Ok(code)
 }
 
-fn list_interfaces() -> Result<i32, String> {
+/// `-i N`: the N-th interface `-D` lists, unless an interface has that name (as tcpdump).
+fn interface_by_number(name: &str) -> Result<String, String> {
+    let Ok(n) = name.parse::<usize>() else {
+        return Ok(name.to_string());
+    };
+    let list = crate::capture::list_interfaces()?;
+    if list.iter().any(|i| i.name == name) {
+        return Ok(name.to_string());
+    }
+    match n.checked_sub(1).and_then(|i| list.get(i)) {
+        Some(i) => Ok(i.name.clone()),
+        None => Err(format!(
+            "-i {n}: there is no interface {n}; tcprace -D lists {} interface(s)",
+            list.len()
+        )),
+    }
+}
+
+fn list_interfaces() -> Result<i32, RunError> {
     let list = crate::capture::list_interfaces()?;
     if list.is_empty() {
-        return Err("no interfaces to capture on (live capture needs root or CAP_NET_RAW)".into());
+        return Err(RunError::Failed(
+            "no interfaces to capture on (live capture needs root or CAP_NET_RAW)".into(),
+        ));
     }
-    for (i, d) in list.iter().enumerate() {
-        println!("{}.{d}", i + 1);
-    }
+    let mut out = io::stdout().lock();
+    let written: io::Result<()> = list
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, d)| writeln!(out, "{}.{d}", i + 1))
+        .and_then(|()| out.flush());
+    written.map_err(|e| RunError::output(e, false))?;
     Ok(0)
 }

@@ -77,9 +77,9 @@ impl IdleTally {
 }
 
 /// One server endpoint's statistics so far.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EndpointTally {
-    pub server: String,
+    pub server: SocketAddr,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -101,8 +101,18 @@ pub(crate) struct EndpointTally {
 impl EndpointTally {
     pub fn new(server: SocketAddr) -> EndpointTally {
         EndpointTally {
-            server: server.to_string(),
-            ..EndpointTally::default()
+            server,
+            connections: 0,
+            requests: 0,
+            responses: 0,
+            idle: IdleTally::default(),
+            max_reuse_idle: None,
+            keep_alive: BTreeSet::new(),
+            findings: 0,
+            by_kind: BTreeMap::new(),
+            race_idle_max: None,
+            by_outcome: BTreeMap::new(),
+            idle_resets: 0,
         }
     }
 
@@ -161,12 +171,16 @@ impl EndpointTally {
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
     }
 
-    /// The statistics as reported, with the median idle close and the recommendation.
-    fn into_stats(mut self) -> EndpointStats {
+    /// The statistics as reported, with the median idle close and the recommendation (its
+    /// sentences, one per kind of finding, also on their own).
+    fn into_stats(mut self) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let recommendation = recommend(&self, median);
-        EndpointStats {
-            server: self.server,
+        let advice = recommend(&self, median);
+        let recommendation = (!advice.is_empty()).then(|| advice.join(" "));
+        let stats = EndpointStats {
+            server: self.server.to_string(),
+            server_ip: self.server.ip().to_string(),
+            server_port: self.server.port(),
             connections: self.connections,
             requests: self.requests,
             responses: self.responses,
@@ -181,27 +195,36 @@ impl EndpointTally {
             findings: self.findings,
             by_kind: self.by_kind,
             recommendation,
-        }
+        };
+        (stats, advice)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
 /// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
-/// server address as text.
-pub(crate) fn merge_endpoints(shards: Vec<Vec<EndpointTally>>) -> Vec<EndpointStats> {
+/// server address as text; with every endpoint's recommendations, one per kind of finding.
+pub(crate) fn merge_endpoints(
+    shards: Vec<Vec<EndpointTally>>,
+) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
-        match by_server.get_mut(&ep.server) {
+        match by_server.get_mut(&ep.server.to_string()) {
             Some(m) => m.merge(ep),
             None => {
-                by_server.insert(ep.server.clone(), ep);
+                by_server.insert(ep.server.to_string(), ep);
             }
         }
     }
-    by_server
+    let mut recommendations = Vec::new();
+    let stats = by_server
         .into_values()
-        .map(EndpointTally::into_stats)
-        .collect()
+        .map(|ep| {
+            let (stats, advice) = ep.into_stats();
+            recommendations.extend(advice);
+            stats
+        })
+        .collect();
+    (stats, recommendations)
 }
 
 /// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
@@ -258,10 +281,7 @@ mod tests {
         idles: impl Iterator<Item = (u64, f64)>,
         ka: &[&str],
     ) -> EndpointTally {
-        let mut e = EndpointTally {
-            server: server.into(),
-            ..EndpointTally::default()
-        };
+        let mut e = EndpointTally::new(server.parse().unwrap());
         for (conn, v) in idles {
             e.connections += 1;
             e.idle.add(v, conn);
@@ -295,9 +315,9 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let merged = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats());
+        assert_eq!(merged[0], other.into_stats().0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();
@@ -321,8 +341,9 @@ mod tests {
         assert_eq!(m.by_kind.get("crossed_fin"), Some(&2));
         let rec = m.recommendation.as_deref().unwrap();
         let median = whole_median.unwrap();
-        assert!(rec.contains(&format!("about {median:.1} s")), "{rec}");
+        assert!(rec.contains(&format!("about {median:.2} s")), "{rec}");
         assert!(rec.contains("up to 4.50 s"), "{rec}");
+        assert_eq!(recs, [rec]);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use verdict::Verdict;
 
 /// Counters of the application and detect stages.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DetectStats {
     pub http_connections: u64,
     pub requests: u64,
@@ -270,11 +270,7 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = ConnectionInfo {
-            id: conn.id,
-            client: conn.addrs[client].to_string(),
-            server: server_addr.to_string(),
-        };
+        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
         for req in &ex.pending {
             if ex.server_desync
                 && req

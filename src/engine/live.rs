@@ -8,10 +8,10 @@
 //! same report as file mode, plus the capture's statistics (the kernel's drop counters).
 
 use super::analyzer::Analyzer;
-use super::run::{RunHooks, RunOptions, run};
+use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
 use crate::report::schema::CaptureInfo;
-use crate::report::{Format, io_err, renderer};
+use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct LiveOptions {
     pub capture: LiveConfig,
     pub run: RunOptions,
     pub format: Format,
+    /// How the table looks (`--format table`).
+    pub table: TableOptions,
     /// Print running totals to stderr this often.
     pub stats_every: Option<Duration>,
     /// Stop after this long.
@@ -123,6 +125,7 @@ impl RunHooks for LiveHooks<'_> {
         &mut self,
         source: &mut dyn PacketSource,
         analyzer: &Analyzer,
+        _read: u64,
     ) -> ControlFlow<()> {
         if let Some(why) = self.stop_reason(analyzer) {
             self.stopped_by = Some(why);
@@ -135,7 +138,7 @@ impl RunHooks for LiveHooks<'_> {
 
 /// Capture from the interface until `stop` is set (or duration/count), streaming findings to
 /// `out`; then print the report. Returns the exit code (0 no findings, 1 findings).
-pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, String> {
+pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Result<i32, RunError> {
     let cfg = &opts.capture;
     let mut src = LiveSource::open(cfg).map_err(|e| e.to_string())?;
     eprintln!(
@@ -162,7 +165,7 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         next_stats: opts.stats_every.map(|s| start + s),
         stopped_by: None,
     };
-    let mut renderer = renderer(opts.format, out, true);
+    let mut renderer = renderer(opts.format, out, true, &opts.table);
     let result = run(&mut src, &opts.run, renderer.as_mut(), &mut hooks);
     let kernel = src.kernel_stats().unwrap_or_default();
     let capture = CaptureInfo {
@@ -192,7 +195,13 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
     if let Some(n) = capture.drop_note() {
         eprintln!("tcprace: warning: {n}");
     }
+    if let (0, Some(f)) = (capture.captured, &cfg.filter) {
+        eprintln!("tcprace: warning: no packet matched the filter \"{f}\"");
+    }
     report.capture = Some(capture);
-    renderer.finish(&report).map_err(io_err)?;
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    renderer
+        .finish(&report)
+        .map_err(|e| RunError::output(e, code == 1))?;
+    Ok(code)
 }

@@ -17,7 +17,7 @@ mod run;
 pub use analyzer::Analyzer;
 pub use parallel::shard_of;
 pub use result::{ShardResult, WarningKey, merge};
-pub use run::{RunHooks, RunOptions, run};
+pub use run::{RunError, RunHooks, RunOptions, run};
 
 pub use crate::detect::DetectConfig;
 pub use crate::flow::TableConfig;

@@ -139,20 +139,18 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    build_report(all, merge_endpoints(endpoints), warnings)
+    let (endpoints, recommendations) = merge_endpoints(endpoints);
+    build_report(all, endpoints, recommendations, warnings)
 }
 
 /// The report from the merged results (findings sorted).
 fn build_report(
     p: ShardResult,
     endpoints: Vec<crate::report::schema::EndpointStats>,
+    recommendations: Vec<String>,
     warnings: Vec<Warning>,
 ) -> Report {
     let summary = summary(&p);
-    let recommendations = endpoints
-        .iter()
-        .filter_map(|e| e.recommendation.clone())
-        .collect();
     Report {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),

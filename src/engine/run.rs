@@ -8,8 +8,10 @@ use super::parallel::{Shards, print};
 use super::result::merge;
 use crate::capture::{Next, PacketSource};
 use crate::report::schema::Report;
-use crate::report::{Renderer, WarningPrinter, io_err};
+use crate::report::{Renderer, WarningPrinter};
 use crate::time::Timestamp;
+use std::fmt;
+use std::io;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
@@ -26,14 +28,52 @@ pub struct RunOptions {
 /// Packets between progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// Why a run ended without a report.
+#[derive(Debug)]
+pub enum RunError {
+    /// The input cannot be read, an analysis thread cannot start, the output cannot be written.
+    Failed(String),
+    /// The output was closed by its reader (`| head -1`): nothing more can be shown, so the run
+    /// ends quietly, with this exit code (1 when findings were known, as if written).
+    OutputClosed(i32),
+}
+
+impl RunError {
+    /// An error writing the output; `findings`: whether the output had findings to show.
+    pub fn output(e: io::Error, findings: bool) -> RunError {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            RunError::OutputClosed(i32::from(findings))
+        } else {
+            RunError::Failed(format!("writing output: {e}"))
+        }
+    }
+}
+
+impl From<String> for RunError {
+    fn from(msg: String) -> RunError {
+        RunError::Failed(msg)
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Failed(m) => f.write_str(m),
+            RunError::OutputClosed(_) => f.write_str("output closed"),
+        }
+    }
+}
+
 /// What a kind of run adds to the loop.
 pub trait RunHooks {
-    /// Before each read, with the analysis of the driver's own shard so far: `Break` ends the
-    /// run (a live capture's stop conditions).
+    /// Before each read, with the analysis of the driver's own shard so far and the number of
+    /// packets `read` from the source (past the filter) whichever shard analyses them: `Break`
+    /// ends the run (a live capture's stop conditions, `-c`).
     fn before_read(
         &mut self,
         _source: &mut dyn PacketSource,
         _analyzer: &Analyzer,
+        _read: u64,
     ) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
@@ -52,7 +92,7 @@ pub fn run(
     opts: &RunOptions,
     renderer: &mut dyn Renderer,
     hooks: &mut dyn RunHooks,
-) -> Result<Report, String> {
+) -> Result<Report, RunError> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
     // streamed findings come in verdict order: one analyzer sees everything
     let shards = if renderer.streams() {
@@ -64,6 +104,9 @@ pub fn run(
     let mut config = opts.config.clone();
     config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
     let inputs = source.inputs().to_vec();
+    renderer
+        .begin(&inputs)
+        .map_err(|e| RunError::output(e, false))?;
     let mut main = Analyzer::new(config.clone(), inputs.clone());
     let mut others = Shards::start(shards, &config, &inputs, &printer)?;
     let mut ordinal = 0u64;
@@ -73,7 +116,7 @@ pub fn run(
     let mut warning_seq = 0u64;
     let mut streamed = 0usize;
     let result = loop {
-        if hooks.before_read(source, &main).is_break() {
+        if hooks.before_read(source, &main, ordinal).is_break() {
             break Ok(());
         }
         let next = match source.next() {
@@ -118,7 +161,7 @@ pub fn run(
         if main.finding_count() > streamed {
             for f in main.findings_since(streamed) {
                 if let Err(e) = renderer.finding(f) {
-                    return Err(io_err(e));
+                    return Err(RunError::output(e, true));
                 }
             }
             streamed = main.finding_count();
@@ -127,7 +170,7 @@ pub fn run(
     // the shard threads end when their channels close, on errors too
     let mut results = vec![main.into_result(now)];
     results.extend(others.finish(now));
-    result?;
+    result.map_err(RunError::Failed)?;
     if let Ok(p) = printer.lock() {
         p.done();
     }

@@ -215,7 +215,7 @@ pub struct ConnEnd {
 }
 
 /// Counters of what the flow stage saw and did, summed over all connections.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct FlowStats {
     pub connections: u64,
     pub retransmitted_segments: u64,

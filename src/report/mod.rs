@@ -1,7 +1,8 @@
 //! Report stage: the result document ([`schema`]) and its renderings behind one interface
 //! ([`Renderer`]): a table for people, JSON for scripts and tickets, JSON Lines for streams.
 //! Renderers only read the report; streaming ones also get each finding as its verdict becomes
-//! final.
+//! final. The JSON Schemas of the output ([`json_schemas`], committed in `schema/`) are
+//! generated from the types of [`schema`].
 
 mod json;
 pub mod schema;
@@ -9,14 +10,14 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use json::{JsonLinesRenderer, JsonRenderer};
+pub use json::{JsonLinesRenderer, JsonRenderer, json_schemas};
 pub use schema::*;
-pub use table::TableRenderer;
+pub use table::{TableOptions, TableRenderer};
 
 use std::io::{self, Write};
 
 /// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Table,
     Json,
@@ -31,6 +32,11 @@ pub trait Renderer {
         false
     }
 
+    /// The start of the run, with the names of the inputs.
+    fn begin(&mut self, _inputs: &[String]) -> io::Result<()> {
+        Ok(())
+    }
+
     /// A finding whose verdict became final.
     fn finding(&mut self, _f: &Finding) -> io::Result<()> {
         Ok(())
@@ -41,10 +47,15 @@ pub trait Renderer {
 }
 
 /// The renderer of `format` writing to `out`. `live`: findings are also streamed as table lines
-/// (JSON Lines always streams them).
-pub fn renderer<'a, W: Write + 'a>(format: Format, out: W, live: bool) -> Box<dyn Renderer + 'a> {
+/// (JSON Lines always streams them); `table`: how the table looks.
+pub fn renderer<'a, W: Write + 'a>(
+    format: Format,
+    out: W,
+    live: bool,
+    table: &TableOptions,
+) -> Box<dyn Renderer + 'a> {
     match format {
-        Format::Table => Box::new(TableRenderer::new(out, live)),
+        Format::Table => Box::new(TableRenderer::new(out, live, table.clone())),
         Format::Json => Box::new(JsonRenderer::new(out)),
         Format::Jsonl => Box::new(JsonLinesRenderer::new(out)),
     }
@@ -76,14 +87,5 @@ impl WarningPrinter {
                 self.seen - self.max
             );
         }
-    }
-}
-
-/// The message for an error writing the output (a closed pipe is not worth more words).
-pub fn io_err(e: io::Error) -> String {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        "output closed".into()
-    } else {
-        format!("writing output: {e}")
     }
 }

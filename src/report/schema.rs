@@ -1,19 +1,23 @@
 //! The report: every type of the JSON document, in one place. The detect stage fills findings
 //! and endpoint statistics in these types; the engine assembles the [`Report`]; renderers only
-//! read it. Field order here is the order in the JSON output.
+//! read it. Field order here is the order in the JSON output. Each type derives its JSON Schema
+//! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
+//! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
 pub use crate::flow::FlowStats;
 use crate::time::Timestamp;
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 /// Version of the JSON document's schema; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The verdict on a request that got no response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     CrossedFin,
@@ -55,7 +59,7 @@ impl Kind {
 }
 
 /// Whether a lost request was sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Sent again on another connection to the same server (`retry` says where and how that
@@ -81,7 +85,7 @@ impl Outcome {
 }
 
 /// A request without a response, with its verdict and the evidence.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Finding {
     pub kind: Kind,
     pub outcome: Outcome,
@@ -104,7 +108,7 @@ pub struct Finding {
     pub evidence: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RequestInfo {
     pub method: String,
     pub target: String,
@@ -124,18 +128,39 @@ pub struct RequestInfo {
 }
 
 /// The connection of a finding, as the report names it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ConnectionInfo {
+    /// Position of the connection's first packet in the input.
     pub id: u64,
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub client: String,
     pub server: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub server_port: u16,
+}
+
+impl ConnectionInfo {
+    pub fn new(id: u64, client: SocketAddr, server: SocketAddr) -> ConnectionInfo {
+        ConnectionInfo {
+            id,
+            client: client.to_string(),
+            server: server.to_string(),
+            client_ip: client.ip().to_string(),
+            client_port: client.port(),
+            server_ip: server.ip().to_string(),
+            server_port: server.port(),
+        }
+    }
 }
 
 /// The server's FIN or RST that decided the verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct CloseInfo {
     /// "fin" or "rst".
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["fin", "rst"]))]
     pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
@@ -147,7 +172,7 @@ pub struct CloseInfo {
 }
 
 /// The server's RST that followed the request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RstInfo {
     pub file: String,
     pub frame: u64,
@@ -161,7 +186,7 @@ pub struct RstInfo {
 }
 
 /// The retry of a lost request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct RetryInfo {
     pub file: String,
     pub frame: u64,
@@ -179,9 +204,12 @@ pub struct RetryInfo {
 }
 
 /// Per server endpoint statistics.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct EndpointStats {
+    /// `"IP:port"` (`"[IPv6]:port"`).
     pub server: String,
+    pub server_ip: String,
+    pub server_port: u16,
     pub connections: u64,
     pub requests: u64,
     pub responses: u64,
@@ -196,7 +224,7 @@ pub struct EndpointStats {
 }
 
 /// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct IdleCloses {
     pub count: u64,
     pub min_s: Option<f64>,
@@ -205,7 +233,7 @@ pub struct IdleCloses {
     pub max_s: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
@@ -220,7 +248,7 @@ impl Tool {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Summary {
     pub packets: u64,
     /// Bytes on the wire (original lengths).
@@ -244,7 +272,7 @@ pub struct Summary {
 }
 
 /// A live capture: the interface, the kernel's counters and why it stopped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CaptureInfo {
     pub interface: String,
     /// libpcap's name of the link type, e.g. "EN10MB".
@@ -258,6 +286,7 @@ pub struct CaptureInfo {
     pub dropped: u64,
     pub if_dropped: u64,
     /// "signal", "duration" or "count".
+    #[schemars(extend("enum" = ["signal", "duration", "count"]))]
     pub stopped_by: &'static str,
     /// The `-w` file.
     pub written_to: Option<String>,
@@ -284,7 +313,7 @@ impl CaptureInfo {
 }
 
 /// The whole result of an analysis.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub tool: Tool,

@@ -23,6 +23,47 @@ fn drops_make_a_note() {
     assert!(n.contains("verdicts may be incomplete"), "{n}");
 }
 
+#[test]
+fn floats_are_written_rounded_to_microseconds() {
+    assert_eq!(json::round_micros(2.0020005000000003), 2.002001);
+    assert_eq!(json::round_micros(-0.008), -0.008);
+    assert_eq!(json::round_micros(-0.0000001).to_string(), "0");
+    assert_eq!(json::round_micros(1e300), 1e300);
+    let mut r = crate::engine::merge(Vec::new());
+    r.summary.duration_s = 2.0020005000000003;
+    for format in [Format::Json, Format::Jsonl] {
+        let mut out = Vec::new();
+        renderer(format, &mut out, false, &TableOptions::default())
+            .finish(&r)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\"duration_s\":") && text.contains("2.002001"),
+            "{text}"
+        );
+        assert!(!text.contains("2.0020005"), "{text}");
+    }
+}
+
+#[test]
+fn json_keeps_the_field_order_of_the_types() {
+    let r = crate::engine::merge(Vec::new());
+    let mut out = Vec::new();
+    renderer(Format::Json, &mut out, false, &TableOptions::default())
+        .finish(&r)
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+    assert!(
+        at("schema_version") < at("tool") && at("tool") < at("inputs"),
+        "{text}"
+    );
+    assert!(
+        at("summary") < at("findings") && at("findings") < at("endpoints"),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Snapshots of the table renderer (src/report/snapshots/, insta): reports built here, a live
 // capture's streamed lines, and the analysis of scenario captures.
@@ -79,11 +120,11 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
             ack: Some(1_000_000),
             retransmissions: 0,
         },
-        connection: ConnectionInfo {
-            id: u64::from(client_port),
-            client: format!("192.0.2.10:{client_port}"),
-            server: "198.51.100.20:8080".into(),
-        },
+        connection: ConnectionInfo::new(
+            u64::from(client_port),
+            format!("192.0.2.10:{client_port}").parse().unwrap(),
+            "198.51.100.20:8080".parse().unwrap(),
+        ),
         peer_close: None,
         rst: None,
         fin_to_request_s: None,
@@ -234,7 +275,7 @@ fn informational() -> Vec<Finding> {
 /// streams them.
 fn render(r: &Report, stream_lines: bool, streamed: &[Finding]) -> String {
     let mut out = Vec::new();
-    let mut t = TableRenderer::new(&mut out, stream_lines);
+    let mut t = TableRenderer::new(&mut out, stream_lines, TableOptions::default());
     for f in streamed {
         t.finding(f).unwrap();
     }
@@ -326,4 +367,101 @@ fn table_of_scenario_captures() {
         a.on_packet_ref(p);
     }
     insta::assert_snapshot!(table(&a.finish()));
+}
+
+fn render_with(r: &Report, opts: TableOptions, streamed: &[Finding]) -> String {
+    let mut out = Vec::new();
+    let mut t = TableRenderer::new(&mut out, !streamed.is_empty(), opts);
+    t.begin(&r.inputs).unwrap();
+    for f in streamed {
+        t.finding(f).unwrap();
+    }
+    t.finish(r).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// A narrow terminal with an ASCII locale and -v: blocks of lines, wrapped between words.
+#[test]
+fn table_narrow_ascii_verbose() {
+    let mut r = report(&["a.pcap", "b.pcap"], 1200, findings(), informational());
+    r.endpoints = vec![endpoint(
+        "198.51.100.20:8080",
+        (90, 280),
+        Some((12, [0.999, 1.0, 1.002])),
+        Some(1.5),
+        &["timeout=1"],
+    )];
+    r.recommendations = vec![
+        "198.51.100.20:8080 closes idle keep-alive connections after about 1.00 s while clients reuse them after up to 992 ms, so 1 request(s) crossed its FIN.".into(),
+    ];
+    let opts = TableOptions {
+        width: Some(72),
+        ascii: true,
+        verbose: true,
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, opts, &[]);
+    for line in text.lines() {
+        assert!(line.len() <= 72, "{line:?}");
+    }
+    assert!(text.is_ascii());
+    insta::assert_snapshot!(text);
+}
+
+/// Findings whose evidence differs only in its numbers: one paragraph, and the others named.
+#[test]
+fn table_groups_findings_with_the_same_evidence() {
+    let mut list = Vec::new();
+    for (i, frame) in [7u64, 17, 27, 41, 55].into_iter().enumerate() {
+        let mut f = finding(
+            Kind::CrossedFin,
+            "GET /c",
+            Some("h"),
+            frame,
+            40000 + i as u16,
+        );
+        f.evidence = format!(
+            "The server's FIN (frame {}, ack {}) does not cover the request.",
+            frame + 1,
+            100 + frame
+        );
+        list.push(f);
+    }
+    list[3].evidence = "The client closed first (frame 40).".into();
+    let r = report(&["a.pcap"], 100, list, vec![]);
+    let text = render_with(&r, TableOptions::default(), &[]);
+    insta::assert_snapshot!(text.split("Evidence\n").nth(1).unwrap());
+}
+
+/// Streamed lines in a narrow terminal wrap at their separators; colours when asked.
+#[test]
+fn live_lines_narrow_and_in_colour() {
+    let r = report(&["eth0"], 30, findings()[..1].to_vec(), vec![]);
+    let narrow = TableOptions {
+        width: Some(60),
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, narrow, &r.findings);
+    insta::assert_snapshot!(text.split("\n\n").next().unwrap());
+    let colour = TableOptions {
+        color: true,
+        ..TableOptions::default()
+    };
+    let text = render_with(&r, colour, &r.findings);
+    let line = text.lines().next().unwrap();
+    assert!(!line.contains("file:"), "{line:?}");
+    let two = report(&["a.pcap", "b.pcap"], 30, findings()[..1].to_vec(), vec![]);
+    let text = render_with(&two, TableOptions::default(), &two.findings);
+    assert!(
+        text.lines().next().unwrap().contains(" | file: a.pcap | "),
+        "{text}"
+    );
+    assert!(
+        line.contains("\u{1b}[1m\u{1b}[31mkind: crossed_fin\u{1b}[0m"),
+        "{line:?}"
+    );
+    assert!(
+        line.contains("\u{1b}[33moutcome: retried\u{1b}[0m"),
+        "{line:?}"
+    );
 }

@@ -1,0 +1,322 @@
+//! The arguments checked once and made a [`Command`] with plain settings: nothing below the CLI
+//! sees a clap type. Every value is checked here (exit 2 with a message naming the option), and
+//! what depends on the terminal (width, colours, borders) is decided here from a [`Terminal`].
+
+use super::args::{Args, ColorArg, FormatArg, GenerateArg};
+use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig};
+use crate::detect::DetectConfig;
+use crate::engine::live::LiveOptions;
+use crate::engine::{Config, RunOptions};
+use crate::flow::TableConfig;
+use crate::report::{Format, TableOptions};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Threads the analysis of files is split into (at most; one per core).
+const THREADS: usize = 2;
+/// Seconds values above this are refused (about 31 years).
+const MAX_SECS: f64 = 1e9;
+/// `--width` below this (but 0) is refused.
+const MIN_WIDTH: usize = 40;
+
+/// What to do, with validated settings.
+#[derive(Debug)]
+pub enum Command {
+    ListInterfaces,
+    Generate(GenerateArg),
+    Files(FilesRun),
+    Live(LiveOptions),
+}
+
+/// Analyse capture files.
+#[derive(Debug)]
+pub struct FilesRun {
+    pub files: Vec<String>,
+    pub filter: Option<String>,
+    /// How the filter was found among the words (printed, and added to a filter error).
+    pub filter_note: Option<String>,
+    pub count: Option<u64>,
+    pub format: Format,
+    pub table: TableOptions,
+    pub run: RunOptions,
+    pub progress: bool,
+}
+
+/// What the look of the output depends on besides the arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Terminal {
+    /// Standard output is a terminal.
+    pub stdout_tty: bool,
+    /// Its width in columns, when it is one.
+    pub columns: Option<usize>,
+    /// `COLUMNS` from the environment.
+    pub columns_env: Option<String>,
+    /// `NO_COLOR` is set and not empty.
+    pub no_color: bool,
+    /// `TERM` is `dumb`.
+    pub dumb: bool,
+    /// The locale's character set is UTF-8 (`LC_ALL`, `LC_CTYPE`, `LANG`, the first set).
+    pub utf8: bool,
+}
+
+impl Terminal {
+    pub fn detect() -> Terminal {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let stdout = std::io::stdout();
+        let locale = var("LC_ALL")
+            .or_else(|| var("LC_CTYPE"))
+            .or_else(|| var("LANG"));
+        Terminal {
+            stdout_tty: stdout.is_terminal(),
+            columns: terminal_size::terminal_size_of(&stdout).map(|(w, _)| usize::from(w.0)),
+            columns_env: var("COLUMNS"),
+            no_color: var("NO_COLOR").is_some(),
+            dumb: var("TERM").as_deref() == Some("dumb"),
+            utf8: locale.is_some_and(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("utf-8") || l.contains("utf8")
+            }),
+        }
+    }
+}
+
+/// A number of seconds: finite, > 0 (or >= 0 with `zero_ok`), at most `MAX_SECS`.
+fn seconds(name: &str, v: f64, zero_ok: bool) -> Result<f64, String> {
+    let low = if zero_ok { ">= 0" } else { "> 0" };
+    let problem = if !v.is_finite() {
+        format!("expected a finite number of seconds {low}")
+    } else if v < 0.0 || (v == 0.0 && !zero_ok) {
+        format!("expected a number of seconds {low}")
+    } else if v > MAX_SECS {
+        format!("expected at most {MAX_SECS} seconds")
+    } else {
+        return Ok(v);
+    };
+    Err(format!("{name} {v}: {problem}"))
+}
+
+fn at_least_one<T: PartialOrd + From<u8> + std::fmt::Display>(
+    name: &str,
+    v: T,
+) -> Result<T, String> {
+    if v >= T::from(1) {
+        Ok(v)
+    } else {
+        Err(format!("{name} {v}: expected at least 1"))
+    }
+}
+
+/// The words after the options: capture files, then a filter expression (tcpdump's habit).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Words {
+    pub files: Vec<String>,
+    pub expr: Option<String>,
+    /// How the expression was taken, for the user.
+    pub note: Option<String>,
+}
+
+/// Split the words: the leading ones that are files (or "-") are files, the rest is the filter
+/// expression, joined with spaces. With no file at all (no -r either), the first word is a file
+/// anyway (it gets "no such file"). Live: every word is the expression.
+pub(super) fn split_words(
+    words: &[String],
+    have_read: bool,
+    live: bool,
+    is_file: impl Fn(&str) -> bool,
+) -> Words {
+    let first_expr = if live {
+        0
+    } else {
+        let n = words.iter().take_while(|w| *w == "-" || is_file(w)).count();
+        if n == 0 && !have_read && !words.is_empty() {
+            1
+        } else {
+            n
+        }
+    };
+    let (files, rest) = words.split_at(first_expr.min(words.len()));
+    let expr = (!rest.is_empty()).then(|| rest.join(" "));
+    let note = expr.as_ref().map(|e| {
+        if live {
+            format!("filter \"{e}\" (the words after the options)")
+        } else {
+            format!(
+                "filter \"{e}\" (the words after the files: \"{}\" is not a file)",
+                rest[0]
+            )
+        }
+    });
+    Words {
+        files: files.to_vec(),
+        expr,
+        note,
+    }
+}
+
+impl Args {
+    /// Check the arguments and make them a command.
+    pub fn validate(self, term: &Terminal) -> Result<Command, String> {
+        if let Some(kind) = self.generate {
+            return Ok(Command::Generate(kind));
+        }
+        if self.list_interfaces {
+            return Ok(Command::ListInterfaces);
+        }
+        let live = self.interface.is_some();
+        let words = split_words(&self.words, !self.read.is_empty(), live, |w| {
+            std::path::Path::new(w).is_file()
+        });
+        let filter = match (&self.filter, &words.expr) {
+            (Some(f), Some(e)) => {
+                return Err(format!(
+                    "two filters: -f \"{f}\" and {}; give one",
+                    words.note.as_deref().unwrap_or(e)
+                ));
+            }
+            (f, e) => f.clone().or_else(|| e.clone()),
+        };
+        let count = self
+            .count
+            .map(|c| at_least_one("-c/--count", c))
+            .transpose()?;
+        if live {
+            return self.live(filter, count, term).map(Command::Live);
+        }
+        if let Some(flag) = self.live_only_flag() {
+            return Err(format!(
+                "{flag} applies to live capture only (use -i IFACE)"
+            ));
+        }
+        let files: Vec<String> = self.read.iter().chain(&words.files).cloned().collect();
+        if files.is_empty() {
+            return Err(
+                "no capture file given (-r FILE or FILE; - reads standard input; -i IFACE captures live)"
+                    .into(),
+            );
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
+        Ok(Command::Files(FilesRun {
+            run: self.run_options(threads)?,
+            format: self.format(),
+            table: self.table_options(term)?,
+            progress: !self.no_progress,
+            filter,
+            filter_note: words.note.filter(|_| words.expr.is_some()),
+            count,
+            files,
+        }))
+    }
+
+    /// The first live-capture option given without `-i`.
+    fn live_only_flag(&self) -> Option<&'static str> {
+        [
+            (self.snaplen != DEFAULT_SNAPLEN, "-s/--snaplen"),
+            (self.buffer_size.is_some(), "--buffer-size"),
+            (self.no_promisc, "-p/--no-promiscuous-mode"),
+            (self.write.is_some(), "-w/--write"),
+            (self.stats_every.is_some(), "--stats-every"),
+            (self.duration.is_some(), "--duration"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    fn format(&self) -> Format {
+        match self.format {
+            FormatArg::Table => Format::Table,
+            FormatArg::Json => Format::Json,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
+
+    fn run_options(&self, threads: usize) -> Result<RunOptions, String> {
+        Ok(RunOptions {
+            config: Config {
+                detect: DetectConfig {
+                    retry_window: seconds("--retry-window", self.retry_window, true)?,
+                },
+                table: TableConfig {
+                    idle_timeout: seconds("--idle-timeout", self.idle_timeout, false)?,
+                    max_connections: at_least_one("--max-connections", self.max_connections)?,
+                    ..TableConfig::default()
+                },
+            },
+            threads,
+            max_warnings: self.max_warnings,
+        })
+    }
+
+    /// Width, colours and borders of the table, from the options and the terminal.
+    fn table_options(&self, term: &Terminal) -> Result<TableOptions, String> {
+        let width = match self.width {
+            Some(0) => None,
+            Some(w) if w < MIN_WIDTH => {
+                return Err(format!(
+                    "--width {w}: expected 0 (no limit) or at least {MIN_WIDTH} columns"
+                ));
+            }
+            Some(w) => Some(w),
+            None => term
+                .columns_env
+                .as_deref()
+                .and_then(|c| c.trim().parse::<usize>().ok())
+                .filter(|&c| c > 0)
+                .or(term.columns.filter(|_| term.stdout_tty))
+                .map(|c| c.max(MIN_WIDTH)),
+        };
+        let color = match self.color {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => term.stdout_tty && !term.no_color && !term.dumb,
+        };
+        Ok(TableOptions {
+            width,
+            color,
+            ascii: self.ascii || !term.utf8,
+            verbose: self.verbose > 0,
+        })
+    }
+
+    fn live(
+        &self,
+        filter: Option<String>,
+        count: Option<u64>,
+        term: &Terminal,
+    ) -> Result<LiveOptions, String> {
+        let secs = |name: &str, v: Option<f64>| -> Result<Option<Duration>, String> {
+            v.map(|s| seconds(name, s, false).map(Duration::from_secs_f64))
+                .transpose()
+        };
+        let stats_every = secs("--stats-every", self.stats_every)?;
+        let duration = secs("--duration", self.duration)?;
+        if self.write.as_deref() == Some("-") {
+            return Err("-w -: standard output carries the findings; give a file name".into());
+        }
+        let buffer_size = self
+            .buffer_size
+            .map(|b| at_least_one("--buffer-size", b))
+            .transpose()?;
+        let interface = self.interface.clone().unwrap_or_default();
+        Ok(LiveOptions {
+            capture: LiveConfig {
+                filter,
+                // as tcpdump: 0 is the default
+                snaplen: if self.snaplen == 0 {
+                    DEFAULT_SNAPLEN
+                } else {
+                    self.snaplen
+                },
+                buffer_size: buffer_size.or(Some(DEFAULT_BUFFER_SIZE)),
+                promisc: !self.no_promisc,
+                write: self.write.clone(),
+                ..LiveConfig::new(&interface)
+            },
+            run: self.run_options(1)?,
+            format: self.format(),
+            table: self.table_options(term)?,
+            stats_every,
+            duration,
+            count,
+        })
+    }
+}
