@@ -107,6 +107,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1_000_000, help_heading = ANALYSIS)]
     pub max_connections: usize,
 
+    /// Analyse on N threads, the connections split between them (the report is the same for
+    /// any N) [default: the cores available].
+    #[arg(long, value_name = "N", help_heading = ANALYSIS)]
+    pub threads: Option<usize>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, help_heading = OUTPUT)]
     pub format: FormatArg,

@@ -12,8 +12,8 @@ use crate::report::{Format, TableOptions};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-/// Threads the analysis of files is split into (at most; one per core).
-const THREADS: usize = 2;
+/// `--threads` above this is refused.
+const MAX_THREADS: usize = 1024;
 /// Seconds values above this are refused (about 31 years).
 const MAX_SECS: f64 = 1e9;
 /// `--width` below this (but 0) is refused.
@@ -194,9 +194,8 @@ impl Args {
                     .into(),
             );
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
         Ok(Command::Files(FilesRun {
-            run: self.run_options(threads)?,
+            run: self.run_options()?,
             format: self.format(),
             table: self.table_options(term)?,
             progress: !self.no_progress,
@@ -229,7 +228,19 @@ impl Args {
         }
     }
 
-    fn run_options(&self, threads: usize) -> Result<RunOptions, String> {
+    /// `--threads`, or the cores available.
+    fn threads(&self) -> Result<usize, String> {
+        match self.threads {
+            Some(n) if n > MAX_THREADS => {
+                Err(format!("--threads {n}: expected at most {MAX_THREADS}"))
+            }
+            Some(n) => at_least_one("--threads", n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+
+    fn run_options(&self) -> Result<RunOptions, String> {
+        let threads = self.threads()?;
         Ok(RunOptions {
             config: Config {
                 detect: DetectConfig {
@@ -311,7 +322,7 @@ impl Args {
                 write: self.write.clone(),
                 ..LiveConfig::new(&interface)
             },
-            run: self.run_options(1)?,
+            run: self.run_options()?,
             format: self.format(),
             table: self.table_options(term)?,
             stats_every,

@@ -17,7 +17,7 @@ mod tcp;
 #[cfg(test)]
 mod tests;
 
-use link::{Net, link_layer};
+use link::link_layer;
 use std::net::SocketAddr;
 
 /// TCP flags as on the wire (low 8 bits of the flags field).
@@ -114,45 +114,6 @@ pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Decoded<'_> {
         Err(skip) => return skip,
     };
     ip::decode_ip(net, &data[off..], wire - off)
-}
-
-/// Which of `shards` parts of a parallel analysis a packet belongs to: a hash of the unordered
-/// pair of its IP addresses (the ones [`decode`] reports), so that both directions of every
-/// connection between two hosts, and the retries of a request from one host to another, fall
-/// into the same part. Packets without IP addresses go to part 0.
-pub fn shard(linktype: u32, data: &[u8], shards: usize) -> usize {
-    if shards <= 1 {
-        return 0;
-    }
-    let Ok((net, off)) = link_layer(linktype, data, data.len()) else {
-        return 0;
-    };
-    let ip = &data[off..];
-    let version = match net {
-        Net::V4 => 4,
-        Net::V6 => 6,
-        Net::ByVersion => match ip.first() {
-            Some(b) => b >> 4,
-            None => return 0,
-        },
-    };
-    let word = |at: usize, len: usize| {
-        ip[at..at + len]
-            .iter()
-            .fold(0u128, |w, &b| (w << 8) | u128::from(b))
-    };
-    let (a, b) = match version {
-        4 if ip.len() >= 20 => (word(12, 4), word(16, 4)),
-        6 if ip.len() >= 40 => (word(8, 16), word(24, 16)),
-        _ => return 0,
-    };
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let mut h = 0u64;
-    for w in [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64] {
-        h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= h >> 29;
-    }
-    ((h >> 32) % shards as u64) as usize
 }
 
 /// A header of `need` bytes does not fit in the captured `have` bytes: `Truncated` when it would

@@ -1,7 +1,10 @@
 //! The request/response exchanges of one connection: requests waiting for their response, and
 //! what the endpoint statistics need (idle times, keep-alive values).
+//!
+//! At most [`MAX_PENDING`] requests wait for their response per connection; the requests after
+//! them are counted (`untracked`) until the responses catch up, so that responses still answer
+//! the requests in order, and get no verdict.
 
-use super::retry::Attempt;
 use crate::app::{Identity, Response};
 use crate::flow::{Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
@@ -10,6 +13,8 @@ use std::collections::VecDeque;
 
 /// Bound on responses waiting for their request.
 const MAX_EARLY_RESPONSES: usize = 64;
+/// Requests waiting for their response, tracked at most per connection.
+pub(crate) const MAX_PENDING: usize = 1024;
 
 /// A request on a connection, from its head until its response or verdict.
 #[derive(Clone, Debug)]
@@ -27,8 +32,10 @@ pub(crate) struct PendingRequest {
     /// Idle time before it, since the previous response ended.
     pub idle_before: Option<f64>,
     pub retransmissions: u32,
-    /// The request as the retry matcher knows it.
-    pub attempt: Attempt,
+    /// Hash of what a retry repeats (the retry matcher's key).
+    pub key: u64,
+    /// Digest of the body, once complete.
+    pub digest: Option<u64>,
 }
 
 /// The exchanges of one connection.
@@ -37,6 +44,9 @@ pub struct Exchanges {
     /// The client's direction, once known (from the handshake or the first message).
     pub(super) client: Option<Dir>,
     pub(super) pending: VecDeque<PendingRequest>,
+    /// Requests after the pending ones that are not tracked (more than `MAX_PENDING` waited),
+    /// in order: responses answer them after the pending ones.
+    pub(super) untracked: u64,
     pub(super) next_index: u32,
     pub(super) requests: u64,
     pub(super) responses: u64,
@@ -63,11 +73,47 @@ impl Exchanges {
         if Some(dir) != self.client {
             return;
         }
-        for r in self.pending.iter_mut() {
-            if off <= r.start && r.start < off + len as i64 {
-                r.retransmissions += 1;
+        // the pending requests are in stream order: those starting in [off, off + len)
+        let end = off.saturating_add(len.min(i64::MAX as u64) as i64);
+        let from = self.pending.partition_point(|r| r.start < off);
+        for r in self.pending.range_mut(from..) {
+            if r.start >= end {
+                break;
             }
+            r.retransmissions += 1;
         }
+    }
+
+    /// Track a new request (false: more than `MAX_PENDING` wait, it is counted as untracked).
+    pub(super) fn push_pending(&mut self, req: PendingRequest) -> bool {
+        if self.untracked > 0 || self.pending.len() >= MAX_PENDING {
+            self.untracked += 1;
+            return false;
+        }
+        if self.pending.capacity() == 0 {
+            // the common case: one request in flight
+            self.pending.reserve_exact(1);
+        }
+        self.pending.push_back(req);
+        true
+    }
+
+    /// A final response answers the first pending request, or the first untracked one; false
+    /// when no request waited.
+    fn pop_pending(&mut self) -> bool {
+        let answered = match self.pending.pop_front() {
+            Some(_) => true,
+            None if self.untracked > 0 => {
+                self.untracked -= 1;
+                true
+            }
+            None => false,
+        };
+        if self.pending.is_empty() && self.pending.capacity() > 1 {
+            // an idle connection keeps no queue
+            self.pending = VecDeque::new();
+        }
+        answered
     }
 
     /// A request starting at `start` was already answered by a response the capture showed
@@ -84,7 +130,9 @@ impl Exchanges {
     /// the longest reuse.
     pub(super) fn idle_before(&mut self, ts: Timestamp) -> Option<f64> {
         let idle = match self.last_response_end {
-            Some((end, _)) if self.pending.is_empty() && !self.in_response => {
+            Some((end, _))
+                if self.pending.is_empty() && self.untracked == 0 && !self.in_response =>
+            {
                 Some(ts.secs_since(end).max(0.0))
             }
             _ => None,
@@ -93,8 +141,8 @@ impl Exchanges {
         Some(idle)
     }
 
-    /// A final response began; returns the request it answers, if one was waiting.
-    pub(super) fn on_final_response(&mut self, r: &Response) -> Option<PendingRequest> {
+    /// A final response began; false when no request was waiting for it.
+    pub(super) fn on_final_response(&mut self, r: &Response) -> bool {
         self.responses += 1;
         if let Some(ka) = &r.keep_alive
             && self.keep_alive.len() < 8
@@ -104,7 +152,7 @@ impl Exchanges {
         }
         self.in_response = true;
         self.last_response_close = r.closes_connection;
-        self.pending.pop_front()
+        self.pop_pending()
     }
 
     /// A response with no request waiting: its request may come later in the capture, the

@@ -1,10 +1,59 @@
 use super::*;
 use crate::app::Identity;
+use crate::flow::FrameRef;
 use crate::flow::{CloseEvent, Closes, Dir, EndReason, HandshakeTimes, PerDir, SeqNumber};
-use crate::report::schema::Kind;
+use crate::report::schema::{Finding, Kind, Outcome};
+use crate::time::Timestamp;
 
 /// Seconds a failure waits for its competitors (the engine's close linger and two ticks).
 const SETTLE: f64 = 2.2;
+
+/// The two parts of the detect stage over one shard, as the engine runs them: an epoch ends
+/// with each connection and at each tick.
+struct Detect {
+    d: Detector,
+    v: Verdicts,
+    now: Timestamp,
+}
+
+impl Detect {
+    fn new(cfg: DetectConfig, inputs: Vec<String>, settle: f64) -> Detect {
+        Detect {
+            d: Detector::new(),
+            v: Verdicts::new(&cfg, inputs, settle),
+            now: Timestamp::default(),
+        }
+    }
+
+    fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: &SegMeta) {
+        self.d.on_message(conn, ex, ev, at);
+    }
+
+    fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
+        self.d.finish_conn(end, ex);
+        self.tick(now);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        self.v.epoch(&mut [self.d.records()], self.now);
+    }
+
+    fn take_ready(&mut self) -> Vec<Finding> {
+        self.v.take_ready().collect()
+    }
+
+    fn finish(&mut self) -> Vec<EndpointTally> {
+        self.tick(self.now);
+        let mut e = self.d.finish();
+        e.extend(self.v.finish());
+        e
+    }
+
+    fn stats(&self) -> &DetectStats {
+        self.d.stats()
+    }
+}
 
 fn at(frame: u64, secs: f64) -> FrameRef {
     FrameRef {
@@ -31,7 +80,7 @@ fn conn(id: u64, client_port: u16) -> ConnMeta {
 
 /// Request `target` at client offset `start` sent in frame `f` carrying `ack_off`.
 fn request(
-    d: &mut Detector,
+    d: &mut Detect,
     c: &ConnMeta,
     ex: &mut Exchanges,
     target: &str,
@@ -63,7 +112,7 @@ fn request(
 }
 
 /// A final keep-alive response by the server, completed by segment `m`.
-fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
+fn response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
     let r = Response {
         dir: Dir::Rev,
         start: 0,
@@ -105,7 +154,7 @@ fn end_of(
 }
 
 /// One answered request (ends at 1.0 s), then GET /x at client offset 30.
-fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Exchanges {
+fn keepalive_then(d: &mut Detect, c: &ConnMeta, t: f64, ack_off: i64) -> Exchanges {
     let mut ex = Exchanges::default();
     request(d, c, &mut ex, "/first", 0, at(4, 0.5), 0);
     let m = SegMeta {
@@ -118,7 +167,7 @@ fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Excha
     ex
 }
 
-fn one(d: &mut Detector) -> Finding {
+fn one(d: &mut Detect) -> Finding {
     d.finish();
     let mut r = d.take_ready();
     assert_eq!(r.len(), 1, "{r:?}");
@@ -131,7 +180,7 @@ fn secs(s: f64) -> Timestamp {
 
 #[test]
 fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
@@ -153,7 +202,7 @@ fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
 
 #[test]
 fn request_acknowledging_the_fin_is_after_fin() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 41);
     let fin = close(at(6, 1.5), 40, Some(30));
@@ -163,7 +212,7 @@ fn request_acknowledging_the_fin_is_after_fin() {
 
 #[test]
 fn fin_acknowledging_the_request_is_closed_unanswered() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(9, 30.0), 40, Some(60));
@@ -174,7 +223,7 @@ fn fin_acknowledging_the_request_is_closed_unanswered() {
 #[test]
 fn rst_before_or_after_the_request() {
     for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let t = rst_frame as f64 / 4.0;
@@ -188,7 +237,7 @@ fn rst_before_or_after_the_request() {
 
 #[test]
 fn no_close_is_informational_and_client_close_first_too() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(9.0));
@@ -216,7 +265,7 @@ fn same_request_on_another_connection_within_the_window_is_a_retry() {
         (0.3, Outcome::Ambiguous),
         (1.5, Outcome::Lost),
     ] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let fin = close(at(6, 1.99), 40, Some(30));
@@ -239,7 +288,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     let c = conn(1, 1000);
     let fin = || Some(close(at(4, 5.0), 40, Some(30)));
     // the server's response (its segment acknowledges the 30 request bytes) comes first
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         at: at(2, 0.1),
@@ -252,7 +301,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     d.finish();
     assert!(d.take_ready().is_empty());
     // a response whose ack does not cover the request does not answer it
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         ack_off: Some(0),
@@ -267,7 +316,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
 #[test]
 fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
     for (server_bytes, verdicts) in [(Some(100), 0), (None, 1)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = Exchanges::default();
         request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
@@ -287,7 +336,7 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
 
 #[test]
 fn idle_closes_and_recommendation() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
         let c = conn(n, 1000 + n as u16);
         let mut ex = Exchanges::default();
@@ -360,15 +409,18 @@ mod matcher {
     fn decide(attempts: &[Attempt], failures: &[(usize, f64)]) -> Vec<(u64, Decided)> {
         let mut m = RetryMatcher::new(1.0, SETTLE);
         // another request opened the capture well before
-        m.on_attempt(Attempt {
+        m.on_attempt(&Attempt {
             key: 99,
             ..attempt(99, 0, 1, 0.0)
         });
-        for a in attempts {
-            m.on_attempt(a.clone());
+        // the engine hands the attempts over in the order of their ordinals
+        let mut sorted: Vec<&Attempt> = attempts.iter().collect();
+        sorted.sort_by_key(|a| a.at.ordinal);
+        for a in sorted {
+            m.on_attempt(a);
         }
         for &(i, close) in failures {
-            m.on_failure(Failure {
+            m.on_failure(&Failure {
                 attempt: attempts[i].clone(),
                 close: Some(secs(close)),
             });
@@ -512,5 +564,73 @@ mod matcher {
         let got = decide(&a, &[(0, 1.010), (1, 1.020)]);
         assert_eq!(retried_by(&got[0].1), Some(14));
         assert_eq!(retried_by(&got[1].1), Some(20));
+    }
+}
+
+// ---- bounded cost ----
+
+mod bounds {
+    use super::super::retry::{Attempt, Decided, Failure, MAX_SCAN, RetryMatcher};
+    use super::*;
+
+    fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
+        Attempt {
+            conn,
+            index,
+            at: at(frame, t),
+            opened: None,
+            client: "10.0.0.1".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            key: 7,
+            exact: None,
+            digest: None,
+            client_turn: None,
+        }
+    }
+
+    /// `n` identical requests pipelined on one connection (a few per packet) after the server
+    /// closed it, all failing: the attempts and failures looked at grow linearly with `n`
+    /// (each failure's window holds every later request).
+    fn pipelined(n: u64, with_retry: bool) -> (u64, Vec<Decided>) {
+        let mut m = RetryMatcher::new(1.0, SETTLE);
+        let attempts: Vec<Attempt> = (0..n)
+            .map(|i| attempt(1, i as u32, 10 + i / 4, 1.0 + (i / 4) as f64 * 1e-6))
+            .collect();
+        for a in &attempts {
+            m.on_attempt(a);
+        }
+        if with_retry {
+            m.on_attempt(&attempt(2, 0, 10 + n, 1.5));
+        }
+        for a in &attempts {
+            m.on_failure(&Failure {
+                attempt: a.clone(),
+                close: Some(secs(0.5)),
+            });
+        }
+        m.tick(secs(10.0));
+        let (attempts_kept, failures_kept, work) = m.footprint();
+        assert!(attempts_kept <= n as usize + 1);
+        assert!(failures_kept <= n as usize);
+        let decided = m.take_decided().into_iter().map(|(_, _, d)| d).collect();
+        (work, decided)
+    }
+
+    #[test]
+    fn identical_pipelined_failures_cost_linear_work() {
+        for n in [2_000u64, 20_000] {
+            for with_retry in [false, true] {
+                let (work, decided) = pipelined(n, with_retry);
+                assert_eq!(decided.len(), n as usize);
+                assert!(
+                    work <= 4 * (MAX_SCAN as u64 + 4) * n,
+                    "{n} failures: {work} looked at"
+                );
+                // a single later request cannot be told from a fresh one amid so many
+                if !with_retry {
+                    assert!(decided.iter().all(|d| *d == Decided::Lost));
+                }
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod live;
 mod parallel;
 mod result;
 mod run;
+mod shard;
 
 pub use analyzer::Analyzer;
 pub use parallel::shard_of;

@@ -1,28 +1,40 @@
-//! Parallel analysis: the packets are split into shards by the unordered pair of their IP
-//! addresses ([`decode::shard`]), so that everything that interacts (both directions of a
-//! connection, every epoch of a 4-tuple, a request and its retry on another connection) is
-//! analysed by one [`Analyzer`]. Shard 0 is analysed on the driver's thread, which also takes
-//! the packets from the source and hands the others' packets over in recycled batches; each
-//! other shard has a thread of its own. Every shard gets the global ordinal and capture time
-//! with each packet and the whole input's ticks, so the merged report ([`merge`]) equals that
-//! of one analyzer over the whole input, as long as the cap on tracked connections is not
-//! reached (the shards share `--max-connections`).
+//! Parallel analysis: the packets are split into shards by connection: a hash of the unordered
+//! pair of their TCP segment's endpoints (address and port, [`shard_of_tuple`]), so that both
+//! directions and every epoch of a 4-tuple are analysed by one shard, and one proxy talking to
+//! one upstream spreads over all of them. Shard 0 is analysed on the driver's thread, which
+//! decodes every packet to pick its shard (shard 0's packets are not decoded again) and hands
+//! the others' packets over in recycled batches; each other shard has a thread of its own.
 //!
-//! [`merge`]: super::result::merge
+//! What crosses connections (a request's retry on another connection, the server's idle
+//! closes seen by the same client) is decided after the shards, by the verdict stage on the
+//! driver's thread: at the end of each epoch (a tick of the whole input's capture time, placed
+//! at the same position in every shard's packets) each shard hands over its records of the
+//! epoch, and once every shard's records of an epoch are in (the watermark), the verdict stage
+//! takes them, in an order that does not depend on the split. Every shard gets the global
+//! ordinal and capture time with each packet, so the report, and the order findings are
+//! streamed in, equal those of one analyzer over the whole input, as long as the cap on
+//! tracked connections is not reached (the shards share `--max-connections`).
 
 use super::Config;
-use super::analyzer::Analyzer;
+use super::analyzer::{Analyzer, Totals};
 use super::result::ShardResult;
+use super::shard::Shard;
 use crate::capture::{PacketRef, StoredPacket, Warning};
-use crate::decode;
+use crate::decode::{self, Decoded};
+use crate::detect::Records;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Items per batch handed to a shard thread ...
 const BATCH_ITEMS: usize = 4096;
+/// ... (or fewer when findings are streamed: the driver waits for each epoch's records, and
+/// the shards should be busy meanwhile) ...
+const STREAMING_BATCH_ITEMS: usize = 256;
 /// ... or packet bytes.
 const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches in circulation per shard thread (memory: about `BATCHES * BATCH_BYTES` each).
@@ -37,9 +49,18 @@ enum Item {
         ordinal: u64,
         now: Timestamp,
     },
-    Tick(Timestamp),
-    /// The capture time at the end of the input.
+    /// The end of an epoch at this capture time.
+    Epoch(Timestamp),
+    /// The end of the input at this capture time.
     End(Timestamp),
+}
+
+/// What a shard thread answers, in order.
+enum Answer {
+    /// Its records of the next epoch, and its running totals.
+    Epoch(Records, Totals),
+    /// Its results and last records, at the end of the input.
+    End(Box<(ShardResult, Records)>),
 }
 
 struct Batch {
@@ -55,45 +76,55 @@ impl Batch {
         }
     }
 
-    fn full(&self) -> bool {
-        self.items.len() >= BATCH_ITEMS || self.data.len() >= BATCH_BYTES
+    fn full(&self, items: usize) -> bool {
+        self.items.len() >= items || self.data.len() >= BATCH_BYTES
     }
 }
 
-/// The dispatcher's side of a shard thread.
-struct Shard {
+/// The driver's side of a shard thread.
+struct Worker {
     batch: Batch,
+    /// Items per batch.
+    items: usize,
     made: usize,
     full: Option<SyncSender<Batch>>,
     free: Receiver<Batch>,
-    thread: JoinHandle<ShardResult>,
+    answers: Receiver<Answer>,
+    thread: JoinHandle<()>,
 }
 
-impl Shard {
+impl Worker {
     fn start(
         config: Config,
         inputs: Vec<String>,
         printer: Arc<Mutex<WarningPrinter>>,
         n: usize,
-    ) -> Result<Shard, String> {
+        items: usize,
+    ) -> Result<Worker, String> {
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES);
         let (free_tx, free_rx) = mpsc::channel::<Batch>();
+        let (answer_tx, answer_rx) = mpsc::channel::<Answer>();
         let thread = std::thread::Builder::new()
             .name(format!("tcprace-shard{n}"))
-            .spawn(move || run_shard(Analyzer::new(config, inputs), full_rx, free_tx, &printer))
+            .spawn(move || {
+                let shard = Shard::new(&config, inputs);
+                run_shard(shard, full_rx, free_tx, answer_tx, &printer);
+            })
             .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
-        Ok(Shard {
+        Ok(Worker {
             batch: Batch::new(),
+            items,
             made: 1,
             full: Some(full_tx),
             free: free_rx,
+            answers: answer_rx,
             thread,
         })
     }
 
     fn push(&mut self, item: Item) {
         self.batch.items.push(item);
-        if self.batch.full() {
+        if self.batch.full(self.items) {
             self.send();
         }
     }
@@ -129,49 +160,53 @@ impl Shard {
         }
     }
 
-    fn finish(mut self, now: Timestamp) -> ShardResult {
+    /// The end of the input: hang up, wait for the thread.
+    fn hang_up(&mut self, now: Timestamp) {
         self.batch.items.push(Item::End(now));
         self.send();
         drop(self.full.take());
-        match self.thread.join() {
-            Ok(parts) => parts,
-            Err(panic) => std::panic::resume_unwind(panic),
+    }
+
+    fn join(self) {
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
         }
     }
 }
 
-/// Body of a shard thread: analyse the batches until the dispatcher hangs up.
+/// Body of a shard thread: analyse the batches until the dispatcher hangs up, answering each
+/// epoch's end with its records and the end of the input with its results.
 fn run_shard(
-    mut analyzer: Analyzer,
+    mut shard: Shard,
     full: Receiver<Batch>,
     free: Sender<Batch>,
+    answers: Sender<Answer>,
     printer: &Mutex<WarningPrinter>,
-) -> ShardResult {
-    let mut now = Timestamp::default();
+) {
     for batch in full {
         for item in &batch.items {
             match *item {
                 Item::Packet {
                     packet,
                     ordinal,
-                    now: at,
+                    now,
                 } => {
                     let pkt = packet.get(&batch.data);
-                    now = at;
-                    if let Some(w) = analyzer.on_packet_at(pkt, ordinal, at) {
+                    if let Some(w) = shard.on_packet(pkt, ordinal, now) {
                         print(printer, &w);
                     }
                 }
-                Item::Tick(at) => {
-                    now = at;
-                    analyzer.tick(at);
+                Item::Epoch(now) => {
+                    let records = std::mem::take(shard.end_epoch(now));
+                    let _ = answers.send(Answer::Epoch(records, shard.totals()));
                 }
-                Item::End(at) => now = at,
+                Item::End(now) => {
+                    let _ = answers.send(Answer::End(Box::new(shard.finish(now))));
+                }
             }
         }
         let _ = free.send(batch);
     }
-    analyzer.into_result(now)
 }
 
 pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
@@ -180,23 +215,74 @@ pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
     }
 }
 
-/// Share of the packets (in percent, by IP pair) the main thread analyses when there are two
-/// shards. The main thread also hands the other shard its packets, but the worker shares its core
-/// with the reader thread: 60 % measured fastest on bench/run.sh (0.42 s against 0.47 s at 50 %).
-const MAIN_SHARE_PERCENT: usize = 60;
+/// Share of the connections (in percent) the main thread analyses when there are two shards.
+/// The main thread also decodes and hands the other shard its packets and runs the verdict
+/// stage, while the worker shares its core with the reader thread.
+const MAIN_SHARE_PERCENT: u64 = 60;
 
-/// The shard a packet is analysed in: a split of a hash of the unordered pair of its IP addresses.
-pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
-    if shards == 2 {
-        usize::from(decode::shard(linktype, data, 100) >= MAIN_SHARE_PERCENT)
-    } else {
-        decode::shard(linktype, data, shards)
+/// A hash of the unordered pair of endpoints `a` and `b`.
+fn tuple_hash(a: SocketAddr, b: SocketAddr) -> u64 {
+    let word = |s: SocketAddr| -> (u128, u16) {
+        let ip = match s.ip() {
+            std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            std::net::IpAddr::V6(v6) => u128::from(v6),
+        };
+        (ip, s.port())
+    };
+    let (x, y) = (word(a), word(b));
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    let mut h = 0u64;
+    for w in [
+        lo.0 as u64,
+        (lo.0 >> 64) as u64,
+        u64::from(lo.1) << 16 | u64::from(hi.1),
+        hi.0 as u64,
+        (hi.0 >> 64) as u64,
+    ] {
+        h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+    }
+    h >> 32
+}
+
+/// The shard (of `shards`) the connection between `a` and `b` is analysed in.
+pub(super) fn shard_of_tuple(a: SocketAddr, b: SocketAddr, shards: usize) -> usize {
+    match shards {
+        0 | 1 => 0,
+        2 => usize::from(tuple_hash(a, b) % 100 >= MAIN_SHARE_PERCENT),
+        n => (tuple_hash(a, b) % n as u64) as usize,
     }
 }
 
-/// The shards other than the driver's own (shard 0), each on a thread of its own.
+/// The shard (of `shards`) a packet is analysed in: its TCP segment's connection's; packets
+/// that are not TCP are counted in shard 0.
+pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
+    match decode::decode(linktype, data, data.len() as u32) {
+        Decoded::Tcp(seg) => shard_of_tuple(seg.src, seg.dst, shards),
+        Decoded::Skip(..) => 0,
+    }
+}
+
+/// An epoch whose records are coming in: its capture time, and the records of each shard
+/// (shard 0's first).
+struct Epoch {
+    now: Timestamp,
+    parts: Vec<Option<Records>>,
+}
+
+/// The shards other than the driver's own (shard 0), each on a thread of its own, and the
+/// epochs whose records are not all in yet.
 pub(super) struct Shards {
-    others: Vec<Shard>,
+    workers: Vec<Worker>,
+    /// Findings are streamed: each epoch's records are waited for, so that its findings come
+    /// out while the input is still open.
+    streaming: bool,
+    epochs: VecDeque<Epoch>,
+    /// Per worker: how many of its epoch records arrived, and its last running totals.
+    answered: Vec<usize>,
+    totals: Vec<Totals>,
+    /// Epochs ended so far (those before `epochs` were taken by the verdict stage).
+    ended: usize,
 }
 
 impl Shards {
@@ -207,17 +293,31 @@ impl Shards {
         config: &Config,
         inputs: &[String],
         printer: &Arc<Mutex<WarningPrinter>>,
+        streaming: bool,
     ) -> Result<Shards, String> {
-        let mut others = Vec::with_capacity(count.saturating_sub(1));
+        let items = if streaming {
+            STREAMING_BATCH_ITEMS
+        } else {
+            BATCH_ITEMS
+        };
+        let mut workers = Vec::with_capacity(count.saturating_sub(1));
         for n in 1..count.max(1) {
-            others.push(Shard::start(
+            workers.push(Worker::start(
                 config.clone(),
                 inputs.to_vec(),
                 printer.clone(),
                 n,
+                items,
             )?);
         }
-        Ok(Shards { others })
+        Ok(Shards {
+            answered: vec![0; workers.len()],
+            totals: vec![Totals::default(); workers.len()],
+            workers,
+            streaming,
+            epochs: VecDeque::new(),
+            ended: 0,
+        })
     }
 
     /// Analyse a packet in its shard (`main` is shard 0).
@@ -229,25 +329,94 @@ impl Shards {
         now: Timestamp,
         printer: &Mutex<WarningPrinter>,
     ) {
-        match shard_of(pkt.linktype, pkt.data, self.others.len() + 1) {
+        let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
+        let shard = match &decoded {
+            Decoded::Tcp(seg) => shard_of_tuple(seg.src, seg.dst, self.workers.len() + 1),
+            Decoded::Skip(..) => 0,
+        };
+        match shard {
             0 => {
-                if let Some(w) = main.on_packet_at(pkt, ordinal, now) {
+                if let Some(w) = main.on_decoded(pkt, decoded, ordinal, now) {
                     print(printer, &w);
                 }
             }
-            n => self.others[n - 1].push_packet(&pkt, ordinal, now),
+            n => self.workers[n - 1].push_packet(&pkt, ordinal, now),
         }
     }
 
-    /// Capture time advanced to `now` in the whole input.
-    pub fn tick(&mut self, now: Timestamp) {
-        for s in &mut self.others {
-            s.push(Item::Tick(now));
+    /// The end of an epoch at capture time `now`: every shard hands over its records; the
+    /// verdict stage takes the epochs whose records are all in.
+    pub fn end_epoch(&mut self, main: &mut Analyzer, now: Timestamp) {
+        if self.workers.is_empty() {
+            main.end_epoch(now, &mut []);
+            return;
+        }
+        for w in &mut self.workers {
+            w.push(Item::Epoch(now));
+            // the records come back when the batch is analysed: send it now
+            w.send();
+        }
+        let mut parts = Vec::with_capacity(self.workers.len() + 1);
+        parts.push(Some(main.end_shard_epoch(now)));
+        parts.resize_with(self.workers.len() + 1, || None);
+        self.epochs.push_back(Epoch { now, parts });
+        self.ended += 1;
+        self.take_answers(main, self.streaming);
+    }
+
+    /// Take the shards' answers that arrived (all that are due: `wait`), and hand the
+    /// verdict stage every epoch whose records are all in.
+    fn take_answers(&mut self, main: &mut Analyzer, wait: bool) {
+        let first = self.ended - self.epochs.len();
+        for (k, w) in self.workers.iter().enumerate() {
+            while self.answered[k] < self.ended {
+                let answer = if wait {
+                    w.answers.recv().ok()
+                } else {
+                    w.answers.try_recv().ok()
+                };
+                let Some(Answer::Epoch(records, totals)) = answer else {
+                    break;
+                };
+                let e = self.answered[k] - first;
+                self.epochs[e].parts[k + 1] = Some(records);
+                self.answered[k] += 1;
+                self.totals[k] = totals;
+            }
+        }
+        let mut all = Totals::default();
+        for t in &self.totals {
+            all.add(t);
+        }
+        main.set_other_totals(all);
+        while self
+            .epochs
+            .front()
+            .is_some_and(|e| e.parts.iter().all(Option::is_some))
+        {
+            let e = self.epochs.pop_front().expect("a complete epoch");
+            let mut records: Vec<Records> = e.parts.into_iter().flatten().collect();
+            let mut parts: Vec<&mut Records> = records.iter_mut().collect();
+            main.verdict_epoch(e.now, &mut parts);
         }
     }
 
-    /// The end of the input, at capture time `now`: the other shards' results.
-    pub fn finish(self, now: Timestamp) -> Vec<ShardResult> {
-        self.others.into_iter().map(|s| s.finish(now)).collect()
+    /// The end of the input at capture time `now`: the epochs still coming in, then every
+    /// shard's results and last records, handed to the verdict stage.
+    pub fn finish(mut self, main: &mut Analyzer, now: Timestamp) {
+        for w in &mut self.workers {
+            w.hang_up(now);
+        }
+        self.take_answers(main, true);
+        let mut ends = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            if let Ok(Answer::End(end)) = w.answers.recv() {
+                ends.push(*end);
+            }
+        }
+        for w in self.workers {
+            w.join();
+        }
+        main.end_input(now, ends);
     }
 }

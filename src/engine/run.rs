@@ -1,15 +1,13 @@
 //! The driver loop, one for every kind of run: packets from a [`PacketSource`] (capture files,
-//! stdin, a live interface) through the analyzers (sharded over threads when the output is not
-//! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
+//! stdin, a live interface) through the analyzers (sharded over threads by connection, see
+//! `parallel`) to a [`Renderer`], which gets each finding as its verdict becomes final.
 
 use super::Config;
-use super::analyzer::{Analyzer, TICK_S};
+use super::analyzer::{Analyzer, Clock};
 use super::parallel::{Shards, print};
-use super::result::merge;
 use crate::capture::{Next, PacketSource};
 use crate::report::schema::Report;
 use crate::report::{Renderer, WarningPrinter};
-use crate::time::Timestamp;
 use std::fmt;
 use std::io;
 use std::ops::ControlFlow;
@@ -19,7 +17,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub config: Config,
-    /// Threads to analyse on (at most); streamed output is analysed on one.
+    /// Threads to analyse on (shards of the input, by connection); the report is the same for
+    /// any number.
     pub threads: usize,
     /// Print at most this many warnings on stderr (all are counted in the report).
     pub max_warnings: u64,
@@ -86,7 +85,8 @@ pub trait RunHooks {
 impl RunHooks for () {}
 
 /// Analyse everything `source` yields. Findings are handed to `renderer` as they become final
-/// (when it streams); the report is returned, for the caller to finish the rendering with.
+/// (when it streams), in the same order for any number of threads; the report is returned, for
+/// the caller to finish the rendering with.
 pub fn run(
     source: &mut dyn PacketSource,
     opts: &RunOptions,
@@ -94,12 +94,7 @@ pub fn run(
     hooks: &mut dyn RunHooks,
 ) -> Result<Report, RunError> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
-    // streamed findings come in verdict order: one analyzer sees everything
-    let shards = if renderer.streams() {
-        1
-    } else {
-        opts.threads.max(1)
-    };
+    let shards = opts.threads.max(1);
     // --max-connections bounds the whole process: each shard gets its part
     let mut config = opts.config.clone();
     config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
@@ -108,13 +103,14 @@ pub fn run(
         .begin(&inputs)
         .map_err(|e| RunError::output(e, false))?;
     let mut main = Analyzer::new(config.clone(), inputs.clone());
-    let mut others = Shards::start(shards, &config, &inputs, &printer)?;
+    if renderer.streams() {
+        main.stream_findings(renderer.keeps_findings());
+    }
+    let mut others = Shards::start(shards, &config, &inputs, &printer, renderer.streams())?;
     let mut ordinal = 0u64;
-    let mut now = Timestamp::default();
-    let mut last_tick = Timestamp::default();
+    let mut clock = Clock::default();
     // orders the warnings that come between two packets
     let mut warning_seq = 0u64;
-    let mut streamed = 0usize;
     let result = loop {
         if hooks.before_read(source, &main, ordinal).is_break() {
             break Ok(());
@@ -123,12 +119,13 @@ pub fn run(
             Ok(n) => n,
             Err(e) => break Err(e.to_string()),
         };
-        match next {
+        let epoch = match next {
             Next::End => break Ok(()),
             Next::Warning(w) => {
                 print(&printer, &w);
                 warning_seq += 1;
                 main.warn_at((ordinal, warning_seq), *w);
+                false
             }
             Next::Skipped(reason, warning) => {
                 if let Some(w) = warning {
@@ -137,42 +134,36 @@ pub fn run(
                     main.warn_at((ordinal, warning_seq), *w);
                 }
                 main.skip(reason);
+                false
             }
             Next::Idle(wall) => {
-                now = now.max(wall);
-                last_tick = now;
-                main.tick(now);
-                others.tick(now);
+                clock.tick(wall);
+                true
             }
             Next::Packet(pkt) => {
                 ordinal += 1;
-                now = now.max(pkt.ts);
+                let now = clock.now.max(pkt.ts);
                 others.dispatch(&mut main, pkt, ordinal, now, &printer);
-                if now.secs_since(last_tick) >= TICK_S {
-                    last_tick = now;
-                    main.tick(now);
-                    others.tick(now);
-                }
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
                     hooks.progress(source.progress().0);
                 }
+                clock.after_packet(now)
             }
-        }
-        if main.finding_count() > streamed {
-            for f in main.findings_since(streamed) {
-                if let Err(e) = renderer.finding(f) {
-                    return Err(RunError::output(e, true));
-                }
+        };
+        if epoch {
+            others.end_epoch(&mut main, clock.now);
+            if let Err(e) = main.take_fresh(|f| renderer.finding(f)) {
+                return Err(RunError::output(e, true));
             }
-            streamed = main.finding_count();
         }
     };
     // the shard threads end when their channels close, on errors too
-    let mut results = vec![main.into_result(now)];
-    results.extend(others.finish(now));
+    others.finish(&mut main, clock.now);
     result.map_err(RunError::Failed)?;
+    main.take_fresh(|f| renderer.finding(f))
+        .map_err(|e| RunError::output(e, true))?;
     if let Ok(p) = printer.lock() {
         p.done();
     }
-    Ok(merge(results))
+    Ok(main.into_report())
 }

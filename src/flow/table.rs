@@ -51,11 +51,14 @@ impl TupleKey {
     }
 }
 
+/// An IPv6 endpoint: address and port.
+type V6End = (u128, u16);
+
 /// 4-tuple -> slot. IPv4 keys in a map of their own: their entries are a quarter the size.
 #[derive(Default)]
 struct Index {
     v4: FxHashMap<(u64, u64), u32>,
-    v6: FxHashMap<((u128, u16), (u128, u16)), u32>,
+    v6: FxHashMap<(V6End, V6End), u32>,
 }
 
 impl Index {

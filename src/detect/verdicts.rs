@@ -1,0 +1,242 @@
+//! The verdict stage: one for the whole input, after the shards. It takes each epoch's
+//! [`Records`] of every shard (every request, the requests that got no response with their
+//! verdicts, the servers' idle closes), finds each failed request's retry across connections
+//! ([`RetryMatcher`]), compares idle times with the server's idle closes seen by the same
+//! client, and makes the findings final once their retry window has passed.
+//!
+//! An epoch's records are taken in an order of their own (attempts by ordinal, failures by
+//! connection and index) and decisions are made only at the epoch's end, so the findings do
+//! not depend on how the input was split into shards, nor on the order the shards ran in.
+
+use super::DetectConfig;
+use super::endpoints::EndpointTally;
+use super::evidence::{self, IdleRange};
+use super::records::{FailedRequest, Records};
+use super::retry::{Decided, RetryMatcher};
+use super::verdict;
+use crate::flow::FrameRef;
+use crate::report::schema::{
+    CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
+};
+use crate::time::Timestamp;
+use rustc_hash::FxHashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// (client, server) pairs whose idle closes are remembered at most.
+const MAX_IDLE_PAIRS: usize = 1 << 16;
+
+/// A verdict waiting for its outcome.
+#[derive(Debug)]
+struct Awaiting {
+    server: SocketAddr,
+    finding: Finding,
+    /// A `reset_unanswered` that was the keep-alive race.
+    idle_reset: bool,
+}
+
+/// The verdict stage; see the module's documentation.
+pub struct Verdicts {
+    inputs: Vec<String>,
+    retries: RetryMatcher,
+    /// By (connection, request index).
+    awaiting: FxHashMap<(u64, u32), Awaiting>,
+    ready: Vec<Finding>,
+    /// The server's idle closes seen so far, per client address and server.
+    idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
+    /// What the findings add to each server's statistics.
+    endpoints: FxHashMap<SocketAddr, EndpointTally>,
+}
+
+impl Verdicts {
+    /// `settle`: seconds after which a failure's competitors have arrived (the flow stage
+    /// hands a closed connection over after its linger time).
+    pub fn new(cfg: &DetectConfig, inputs: Vec<String>, settle: f64) -> Verdicts {
+        Verdicts {
+            inputs,
+            retries: RetryMatcher::new(cfg.retry_window, settle),
+            awaiting: FxHashMap::default(),
+            ready: Vec::new(),
+            idle_closes: FxHashMap::default(),
+            endpoints: FxHashMap::default(),
+        }
+    }
+
+    /// Take the records of one epoch of every shard (emptied), then let capture time advance
+    /// to `now`: the verdicts whose outcome is decided become final.
+    pub fn epoch(&mut self, parts: &mut [&mut Records], now: Timestamp) {
+        self.take(parts);
+        self.retries.tick(now);
+        self.take_decided();
+    }
+
+    fn take(&mut self, parts: &mut [&mut Records]) {
+        let mut all = Records::default();
+        let records: &mut Records = match parts {
+            [one] => one,
+            _ => {
+                for p in parts.iter_mut() {
+                    all.append(p);
+                }
+                &mut all
+            }
+        };
+        records
+            .attempts
+            .sort_unstable_by_key(|a| (a.at.ordinal, a.conn, a.index));
+        for a in &records.attempts {
+            self.retries.on_attempt(a);
+        }
+        for d in &records.digests {
+            self.retries.on_digest(d.group, d.at, d.digest);
+        }
+        for c in &records.idle_closes {
+            let full = self.idle_closes.len() >= MAX_IDLE_PAIRS;
+            match self.idle_closes.get_mut(&(c.client, c.server)) {
+                Some(r) => r.add(c.idle),
+                None if !full => {
+                    let mut r = IdleRange::default();
+                    r.add(c.idle);
+                    self.idle_closes.insert((c.client, c.server), r);
+                }
+                None => {}
+            }
+        }
+        records
+            .failures
+            .sort_unstable_by_key(|f| (f.conn, f.req.index));
+        for f in records.failures.drain(..) {
+            self.on_failure(f);
+        }
+        records.clear();
+    }
+
+    fn on_failure(&mut self, f: FailedRequest) {
+        let idle = self.idle_closes.get(&(f.client.ip(), f.server));
+        let idle_reset = evidence::is_idle_reset(&f.verdict, &f.req, idle);
+        let finding = self.finding(&f, idle);
+        self.retries.on_failure(&f.failure());
+        self.awaiting.insert(
+            (f.conn, f.req.index),
+            Awaiting {
+                server: f.server,
+                finding,
+                idle_reset,
+            },
+        );
+    }
+
+    fn file_name(&self, at: FrameRef) -> String {
+        self.inputs
+            .get(at.input as usize)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The finding (outcome lost until a retry is found) of a failed request, compared with
+    /// the server's idle closes `idle`.
+    fn finding(&self, f: &FailedRequest, idle: Option<&IdleRange>) -> Finding {
+        let (req, verdict, server_rst) = (&f.req, &f.verdict, f.server_rst);
+        let peer_close = verdict.peer_close();
+        let mut evidence = evidence::describe(verdict, req, f.rel, server_rst.as_ref(), idle);
+        if f.untracked_after > 0 {
+            evidence.push_str(&format!(
+                " {} later request(s) on the connection were not tracked: more than {} waited for their responses.",
+                f.untracked_after,
+                super::exchanges::MAX_PENDING
+            ));
+        }
+        Finding {
+            kind: verdict.kind(),
+            outcome: Outcome::Lost,
+            request: RequestInfo {
+                method: req.identity.method.clone(),
+                target: req.identity.target.clone(),
+                host: req.identity.host.clone(),
+                file: self.file_name(req.at),
+                frame: req.at.frame,
+                time: req.at.ts,
+                index: req.index,
+                seq: req.seq.0,
+                ack: req.ack.map(|a| a.0),
+                retransmissions: req.retransmissions,
+            },
+            connection: ConnectionInfo::new(f.conn, f.client, f.server),
+            peer_close: peer_close.map(|p| {
+                let c = p.event();
+                CloseInfo {
+                    close_type: p.type_name(),
+                    file: self.file_name(c.at),
+                    frame: c.at.frame,
+                    time: c.at.ts,
+                    seq: c.seq.0,
+                    ack: c.ack.map(|a| a.0),
+                    acks_request: verdict::acks_request(&c, req),
+                }
+            }),
+            rst: server_rst.map(|r| RstInfo {
+                file: self.file_name(r.at),
+                frame: r.at.frame,
+                time: r.at.ts,
+                seq: r.seq.0,
+                ack: r.ack.map(|a| a.0),
+                has_ack: r.ack.is_some(),
+                reply_form: Some(r.seq) == req.ack,
+            }),
+            fin_to_request_s: peer_close.map(|p| req.at.ts.secs_since(p.event().at.ts)),
+            idle_before_s: req.idle_before,
+            retry: None,
+            retry_candidates: None,
+            evidence,
+        }
+    }
+
+    fn take_decided(&mut self) {
+        for (conn, index, decided) in self.retries.take_decided() {
+            if let Some(a) = self.awaiting.remove(&(conn, index)) {
+                self.finalize(a, decided);
+            }
+        }
+    }
+
+    fn finalize(&mut self, a: Awaiting, decided: Decided) {
+        let mut f = a.finding;
+        match decided {
+            Decided::Retried(m) => {
+                f.outcome = Outcome::Retried;
+                f.retry = Some(RetryInfo {
+                    file: self.file_name(m.at),
+                    frame: m.at.frame,
+                    time: m.at.ts,
+                    connection: m.conn,
+                    matched_by: m.by.unwrap_or("timing"),
+                    reaction_s: m.reaction_s,
+                });
+            }
+            Decided::Lost => f.outcome = Outcome::Lost,
+            Decided::Ambiguous { candidates } => {
+                f.outcome = Outcome::Ambiguous;
+                f.retry_candidates = Some(candidates);
+            }
+        }
+        if f.kind.is_finding() {
+            self.endpoints
+                .entry(a.server)
+                .or_insert_with(|| EndpointTally::new(a.server))
+                .add_finding(&f, a.idle_reset);
+        }
+        self.ready.push(f);
+    }
+
+    /// Verdicts that became final since the last call, in the order they did.
+    pub fn take_ready(&mut self) -> std::vec::Drain<'_, Finding> {
+        self.ready.drain(..)
+    }
+
+    /// End of the analysis, after the last epoch: every waiting verdict becomes final; returns
+    /// what the findings added to the endpoint statistics.
+    pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
+        self.retries.finish();
+        self.take_decided();
+        self.endpoints.drain().map(|(_, e)| e).collect()
+    }
+}

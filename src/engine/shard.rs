@@ -1,0 +1,179 @@
+//! The analysis of one shard of the input, one packet at a time through decode -> flow -> app
+//! -> detect (its per-connection part). At the end of each epoch (a tick of capture time) it
+//! hands the verdict stage what it found ([`Records`]).
+
+use super::Config;
+use super::analyzer::Totals;
+use super::result::{ShardResult, WarningKey};
+use crate::app::{AppConn, Scratch};
+use crate::capture::{PacketRef, Warning};
+use crate::decode::{self, Decoded, SkipReason};
+use crate::detect::{Detector, Exchanges, Records};
+use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::time::Timestamp;
+
+/// The later stages' state of one connection.
+#[derive(Default)]
+pub(super) struct ConnAnalysis {
+    app: AppConn,
+    exchanges: Exchanges,
+}
+
+/// The per-connection analysis of a shard of the input (of all of it, with one shard).
+pub(super) struct Shard {
+    table: FlowTable<ConnAnalysis>,
+    detector: Detector,
+    scratch: Scratch,
+    /// Capture time of the whole input.
+    now: Timestamp,
+    inputs: Vec<String>,
+    /// Counters and warnings so far (the rest of it is filled at the end).
+    pub result: ShardResult,
+}
+
+impl Shard {
+    pub fn new(cfg: &Config, inputs: Vec<String>) -> Shard {
+        Shard {
+            table: FlowTable::new(cfg.table),
+            detector: Detector::new(),
+            scratch: Scratch::default(),
+            now: Timestamp::default(),
+            result: ShardResult::new(inputs.clone()),
+            inputs,
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.table.open_connections()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.detector.stats().requests
+    }
+
+    /// Running totals.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            packets: self.result.packets,
+            open_connections: self.open_connections(),
+            requests: self.requests(),
+        }
+    }
+
+    /// Record a problem with the input at its place `key` in the input.
+    pub fn warn_at(&mut self, key: WarningKey, w: Warning) {
+        self.result.warn_at(key, w);
+    }
+
+    /// Analyse one packet: `ordinal` is its position among the analysed packets of the whole
+    /// input, `now` the capture time of the whole input (the latest timestamp so far, this
+    /// packet's included). Returns a warning when the packet was malformed.
+    pub fn on_packet(
+        &mut self,
+        pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+    ) -> Option<Warning> {
+        let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
+        self.on_decoded(pkt, decoded, ordinal, now)
+    }
+
+    /// `on_packet` for a packet decoded already.
+    pub fn on_decoded(
+        &mut self,
+        pkt: PacketRef<'_>,
+        decoded: Decoded<'_>,
+        ordinal: u64,
+        now: Timestamp,
+    ) -> Option<Warning> {
+        self.result.count_packet(pkt.orig_len, pkt.ts);
+        self.now = self.now.max(now);
+        match decoded {
+            Decoded::Skip(reason, detail) => {
+                self.result.skip(reason.as_str());
+                if reason != SkipReason::Malformed {
+                    return None;
+                }
+                let w = Warning {
+                    file: self.inputs.get(pkt.input).cloned().unwrap_or_default(),
+                    frame: Some(pkt.frame),
+                    message: format!(
+                        "malformed packet: {}",
+                        detail.unwrap_or_else(|| "bad headers".into())
+                    ),
+                };
+                self.warn_at((ordinal, 0), w.clone());
+                Some(w)
+            }
+            Decoded::Tcp(seg) => {
+                self.result.tcp_segments += 1;
+                let at = FrameRef {
+                    input: pkt.input as u32,
+                    frame: pkt.frame,
+                    ordinal,
+                    ts: pkt.ts,
+                };
+                let mut downstream = Downstream {
+                    detector: &mut self.detector,
+                    scratch: &mut self.scratch,
+                };
+                self.table.advance(self.now);
+                self.table.process(&seg, at, &mut downstream);
+                None
+            }
+        }
+    }
+
+    /// The end of an epoch at capture time `now`: closed and idle connections are finished;
+    /// returns what the verdict stage needs of the epoch (to be emptied by it).
+    pub fn end_epoch(&mut self, now: Timestamp) -> &mut Records {
+        self.now = self.now.max(now);
+        let mut downstream = Downstream {
+            detector: &mut self.detector,
+            scratch: &mut self.scratch,
+        };
+        self.table.expire(self.now, &mut downstream);
+        self.detector.records()
+    }
+
+    /// End of input at capture time `now`: every connection is finished; the results, and the
+    /// records of the last epoch.
+    pub fn finish(&mut self, now: Timestamp) -> (ShardResult, Records) {
+        self.now = self.now.max(now);
+        let mut downstream = Downstream {
+            detector: &mut self.detector,
+            scratch: &mut self.scratch,
+        };
+        self.table.drain(&mut downstream);
+        self.result.endpoints = self.detector.finish();
+        self.result.flow = self.table.stats().clone();
+        self.result.detect = self.detector.stats().clone();
+        let records = std::mem::take(self.detector.records());
+        (std::mem::take(&mut self.result), records)
+    }
+}
+
+/// The stages after flow (app, detect), as the connection table's handler.
+struct Downstream<'a> {
+    detector: &'a mut Detector,
+    scratch: &'a mut Scratch,
+}
+
+impl FlowHandler<ConnAnalysis> for Downstream<'_> {
+    fn on_event(&mut self, conn: &ConnMeta, st: &mut ConnAnalysis, ev: FlowEvent<'_>) {
+        if let FlowEvent::Retransmit { dir, off, len, .. } = ev {
+            st.exchanges.on_retransmit(dir, off, len);
+            return;
+        }
+        let ConnAnalysis { app, exchanges } = st;
+        let detector = &mut *self.detector;
+        let at = ev.meta();
+        app.on_flow(conn, &ev, self.scratch, &mut |msg| {
+            detector.on_message(conn, exchanges, msg, at)
+        });
+    }
+
+    fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
+        self.detector.finish_conn(&end, &mut st.exchanges);
+    }
+}
