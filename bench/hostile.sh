@@ -39,6 +39,7 @@ CASES_ALL=(
     "ifaces10m|pcapng-interfaces 10000000|ifaces10m.pcapng|--format json"
     "offsets|pcapng-offsets|offsets.pcapng|--format json"
     "head50m|endless-head 50000000|head50m.pcap|--format json"
+    "line50m|endless-line 50000000|line50m.pcap|--format json"
     "badlen|bad-lengths|badlen.pcap|--format json"
 )
 WANT=${CASES:-}

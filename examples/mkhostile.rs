@@ -5,7 +5,8 @@
 //! ```
 //!
 //! CASE: `syn-flood N`, `pipelined N`, `retransmissions PENDING RETRANSMISSIONS`,
-//! `endless-head BYTES`, `bad-lengths`, `pcapng-interfaces N`, `pcapng-offsets`.
+//! `endless-head BYTES` (header lines), `endless-line BYTES` (one header line),
+//! `bad-lengths`, `pcapng-interfaces N`, `pcapng-offsets`.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -13,7 +14,7 @@ use tcprace::synth::hostile;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: mkhostile CASE OUT [N [M]]\n  CASE: syn-flood N | pipelined N | retransmissions PENDING RETRANSMISSIONS | endless-head BYTES | bad-lengths | pcapng-interfaces N | pcapng-offsets"
+        "usage: mkhostile CASE OUT [N [M]]\n  CASE: syn-flood N | pipelined N | retransmissions PENDING RETRANSMISSIONS | endless-head BYTES | endless-line BYTES | bad-lengths | pcapng-interfaces N | pcapng-offsets"
     );
     std::process::exit(2);
 }
@@ -33,7 +34,8 @@ fn main() -> std::io::Result<()> {
         "syn-flood" => hostile::syn_flood(w, num(2))?,
         "pipelined" => hostile::pipelined_unanswered(w, num(2))?,
         "retransmissions" => hostile::retransmissions_over_pending(w, num(2), num(3))?,
-        "endless-head" => hostile::endless_head(w, num(2))?,
+        "endless-head" => hostile::endless_head(w, num(2), false)?,
+        "endless-line" => hostile::endless_head(w, num(2), true)?,
         "bad-lengths" => hostile::bad_lengths(w)?,
         "pcapng-interfaces" => hostile::pcapng_interfaces(w, num(2))?,
         "pcapng-offsets" => hostile::pcapng_extreme_offsets(w)?,

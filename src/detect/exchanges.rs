@@ -68,20 +68,24 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    /// A segment of direction `dir` repeated bytes already delivered.
-    pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) {
+    /// A segment of direction `dir` repeated bytes already delivered; returns the pending
+    /// requests looked at (those it repeated the first byte of, found by binary search).
+    pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) -> usize {
         if Some(dir) != self.client {
-            return;
+            return 0;
         }
         // the pending requests are in stream order: those starting in [off, off + len)
         let end = off.saturating_add(len.min(i64::MAX as u64) as i64);
         let from = self.pending.partition_point(|r| r.start < off);
+        let mut looked = 0;
         for r in self.pending.range_mut(from..) {
+            looked += 1;
             if r.start >= end {
                 break;
             }
             r.retransmissions += 1;
         }
+        looked
     }
 
     /// Track a new request (false: more than `MAX_PENDING` wait, it is counted as untracked).

@@ -25,11 +25,13 @@ mod verdicts;
 
 pub(crate) use endpoints::{EndpointTally, merge_endpoints};
 pub use exchanges::Exchanges;
+#[cfg(test)]
+pub(crate) use exchanges::MAX_PENDING;
 pub use records::Records;
 pub use verdicts::Verdicts;
 
-use crate::app::{AppEvent, BodyDigest, Identity, Request, Response};
-use crate::flow::{ConnEnd, ConnMeta, SegMeta};
+use crate::app::{Anomaly, AppEvent, BodyDigest, Identity, Request, Response};
+use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
 use evidence::RelativeSeq;
 use exchanges::PendingRequest;
 use records::{Digest, FailedRequest, IdleClose};
@@ -54,6 +56,13 @@ pub struct DetectStats {
     /// Requests not tracked (no verdict) because more than 1024 requests of their connection
     /// were waiting for responses.
     pub requests_beyond_pending_cap: u64,
+    /// Messages whose Content-Length is not a number: their framing is lost (RFC 9112 6.3).
+    pub invalid_content_length: u64,
+    /// Messages with differing Content-Length values: their framing is lost.
+    pub conflicting_content_length: u64,
+    /// Heads longer than 64 KiB or with more than 512 header fields (or that never end): the
+    /// framing is lost.
+    pub heads_over_cap: u64,
 }
 
 impl DetectStats {
@@ -69,6 +78,9 @@ impl DetectStats {
             responses_without_request,
             unframed_responses,
             requests_beyond_pending_cap,
+            invalid_content_length,
+            conflicting_content_length,
+            heads_over_cap,
         } = *other;
         self.http_connections += http_connections;
         self.requests += requests;
@@ -79,6 +91,17 @@ impl DetectStats {
         self.responses_without_request += responses_without_request;
         self.unframed_responses += unframed_responses;
         self.requests_beyond_pending_cap += requests_beyond_pending_cap;
+        self.invalid_content_length += invalid_content_length;
+        self.conflicting_content_length += conflicting_content_length;
+        self.heads_over_cap += heads_over_cap;
+    }
+
+    fn count_anomaly(&mut self, a: Anomaly) {
+        match a {
+            Anomaly::InvalidContentLength => self.invalid_content_length += 1,
+            Anomaly::ConflictingContentLength => self.conflicting_content_length += 1,
+            Anomaly::HeadOverCap => self.heads_over_cap += 1,
+        }
     }
 }
 
@@ -112,6 +135,12 @@ pub struct Detector {
     endpoints: FxHashMap<SocketAddr, EndpointTally>,
     stats: DetectStats,
     out: Records,
+    /// Warnings about the input (framing broken by its sender), with the frame they are about.
+    warnings: Vec<(FrameRef, String)>,
+    /// The most requests waiting on one connection, and the pending requests looked at for
+    /// retransmissions (the tests bound them).
+    #[cfg(test)]
+    pub(crate) work: (usize, u64),
 }
 
 impl Detector {
@@ -126,6 +155,20 @@ impl Detector {
     /// The records for the verdict stage since the last epoch (emptied by it).
     pub fn records(&mut self) -> &mut Records {
         &mut self.out
+    }
+
+    /// A segment of the connection with exchanges `ex` repeated bytes already delivered.
+    pub fn on_retransmit(&mut self, ex: &mut Exchanges, dir: crate::flow::Dir, off: i64, len: u64) {
+        let _looked = ex.on_retransmit(dir, off, len);
+        #[cfg(test)]
+        {
+            self.work.1 += _looked as u64;
+        }
+    }
+
+    /// The warnings about the input since the last call: (frame, message).
+    pub fn take_warnings(&mut self) -> std::vec::Drain<'_, (FrameRef, String)> {
+        self.warnings.drain(..)
     }
 
     /// Handle a message of connection `conn`; `at` is the segment that completed it.
@@ -152,10 +195,14 @@ impl Detector {
             } if dir == client => self.on_request_end(conn, ex, body),
             AppEvent::Response(r) if r.dir != client => self.on_response(ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
-            AppEvent::Desync { dir } => {
+            AppEvent::Desync { dir, anomaly } => {
                 self.stats.http_desyncs += 1;
                 if dir != client {
                     ex.server_desync = true;
+                }
+                if let Some((anomaly, reason)) = anomaly {
+                    self.stats.count_anomaly(anomaly);
+                    self.warnings.push((at.at, format!("HTTP: {reason}")));
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
@@ -193,6 +240,10 @@ impl Detector {
         self.out.attempts.push(attempt);
         if idle_before.is_some() && !ex.push_pending(req) {
             self.stats.requests_beyond_pending_cap += 1;
+        }
+        #[cfg(test)]
+        {
+            self.work.0 = self.work.0.max(ex.pending.len());
         }
     }
 

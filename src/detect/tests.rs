@@ -324,7 +324,15 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
             at: at(2, 0.1),
             ..SegMeta::default()
         };
-        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, &m);
+        d.on_message(
+            &c,
+            &mut ex,
+            AppEvent::Desync {
+                dir: Dir::Rev,
+                anomaly: None,
+            },
+            &m,
+        );
         let mut end = end_of(&c, None, Some(close(at(3, 5.0), 100, Some(30))), None);
         end.stream_end[Dir::Rev] = server_bytes;
         d.finish_conn(&end, &mut ex, secs(9.0));

@@ -227,6 +227,12 @@ impl Verdicts {
         self.ready.push(f);
     }
 
+    /// The retry matcher's attempts and failures retained, and its work so far.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> (usize, usize, u64) {
+        self.retries.footprint()
+    }
+
     /// Verdicts that became final since the last call, in the order they did.
     pub fn take_ready(&mut self) -> std::vec::Drain<'_, Finding> {
         self.ready.drain(..)

@@ -10,8 +10,10 @@ use super::shard::Shard;
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::Decoded;
 use crate::detect::{Records, Verdicts};
+use crate::report::WarningPrinter;
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
+use std::sync::{Arc, Mutex};
 
 /// Seconds of capture time between ticks (verdicts waiting for time become final).
 pub(crate) const TICK_S: f64 = 0.1;
@@ -88,7 +90,7 @@ impl Totals {
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
         Analyzer {
-            shard: Shard::new(&cfg, inputs.clone()),
+            shard: Shard::new(&cfg, inputs.clone(), None),
             // a closed connection reaches the verdict stage after its linger time, at a tick
             verdicts: Verdicts::new(&cfg.detect, inputs, cfg.table.close_linger + 2.0 * TICK_S),
             clock: Clock::default(),
@@ -142,32 +144,31 @@ impl Analyzer {
         self.others = t;
     }
 
-    /// Analyse one packet. Returns a warning when the packet was malformed.
-    pub fn on_packet(&mut self, pkt: &Packet) -> Option<Warning> {
-        self.on_packet_ref(pkt.as_ref())
+    /// Print the warnings about the input as they come, with `printer`.
+    pub(super) fn print_warnings(&mut self, printer: Arc<Mutex<WarningPrinter>>) {
+        self.shard.set_printer(printer);
+    }
+
+    /// Analyse one packet (problems with it are recorded as warnings).
+    pub fn on_packet(&mut self, pkt: &Packet) {
+        self.on_packet_ref(pkt.as_ref());
     }
 
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
-    pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
+    pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) {
         let now = self.clock.now.max(pkt.ts);
-        let warning = self.on_packet_at(pkt, self.shard.result.packets + 1, now);
+        self.on_packet_at(pkt, self.shard.result.packets + 1, now);
         if self.clock.after_packet(pkt.ts) {
             self.end_epoch(self.clock.now, &mut []);
         }
-        warning
     }
 
     /// Analyse one packet of the driver's shard of the input: `ordinal` is its position among
     /// the analysed packets of the whole input, `now` the capture time of the whole input (the
     /// latest timestamp so far, this packet's included). Time does not advance by itself: the
     /// caller ends the epochs ([`Analyzer::end_epoch`]) where the whole input's analyzer would.
-    pub(super) fn on_packet_at(
-        &mut self,
-        pkt: PacketRef<'_>,
-        ordinal: u64,
-        now: Timestamp,
-    ) -> Option<Warning> {
-        self.shard.on_packet(pkt, ordinal, now)
+    pub(super) fn on_packet_at(&mut self, pkt: PacketRef<'_>, ordinal: u64, now: Timestamp) {
+        self.shard.on_packet(pkt, ordinal, now);
     }
 
     /// `on_packet_at` for a packet the driver decoded already.
@@ -177,8 +178,8 @@ impl Analyzer {
         decoded: Decoded<'_>,
         ordinal: u64,
         now: Timestamp,
-    ) -> Option<Warning> {
-        self.shard.on_decoded(pkt, decoded, ordinal, now)
+    ) {
+        self.shard.on_decoded(pkt, decoded, ordinal, now);
     }
 
     /// Let capture time advance to `now` (also called by live sources in quiet periods):
@@ -284,6 +285,23 @@ impl Analyzer {
         let mut results = std::mem::take(&mut self.finished);
         results.push(self.found);
         merge(results)
+    }
+
+    /// What the hostile-input tests bound, now.
+    #[cfg(test)]
+    pub(super) fn footprint(&self) -> super::tests::Footprint {
+        let (table_slots, open, max_pending, retransmit_work) = self.shard.footprint();
+        let (attempts, failures, retry_work) = self.verdicts.footprint();
+        super::tests::Footprint {
+            table_slots,
+            open,
+            max_pending,
+            retransmit_work,
+            attempts,
+            failures,
+            retry_work,
+            informational_kept: self.found.informational.len(),
+        }
     }
 
     /// End of input of the driver's shard with no other: its results.

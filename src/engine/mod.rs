@@ -14,6 +14,8 @@ mod parallel;
 mod result;
 mod run;
 mod shard;
+#[cfg(test)]
+mod tests;
 
 pub use analyzer::Analyzer;
 pub use parallel::shard_of;

@@ -107,8 +107,8 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("tcprace-shard{n}"))
             .spawn(move || {
-                let shard = Shard::new(&config, inputs);
-                run_shard(shard, full_rx, free_tx, answer_tx, &printer);
+                let shard = Shard::new(&config, inputs, Some(printer));
+                run_shard(shard, full_rx, free_tx, answer_tx);
             })
             .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
         Ok(Worker {
@@ -181,7 +181,6 @@ fn run_shard(
     full: Receiver<Batch>,
     free: Sender<Batch>,
     answers: Sender<Answer>,
-    printer: &Mutex<WarningPrinter>,
 ) {
     for batch in full {
         for item in &batch.items {
@@ -191,10 +190,7 @@ fn run_shard(
                     ordinal,
                     now,
                 } => {
-                    let pkt = packet.get(&batch.data);
-                    if let Some(w) = shard.on_packet(pkt, ordinal, now) {
-                        print(printer, &w);
-                    }
+                    shard.on_packet(packet.get(&batch.data), ordinal, now);
                 }
                 Item::Epoch(now) => {
                     let records = std::mem::take(shard.end_epoch(now));
@@ -327,7 +323,6 @@ impl Shards {
         pkt: PacketRef<'_>,
         ordinal: u64,
         now: Timestamp,
-        printer: &Mutex<WarningPrinter>,
     ) {
         let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
         let shard = match &decoded {
@@ -335,11 +330,7 @@ impl Shards {
             Decoded::Skip(..) => 0,
         };
         match shard {
-            0 => {
-                if let Some(w) = main.on_decoded(pkt, decoded, ordinal, now) {
-                    print(printer, &w);
-                }
-            }
+            0 => main.on_decoded(pkt, decoded, ordinal, now),
             n => self.workers[n - 1].push_packet(&pkt, ordinal, now),
         }
     }

@@ -103,6 +103,7 @@ pub fn run(
         .begin(&inputs)
         .map_err(|e| RunError::output(e, false))?;
     let mut main = Analyzer::new(config.clone(), inputs.clone());
+    main.print_warnings(printer.clone());
     if renderer.streams() {
         main.stream_findings(renderer.keeps_findings());
     }
@@ -143,7 +144,7 @@ pub fn run(
             Next::Packet(pkt) => {
                 ordinal += 1;
                 let now = clock.now.max(pkt.ts);
-                others.dispatch(&mut main, pkt, ordinal, now, &printer);
+                others.dispatch(&mut main, pkt, ordinal, now);
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
                     hooks.progress(source.progress().0);
                 }

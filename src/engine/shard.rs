@@ -4,13 +4,16 @@
 
 use super::Config;
 use super::analyzer::Totals;
+use super::parallel::print;
 use super::result::{ShardResult, WarningKey};
 use crate::app::{AppConn, Scratch};
 use crate::capture::{PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
 use crate::detect::{Detector, Exchanges, Records};
 use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::report::WarningPrinter;
 use crate::time::Timestamp;
+use std::sync::{Arc, Mutex};
 
 /// The later stages' state of one connection.
 #[derive(Default)]
@@ -27,12 +30,18 @@ pub(super) struct Shard {
     /// Capture time of the whole input.
     now: Timestamp,
     inputs: Vec<String>,
+    /// Where the warnings are printed as they come (none: only recorded).
+    printer: Option<Arc<Mutex<WarningPrinter>>>,
     /// Counters and warnings so far (the rest of it is filled at the end).
     pub result: ShardResult,
 }
 
 impl Shard {
-    pub fn new(cfg: &Config, inputs: Vec<String>) -> Shard {
+    pub fn new(
+        cfg: &Config,
+        inputs: Vec<String>,
+        printer: Option<Arc<Mutex<WarningPrinter>>>,
+    ) -> Shard {
         Shard {
             table: FlowTable::new(cfg.table),
             detector: Detector::new(),
@@ -40,7 +49,21 @@ impl Shard {
             now: Timestamp::default(),
             result: ShardResult::new(inputs.clone()),
             inputs,
+            printer,
         }
+    }
+
+    /// Print the warnings as they come with `printer`.
+    pub fn set_printer(&mut self, printer: Arc<Mutex<WarningPrinter>>) {
+        self.printer = Some(printer);
+    }
+
+    /// Record a warning about the packet of `ordinal` (and print it).
+    fn warn_about(&mut self, ordinal: u64, w: Warning) {
+        if let Some(p) = &self.printer {
+            print(p, &w);
+        }
+        self.result.warn_at((ordinal, 0), w);
     }
 
     pub fn open_connections(&self) -> usize {
@@ -49,6 +72,14 @@ impl Shard {
 
     pub fn requests(&self) -> u64 {
         self.detector.stats().requests
+    }
+
+    /// What the tests bound: (table slots, connections open, most requests pending on a
+    /// connection, pending requests looked at for retransmissions).
+    #[cfg(test)]
+    pub fn footprint(&self) -> (usize, usize, usize, u64) {
+        let (pending, work) = self.detector.work;
+        (self.table.slots(), self.open_connections(), pending, work)
     }
 
     /// Running totals.
@@ -67,15 +98,10 @@ impl Shard {
 
     /// Analyse one packet: `ordinal` is its position among the analysed packets of the whole
     /// input, `now` the capture time of the whole input (the latest timestamp so far, this
-    /// packet's included). Returns a warning when the packet was malformed.
-    pub fn on_packet(
-        &mut self,
-        pkt: PacketRef<'_>,
-        ordinal: u64,
-        now: Timestamp,
-    ) -> Option<Warning> {
+    /// packet's included). A malformed packet is warned about.
+    pub fn on_packet(&mut self, pkt: PacketRef<'_>, ordinal: u64, now: Timestamp) {
         let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
-        self.on_decoded(pkt, decoded, ordinal, now)
+        self.on_decoded(pkt, decoded, ordinal, now);
     }
 
     /// `on_packet` for a packet decoded already.
@@ -85,14 +111,14 @@ impl Shard {
         decoded: Decoded<'_>,
         ordinal: u64,
         now: Timestamp,
-    ) -> Option<Warning> {
+    ) {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
         match decoded {
             Decoded::Skip(reason, detail) => {
                 self.result.skip(reason.as_str());
                 if reason != SkipReason::Malformed {
-                    return None;
+                    return;
                 }
                 let w = Warning {
                     file: self.inputs.get(pkt.input).cloned().unwrap_or_default(),
@@ -102,8 +128,7 @@ impl Shard {
                         detail.unwrap_or_else(|| "bad headers".into())
                     ),
                 };
-                self.warn_at((ordinal, 0), w.clone());
-                Some(w)
+                self.warn_about(ordinal, w);
             }
             Decoded::Tcp(seg) => {
                 self.result.tcp_segments += 1;
@@ -119,8 +144,25 @@ impl Shard {
                 };
                 self.table.advance(self.now);
                 self.table.process(&seg, at, &mut downstream);
-                None
+                self.input_warnings(ordinal);
             }
+        }
+    }
+
+    /// The detector's warnings about the input, as warnings about the packet of `ordinal`.
+    fn input_warnings(&mut self, ordinal: u64) {
+        let found: Vec<(FrameRef, String)> = self.detector.take_warnings().collect();
+        for (at, message) in found {
+            let w = Warning {
+                file: self
+                    .inputs
+                    .get(at.input as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                frame: Some(at.frame),
+                message,
+            };
+            self.warn_about(ordinal, w);
         }
     }
 
@@ -133,6 +175,7 @@ impl Shard {
             scratch: &mut self.scratch,
         };
         self.table.expire(self.now, &mut downstream);
+        self.input_warnings(self.result.packets);
         self.detector.records()
     }
 
@@ -145,6 +188,7 @@ impl Shard {
             scratch: &mut self.scratch,
         };
         self.table.drain(&mut downstream);
+        self.input_warnings(u64::MAX);
         self.result.endpoints = self.detector.finish();
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
@@ -162,7 +206,8 @@ struct Downstream<'a> {
 impl FlowHandler<ConnAnalysis> for Downstream<'_> {
     fn on_event(&mut self, conn: &ConnMeta, st: &mut ConnAnalysis, ev: FlowEvent<'_>) {
         if let FlowEvent::Retransmit { dir, off, len, .. } = ev {
-            st.exchanges.on_retransmit(dir, off, len);
+            self.detector
+                .on_retransmit(&mut st.exchanges, dir, off, len);
             return;
         }
         let ConnAnalysis { app, exchanges } = st;

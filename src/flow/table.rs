@@ -193,6 +193,12 @@ impl<T: Default> FlowTable<T> {
         self.index.len()
     }
 
+    /// Slots allocated: the most connections tracked at once.
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn stats(&self) -> &FlowStats {
         &self.stats
     }

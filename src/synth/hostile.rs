@@ -195,6 +195,35 @@ pub fn pipelined_unanswered<W: Write>(out: W, n: u64) -> io::Result<u64> {
     s.close()
 }
 
+/// `n` connections from as many client ports, each a handshake and one request never
+/// answered, all still open when the capture ends (`n` requests unanswered at its end).
+pub fn unanswered_connections<W: Write>(out: W, n: u64) -> io::Result<u64> {
+    let mut w = pcap(out)?;
+    let server: SocketAddrV4 = "198.51.100.1:80".parse().expect("address");
+    for i in 0..n {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 | (i / 60_000) as u32);
+        let client = SocketAddrV4::new(ip, 1024 + (i % 60_000) as u16);
+        let (c, s) = (1000u32, 5000u32);
+        let us = i * 40;
+        w.write_frame(at_us(us), &frame(client, server, c, 0, SYN, &[]))?;
+        w.write_frame(
+            at_us(us + 10),
+            &frame(server, client, s, c + 1, SYN | ACK, &[]),
+        )?;
+        w.write_frame(
+            at_us(us + 20),
+            &frame(client, server, c + 1, s + 1, ACK, &[]),
+        )?;
+        w.write_frame(
+            at_us(us + 30),
+            &frame(client, server, c + 1, s + 1, PSH | ACK, PIPELINED_REQUEST),
+        )?;
+    }
+    let frames = w.frames();
+    w.finish()?;
+    Ok(frames)
+}
+
 /// `pending` pipelined requests never answered, then `retransmissions` retransmitted client
 /// segments (spread over the whole stream).
 pub fn retransmissions_over_pending<W: Write>(
@@ -211,11 +240,16 @@ pub fn retransmissions_over_pending<W: Write>(
     s.close()
 }
 
-/// A request whose head never ends: a request line, then `bytes` of header lines.
-pub fn endless_head<W: Write>(out: W, bytes: u64) -> io::Result<u64> {
+/// A request whose head never ends: a request line, then `bytes` of header lines (or, with
+/// `one_line`, of one header line that never ends).
+pub fn endless_head<W: Write>(out: W, bytes: u64, one_line: bool) -> io::Result<u64> {
     let mut s = Stream::open(out, false)?;
     s.client_sends(b"GET / HTTP/1.1\r\nHost: a\r\n")?;
-    let line = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let line: &[u8] = if one_line {
+        b"X-Filler: aaaaaaaaaaaaaaaa"
+    } else {
+        b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+    };
     let block = line.repeat(MSS * 16 / line.len());
     let mut left = bytes;
     while left > 0 {

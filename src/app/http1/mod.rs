@@ -22,7 +22,7 @@ mod tests;
 
 pub use stream::HttpStream;
 
-use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
+use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
@@ -94,6 +94,8 @@ pub enum HttpEvent {
     Desync {
         offset: i64,
         reason: String,
+        /// The sender broke the framing (rather than the capture missing bytes).
+        anomaly: Option<Anomaly>,
     },
     /// 101 Switching Protocols or CONNECT 2xx: no more HTTP on this direction.
     Tunnel {
@@ -197,7 +199,12 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             keep_alive: h.keep_alive.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
-        HttpEvent::Desync { .. } => AppEvent::Desync { dir },
+        HttpEvent::Desync {
+            reason, anomaly, ..
+        } => AppEvent::Desync {
+            dir,
+            anomaly: anomaly.map(|a| (a, take(reason))),
+        },
         HttpEvent::Tunnel { .. } => AppEvent::Tunnel { dir },
     }
 }

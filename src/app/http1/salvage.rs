@@ -29,7 +29,7 @@ impl HttpStream {
                 });
             }
         }
-        let facts = header_facts(&headers).ok();
+        let facts = Some(header_facts(&headers));
         let (host, connection_close, keep_alive, keep_alive_timeout, request_id) = match facts {
             Some(f) => (
                 f.host,

@@ -3,6 +3,7 @@
 use super::body::BodyHasher;
 use super::chunked::Chunk;
 use super::{HttpEvent, Role};
+use crate::app::Anomaly;
 use crate::flow::SegMeta;
 use std::collections::VecDeque;
 
@@ -71,6 +72,8 @@ pub struct HttpStream {
     pub(super) upgrade_pending: bool,
     /// The digest of the current request's body (client side, from its head on).
     pub(super) body: Option<BodyHasher>,
+    /// After a framing error: the next message may start anywhere in a line.
+    pub(super) resync_in_lines: bool,
 }
 
 impl HttpStream {
@@ -100,6 +103,7 @@ impl HttpStream {
             unmatched_responses: 0,
             upgrade_pending: false,
             body: None,
+            resync_in_lines: false,
         }
     }
 
@@ -301,6 +305,7 @@ impl HttpStream {
             out.push(HttpEvent::Desync {
                 offset,
                 reason: format!("connection closed at offset {offset} inside {inside}"),
+                anomaly: None,
             });
         }
         if self.role == Role::Unknown {
@@ -375,9 +380,28 @@ impl HttpStream {
         at_line_start: bool,
         out: &mut Vec<HttpEvent>,
     ) {
-        out.push(HttpEvent::Desync { offset, reason });
+        self.desync_by(offset, reason, None, at_line_start, out);
+    }
+
+    /// Lose sync at `offset` because the sender broke the framing (`anomaly`); with one, the
+    /// next message is looked for anywhere in a line, not only at line starts: a body of
+    /// unknown length runs into it (`AAAAGET / HTTP/1.1`).
+    pub(super) fn desync_by(
+        &mut self,
+        offset: i64,
+        reason: String,
+        anomaly: Option<Anomaly>,
+        at_line_start: bool,
+        out: &mut Vec<HttpEvent>,
+    ) {
+        out.push(HttpEvent::Desync {
+            offset,
+            reason,
+            anomaly,
+        });
         self.buf.clear();
         self.upgrade_pending = false;
+        self.resync_in_lines = anomaly.is_some();
         self.mode = Mode::Scan { at_line_start };
     }
 
