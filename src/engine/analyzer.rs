@@ -17,10 +17,12 @@ use std::sync::{Arc, Mutex};
 
 /// Seconds of capture time between ticks (verdicts waiting for time become final).
 pub(crate) const TICK_S: f64 = 0.1;
-/// Packets at most between two epochs of the analysis: an epoch ends at every tick, and after
-/// this many packets without one (a capture whose clock stands still), so that what the shards
-/// hand the verdict stage per epoch stays bounded.
+/// Packets, and captured bytes, at most between two epochs of the analysis: an epoch ends at
+/// every tick, and after this many packets or bytes without one (a capture whose clock stands
+/// still, or requests pipelined by the thousand), so that what the shards hand the verdict
+/// stage per epoch stays bounded (a request takes at least 16 bytes).
 pub(crate) const EPOCH_PACKETS: u64 = 4096;
+pub(crate) const EPOCH_BYTES: u64 = 256 * 1024;
 
 /// When the epochs of the analysis end, from the capture time of the whole input.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,19 +30,22 @@ pub(crate) struct Clock {
     pub now: Timestamp,
     last_tick: Timestamp,
     packets: u64,
+    bytes: u64,
 }
 
 impl Clock {
-    /// A packet captured at `ts` was analysed: whether an epoch ends after it.
-    pub fn after_packet(&mut self, ts: Timestamp) -> bool {
+    /// A packet of `len` captured bytes captured at `ts` was analysed: whether an epoch ends
+    /// after it.
+    pub fn after_packet(&mut self, ts: Timestamp, len: usize) -> bool {
         self.now = self.now.max(ts);
         self.packets += 1;
+        self.bytes += len as u64;
         if self.now.secs_since(self.last_tick) >= TICK_S {
             self.tick(self.now);
             return true;
         }
-        if self.packets >= EPOCH_PACKETS {
-            self.packets = 0;
+        if self.packets >= EPOCH_PACKETS || self.bytes >= EPOCH_BYTES {
+            (self.packets, self.bytes) = (0, 0);
             return true;
         }
         false
@@ -50,7 +55,7 @@ impl Clock {
     pub fn tick(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         self.last_tick = self.now;
-        self.packets = 0;
+        (self.packets, self.bytes) = (0, 0);
     }
 }
 
@@ -158,7 +163,7 @@ impl Analyzer {
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) {
         let now = self.clock.now.max(pkt.ts);
         self.on_packet_at(pkt, self.shard.result.packets + 1, now);
-        if self.clock.after_packet(pkt.ts) {
+        if self.clock.after_packet(pkt.ts, pkt.data.len()) {
             self.end_epoch(self.clock.now, &mut []);
         }
     }

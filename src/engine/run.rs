@@ -144,11 +144,12 @@ pub fn run(
             Next::Packet(pkt) => {
                 ordinal += 1;
                 let now = clock.now.max(pkt.ts);
+                let len = pkt.data.len();
                 others.dispatch(&mut main, pkt, ordinal, now);
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
                     hooks.progress(source.progress().0);
                 }
-                clock.after_packet(now)
+                clock.after_packet(now, len)
             }
         };
         if epoch {

@@ -141,12 +141,23 @@ impl HttpStream {
             (off, *seg)
         };
         let take = take_line(d, LINE_CAP);
+        // the bytes carried over and the line's (copied only when there are carried bytes)
         let mut joined = std::mem::take(&mut self.buf);
-        joined.extend_from_slice(&d[..take]);
+        let joined: &[u8] = if carried > 0 {
+            joined.extend_from_slice(&d[..take]);
+            &joined
+        } else {
+            &d[..take]
+        };
         for p in 0..joined.len() {
             let rest = &joined[p..];
-            let may_start = (allow_req && COMMON_METHODS.iter().any(|m| may_start_token(rest, m)))
-                || (allow_status && may_start_token(rest, b"HTTP/1."));
+            let may_start = match rest[0] {
+                b'H' if allow_status && may_start_token(rest, b"HTTP/1.") => true,
+                b'G' | b'H' | b'P' | b'D' | b'O' | b'T' | b'C' => {
+                    allow_req && COMMON_METHODS.iter().any(|m| may_start_token(rest, m))
+                }
+                _ => false,
+            };
             if !may_start {
                 continue;
             }

@@ -383,9 +383,9 @@ impl HttpStream {
         self.desync_by(offset, reason, None, at_line_start, out);
     }
 
-    /// Lose sync at `offset` because the sender broke the framing (`anomaly`); with one, the
-    /// next message is looked for anywhere in a line, not only at line starts: a body of
-    /// unknown length runs into it (`AAAAGET / HTTP/1.1`).
+    /// Lose sync at `offset` because the sender broke the framing (`anomaly`); after a bad
+    /// length the next message is looked for anywhere in a line, not only at line starts: a
+    /// body of unknown length runs into it (`AAAAGET / HTTP/1.1`).
     pub(super) fn desync_by(
         &mut self,
         offset: i64,
@@ -401,7 +401,10 @@ impl HttpStream {
         });
         self.buf.clear();
         self.upgrade_pending = false;
-        self.resync_in_lines = anomaly.is_some();
+        self.resync_in_lines = matches!(
+            anomaly,
+            Some(Anomaly::InvalidContentLength | Anomaly::ConflictingContentLength)
+        );
         self.mode = Mode::Scan { at_line_start };
     }
 
