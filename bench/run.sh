@@ -6,11 +6,13 @@
 #   bench/run.sh                 # RUNS=5 (paired runs); CALLGRIND=0 skips the instruction counts
 #   THREADS="1 2 4 8 16" bench/run.sh
 #   OPEN=500000 bench/run.sh     # connections in the open-connections run
+#   TLS=1 bench/run.sh           # also the many-pair traffic as TLS 1.3 without keys
 #
 # Captures (generated once into bench/out/ by examples/mkbench.rs):
 #   bench.pcap          the many-pair capture (250 clients, 24 servers)
 #   onepair.pcap        one proxy address to one upstream address (--one-pair)
 #   open.pcap           OPEN connections left open (--open)
+#   bench-tls.pcap      with TLS=1: bench.pcap's traffic as TLS 1.3 without keys (--tls)
 #
 # Prints (and writes to bench/out/results.txt), per capture: packets; wall seconds (median of
 # RUNS paired runs: readloop, tcpdump -r F -w /dev/null, tcprace --threads 1, tcprace at each
@@ -165,6 +167,10 @@ bench_capture() { # bench_capture FILE LABEL
 
 bench_capture "$OUT/bench.pcap" "many IP pairs"
 bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)"
+if [ "${TLS:-0}" = 1 ]; then
+    gen "$OUT/bench-tls.pcap" --tls
+    bench_capture "$OUT/bench-tls.pcap" "many IP pairs, TLS 1.3 without keys"
+fi
 
 # memory: connections left open
 report ""

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example mkbench -- OUT.pcap [--connections N] [--min-packets M] [--seed S]
-//!     [--one-pair] [--open N]
+//!     [--tls] [--one-pair] [--open N]
 //! ```
 //!
 //! About 100,000 short keep-alive connections (1-5 requests each) between 250 clients and 24
@@ -11,6 +11,11 @@
 //! (after_fin); the rest close normally (client- or server-initiated). Packets are streamed to
 //! the writer through a time-ordered heap that only holds the connections still open, so memory
 //! stays bounded. Deterministic for a given seed. Also writes `OUT.pcap.meta` (key=value lines).
+//!
+//! `--tls`: every connection is TLS 1.3 as the wire shows it without keys: a ClientHello, the
+//! server's ServerHello, ChangeCipherSpec and encrypted handshake, the client's Finished, then
+//! each request and response sealed in opaque application_data records (16 KB at most, 17
+//! bytes of overhead each: the inner type and a 16-byte tag).
 //!
 //! `--one-pair`: a proxy capture: every connection from one proxy address (192.0.2.1, ports
 //! 32768-60999 in turn) to one upstream (198.51.100.1:8080).
@@ -147,6 +152,60 @@ fn response(rng: &mut Rng, body: &[u8], close: bool) -> Vec<u8> {
     v
 }
 
+/// A record header and body: `body` as the opaque content of type `ctype`.
+fn record(ctype: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = vec![ctype, 3, 3];
+    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+/// `plain` as TLS 1.3 application_data records (its bytes stand for the ciphertext).
+fn seal(plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plain.len() + 64);
+    for chunk in plain.chunks(1 << 14) {
+        let mut body = chunk.to_vec();
+        body.extend_from_slice(&[0x17; 17]);
+        out.extend_from_slice(&record(23, &body));
+    }
+    out
+}
+
+/// A handshake record holding one message.
+fn handshake_msg(ty: u8, body: &[u8]) -> Vec<u8> {
+    let mut msg = vec![ty, 0];
+    msg.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    msg.extend_from_slice(body);
+    record(22, &msg)
+}
+
+/// The TLS 1.3 handshake after the TCP handshake at `t`; returns when the client may send.
+fn tls_handshake(c: &mut Conversation, rng: &mut Rng, t: Timestamp, d_ms: f64) -> Timestamp {
+    let mut hello = vec![3, 3];
+    hello.extend((0..32).map(|_| rng.next_u64() as u8));
+    // no session id; TLS_AES_128_GCM_SHA256; no compression; supported_versions: TLS 1.3
+    hello.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 7, 0, 43, 0, 3, 2, 3, 4]);
+    c.send(Side::Client, t, &handshake_msg(1, &hello));
+    let mut sh = vec![3, 3];
+    sh.extend((0..32).map(|_| rng.next_u64() as u8));
+    sh.extend_from_slice(&[0, 0x13, 0x01, 0, 0, 6, 0, 43, 0, 2, 3, 4]);
+    let st = after_ms(t, d_ms + 0.3);
+    let flight = [
+        handshake_msg(2, &sh),
+        record(20, &[1]),
+        record(23, &[0x42; 2400]),
+    ]
+    .concat();
+    c.send(Side::Server, st, &flight);
+    let ft = after_ms(st, d_ms + 0.1);
+    c.send(
+        Side::Client,
+        ft,
+        &[record(20, &[1]), record(23, &[0x42; 53])].concat(),
+    );
+    ft
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fate {
     ClientClose,
@@ -164,6 +223,13 @@ struct Stats {
     max_open_packets: usize,
 }
 
+/// What connections carry: the bytes response bodies are cut from, and whether it is TLS.
+#[derive(Clone, Copy)]
+struct Payload<'a> {
+    body: &'a [u8],
+    tls: bool,
+}
+
 /// Simulate one connection starting at `start`.
 fn connection(
     rng: &mut Rng,
@@ -171,9 +237,11 @@ fn connection(
     start: Timestamp,
     client: SocketAddr,
     server: &Server,
-    body: &[u8],
+    payload: Payload<'_>,
     stats: &mut Stats,
 ) -> Vec<Packet> {
+    let Payload { body, tls } = payload;
+    let wrap = |plain: Vec<u8>| if tls { seal(&plain) } else { plain };
     let d_ms = *rng.pick(&[0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
     let vantage = if rng.below(5) == 0 {
         Vantage::Middle
@@ -195,12 +263,15 @@ fn connection(
     };
     let n_req = rng.range(1, 5);
     let mut t = c.handshake(start);
+    if tls {
+        t = tls_handshake(&mut c, rng, t, d_ms);
+    }
     let mut last_resp = t;
     for _ in 0..n_req {
-        let req = request(rng, &server.host);
+        let req = wrap(request(rng, &server.host));
         c.send(Side::Client, t, &req);
         let resp_t = after_ms(t, d_ms + 0.1 + rng.exp(2.0));
-        c.send(Side::Server, resp_t, &response(rng, body, false));
+        c.send(Side::Server, resp_t, &wrap(response(rng, body, false)));
         let done = after_ms(resp_t, d_ms);
         c.ack(Side::Client, done);
         last_resp = resp_t;
@@ -228,7 +299,7 @@ fn connection(
             c.send(
                 Side::Client,
                 after_ms(fin_t, gap),
-                &request(rng, &server.host),
+                &wrap(request(rng, &server.host)),
             );
             c.ack(Side::Client, after_ms(fin_t, d_ms));
             c.rst_reply(Side::Server, after_ms(fin_t, d_ms + gap));
@@ -240,7 +311,7 @@ fn connection(
             c.fin(Side::Server, fin_t);
             c.ack(Side::Client, after_ms(fin_t, d_ms));
             let rt = after_ms(fin_t, d_ms + 1.0 + rng.exp(20.0));
-            c.send(Side::Client, rt, &request(rng, &server.host));
+            c.send(Side::Client, rt, &wrap(request(rng, &server.host)));
             c.rst_reply(Side::Server, after_ms(rt, d_ms));
             stats.after_fin += 1;
             stats.requests += 1;
@@ -276,7 +347,7 @@ impl Ord for Pending {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: mkbench OUT.pcap [--connections N] [--min-packets M] [--seed S] [--one-pair] [--open N]"
+        "usage: mkbench OUT.pcap [--connections N] [--min-packets M] [--seed S] [--tls] [--one-pair] [--open N]"
     );
     std::process::exit(2);
 }
@@ -351,6 +422,7 @@ fn main() -> std::io::Result<()> {
     let mut want_conns: u64 = 100_000;
     let mut min_packets: u64 = 1_000_000;
     let mut seed: u64 = 0x7c9_2026;
+    let mut tls = false;
     let mut one_pair = false;
     let mut open: Option<u64> = None;
     while let Some(a) = args.next() {
@@ -363,6 +435,7 @@ fn main() -> std::io::Result<()> {
             "--connections" => want_conns = num(&mut args),
             "--min-packets" => min_packets = num(&mut args),
             "--seed" => seed = num(&mut args),
+            "--tls" => tls = true,
             "--one-pair" => one_pair = true,
             "--open" => open = Some(num(&mut args)),
             "-h" | "--help" => usage(),
@@ -427,7 +500,15 @@ fn main() -> std::io::Result<()> {
         let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (ci + 1) as u8)), port);
         let server = rng.pick(&servers);
         let id = stats.connections as u32;
-        for p in connection(&mut rng, id, start, client, server, &body, &mut stats) {
+        for p in connection(
+            &mut rng,
+            id,
+            start,
+            client,
+            server,
+            Payload { body: &body, tls },
+            &mut stats,
+        ) {
             n += 1;
             generated += 1;
             heap.push(Reverse(Pending { ts: p.ts, n, p }));

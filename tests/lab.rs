@@ -6,6 +6,9 @@
 //! the safe configuration has no finding. In the busy scenarios (20 clients sending identical
 //! requests) every failed attempt is checked by frame: with X-Request-ID every outcome and
 //! retry frame is right; without it at most 1% of the definite outcomes are wrong.
+//! The TLS scenarios (nginx to node over TLS 1.2 and 1.3) are checked with their key log
+//! (requests decrypted and named) and without (the same requests found as encrypted flights,
+//! retries matched by size).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -45,6 +48,8 @@ fn lab_captures_match_the_proxies_logs() {
         "middlebox-rst",
         "nginx-busy-id",
         "nginx-busy-noid",
+        "tls12-crossing",
+        "tls13-crossing",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }

@@ -6,11 +6,15 @@
 //! metadata of their first byte, and the ends of messages. The detect stage decides from these
 //! events and the connection's closes alone, whatever the protocol.
 //!
-//! HTTP/1.x ([`http1`]) is the first analyzer; it recognises itself by content, not by port.
+//! The analyzer is chosen by content, not port, on the connection's first bytes: TLS ([`tls`],
+//! a handshake record) or HTTP/1.x ([`http1`], which then recognises itself or gives up).
+//! Inside TLS, a decrypted connection's plaintext goes to an inner analyzer of any protocol
+//! (see [`tls`]'s `inner`).
 
 pub mod http1;
+pub mod tls;
 
-use crate::flow::{ConnMeta, Dir, FlowEvent, SegMeta};
+use crate::flow::{CloseEvent, ConnMeta, Dir, FlowEvent, SegMeta};
 
 /// What identifies a request, to tell it in a finding and to find its retry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,6 +27,46 @@ pub struct Identity {
     pub body_len: Option<u64>,
     /// A header that names this very request (a retry repeats it), when present.
     pub request_id: Option<RequestId>,
+    /// The request came inside TLS.
+    pub tls: Option<Box<TlsIdentity>>,
+}
+
+impl Identity {
+    /// A request inside TLS known by its records only (not decrypted): no method or target,
+    /// its Host the server name.
+    pub fn encrypted(tls: TlsIdentity) -> Identity {
+        Identity {
+            method: String::new(),
+            target: String::new(),
+            host: tls.sni.clone(),
+            body_len: None,
+            request_id: None,
+            tls: Some(Box::new(TlsIdentity {
+                encrypted: true,
+                ..tls
+            })),
+        }
+    }
+}
+
+/// What TLS tells of a request it carried.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsIdentity {
+    /// Not decrypted: method, target and Host are unknown, the request is known by its first
+    /// record's length (and a retry is matched by it).
+    pub encrypted: bool,
+    /// The negotiated version ("TLS 1.2", "TLS 1.3"), empty when no ServerHello was seen.
+    pub version: &'static str,
+    /// IANA number of the cipher suite (0: unknown).
+    pub cipher_suite: u16,
+    /// Server name (SNI) from the ClientHello.
+    pub sni: Option<String>,
+    /// The application protocol ALPN chose.
+    pub alpn: Option<String>,
+    /// The session was resumed (short handshake).
+    pub resumed: bool,
+    /// Length of the request's first record (the body, without the 5-byte header).
+    pub record_len: u16,
 }
 
 /// The headers that name a request, in order of preference when several are present.
@@ -132,6 +176,13 @@ pub enum AppEvent {
     Tunnel {
         dir: Dir,
     },
+    /// Direction `dir` signalled the end of the connection in the protocol (a TLS alert such
+    /// as close_notify; an HTTP/2 GOAWAY): `close` is where, and the verdicts take it for the
+    /// FIN that follows.
+    Closing {
+        dir: Dir,
+        close: CloseEvent,
+    },
 }
 
 /// A message that breaks its protocol's framing: counted by name, and warned about with its
@@ -147,22 +198,34 @@ pub enum Anomaly {
     HeadOverCap,
 }
 
-/// The application analyzer of one connection.
-#[derive(Debug)]
+/// The application analyzer of one connection, chosen on its first bytes.
+// HTTP/1.x is most connections: boxing it would cost an allocation each; TLS is boxed
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
 pub enum AppConn {
+    /// No byte yet.
+    #[default]
+    Unknown,
     Http1(http1::Http1Conn),
+    Tls(Box<tls::TlsConn>),
 }
 
-impl Default for AppConn {
-    fn default() -> Self {
-        AppConn::Http1(http1::Http1Conn::default())
-    }
-}
-
-/// The analyzers' reusable buffers (no allocation per segment), shared by all connections.
+/// The analyzers' reusable buffers (no allocation per segment), and what they keep across the
+/// connections of a shard.
 #[derive(Debug, Default)]
 pub struct Scratch {
     http1: Vec<http1::HttpEvent>,
+    pub tls: tls::TlsContext,
+}
+
+impl Scratch {
+    /// With the TLS keys to decrypt with.
+    pub fn new(keys: tls::Keys) -> Scratch {
+        Scratch {
+            tls: tls::TlsContext::new(keys),
+            ..Scratch::default()
+        }
+    }
 }
 
 impl AppConn {
@@ -175,8 +238,18 @@ impl AppConn {
         scratch: &mut Scratch,
         emit: &mut dyn FnMut(AppEvent),
     ) {
+        if let AppConn::Unknown = self {
+            *self = match ev {
+                FlowEvent::Data { bytes, .. } if tls::looks_like_tls(bytes) => {
+                    AppConn::Tls(Box::default())
+                }
+                _ => AppConn::Http1(http1::Http1Conn::default()),
+            };
+        }
         match self {
+            AppConn::Unknown => {}
             AppConn::Http1(h) => h.on_flow(conn, ev, &mut scratch.http1, emit),
+            AppConn::Tls(t) => t.on_flow(conn, ev, &mut scratch.tls, emit),
         }
     }
 }

@@ -112,6 +112,11 @@ pub struct Args {
     #[arg(long, value_name = "N", help_heading = ANALYSIS)]
     pub threads: Option<usize>,
 
+    /// Decrypt TLS with the secrets of this key log (NSS format: what SSLKEYLOGFILE, Node's
+    /// keylog event and openssl -keylogfile write) [default: $SSLKEYLOGFILE when set].
+    #[arg(long, value_name = "FILE", help_heading = ANALYSIS)]
+    pub tls_keylog: Option<String>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, help_heading = OUTPUT)]
     pub format: FormatArg,

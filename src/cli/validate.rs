@@ -6,10 +6,11 @@ use super::args::{Args, ColorArg, FormatArg, GenerateArg};
 use crate::capture::{DEFAULT_BUFFER_SIZE, DEFAULT_SNAPLEN, LiveConfig};
 use crate::detect::DetectConfig;
 use crate::engine::live::LiveOptions;
-use crate::engine::{Config, RunOptions};
+use crate::engine::{Config, KeyLog, RunOptions};
 use crate::flow::TableConfig;
 use crate::report::{Format, TableOptions};
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `--threads` above this is refused.
@@ -251,10 +252,32 @@ impl Args {
                     max_connections: at_least_one("--max-connections", self.max_connections)?,
                     ..TableConfig::default()
                 },
+                tls_keys: self.tls_keys()?,
             },
             threads,
             max_warnings: self.max_warnings,
         })
+    }
+
+    /// The TLS key log: `--tls-keylog` (unreadable: an error), else `$SSLKEYLOGFILE` when set
+    /// (unreadable: a warning, since it may be set for other programs to write).
+    fn tls_keys(&self) -> Result<Option<Arc<KeyLog>>, String> {
+        if let Some(path) = &self.tls_keylog {
+            return KeyLog::load(path)
+                .map(|k| Some(Arc::new(k)))
+                .map_err(|e| format!("--tls-keylog: {e}"));
+        }
+        let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = path.to_string_lossy();
+        match KeyLog::load(&path) {
+            Ok(k) => Ok(Some(Arc::new(k))),
+            Err(e) => {
+                eprintln!("tcprace: warning: SSLKEYLOGFILE: {e} (TLS is analysed without keys)");
+                Ok(None)
+            }
+        }
     }
 
     /// Width, colours and borders of the table, from the options and the terminal.

@@ -6,7 +6,7 @@
 //! the requests in order, and get no verdict.
 
 use crate::app::{Identity, Response};
-use crate::flow::{Dir, FrameRef, SeqNumber};
+use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
@@ -62,6 +62,8 @@ pub struct Exchanges {
     in_response: bool,
     /// The server's framing was lost (a head that did not parse, or a gap in a head).
     pub(super) server_desync: bool,
+    /// The server's close signal in its protocol (a TLS alert), when it sent one.
+    pub(super) close_signal: Option<CloseEvent>,
     /// Responses seen before any request they could answer (the capture put the server's
     /// direction first): how many client bytes each one's segment acknowledged.
     early_responses: VecDeque<i64>,

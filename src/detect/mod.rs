@@ -20,6 +20,7 @@ mod records;
 mod retry;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod verdict;
 mod verdicts;
 
@@ -206,6 +207,9 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
+            AppEvent::Closing { dir, close } if dir != client => {
+                ex.close_signal.get_or_insert(close);
+            }
             _ => {}
         }
     }
@@ -228,7 +232,7 @@ impl Detector {
             seq: first.seq_at(r.start),
             ack: first.ack,
             ack_off: first.ack_off,
-            key: retry_key(&r.identity),
+            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
             identity: r.identity,
             idle_before: idle_before.flatten(),
             retransmissions: 0,
@@ -306,6 +310,7 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
+        let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
         for req in std::mem::take(&mut ex.pending) {
             if ex.server_desync
                 && req
@@ -319,8 +324,8 @@ impl Detector {
                 continue;
             }
             self.out.failures.push(FailedRequest {
-                verdict: verdict::decide(&req, &end.closes, client),
-                server_rst: end.closes.rst[server],
+                verdict: verdict::decide(&req, &closes, client),
+                server_rst: closes.rst[server],
                 rel,
                 conn: conn.id,
                 client: conn.addrs[client],
@@ -328,6 +333,7 @@ impl Detector {
                 syn: conn.handshake.syn,
                 client_turn: conn.handshake.client_turn(),
                 untracked_after: ex.untracked,
+                alert_before_fin: by_signal.then_some(end.closes.fin[server]),
                 req,
             });
         }

@@ -9,7 +9,7 @@ use super::evidence::RelativeSeq;
 use super::exchanges::PendingRequest;
 use super::retry::{Attempt, ExactId, Failure};
 use super::verdict::Verdict;
-use crate::flow::{ConnMeta, SegMeta};
+use crate::flow::{CloseEvent, ConnMeta, SegMeta};
 use crate::time::Timestamp;
 use std::net::{IpAddr, SocketAddr};
 
@@ -48,6 +48,8 @@ pub(crate) struct FailedRequest {
     /// Requests after this one on its connection that were not tracked: more than
     /// [`MAX_PENDING`](super::exchanges::MAX_PENDING) were waiting for a response.
     pub untracked_after: u64,
+    /// The verdict rests on the server's TLS alert, which came before its FIN (this one).
+    pub alert_before_fin: Option<Option<CloseEvent>>,
 }
 
 impl FailedRequest {
@@ -94,6 +96,7 @@ pub(crate) fn attempt_of(
         }),
         digest: req.digest,
         client_turn,
+        size_only: super::retry::size_only(&req.identity),
     }
 }
 

@@ -24,6 +24,9 @@
 //!   client address and server, equal body digests where both are known); the retry may go on
 //!   any other connection, new or pooled.
 //! - **Identity headers** make the match exact: the candidate must carry the same one.
+//! - Requests known by their **size only** (encrypted TLS requests without keys): a candidate
+//!   must be the first request on a new connection, and the match is stated as by size
+//!   ([`Attempt::size_only`]).
 //! - Without them a match is stated only when nothing else explains the candidate: no other
 //!   failure could claim it, no other request of the group came within `RATE_SPAN_FACTOR`
 //!   reaction times of the failure, and the chance that a fresh one landed between the failure
@@ -89,6 +92,16 @@ pub(crate) struct Attempt {
     pub digest: Option<u64>,
     /// The client's turn-around on its connection (handshake), in seconds.
     pub client_turn: Option<f64>,
+    /// Known by its size only (its key is an encrypted request's first record length).
+    pub size_only: bool,
+}
+
+/// What a match by size reports as `matched_by`.
+pub(crate) const BY_SIZE: &str = "size";
+
+/// Is this request known by its size only (inside TLS, not decrypted)?
+pub(crate) fn size_only(id: &crate::app::Identity) -> bool {
+    id.tls.as_ref().is_some_and(|t| t.encrypted)
 }
 
 impl Attempt {
@@ -145,6 +158,8 @@ struct Slot {
     conn: u64,
     index: u32,
     claimed: bool,
+    /// Known by its size only.
+    size_only: bool,
     at: FrameRef,
     /// Its connection's SYN, when it is the connection's first request.
     opened: Option<Timestamp>,
@@ -157,6 +172,7 @@ impl Slot {
             conn: a.conn,
             index: a.index,
             claimed: false,
+            size_only: a.size_only,
             at: a.at,
             opened: a.opened,
             digest: a.digest,
@@ -171,6 +187,13 @@ impl Slot {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             }
+            && self.repeats_by_size(f)
+    }
+
+    /// Sizes alone say little: a request known by its size repeats a failure only as the first
+    /// request on a new connection (the proxy's retry after the pooled one died).
+    fn repeats_by_size(&self, f: &Pending) -> bool {
+        !f.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
     }
 
     /// When its sender decided to send it: its connection's SYN when it opened one after
@@ -208,6 +231,7 @@ impl Group {
 struct Pending {
     conn: u64,
     index: u32,
+    size_only: bool,
     at: FrameRef,
     exact: Option<ExactId>,
     digest: Option<u64>,
@@ -341,6 +365,7 @@ impl RetryMatcher {
             Pending {
                 conn: a.conn,
                 index: a.index,
+                size_only: a.size_only,
                 at: a.at,
                 exact: a.exact,
                 digest: a.digest,
@@ -478,6 +503,8 @@ impl RetryMatcher {
         let reaction = r.departure(p.known_at).secs_since(p.known_at).max(0.0);
         let certain = match p.exact {
             Some(_) => true,
+            // the rule for sizes is the new connection's first request (`repeats_by_size`)
+            None if p.size_only => true,
             None => {
                 !crowded
                     && !self.contested(id, &r)
@@ -491,7 +518,7 @@ impl RetryMatcher {
             at: r.at,
             conn: r.conn,
             reaction_s: reaction,
-            by: p.exact.map(|e| e.label),
+            by: p.exact.map(|e| e.label).or(p.size_only.then_some(BY_SIZE)),
         };
         let g = p.group;
         if let Some(g) = self.groups.get_mut(&g) {

@@ -88,19 +88,31 @@ fn request(
     f: FrameRef,
     ack_off: i64,
 ) {
-    let first = SegMeta {
-        at: f,
-        seq: SeqNumber(1 + start as u32),
-        off: start,
-        ack: Some(SeqNumber(1 + ack_off as u32)),
-        ack_off: Some(ack_off),
-    };
     let identity = Identity {
         method: "GET".into(),
         target: target.into(),
         host: Some("h".into()),
         body_len: Some(0),
         request_id: None,
+        tls: None,
+    };
+    send(d, c, ex, identity, (start, f, ack_off));
+}
+
+/// A request with `identity` at client offset `start` sent in frame `f` carrying `ack_off`.
+fn send(
+    d: &mut Detect,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    identity: Identity,
+    (start, f, ack_off): (i64, FrameRef, i64),
+) {
+    let first = SegMeta {
+        at: f,
+        seq: SeqNumber(1 + start as u32),
+        off: start,
+        ack: Some(SeqNumber(1 + ack_off as u32)),
+        ack_off: Some(ack_off),
     };
     let r = Request {
         dir: Dir::Fwd,
@@ -383,6 +395,106 @@ fn idle_closes_and_recommendation() {
 
 // ---- the retry matcher on its own ----
 
+/// An encrypted request at client offset `start`, first record `len` bytes, in frame `f`.
+fn tls_request(
+    d: &mut Detect,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    len: u16,
+    start: i64,
+    f: FrameRef,
+    ack_off: i64,
+) {
+    let identity = Identity::encrypted(crate::app::TlsIdentity {
+        version: "TLS 1.3",
+        sni: Some("up.example".into()),
+        record_len: len,
+        ..Default::default()
+    });
+    send(d, c, ex, identity, (start, f, ack_off));
+}
+
+/// A connection whose SYN was captured at `syn` s.
+fn new_conn(id: u64, client_port: u16, syn: f64) -> ConnMeta {
+    ConnMeta {
+        handshake: HandshakeTimes {
+            syn: Some(secs(syn)),
+            syn_ack: Some(secs(syn + 0.0001)),
+            ack: Some(secs(syn + 0.0002)),
+        },
+        ..conn(id, client_port)
+    }
+}
+
+/// Encrypted requests: named by place and size; a retry is the first request of a new
+/// connection with a first record of the same length (a later request of the same size on
+/// another connection is not), and the finding says it was matched by size.
+#[test]
+fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let (c1, c2, c3) = (conn(1, 1000), conn(2, 1001), new_conn(3, 1002, 2.05));
+    let mut ex1 = Exchanges::default();
+    tls_request(&mut d, &c1, &mut ex1, 113, 500, at(10, 2.0), 900);
+    let fin = close(at(9, 1.99), 900, Some(500));
+    d.finish_conn(&end_of(&c1, None, Some(fin), None), &mut ex1, secs(2.0));
+    // a pooled connection's second request of the same size: not a retry
+    let mut ex2 = Exchanges::default();
+    tls_request(&mut d, &c2, &mut ex2, 82, 500, at(11, 1.5), 900);
+    response(&mut d, &c2, &mut ex2, SegMeta::default());
+    tls_request(&mut d, &c2, &mut ex2, 113, 600, at(12, 2.02), 1000);
+    // a new connection whose first request has a first record of 113 bytes
+    let mut ex3 = Exchanges::default();
+    tls_request(&mut d, &c3, &mut ex3, 113, 500, at(20, 2.1), 900);
+    let f = one(&mut d);
+    assert_eq!((f.kind, f.outcome), (Kind::CrossedFin, Outcome::Retried));
+    assert_eq!(
+        (f.request.method.as_str(), f.request.target.as_str()),
+        ("TLS", "request #1 (113 bytes)")
+    );
+    let tls = f.request.tls.as_ref().unwrap();
+    assert!(tls.encrypted);
+    assert_eq!(tls.record_len, Some(113));
+    let retry = f.retry.as_ref().unwrap();
+    assert_eq!(
+        (retry.connection, retry.frame, retry.matched_by),
+        (3, 20, "size")
+    );
+    assert!(f.evidence.contains("matched by size"), "{}", f.evidence);
+}
+
+/// A TLS alert from the server before its FIN is its close: a request that acknowledged the
+/// alert (but not the FIN, sent later) was sent after the close signal.
+#[test]
+fn a_server_alert_before_its_fin_is_the_close() {
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let c = conn(1, 1000);
+    // the alert (31 bytes at server offset 40) before the FIN at 71; the request acked the
+    // alert, not the FIN (on the FIN alone the two would have crossed)
+    let mut ex = keepalive_then(&mut d, &c, 2.0, 71);
+    let alert = close(at(6, 1.9), 40, Some(30));
+    d.on_message(
+        &c,
+        &mut ex,
+        AppEvent::Closing {
+            dir: Dir::Rev,
+            close: alert,
+        },
+        &alert,
+    );
+    let fin = close(at(8, 1.95), 71, Some(30));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(5.0));
+    let f = one(&mut d);
+    assert_eq!(f.kind, Kind::AfterFin, "{}", f.evidence);
+    let pc = f.peer_close.as_ref().unwrap();
+    assert_eq!((pc.close_type, pc.frame), ("tls_alert", 6));
+    assert!(f.evidence.contains("server's TLS alert"), "{}", f.evidence);
+    assert!(
+        f.evidence.contains("before its FIN (frame 8)"),
+        "{}",
+        f.evidence
+    );
+}
+
 mod matcher {
     use super::super::retry::{Attempt, Decided, ExactId, Failure, RetryMatcher};
     use super::*;
@@ -403,6 +515,7 @@ mod matcher {
             exact: None,
             digest: None,
             client_turn: None,
+            size_only: false,
         }
     }
 
@@ -593,6 +706,7 @@ mod bounds {
             exact: None,
             digest: None,
             client_turn: None,
+            size_only: false,
         }
     }
 

@@ -12,7 +12,8 @@ use super::DetectConfig;
 use super::endpoints::EndpointTally;
 use super::evidence::{self, IdleRange};
 use super::records::{FailedRequest, Records};
-use super::retry::{Decided, RetryMatcher};
+use super::retry::{self, Decided, RetryMatcher};
+use super::tls;
 use super::verdict;
 use crate::flow::FrameRef;
 use crate::report::schema::{
@@ -113,7 +114,10 @@ impl Verdicts {
     fn on_failure(&mut self, f: FailedRequest) {
         let idle = self.idle_closes.get(&(f.client.ip(), f.server));
         let idle_reset = evidence::is_idle_reset(&f.verdict, &f.req, idle);
-        let finding = self.finding(&f, idle);
+        let mut finding = self.finding(&f, idle);
+        if let Some(fin) = f.alert_before_fin {
+            tls::close_by_alert(&mut finding, fin);
+        }
         self.retries.on_failure(&f.failure());
         self.awaiting.insert(
             (f.conn, f.req.index),
@@ -145,12 +149,13 @@ impl Verdicts {
                 super::exchanges::MAX_PENDING
             ));
         }
+        let (method, target) = tls::request_name(&req.identity, req.index);
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
             request: RequestInfo {
-                method: req.identity.method.clone(),
-                target: req.identity.target.clone(),
+                method,
+                target,
                 host: req.identity.host.clone(),
                 file: self.file_name(req.at),
                 frame: req.at.frame,
@@ -159,6 +164,7 @@ impl Verdicts {
                 seq: req.seq.0,
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
+                tls: req.identity.tls.as_deref().map(tls::request_info),
             },
             connection: ConnectionInfo::new(f.conn, f.client, f.server),
             peer_close: peer_close.map(|p| {
@@ -211,6 +217,10 @@ impl Verdicts {
                     matched_by: m.by.unwrap_or("timing"),
                     reaction_s: m.reaction_s,
                 });
+                if m.by == Some(retry::BY_SIZE) {
+                    f.evidence
+                        .push_str(&tls::size_match_evidence(m.conn, m.at.frame));
+                }
             }
             Decided::Lost => f.outcome = Outcome::Lost,
             Decided::Ambiguous { candidates } => {

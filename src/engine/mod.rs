@@ -22,6 +22,7 @@ pub use parallel::shard_of;
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
 
+pub use crate::app::tls::keylog::KeyLog;
 pub use crate::detect::DetectConfig;
 pub use crate::flow::TableConfig;
 
@@ -30,4 +31,6 @@ pub use crate::flow::TableConfig;
 pub struct Config {
     pub detect: DetectConfig,
     pub table: TableConfig,
+    /// Secrets to decrypt TLS with (`--tls-keylog`), shared by the shards.
+    pub tls_keys: Option<std::sync::Arc<KeyLog>>,
 }

@@ -1,7 +1,9 @@
 //! Parallel analysis: the packets are split into shards by connection: a hash of the unordered
 //! pair of their TCP segment's endpoints (address and port, [`shard_of_tuple`]), so that both
 //! directions and every epoch of a 4-tuple are analysed by one shard, and one proxy talking to
-//! one upstream spreads over all of them. Shard 0 is analysed on the driver's thread, which
+//! one upstream spreads over all of them. With a TLS key log, by the pair of hosts instead: a
+//! resumed TLS session's secret is learnt on an earlier connection between the same hosts, in
+//! the same shard. Shard 0 is analysed on the driver's thread, which
 //! decodes every packet to pick its shard (shard 0's packets are not decoded again) and hands
 //! the others' packets over in recycled batches; each other shard has a thread of its own.
 //!
@@ -243,10 +245,21 @@ fn tuple_hash(a: SocketAddr, b: SocketAddr) -> u64 {
 
 /// The shard (of `shards`) the connection between `a` and `b` is analysed in.
 pub(super) fn shard_of_tuple(a: SocketAddr, b: SocketAddr, shards: usize) -> usize {
+    split(tuple_hash(a, b), shards)
+}
+
+/// The shard (of `shards`) the connections between the hosts of `a` and `b` are analysed in.
+fn shard_of_hosts(a: SocketAddr, b: SocketAddr, shards: usize) -> usize {
+    let host = |s: SocketAddr| SocketAddr::new(s.ip(), 0);
+    split(tuple_hash(host(a), host(b)), shards)
+}
+
+/// The shard of a hash.
+fn split(h: u64, shards: usize) -> usize {
     match shards {
         0 | 1 => 0,
-        2 => usize::from(tuple_hash(a, b) % 100 >= MAIN_SHARE_PERCENT),
-        n => (tuple_hash(a, b) % n as u64) as usize,
+        2 => usize::from(h % 100 >= MAIN_SHARE_PERCENT),
+        n => (h % n as u64) as usize,
     }
 }
 
@@ -270,6 +283,8 @@ struct Epoch {
 /// epochs whose records are not all in yet.
 pub(super) struct Shards {
     workers: Vec<Worker>,
+    /// Shard by the pair of hosts (TLS sessions resumed across connections), not by connection.
+    by_hosts: bool,
     /// Findings are streamed: each epoch's records are waited for, so that its findings come
     /// out while the input is still open.
     streaming: bool,
@@ -307,6 +322,7 @@ impl Shards {
             )?);
         }
         Ok(Shards {
+            by_hosts: config.tls_keys.is_some(),
             answered: vec![0; workers.len()],
             totals: vec![Totals::default(); workers.len()],
             workers,
@@ -325,8 +341,10 @@ impl Shards {
         now: Timestamp,
     ) {
         let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
+        let n = self.workers.len() + 1;
         let shard = match &decoded {
-            Decoded::Tcp(seg) => shard_of_tuple(seg.src, seg.dst, self.workers.len() + 1),
+            Decoded::Tcp(seg) if self.by_hosts => shard_of_hosts(seg.src, seg.dst, n),
+            Decoded::Tcp(seg) => shard_of_tuple(seg.src, seg.dst, n),
             Decoded::Skip(..) => 0,
         };
         match shard {

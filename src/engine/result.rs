@@ -1,5 +1,6 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
+use crate::app::tls::TlsStats;
 use crate::capture::Warning;
 use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
 use crate::flow::FlowStats;
@@ -40,6 +41,7 @@ pub struct ShardResult {
     pub(super) endpoints: Vec<EndpointTally>,
     pub(super) flow: FlowStats,
     pub(super) detect: DetectStats,
+    pub(super) tls: TlsStats,
 }
 
 impl ShardResult {
@@ -123,6 +125,7 @@ impl ShardResult {
         self.verdicts.add(&p.verdicts);
         self.flow.add(&p.flow);
         self.detect.add(&p.detect);
+        self.tls.add(&p.tls);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
@@ -223,6 +226,7 @@ fn build_report(
         skipped: p.skipped.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         tcp: p.flow,
         http: p.detect,
+        tls: p.tls,
         warnings,
         capture: None,
     }

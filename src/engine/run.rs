@@ -112,6 +112,7 @@ pub fn run(
     let mut clock = Clock::default();
     // orders the warnings that come between two packets
     let mut warning_seq = 0u64;
+    keylog_warnings(opts, &printer, &mut main, &mut warning_seq);
     let result = loop {
         if hooks.before_read(source, &main, ordinal).is_break() {
             break Ok(());
@@ -168,4 +169,19 @@ pub fn run(
         p.done();
     }
     Ok(main.into_report())
+}
+
+/// The TLS key log's lines that did not parse: the first warnings.
+fn keylog_warnings(
+    opts: &RunOptions,
+    printer: &Mutex<WarningPrinter>,
+    main: &mut Analyzer,
+    seq: &mut u64,
+) {
+    let warnings = opts.config.tls_keys.as_deref().map(|k| k.warnings());
+    for w in warnings.unwrap_or_default() {
+        print(printer, w);
+        *seq += 1;
+        main.warn_at((0, *seq), w.clone());
+    }
 }

@@ -6,6 +6,7 @@ use super::Config;
 use super::analyzer::Totals;
 use super::parallel::print;
 use super::result::{ShardResult, WarningKey};
+use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{PacketRef, Warning};
 use crate::decode::{self, Decoded, SkipReason};
@@ -45,7 +46,7 @@ impl Shard {
         Shard {
             table: FlowTable::new(cfg.table),
             detector: Detector::new(),
-            scratch: Scratch::default(),
+            scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
             now: Timestamp::default(),
             result: ShardResult::new(inputs.clone()),
             inputs,
@@ -192,6 +193,7 @@ impl Shard {
         self.result.endpoints = self.detector.finish();
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
+        self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
         let records = std::mem::take(self.detector.records());
         (std::mem::take(&mut self.result), records)
     }

@@ -4,6 +4,7 @@
 //! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
 //! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
+pub use crate::app::tls::TlsStats;
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
 pub use crate::flow::FlowStats;
@@ -125,6 +126,28 @@ pub struct RequestInfo {
     pub ack: Option<u32>,
     /// Retransmissions of the request's first segment seen.
     pub retransmissions: u32,
+    /// The request came inside TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRequestInfo>,
+}
+
+/// What TLS tells of a request.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct TlsRequestInfo {
+    /// Not decrypted (no key): method, target and Host are unknown; `method` is "TLS" and
+    /// `target` names the request by its place on the connection and its first record's size.
+    pub encrypted: bool,
+    /// "TLS 1.2", "TLS 1.3" (null: no ServerHello seen).
+    pub version: Option<&'static str>,
+    pub cipher_suite: Option<String>,
+    /// Server name (SNI).
+    pub sni: Option<String>,
+    /// The application protocol ALPN chose.
+    pub alpn: Option<String>,
+    /// The session was resumed.
+    pub resumed: bool,
+    /// Encrypted requests: the length of the request's first TLS record.
+    pub record_len: Option<u16>,
 }
 
 /// The connection of a finding, as the report names it.
@@ -158,9 +181,10 @@ impl ConnectionInfo {
 /// The server's FIN or RST that decided the verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct CloseInfo {
-    /// "fin" or "rst".
+    /// "fin" or "rst"; "tls_alert": the server's TLS alert (such as close_notify) that came
+    /// before its FIN, taken as its close.
     #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["fin", "rst"]))]
+    #[schemars(extend("enum" = ["fin", "rst", "tls_alert"]))]
     pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
@@ -195,7 +219,9 @@ pub struct RetryInfo {
     pub connection: u64,
     /// What tied it to the failed request: the identity header both carry (e.g.
     /// "X-Request-ID"), or "timing" (the only candidate its sender could have sent after
-    /// learning of the failure, with the same request rare enough around it).
+    /// learning of the failure, with the same request rare enough around it), or "size" (an
+    /// encrypted request: the first request on a new connection has a first record of the same
+    /// length).
     pub matched_by: &'static str,
     /// Seconds from the earliest moment its sender could know of the failure (the close's
     /// arrival, seen from the capture point) to the retry's departure (its connection's SYN
@@ -329,6 +355,9 @@ pub struct Report {
     pub tcp: FlowStats,
     /// HTTP framing counters.
     pub http: DetectStats,
+    /// TLS counters (present when TLS was seen).
+    #[serde(skip_serializing_if = "TlsStats::is_empty")]
+    pub tls: TlsStats,
     /// Problems with the input (the first 100; `summary.warnings` counts all).
     pub warnings: Vec<Warning>,
     /// Live capture only.

@@ -119,6 +119,7 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
             seq: 2_000_000,
             ack: Some(1_000_000),
             retransmissions: 0,
+            tls: None,
         },
         connection: ConnectionInfo::new(
             u64::from(client_port),
@@ -214,6 +215,7 @@ fn report(inputs: &[&str], packets: u64, findings: Vec<Finding>, info: Vec<Findi
         skipped: BTreeMap::new(),
         tcp: FlowStats::default(),
         http: DetectStats::default(),
+        tls: Default::default(),
         warnings: Vec::new(),
         capture: None,
     }

@@ -186,6 +186,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
                     Some(h.content_length.unwrap_or(0))
                 },
                 request_id: h.request_id,
+                tls: None,
             },
         }),
         HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },

@@ -105,8 +105,13 @@ impl<'a> FindingView<'a> {
         cols
     }
 
+    /// Method and target; a request inside TLS that was not decrypted is marked encrypted.
     fn request(&self) -> String {
-        format!("{} {}", self.f.request.method, self.f.request.target)
+        let r = &self.f.request;
+        match &r.tls {
+            Some(t) if t.encrypted => format!("{} {} (encrypted)", r.method, r.target),
+            _ => format!("{} {}", r.method, r.target),
+        }
     }
 
     fn host(&self) -> &str {
