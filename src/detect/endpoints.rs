@@ -125,17 +125,21 @@ impl EndpointTally {
         client: Dir,
     ) -> Option<f64> {
         self.connections += 1;
-        self.requests += ex.requests;
-        self.responses += ex.responses;
-        for ka in std::mem::take(&mut ex.keep_alive) {
-            add_keep_alive(&mut self.keep_alive, ka);
-        }
-        self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
+        self.requests += u64::from(ex.requests);
+        self.responses += u64::from(ex.responses);
+        self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle());
         let idle = idle_close(ex, closes, client);
         if let Some(idle) = idle {
             self.idle.add(idle, conn);
         }
         idle
+    }
+
+    /// A `Keep-Alive` value of a response of this server.
+    pub fn add_keep_alive(&mut self, ka: &str) {
+        if !self.keep_alive.contains(ka) {
+            add_keep_alive(&mut self.keep_alive, ka.to_string());
+        }
     }
 
     /// A final finding on this server, whose request came after `idle_before` s idle;
@@ -257,7 +261,7 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// the client had not closed first.
 fn idle_close(ex: &Exchanges, closes: &Closes, client: Dir) -> Option<f64> {
     let fin = closes.fin[client.other()]?;
-    let (end, close_delimited) = ex.last_response_end?;
+    let (end, close_delimited) = ex.last_response_end()?;
     if close_delimited || fin.at.ts < end {
         return None;
     }

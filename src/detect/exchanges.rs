@@ -8,8 +8,8 @@
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
-use smallvec::SmallVec;
 use std::collections::VecDeque;
+use thin_vec::ThinVec;
 
 /// Bound on responses waiting for their request.
 const MAX_EARLY_RESPONSES: usize = 64;
@@ -38,35 +38,134 @@ pub(crate) struct PendingRequest {
     pub digest: Option<u64>,
 }
 
-/// The exchanges of one connection.
+/// The requests waiting for their response, in order: a thin vector (one word in line, nothing
+/// allocated while the connection is idle) read from `head`; answered requests are dropped
+/// when all are answered, or in one go when they are half of it (amortised O(1)).
 #[derive(Debug, Default)]
+pub(super) struct PendingQueue {
+    items: ThinVec<PendingRequest>,
+    head: u32,
+}
+
+impl PendingQueue {
+    pub fn len(&self) -> usize {
+        self.items.len() - self.head as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The requests waiting, oldest first.
+    pub fn as_slice(&self) -> &[PendingRequest] {
+        &self.items[self.head as usize..]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [PendingRequest] {
+        let head = self.head as usize;
+        &mut self.items[head..]
+    }
+
+    pub fn front(&self) -> Option<&PendingRequest> {
+        self.as_slice().first()
+    }
+
+    pub fn back_mut(&mut self) -> Option<&mut PendingRequest> {
+        self.as_mut_slice().last_mut()
+    }
+
+    fn push_back(&mut self, r: PendingRequest) {
+        if self.items.capacity() == 0 {
+            // the common case: one request in flight
+            self.items.reserve_exact(1);
+        }
+        self.items.push(r);
+    }
+
+    /// The oldest request was answered.
+    fn pop_front(&mut self) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.head += 1;
+        if self.is_empty() {
+            // an idle connection keeps no queue
+            *self = PendingQueue::default();
+        } else if self.head >= 16 && self.head as usize * 2 >= self.items.len() {
+            self.items.drain(..self.head as usize);
+            self.head = 0;
+        }
+        true
+    }
+
+    /// All the requests waiting, oldest first (the queue is emptied).
+    pub fn take_all(&mut self) -> impl Iterator<Item = PendingRequest> {
+        let PendingQueue { items, head } = std::mem::take(self);
+        items.into_iter().skip(head as usize)
+    }
+}
+
+/// `Exchanges::last_response_end` before any response ended.
+const NO_END: i64 = i64::MIN;
+
+/// The exchanges of one connection.
+#[derive(Debug)]
 pub struct Exchanges {
     /// The client's direction, once known (from the handshake or the first message).
     pub(super) client: Option<Dir>,
-    pub(super) pending: VecDeque<PendingRequest>,
+    pub(super) pending: PendingQueue,
     /// Requests after the pending ones that are not tracked (more than `MAX_PENDING` waited),
     /// in order: responses answer them after the pending ones.
-    pub(super) untracked: u64,
+    pub(super) untracked: u32,
     pub(super) next_index: u32,
-    pub(super) requests: u64,
-    pub(super) responses: u64,
+    pub(super) requests: u32,
+    pub(super) responses: u32,
     /// A message was seen: the connection counts as HTTP.
     pub(super) http: bool,
-    /// When the last final response ended, and whether it ended the connection's keep-alive
-    /// (Connection: close or read-until-close).
-    pub(super) last_response_end: Option<(Timestamp, bool)>,
-    pub(super) max_reuse_idle: Option<f64>,
-    /// Distinct Keep-Alive header values (usually one).
-    pub(super) keep_alive: SmallVec<[String; 1]>,
+    /// When the last final response ended (nanoseconds, `NO_END`: none yet), and whether it
+    /// ended the connection's keep-alive (Connection: close or read-until-close): see
+    /// `last_response_end()`.
+    last_end: i64,
+    last_end_closes: bool,
+    /// The longest idle time before a reuse (NaN: none).
+    max_reuse_idle: f64,
+    /// A hash of the last Keep-Alive header value (0: none), which the endpoint statistics
+    /// already have.
+    pub(super) keep_alive_seen: u64,
     last_response_close: bool,
     in_response: bool,
     /// The server's framing was lost (a head that did not parse, or a gap in a head).
     pub(super) server_desync: bool,
-    /// The server's close signal in its protocol (a TLS alert), when it sent one.
-    pub(super) close_signal: Option<CloseEvent>,
+    /// The server's close signal in its protocol (a TLS alert), when it sent one (out of line:
+    /// rare).
+    pub(super) close_signal: Option<Box<CloseEvent>>,
     /// Responses seen before any request they could answer (the capture put the server's
-    /// direction first): how many client bytes each one's segment acknowledged.
-    early_responses: VecDeque<i64>,
+    /// direction first): how many client bytes each one's segment acknowledged (out of line:
+    /// rare).
+    early_responses: Option<Box<VecDeque<i64>>>,
+}
+
+impl Default for Exchanges {
+    fn default() -> Exchanges {
+        Exchanges {
+            client: None,
+            pending: PendingQueue::default(),
+            untracked: 0,
+            next_index: 0,
+            requests: 0,
+            responses: 0,
+            http: false,
+            last_end: NO_END,
+            last_end_closes: false,
+            max_reuse_idle: f64::NAN,
+            keep_alive_seen: 0,
+            last_response_close: false,
+            in_response: false,
+            server_desync: false,
+            close_signal: None,
+            early_responses: None,
+        }
+    }
 }
 
 impl Exchanges {
@@ -78,9 +177,10 @@ impl Exchanges {
         }
         // the pending requests are in stream order: those starting in [off, off + len)
         let end = off.saturating_add(len.min(i64::MAX as u64) as i64);
-        let from = self.pending.partition_point(|r| r.start < off);
+        let pending = self.pending.as_mut_slice();
+        let from = pending.partition_point(|r| r.start < off);
         let mut looked = 0;
-        for r in self.pending.range_mut(from..) {
+        for r in &mut pending[from..] {
             looked += 1;
             if r.start >= end {
                 break;
@@ -93,12 +193,8 @@ impl Exchanges {
     /// Track a new request (false: more than `MAX_PENDING` wait, it is counted as untracked).
     pub(super) fn push_pending(&mut self, req: PendingRequest) -> bool {
         if self.untracked > 0 || self.pending.len() >= MAX_PENDING {
-            self.untracked += 1;
+            self.untracked = self.untracked.saturating_add(1);
             return false;
-        }
-        if self.pending.capacity() == 0 {
-            // the common case: one request in flight
-            self.pending.reserve_exact(1);
         }
         self.pending.push_back(req);
         true
@@ -107,27 +203,36 @@ impl Exchanges {
     /// A final response answers the first pending request, or the first untracked one; false
     /// when no request waited.
     fn pop_pending(&mut self) -> bool {
-        let answered = match self.pending.pop_front() {
-            Some(_) => true,
-            None if self.untracked > 0 => {
-                self.untracked -= 1;
-                true
-            }
-            None => false,
-        };
-        if self.pending.is_empty() && self.pending.capacity() > 1 {
-            // an idle connection keeps no queue
-            self.pending = VecDeque::new();
+        if self.pending.pop_front() {
+            return true;
         }
-        answered
+        if self.untracked > 0 {
+            self.untracked -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// When the last final response ended, and whether it ended the connection's keep-alive.
+    pub(super) fn last_response_end(&self) -> Option<(Timestamp, bool)> {
+        (self.last_end != NO_END)
+            .then(|| (Timestamp::from_nanos(self.last_end), self.last_end_closes))
+    }
+
+    /// The longest idle time before the client reused the connection.
+    pub(super) fn max_reuse_idle(&self) -> Option<f64> {
+        (!self.max_reuse_idle.is_nan()).then_some(self.max_reuse_idle)
     }
 
     /// A request starting at `start` was already answered by a response the capture showed
     /// earlier (its ack covers the request).
     pub(super) fn answered_early(&mut self, start: i64) -> bool {
-        let answered = self.early_responses.front().is_some_and(|&ack| ack > start);
+        let Some(early) = self.early_responses.as_mut() else {
+            return false;
+        };
+        let answered = early.front().is_some_and(|&ack| ack > start);
         if answered {
-            self.early_responses.pop_front();
+            early.pop_front();
         }
         answered
     }
@@ -135,7 +240,7 @@ impl Exchanges {
     /// The idle time before a request sent at `ts` (when the connection was idle), noted for
     /// the longest reuse.
     pub(super) fn idle_before(&mut self, ts: Timestamp) -> Option<f64> {
-        let idle = match self.last_response_end {
+        let idle = match self.last_response_end() {
             Some((end, _))
                 if self.pending.is_empty() && self.untracked == 0 && !self.in_response =>
             {
@@ -143,19 +248,13 @@ impl Exchanges {
             }
             _ => None,
         }?;
-        self.max_reuse_idle = Some(self.max_reuse_idle.map_or(idle, |m: f64| m.max(idle)));
+        self.max_reuse_idle = self.max_reuse_idle.max(idle);
         Some(idle)
     }
 
     /// A final response began; false when no request was waiting for it.
     pub(super) fn on_final_response(&mut self, r: &Response) -> bool {
-        self.responses += 1;
-        if let Some(ka) = &r.keep_alive
-            && self.keep_alive.len() < 8
-            && !self.keep_alive.contains(ka)
-        {
-            self.keep_alive.push(ka.clone());
-        }
+        self.responses = self.responses.saturating_add(1);
         self.in_response = true;
         self.last_response_close = r.closes_connection;
         self.pop_pending()
@@ -165,8 +264,12 @@ impl Exchanges {
     /// ack of the response's segment will tell. False when there is no room to wait.
     pub(super) fn wait_for_request(&mut self, ack_off: Option<i64>) -> bool {
         match ack_off {
-            Some(ack) if self.early_responses.len() < MAX_EARLY_RESPONSES => {
-                self.early_responses.push_back(ack);
+            Some(ack) => {
+                let early = self.early_responses.get_or_insert_default();
+                if early.len() >= MAX_EARLY_RESPONSES {
+                    return false;
+                }
+                early.push_back(ack);
                 true
             }
             _ => false,
@@ -177,7 +280,8 @@ impl Exchanges {
     pub(super) fn on_response_end(&mut self, ts: Timestamp) {
         if self.in_response {
             self.in_response = false;
-            self.last_response_end = Some((ts, self.last_response_close));
+            self.last_end = ts.nanos().max(NO_END + 1);
+            self.last_end_closes = self.last_response_close;
         }
     }
 }

@@ -194,7 +194,7 @@ impl Detector {
                 dir,
                 body: Some(body),
             } if dir == client => self.on_request_end(conn, ex, body),
-            AppEvent::Response(r) if r.dir != client => self.on_response(ex, &r, at),
+            AppEvent::Response(r) if r.dir != client => self.on_response(conn, ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
             AppEvent::Desync { dir, anomaly } => {
                 self.stats.http_desyncs += 1;
@@ -208,7 +208,7 @@ impl Detector {
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
             AppEvent::Closing { dir, close } if dir != client => {
-                ex.close_signal.get_or_insert(close);
+                ex.close_signal.get_or_insert(Box::new(close));
             }
             _ => {}
         }
@@ -218,7 +218,7 @@ impl Detector {
         let first = r.first;
         let index = ex.next_index;
         ex.next_index += 1;
-        ex.requests += 1;
+        ex.requests = ex.requests.saturating_add(1);
         self.stats.requests += 1;
         let idle_before = if ex.answered_early(r.start) {
             None
@@ -274,12 +274,26 @@ impl Detector {
         });
     }
 
-    fn on_response(&mut self, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
+    fn on_response(&mut self, conn: &ConnMeta, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
         }
         self.stats.responses += 1;
+        if let Some(ka) = &r.keep_alive {
+            // the endpoint's values, once per connection (usually one value on each)
+            let mut h = rustc_hash::FxHasher::default();
+            ka.hash(&mut h);
+            let seen = h.finish() | 1;
+            if ex.keep_alive_seen != seen {
+                ex.keep_alive_seen = seen;
+                let server = conn.addrs[r.dir];
+                self.endpoints
+                    .entry(server)
+                    .or_insert_with(|| EndpointTally::new(server))
+                    .add_keep_alive(ka);
+            }
+        }
         if !ex.on_final_response(r) && !ex.wait_for_request(at.ack_off) {
             self.stats.responses_without_request += 1;
         }
@@ -310,8 +324,9 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
-        for req in std::mem::take(&mut ex.pending) {
+        let signal = ex.close_signal.as_deref().copied();
+        let (closes, by_signal) = tls::with_close_signal(&end.closes, signal, server);
+        for req in ex.pending.take_all() {
             if ex.server_desync
                 && req
                     .ack_off
@@ -332,7 +347,7 @@ impl Detector {
                 server: server_addr,
                 syn: conn.handshake.syn,
                 client_turn: conn.handshake.client_turn(),
-                untracked_after: ex.untracked,
+                untracked_after: u64::from(ex.untracked),
                 alert_before_fin: by_signal.then_some(end.closes.fin[server]),
                 req,
             });

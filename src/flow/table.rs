@@ -10,7 +10,7 @@ use super::conn::TcpConn;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
 use crate::time::Timestamp;
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
@@ -51,40 +51,18 @@ impl TupleKey {
     }
 }
 
-/// An IPv6 endpoint: address and port.
-type V6End = (u128, u16);
-
-/// 4-tuple -> slot. IPv4 keys in a map of their own: their entries are a quarter the size.
-#[derive(Default)]
-struct Index {
-    v4: FxHashMap<(u64, u64), u32>,
-    v6: FxHashMap<(V6End, V6End), u32>,
-}
-
-impl Index {
-    fn get(&self, k: &TupleKey) -> Option<u32> {
-        match k {
-            TupleKey::V4(a, b) => self.v4.get(&(*a, *b)).copied(),
-            TupleKey::V6(a, b) => self.v6.get(&(*a, *b)).copied(),
-        }
+impl TupleKey {
+    fn hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        Hash::hash(self, &mut h);
+        h.finish()
     }
 
-    fn insert(&mut self, k: TupleKey, slot: u32) {
-        match k {
-            TupleKey::V4(a, b) => self.v4.insert((a, b), slot),
-            TupleKey::V6(a, b) => self.v6.insert((a, b), slot),
-        };
-    }
-
-    fn remove(&mut self, k: &TupleKey) {
-        match k {
-            TupleKey::V4(a, b) => self.v4.remove(&(*a, *b)),
-            TupleKey::V6(a, b) => self.v6.remove(&(*a, *b)),
-        };
-    }
-
-    fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+    /// The key of connection `tcp`.
+    fn of_conn(tcp: &TcpConn) -> TupleKey {
+        let [a, b] = tcp.addrs.get().0;
+        TupleKey::of(a, b)
     }
 }
 
@@ -93,7 +71,6 @@ impl Index {
 struct Tracked<T> {
     tcp: TcpConn,
     user: T,
-    closing_since: Option<Timestamp>,
 }
 
 /// Timeouts of the connection table, in seconds of capture time.
@@ -160,7 +137,8 @@ struct Slot<T> {
 /// The connection table.
 pub struct FlowTable<T> {
     cfg: TableConfig,
-    index: Index,
+    /// 4-tuple -> slot (the keys are the slots' connections': 4 bytes an entry).
+    index: HashTable<u32>,
     slots: Vec<Slot<T>>,
     /// First free slot (`NIL`: none).
     free: u32,
@@ -178,7 +156,7 @@ impl<T: Default> FlowTable<T> {
     pub fn new(cfg: TableConfig) -> FlowTable<T> {
         FlowTable {
             cfg,
-            index: Index::default(),
+            index: HashTable::new(),
             slots: Vec::new(),
             free: NIL,
             head: NIL,
@@ -215,8 +193,9 @@ impl<T: Default> FlowTable<T> {
     pub fn process<H: FlowHandler<T>>(&mut self, seg: &Segment<'_>, at: FrameRef, h: &mut H) {
         self.now = self.now.max(at.ts);
         let key = TupleKey::of(seg.src, seg.dst);
+        let hash = key.hash();
         // one lookup on the hot path: the packet belongs to a known connection
-        let found = self.index.get(&key);
+        let found = self.find(hash, &key);
         let slot = match found.map(|s| (s, self.tracked(s))) {
             Some((s, t))
                 if at.ts.secs_since(t.tcp.last_ts) <= self.cfg.idle_timeout
@@ -242,10 +221,11 @@ impl<T: Default> FlowTable<T> {
                 let t = Box::new(Tracked {
                     tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, at),
                     user: T::default(),
-                    closing_since: None,
                 });
                 let s = self.allocate(t);
-                self.index.insert(key, s);
+                let slots = &self.slots;
+                self.index
+                    .insert_unique(hash, s, |&i| Self::slot_key(slots, i).hash());
                 s
             }
         };
@@ -255,15 +235,15 @@ impl<T: Default> FlowTable<T> {
             .conn
             .as_deref_mut()
             .expect("a live slot");
-        if tracked.closing_since.is_some() && !seg.flags.rst() && seg.payload_len > 0 {
+        if tracked.tcp.closing && !seg.flags.rst() && seg.payload_len > 0 {
             self.stats.late_segments_after_close += 1;
         }
         let Tracked { tcp, user, .. } = tracked;
         tcp.on_segment(seg, at, &mut self.stats, &mut |conn, ev| {
             h.on_event(conn, user, ev)
         });
-        if tracked.closing_since.is_none() && tracked.tcp.is_closed() {
-            tracked.closing_since = Some(now);
+        if !tracked.tcp.closing && tracked.tcp.is_closed() {
+            tracked.tcp.closing = true;
             let deadline = now.add_secs(self.cfg.close_linger);
             self.closing.push(Reverse((deadline, tracked.tcp.id, slot)));
         }
@@ -305,6 +285,20 @@ impl<T: Default> FlowTable<T> {
             self.finish_slot(slot, EndReason::EndOfInput, h);
         }
         self.closing.clear();
+    }
+
+    /// The slot of the connection with `key` (whose hash is `hash`).
+    fn find(&self, hash: u64, key: &TupleKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| Self::slot_key(slots, i) == *key)
+            .copied()
+    }
+
+    /// The key of the connection in slot `i`.
+    fn slot_key(slots: &[Slot<T>], i: u32) -> TupleKey {
+        let t = slots[i as usize].conn.as_deref().expect("an indexed slot");
+        TupleKey::of_conn(&t.tcp)
     }
 
     fn tracked(&self, slot: u32) -> &Tracked<T> {
@@ -380,8 +374,10 @@ impl<T: Default> FlowTable<T> {
         let Some(t) = self.slots[s as usize].conn.take() else {
             return;
         };
-        let [a, b] = t.tcp.addrs.0;
-        self.index.remove(&TupleKey::of(a, b));
+        let key = TupleKey::of_conn(&t.tcp);
+        if let Ok(e) = self.index.find_entry(key.hash(), |&i| i == s) {
+            e.remove();
+        }
         {
             let x = &mut self.slots[s as usize];
             x.prev = NIL;
@@ -401,4 +397,16 @@ impl<T: Default> FlowTable<T> {
         tcp.flush(&mut self.stats, &mut |conn, ev| h.on_event(conn, user, ev));
         h.on_end(tcp.end(why), user);
     }
+}
+
+#[cfg(test)]
+pub(super) fn tracked_size<T>() -> usize {
+    std::mem::size_of::<Tracked<T>>()
+}
+
+/// The slot, and the index entry (4 bytes and a control byte) at the table's lowest load
+/// (7/16, just after it doubled).
+#[cfg(test)]
+pub(super) fn bytes_per_connection() -> usize {
+    std::mem::size_of::<Slot<()>>() + (5usize * 16).div_ceil(7)
 }

@@ -12,6 +12,8 @@ use std::hash::{Hash, Hasher};
 
 /// Largest head (request/status line plus header section) buffered across segments.
 pub(super) const HEAD_CAP: usize = 64 * 1024;
+/// Largest head buffer kept for the next head once a head is complete.
+const KEPT_BUF: usize = 4 * 1024;
 /// Header slots tried first, then on `TooManyHeaders` once more with the larger count.
 const HEADERS_SMALL: usize = 64;
 const HEADERS_LARGE: usize = 512;
@@ -66,7 +68,7 @@ impl HttpStream {
         let used = match parse_head(&buf, is_request) {
             Parsed::Done(h) => {
                 let len = h.len;
-                self.apply(start, h, self.buf_first, out);
+                self.apply(start, h, self.first_meta(), out);
                 if len >= old {
                     len - old
                 } else {
@@ -97,8 +99,8 @@ impl HttpStream {
                 0
             }
         };
-        if self.buf.capacity() == 0 {
-            // Keep the allocation for the next head.
+        if self.buf.capacity() == 0 && buf.capacity() <= KEPT_BUF {
+            // Keep the allocation for the next head (a small one: connections idle for long)
             self.buf = buf;
             self.buf.clear();
         }

@@ -53,7 +53,7 @@ impl HttpStream {
                 let Some(version) = version(v) else { return };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
-                    first: self.buf_first,
+                    first: self.first_meta(),
                     head_end: gap_at,
                     method: String::from_utf8_lossy(m).into_owned(),
                     target: String::from_utf8_lossy(t).into_owned(),
@@ -76,7 +76,7 @@ impl HttpStream {
                 };
                 out.push(HttpEvent::Response(ResponseHead {
                     start,
-                    first: self.buf_first,
+                    first: self.first_meta(),
                     head_end: gap_at,
                     status,
                     version,

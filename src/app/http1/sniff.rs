@@ -72,7 +72,7 @@ impl HttpStream {
         let unknown = self.role == Role::Unknown;
         let mut d = d;
         if unknown {
-            let left = SCAN_BUDGET.saturating_sub(self.scanned);
+            let left = SCAN_BUDGET.saturating_sub(u64::from(self.scanned));
             if (d.len() as u64) > left {
                 d = &d[..left as usize];
             }
@@ -136,7 +136,7 @@ impl HttpStream {
     ) -> usize {
         let carried = self.buf.len();
         let (base, first) = if carried > 0 {
-            (self.buf_start, self.buf_first)
+            (self.buf_start, self.first_meta())
         } else {
             (off, *seg)
         };

@@ -1036,3 +1036,30 @@ fn a_request_body_digest_does_not_depend_on_its_segments() {
     s.on_data(head.len() as i64 + 5, &body[5..], &M, &mut ev);
     assert_eq!(end(&ev), Some(None));
 }
+
+#[test]
+fn the_method_queue_keeps_its_order_past_what_it_packs() {
+    use super::stream::{MethodKind, MethodQueue};
+    let kinds = [MethodKind::Other, MethodKind::Head, MethodKind::Connect];
+    let mut q = MethodQueue::default();
+    let mut want = std::collections::VecDeque::new();
+    // pushes and pops interleaved, up to 100 in the queue
+    for i in 0..1000usize {
+        if i % 7 < 4 || want.len() < 3 {
+            let k = kinds[(i * 7 + i / 13) % 3];
+            q.push_back(k);
+            want.push_back(k);
+        } else {
+            assert_eq!(q.pop_front(), want.pop_front(), "{i}");
+        }
+        if want.len() > 100 {
+            assert_eq!(q.pop_front(), want.pop_front(), "{i}");
+        }
+        assert_eq!(q.len(), want.len());
+    }
+    while let Some(k) = want.pop_front() {
+        assert_eq!(q.pop_front(), Some(k));
+    }
+    assert_eq!(q.pop_front(), None);
+    assert_eq!(std::mem::size_of::<MethodQueue>(), 16);
+}
