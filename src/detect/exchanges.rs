@@ -8,7 +8,6 @@
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
-use std::collections::VecDeque;
 use thin_vec::ThinVec;
 
 /// Bound on responses waiting for their request.
@@ -142,7 +141,7 @@ pub struct Exchanges {
     /// Responses seen before any request they could answer (the capture put the server's
     /// direction first): how many client bytes each one's segment acknowledged (out of line:
     /// rare).
-    early_responses: Option<Box<VecDeque<i64>>>,
+    early_responses: ThinVec<i64>,
 }
 
 impl Default for Exchanges {
@@ -163,7 +162,7 @@ impl Default for Exchanges {
             in_response: false,
             server_desync: false,
             close_signal: None,
-            early_responses: None,
+            early_responses: ThinVec::new(),
         }
     }
 }
@@ -227,12 +226,9 @@ impl Exchanges {
     /// A request starting at `start` was already answered by a response the capture showed
     /// earlier (its ack covers the request).
     pub(super) fn answered_early(&mut self, start: i64) -> bool {
-        let Some(early) = self.early_responses.as_mut() else {
-            return false;
-        };
-        let answered = early.front().is_some_and(|&ack| ack > start);
+        let answered = self.early_responses.first().is_some_and(|&ack| ack > start);
         if answered {
-            early.pop_front();
+            self.early_responses.remove(0);
         }
         answered
     }
@@ -264,12 +260,8 @@ impl Exchanges {
     /// ack of the response's segment will tell. False when there is no room to wait.
     pub(super) fn wait_for_request(&mut self, ack_off: Option<i64>) -> bool {
         match ack_off {
-            Some(ack) => {
-                let early = self.early_responses.get_or_insert_default();
-                if early.len() >= MAX_EARLY_RESPONSES {
-                    return false;
-                }
-                early.push_back(ack);
+            Some(ack) if self.early_responses.len() < MAX_EARLY_RESPONSES => {
+                self.early_responses.push(ack);
                 true
             }
             _ => false,
