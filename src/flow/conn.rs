@@ -135,8 +135,8 @@ impl TcpConn {
         ConnEnd {
             conn: self.meta(),
             closes: Closes {
-                fin: PerDir::new(fwd.fin.as_deref().copied(), rev.fin.as_deref().copied()),
-                rst: PerDir::new(fwd.rst.as_deref().copied(), rev.rst.as_deref().copied()),
+                fin: PerDir::new(fwd.fin(), rev.fin()),
+                rst: PerDir::new(fwd.rst(), rev.rst()),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
             why,
@@ -155,7 +155,7 @@ impl TcpConn {
     /// Both directions closed (FIN or RST), or either reset.
     pub fn is_closed(&self) -> bool {
         let [fwd, rev] = &self.dirs.0;
-        self.refused || fwd.rst.is_some() || rev.rst.is_some() || (fwd.closed() && rev.closed())
+        self.refused || fwd.rst().is_some() || rev.rst().is_some() || (fwd.closed() && rev.closed())
     }
 
     /// Would this segment start a new connection on the same 4-tuple?
@@ -169,7 +169,7 @@ impl TcpConn {
             Some(isn) => isn != SeqNumber(seg.seq),
             // a SYN after data, FIN or RST was seen in that direction starts anew; a SYN-ACK
             // following a SYN we saw (handshake in progress) does not
-            None => d.seen_segment && (d.bytes > 0 || d.closed() || self.is_closed()),
+            None => d.seen_segment && (d.delivered || d.closed() || self.is_closed()),
         }
     }
 
@@ -312,8 +312,8 @@ impl TcpConn {
             return;
         }
         let sender = &mut self.dirs[d];
-        if sender.rst.is_none() {
-            sender.rst = Some(Box::new(CloseEvent { off, ..meta }));
+        if sender.rst().is_none() {
+            sender.set_rst(CloseEvent { off, ..meta });
         }
     }
 
@@ -322,7 +322,7 @@ impl TcpConn {
             stats.fin_before_handshake += 1;
             return;
         }
-        if let Some(prev) = self.dirs[d].fin.as_deref() {
+        if let Some(prev) = self.dirs[d].fin() {
             if prev.off != fin_off {
                 stats.conflicting_fin += 1;
             }
@@ -332,10 +332,10 @@ impl TcpConn {
             stats.fin_out_of_window += 1;
             return;
         }
-        self.dirs[d].fin = Some(Box::new(CloseEvent {
+        self.dirs[d].set_fin(CloseEvent {
             off: fin_off,
             ..meta
-        }));
+        });
     }
 
     /// Is direction `d` the server's while the handshake is not complete? A FIN or RST from it

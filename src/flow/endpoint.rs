@@ -26,11 +26,9 @@ pub(super) struct Endpoint {
     /// Highest stream offset sent (data end, including FIN) seen so far.
     pub max_end: i64,
     pub seen_segment: bool,
-    /// First valid FIN (out of line: a connection has its closes only at its end).
-    pub fin: Option<Box<CloseEvent>>,
+    /// First valid FIN and RST (out of line: a connection has its closes only at its end).
+    closes: Option<Box<EndCloses>>,
     pub fin_delivered: bool,
-    /// First valid RST.
-    pub rst: Option<Box<CloseEvent>>,
     /// Out-of-order segments waiting for the bytes before them, by offset.
     pub held: ThinVec<Held>,
     /// The last advertised receive window (unscaled) and the SYN's window-scale option.
@@ -39,8 +37,15 @@ pub(super) struct Endpoint {
     /// Highest acknowledgement this direction sent, as an offset in the other direction
     /// (`NO_ACK`: none yet; see `highest_ack()`).
     highest_ack: i64,
-    /// Bytes delivered in order (including gap bytes).
-    pub bytes: u64,
+    /// Bytes were delivered in order (or reported as gaps).
+    pub delivered: bool,
+}
+
+/// The closes of a direction.
+#[derive(Debug, Default)]
+struct EndCloses {
+    fin: Option<CloseEvent>,
+    rst: Option<CloseEvent>,
 }
 
 /// `Endpoint::highest_ack` before any acknowledgement.
@@ -55,14 +60,13 @@ impl Default for Endpoint {
             next: 0,
             max_end: 0,
             seen_segment: false,
-            fin: None,
+            closes: None,
             fin_delivered: false,
-            rst: None,
             held: ThinVec::new(),
             window: 0,
             wscale: None,
             highest_ack: NO_ACK,
-            bytes: 0,
+            delivered: false,
         }
     }
 }
@@ -80,6 +84,24 @@ impl Endpoint {
         }
     }
 
+    /// First valid FIN.
+    pub fn fin(&self) -> Option<CloseEvent> {
+        self.closes.as_ref().and_then(|c| c.fin)
+    }
+
+    /// First valid RST.
+    pub fn rst(&self) -> Option<CloseEvent> {
+        self.closes.as_ref().and_then(|c| c.rst)
+    }
+
+    pub fn set_fin(&mut self, c: CloseEvent) {
+        self.closes.get_or_insert_default().fin = Some(c);
+    }
+
+    pub fn set_rst(&mut self, c: CloseEvent) {
+        self.closes.get_or_insert_default().rst = Some(c);
+    }
+
     /// Bytes held out of order.
     pub fn held_bytes(&self) -> usize {
         self.held.iter().map(|h| h.data.len()).sum()
@@ -92,12 +114,12 @@ impl Endpoint {
 
     /// The stream offset just past the bytes delivered, when any were.
     pub fn stream_end(&self) -> Option<i64> {
-        (self.bytes > 0).then_some(self.next)
+        self.delivered.then_some(self.next)
     }
 
     /// Closed by FIN or RST.
     pub fn closed(&self) -> bool {
-        self.fin.is_some() || self.rst.is_some()
+        self.closes.is_some()
     }
 
     /// The mapping of this direction's sequence numbers to stream offsets, once known.

@@ -106,7 +106,7 @@ impl Endpoint {
                 bytes: &captured[skip..],
                 meta,
             });
-            self.bytes += (cap_end - self.next) as u64;
+            self.delivered = true;
             self.next = cap_end;
         }
         let end = span.end();
@@ -120,7 +120,7 @@ impl Endpoint {
                 meta,
             });
             stats.gap_bytes += len;
-            self.bytes += len;
+            self.delivered = true;
             self.next = end;
         }
     }
@@ -159,7 +159,7 @@ impl Endpoint {
             });
             stats.gaps += 1;
             stats.gap_bytes += len;
-            self.bytes += len;
+            self.delivered = true;
             self.next = to;
         }
         self.drain_held(d, stats, emit);
@@ -176,7 +176,7 @@ impl Endpoint {
         emit: &mut F,
     ) {
         // a FIN occupies one sequence number but no byte
-        let data_end = match self.fin.as_deref() {
+        let data_end = match self.fin() {
             Some(f) => ack_off.min(f.off),
             None => ack_off,
         };
@@ -195,7 +195,7 @@ impl Endpoint {
 
     /// Once the bytes up to the FIN are delivered, the direction ends.
     pub fn try_eof<F: FnMut(FlowEvent<'_>)>(&mut self, d: Dir, emit: &mut F) {
-        if let Some(&f) = self.fin.as_deref()
+        if let Some(f) = self.fin()
             && !self.fin_delivered
             && self.next >= f.off
         {
@@ -219,7 +219,7 @@ impl Endpoint {
         while let Some(first) = self.held.first().map(|h| h.off) {
             self.skip_to(d, first, meta, stats, emit);
         }
-        if let Some(off) = self.fin.as_deref().map(|f| f.off) {
+        if let Some(off) = self.fin().map(|f| f.off) {
             self.skip_to(d, off, meta, stats, emit);
             self.try_eof(d, emit);
         }

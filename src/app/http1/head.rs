@@ -1,7 +1,6 @@
 //! Heads: request and status lines with their header sections, parsed with httparse across any
 //! number of segments (bounded), and what the framing needs from them (RFC 9112 section 6).
 
-use super::body::BodyHasher;
 use super::chunked::CHUNK_SIZE_START;
 use super::sniff::{find_lf, leading_newlines};
 use super::stream::{HttpStream, MethodKind, Mode};
@@ -124,7 +123,10 @@ impl HttpStream {
                     _ => None,
                 };
                 self.upgrade_pending = upgrade || method == "CONNECT";
-                self.body = Some(BodyHasher::default()).filter(|_| !h.framing.is_bad());
+                self.body = match h.framing {
+                    Framing::Chunked | Framing::Length(1..) => Some(Box::default()),
+                    _ => None,
+                };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
                     head_end,
@@ -238,12 +240,6 @@ enum Framing {
     OtherCoding,
     /// A Content-Length that is invalid or conflicting (no Transfer-Encoding): what, in words.
     BadLength(Anomaly, String),
-}
-
-impl Framing {
-    fn is_bad(&self) -> bool {
-        matches!(self, Framing::BadLength(..))
-    }
 }
 
 #[derive(Debug)]

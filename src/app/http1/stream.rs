@@ -143,7 +143,8 @@ pub struct HttpStream {
     /// The current request is CONNECT or carries `Upgrade`: after it, non-HTTP means tunnel.
     pub(super) upgrade_pending: bool,
     /// The digest of the current request's body (client side, from its head on).
-    pub(super) body: Option<BodyHasher>,
+    /// (Out of line: only requests with a body have one.)
+    pub(super) body: Option<Box<BodyHasher>>,
     /// After a framing error: the next message may start anywhere in a line.
     pub(super) resync_in_lines: bool,
 }
@@ -496,7 +497,11 @@ impl HttpStream {
     /// The current message ends at `end`.
     pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
         out.push(if self.role == Role::Client {
-            let body = self.body.take().and_then(BodyHasher::finish);
+            let body = match self.body.take() {
+                Some(b) => (*b).finish(),
+                // no body: the empty one's digest
+                None => Some(crate::app::BodyDigest { len: 0, crc32: 0 }),
+            };
             HttpEvent::RequestEnd { end, body }
         } else {
             HttpEvent::ResponseEnd { end }
