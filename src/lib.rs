@@ -46,6 +46,9 @@ pub(crate) mod decode;
 pub(crate) mod detect;
 pub mod engine;
 pub(crate) mod flow;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod report;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;
