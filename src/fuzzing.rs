@@ -65,9 +65,10 @@ pub fn decode(data: &[u8]) {
         return;
     };
     let lt = LINK_TYPES[usize::from(pick) % LINK_TYPES.len()];
+    let decoder = crate::decode::Decoder::default();
     // the wire length: as captured, or more (a snaplen cut)
     for orig in [packet.len() as u32, packet.len() as u32 + u32::from(pick)] {
-        let _ = crate::decode::decode(lt, packet, orig);
+        let _ = decoder.decode(lt, packet, orig);
     }
 }
 
@@ -84,7 +85,11 @@ pub fn encode_packet(lt: u32, packet: &[u8]) -> Vec<u8> {
 pub enum Step {
     /// Bytes of a direction (`client`: the connection's first direction) at an offset relative
     /// to where the direction's stream is (negative: an overlap).
-    Data { client: bool, skew: i8, bytes: Vec<u8> },
+    Data {
+        client: bool,
+        skew: i8,
+        bytes: Vec<u8>,
+    },
     /// Bytes missing from the capture.
     Gap { client: bool, len: u16 },
     /// The direction ended (FIN).
@@ -225,9 +230,9 @@ pub fn seed_streams(packets: &[(u32, Vec<u8>)]) -> Vec<Vec<u8>> {
     use std::collections::BTreeMap;
     let mut conns: BTreeMap<(std::net::SocketAddr, std::net::SocketAddr), Vec<Step>> =
         BTreeMap::new();
+    let decoder = crate::decode::Decoder::default();
     for (lt, data) in packets {
-        let crate::decode::Decoded::Tcp(seg) = crate::decode::decode(*lt, data, data.len() as u32)
-        else {
+        let crate::decode::Decoded::Tcp(seg) = decoder.decode(*lt, data, data.len() as u32) else {
             continue;
         };
         let fwd = (seg.src, seg.dst);
@@ -281,7 +286,12 @@ mod tests {
         ];
         assert_eq!(decode_steps(&encode_steps(&steps)), steps);
         streams(&encode_steps(&steps));
-        for junk in [&b""[..], b"\x00", b"\xff\xff\xff", &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0]] {
+        for junk in [
+            &b""[..],
+            b"\x00",
+            b"\xff\xff\xff",
+            &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0],
+        ] {
             streams(junk);
             decode(junk);
             analyse_capture(junk, 1);

@@ -8,7 +8,9 @@
 //! retry frame is right; without it at most 1% of the definite outcomes are wrong.
 //! The TLS scenarios (nginx to node over TLS 1.2 and 1.3) are checked with their key log
 //! (requests decrypted and named) and without (the same requests found as encrypted flights,
-//! retries matched by size).
+//! retries matched by size). In `vxlan-overlay` the proxy reaches the upstream across a VXLAN
+//! overlay: its underlay capture (VXLAN only), the proxy host's `-i any` (every segment twice,
+//! plain and encapsulated) and the inner interface give the same verdicts.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,6 +52,7 @@ fn lab_captures_match_the_proxies_logs() {
         "nginx-busy-noid",
         "tls12-crossing",
         "tls13-crossing",
+        "vxlan-overlay",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");
     }

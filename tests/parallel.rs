@@ -4,6 +4,8 @@
 //! goes on another connection, mostly in another shard). Streamed findings (JSON Lines) come
 //! out byte for byte the same, in the same order, for any number of threads.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +14,8 @@ use tcprace::capture::{FileSource, Next, PacketSource};
 use tcprace::engine::{Analyzer, Config, RunOptions};
 use tcprace::report::{JsonLinesRenderer, JsonRenderer, Report};
 use tcprace::synth::{
-    ConvConfig, Conversation, Link, PcapOptions, PcapWriter, Side, Vantage, after_ms, merge,
+    ConvConfig, Conversation, Encap, Link, Nat, PcapOptions, PcapWriter, Side, Vantage, after_ms,
+    merge,
 };
 use tcprace::time::Timestamp;
 
@@ -64,8 +67,8 @@ fn streamed(files: &[String], threads: usize) -> Result<String, String> {
     };
     let mut out = Vec::new();
     let mut renderer = JsonLinesRenderer::new(&mut out);
-    let report = tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ())
-        .map_err(|e| e.to_string())?;
+    let report =
+        tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())?;
     tcprace::report::Renderer::finish(&mut renderer, &report).map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).unwrap())
 }
@@ -77,7 +80,10 @@ fn check_same(files: &[String]) -> Option<Report> {
     let lines = streamed(files, 1);
     for shards in [2, 4] {
         let other = streamed(files, shards);
-        assert_eq!(lines, other, "{files:?}: JSON Lines differ with {shards} threads");
+        assert_eq!(
+            lines, other,
+            "{files:?}: JSON Lines differ with {shards} threads"
+        );
     }
     for shards in [1, 2, 3, 4] {
         let many = sharded(files, shards);
@@ -274,5 +280,74 @@ fn generated_capture_with_races_and_retries_in_every_shard() {
     assert!(r.tcp.connections_split_by_new_syn > 0);
     assert!(r.endpoints.iter().all(|e| e.idle_closes.count > 0));
     assert!(r.endpoints.iter().any(|e| e.keep_alive.len() == 8));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Both sides of a NAT in one capture: the copy under the other address pair is moved to its
+/// connection before the packets are split, so a connection whose two address pairs hash to
+/// different shards is analysed once, in its shard, with its retries; and tunnelled packets are
+/// sharded by their inner addresses.
+#[test]
+fn nat_twins_and_tunnels_shard_like_one_thread() {
+    let dir = std::env::temp_dir().join(format!("tcprace-parallel-nat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bare = dir.join("many.pcap");
+    generated(&bare, 400);
+    let twins = dir.join("twins.pcap");
+    let nat = Nat {
+        from: "198.51.100.1".parse().unwrap(),
+        to: "10.96.0.10".parse().unwrap(),
+        port: Some((80, 8080)),
+    };
+    let overlay = [Encap::Vxlan { vni: 1, port: 8472 }];
+    common::nat_twins(&bare, &twins, nat, 5_000, &overlay);
+    let wrapped = dir.join("vxlan.pcap");
+    common::encapsulated(
+        &bare,
+        &wrapped,
+        &[Encap::Geneve {
+            vni: 9,
+            options: 1,
+            ethernet: true,
+        }],
+    );
+    let files = |p: &Path| vec![p.to_string_lossy().into_owned()];
+    let r = check_same(&files(&twins)).expect("readable");
+    let b = check_same(&files(&bare)).expect("readable");
+    let w = check_same(&files(&wrapped)).expect("readable");
+    assert_eq!(
+        (
+            r.summary.findings,
+            r.summary.connections,
+            r.summary.requests
+        ),
+        (
+            b.summary.findings,
+            b.summary.connections,
+            b.summary.requests
+        )
+    );
+    assert_eq!(w.findings.len(), b.findings.len());
+    assert!(
+        r.tcp.nat_twin_connections > 50,
+        "{}",
+        r.tcp.nat_twin_connections
+    );
+    let retried =
+        |r: &tcprace::report::Report| r.findings.iter().filter(|f| f.retry.is_some()).count();
+    assert_eq!(retried(&r), retried(&b));
+    // the two sides of the NAT hash to different shards for some connections
+    let shard =
+        |frame: &[u8]| tcprace::engine::shard_of(tcprace::synth::LINKTYPE_ETHERNET, frame, 2);
+    let split = common::read(&bare).iter().any(|p| {
+        let ip = &p.data[14..];
+        nat.translate(ip, ip.len()).is_some_and(|(copy, _)| {
+            shard(&p.data) != shard(&tcprace::synth::encapsulate(&[], &copy, copy.len()).0)
+        })
+    });
+    assert!(
+        split,
+        "no connection whose two sides hash to different shards"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,7 +45,8 @@ pub struct Args {
     pub read: Vec<String>,
 
     /// BPF filter expression (libpcap syntax), as an alternative to the words after the files:
-    /// set on the live capture, applied to file packets too.
+    /// set on the live capture, applied to file packets too. It sees packets as captured:
+    /// tunnelled traffic needs a filter on the outer headers (e.g. "udp port 4789") or none.
     #[arg(short = 'f', long = "filter", value_name = "EXPR", help_heading = INPUT)]
     pub filter: Option<String>,
 
@@ -111,6 +112,11 @@ pub struct Args {
     /// any N) [default: the cores available].
     #[arg(long, value_name = "N", help_heading = ANALYSIS)]
     pub threads: Option<usize>,
+
+    /// Also decode UDP packets to this port as VXLAN (besides 4789 and Linux's default 8472);
+    /// repeatable.
+    #[arg(long = "vxlan-port", value_name = "PORT", help_heading = ANALYSIS)]
+    pub vxlan_ports: Vec<u16>,
 
     /// Decrypt TLS with the secrets of this key log (NSS format: what SSLKEYLOGFILE, Node's
     /// keylog event and openssl -keylogfile write) [default: $SSLKEYLOGFILE when set].

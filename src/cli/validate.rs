@@ -252,6 +252,7 @@ impl Args {
                     max_connections: at_least_one("--max-connections", self.max_connections)?,
                     ..TableConfig::default()
                 },
+                vxlan_ports: self.vxlan_ports.clone(),
                 tls_keys: self.tls_keys()?,
             },
             threads,

@@ -3,15 +3,16 @@
 
 use super::link::Net;
 use super::tcp::decode_tcp;
-use super::{Decoded, SkipReason, malformed, short};
+use super::{Decoded, Layer, SkipReason, malformed, short, tunnel};
 use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `ip`: captured bytes from the IP header on; `wire`: bytes from the IP header on, on the wire.
-pub(super) fn decode_ip(net: Net, ip: &[u8], wire: usize) -> Decoded<'_> {
+#[inline]
+pub(super) fn decode_ip<'a>(at: Layer<'_>, net: Net, ip: &'a [u8], wire: usize) -> Decoded<'a> {
     let net = match net {
         Net::ByVersion => match ip.first().map(|b| b >> 4) {
-            None => return short("IP header", 1, 0, wire),
+            None => return short("IP header", 1, 0, wire).into(),
             Some(4) => Net::V4,
             Some(6) => Net::V6,
             Some(v) => return malformed(format!("IP version {v}")),
@@ -19,17 +20,17 @@ pub(super) fn decode_ip(net: Net, ip: &[u8], wire: usize) -> Decoded<'_> {
         n => n,
     };
     match net {
-        Net::V6 => decode_ipv6(ip, wire),
-        _ => decode_ipv4(ip, wire),
+        Net::V6 => decode_ipv6(at, ip, wire),
+        _ => decode_ipv4(at, ip, wire),
     }
 }
 
-fn decode_ipv4(ip: &[u8], wire: usize) -> Decoded<'_> {
+fn decode_ipv4<'a>(at: Layer<'_>, ip: &'a [u8], wire: usize) -> Decoded<'a> {
     use etherparse::err::ipv4::HeaderSliceError;
     let h = match Ipv4HeaderSlice::from_slice(ip) {
         Ok(h) => h,
         Err(HeaderSliceError::Len(e)) => {
-            return short("IPv4 header", e.required_len, ip.len(), wire);
+            return short("IPv4 header", e.required_len, ip.len(), wire).into();
         }
         Err(HeaderSliceError::Content(e)) => {
             use etherparse::err::ipv4::HeaderError;
@@ -60,23 +61,29 @@ fn decode_ipv4(ip: &[u8], wire: usize) -> Decoded<'_> {
     if h.is_fragmenting_payload() {
         return Decoded::Skip(SkipReason::IpFragment, None);
     }
-    if h.protocol() != IpNumber::TCP {
-        return Decoded::Skip(SkipReason::NonTcp, None);
-    }
     // Trim link-layer padding: only `total` bytes belong to the IP packet.
     let seg = &ip[hl..ip.len().min(total)];
     let src = IpAddr::V4(Ipv4Addr::from(h.source()));
     let dst = IpAddr::V4(Ipv4Addr::from(h.destination()));
-    decode_tcp(src, dst, seg, total - hl)
+    if h.protocol() != IpNumber::TCP {
+        return tunnel::over_ip(at, h.protocol(), (src, dst), seg, total - hl);
+    }
+    decode_tcp(
+        at,
+        (src, dst),
+        u32::from(h.identification()),
+        seg,
+        total - hl,
+    )
 }
 
-fn decode_ipv6(ip: &[u8], wire: usize) -> Decoded<'_> {
+fn decode_ipv6<'a>(at: Layer<'_>, ip: &'a [u8], wire: usize) -> Decoded<'a> {
     use etherparse::err::ipv6::HeaderSliceError;
     use etherparse::err::ipv6_exts::HeaderSliceError as ExtError;
     let h = match Ipv6HeaderSlice::from_slice(ip) {
         Ok(h) => h,
         Err(HeaderSliceError::Len(e)) => {
-            return short("IPv6 header", e.required_len, ip.len(), wire);
+            return short("IPv6 header", e.required_len, ip.len(), wire).into();
         }
         Err(HeaderSliceError::Content(e)) => {
             let etherparse::err::ipv6::HeaderError::UnexpectedVersion { version_number } = e;
@@ -125,10 +132,11 @@ fn decode_ipv6(ip: &[u8], wire: usize) -> Decoded<'_> {
     if exts.is_fragmenting_payload() {
         return Decoded::Skip(SkipReason::IpFragment, None);
     }
-    if next != IpNumber::TCP {
-        return Decoded::Skip(SkipReason::NonTcp, None);
-    }
     let src = IpAddr::V6(Ipv6Addr::from(h.source()));
     let dst = IpAddr::V6(Ipv6Addr::from(h.destination()));
-    decode_tcp(src, dst, seg, plen - exts.slice().len())
+    let seg_wire = plen - exts.slice().len();
+    if next != IpNumber::TCP {
+        return tunnel::over_ip(at, next, (src, dst), seg, seg_wire);
+    }
+    decode_tcp(at, (src, dst), h.flow_label().value(), seg, seg_wire)
 }

@@ -1,11 +1,19 @@
 //! The TCP header: ports, sequence numbers, flags, window and the window-scale option.
 
-use super::{Decoded, Segment, SkipReason, TcpFlags, malformed};
+use super::{Decoded, Layer, Segment, SkipReason, TcpFlags, malformed};
 use etherparse::{TcpHeaderSlice, TcpOptionElement};
 use std::net::{IpAddr, SocketAddr};
 
-/// `seg`: captured TCP bytes (padding already trimmed); `seg_wire`: TCP length from the IP header.
-pub(super) fn decode_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], seg_wire: usize) -> Decoded<'_> {
+/// `seg`: captured TCP bytes (padding already trimmed); `seg_wire`: TCP length from the IP header;
+/// `ip_id`: the IPv4 identification or IPv6 flow label; `at`: the tunnel it was found in.
+#[inline]
+pub(super) fn decode_tcp<'a>(
+    at: Layer<'_>,
+    (src, dst): (IpAddr, IpAddr),
+    ip_id: u32,
+    seg: &'a [u8],
+    seg_wire: usize,
+) -> Decoded<'a> {
     use etherparse::err::tcp::HeaderSliceError;
     let t = match TcpHeaderSlice::from_slice(seg) {
         Ok(t) => t,
@@ -52,5 +60,9 @@ pub(super) fn decode_tcp(src: IpAddr, dst: IpAddr, seg: &[u8], seg_wire: usize) 
         wscale,
         payload: &seg[hl..],
         payload_len: (seg_wire - hl) as u32,
+        ip_id,
+        options: &seg[20..hl],
+        tunnel: at.tunnel,
+        vnet: at.vnet,
     })
 }

@@ -376,3 +376,325 @@ fn zero_ip_length_uses_captured_length() {
     ip[2..4].copy_from_slice(&0u16.to_be_bytes());
     check_v4(&tcp(dec(linktype::RAW, &ip)));
 }
+
+// ---- tunnels ----
+
+use crate::synth::{Encap, encapsulate};
+
+fn wrapped(layers: &[Encap], ip: &[u8]) -> Vec<u8> {
+    encapsulate(layers, ip, ip.len()).0
+}
+
+fn vxlan(vni: u32) -> Encap {
+    Encap::Vxlan { vni, port: 4789 }
+}
+
+/// Every encapsulation, as the simulator writes them.
+fn every_encapsulation() -> Vec<(Encap, TunnelKind, Option<u32>)> {
+    vec![
+        (vxlan(42), TunnelKind::Vxlan, Some(42)),
+        (
+            Encap::Vxlan { vni: 1, port: 8472 },
+            TunnelKind::Vxlan,
+            Some(1),
+        ),
+        (
+            Encap::Geneve {
+                vni: 7,
+                options: 3,
+                ethernet: true,
+            },
+            TunnelKind::Geneve,
+            Some(7),
+        ),
+        (
+            Encap::Geneve {
+                vni: 8,
+                options: 0,
+                ethernet: false,
+            },
+            TunnelKind::Geneve,
+            Some(8),
+        ),
+        (
+            Encap::Gre {
+                key: None,
+                seq: false,
+                checksum: false,
+                ethernet: false,
+            },
+            TunnelKind::Gre,
+            None,
+        ),
+        (
+            Encap::Gre {
+                key: Some(99),
+                seq: true,
+                checksum: true,
+                ethernet: true,
+            },
+            TunnelKind::Gre,
+            Some(99),
+        ),
+        (Encap::GreInUdp, TunnelKind::GreInUdp, None),
+        (
+            Encap::Erspan2 { session: 300 },
+            TunnelKind::Erspan2,
+            Some(300),
+        ),
+        (
+            Encap::Erspan3 {
+                session: 5,
+                subheader: true,
+            },
+            TunnelKind::Erspan3,
+            Some(5),
+        ),
+        (
+            Encap::Erspan3 {
+                session: 6,
+                subheader: false,
+            },
+            TunnelKind::Erspan3,
+            Some(6),
+        ),
+        (Encap::IpInIp4, TunnelKind::IpInIp, None),
+        (Encap::IpInIp6, TunnelKind::IpInIp, None),
+        (Encap::Mpls { labels: 3 }, TunnelKind::Mpls, Some(1000)),
+        (Encap::Pppoe { session: 17 }, TunnelKind::Pppoe, Some(17)),
+    ]
+}
+
+#[test]
+fn every_encapsulation_yields_the_inner_segment_and_its_tunnel() {
+    for (e, kind, id) in every_encapsulation() {
+        for (ip, check) in [
+            (ipv4_tcp(), check_v4 as fn(&Segment<'_>)),
+            (ipv6_tcp(), check_v6),
+        ] {
+            let frame = wrapped(&[e], &ip);
+            let s = match dec(linktype::ETHERNET, &frame) {
+                Decoded::Tcp(s) => s,
+                other => panic!("{e:?}: {other:?}"),
+            };
+            check(&s);
+            let t = s.tunnel.unwrap_or_else(|| panic!("{e:?}: no tunnel"));
+            assert_eq!((t.outer.kind, t.outer.id, t.layers), (kind, id, 1), "{e:?}");
+            assert_eq!(t.inner, None);
+            let vnet = matches!(kind, TunnelKind::Vxlan | TunnelKind::Geneve).then_some(id);
+            assert_eq!(s.vnet, vnet.flatten(), "{e:?}");
+            // IP tunnels carry the outer addresses, MPLS and PPPoE none
+            assert_eq!(
+                t.outer.outer.is_some(),
+                !matches!(kind, TunnelKind::Mpls | TunnelKind::Pppoe),
+                "{e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tunnels_nest_to_a_bounded_depth() {
+    // a mirror of an overlay: ERSPAN II carrying VXLAN, as arkime's sample
+    let frame = wrapped(&[vxlan(5), Encap::Erspan2 { session: 20 }], &ipv4_tcp());
+    let s = tcp(dec(linktype::ETHERNET, &frame));
+    check_v4(&s);
+    let t = s.tunnel.unwrap();
+    assert_eq!((t.outer.kind, t.outer.id), (TunnelKind::Erspan2, Some(20)));
+    assert_eq!(t.inner, Some((TunnelKind::Vxlan, Some(5))));
+    assert_eq!((t.layers, s.vnet), (2, Some(5)));
+    let four = [
+        vxlan(1),
+        Encap::IpInIp4,
+        Encap::Mpls { labels: 1 },
+        vxlan(2),
+    ];
+    let frame = wrapped(&four, &ipv4_tcp());
+    let s = tcp(dec(linktype::ETHERNET, &frame));
+    assert_eq!(s.tunnel.unwrap().layers, 4);
+    // the innermost VNI names the virtual network
+    assert_eq!(s.vnet, Some(1));
+    let five = [four.as_slice(), &[Encap::GreInUdp]].concat();
+    let (r, d) = skip(dec(linktype::ETHERNET, &wrapped(&five, &ipv4_tcp())));
+    assert_eq!(r, SkipReason::TunnelTooDeep);
+    assert_eq!(r.as_str(), "tunnel_too_deep");
+    assert!(d.unwrap().contains("more than 4"));
+}
+
+#[test]
+fn tunnel_headers_cut_by_the_snaplen_or_too_short() {
+    let ip = ipv4_tcp();
+    // Ethernet 14 + IPv4 20 + UDP 8 = 42: the VXLAN header starts there
+    let frame = wrapped(&[vxlan(3)], &ip);
+    let wire = frame.len() as u32;
+    let (r, d) = skip(decode(linktype::ETHERNET, &frame[..46], wire));
+    assert_eq!(
+        r,
+        SkipReason::Tunnel(TunnelKind::Vxlan, TunnelProblem::Truncated)
+    );
+    assert_eq!(r.as_str(), "vxlan_truncated");
+    assert!(d.unwrap().contains("4 of 8 bytes captured"));
+    // cut inside the inner TCP header: the inner header is what is truncated
+    let (r, _) = skip(decode(linktype::ETHERNET, &frame[..frame.len() - 40], wire));
+    assert_eq!(r, SkipReason::Truncated);
+    // cut inside the payload: the segment is there, shorter
+    let s = tcp(decode(linktype::ETHERNET, &frame[..frame.len() - 5], wire));
+    assert_eq!(s.payload.len() + 5, PAYLOAD.len());
+    assert_eq!(s.payload_len as usize, PAYLOAD.len());
+    // the outer IP length leaves no room for the GRE header: malformed, with a warning
+    let mut frame = wrapped(
+        &[Encap::Gre {
+            key: Some(1),
+            seq: true,
+            checksum: false,
+            ethernet: false,
+        }],
+        &ip,
+    );
+    frame[16..18].copy_from_slice(&26u16.to_be_bytes()); // IPv4 total length: 20 + 6
+    let (r, d) = skip(dec(linktype::ETHERNET, &frame));
+    assert_eq!(
+        r,
+        SkipReason::Tunnel(TunnelKind::Gre, TunnelProblem::Malformed)
+    );
+    assert!(r.is_malformed());
+    assert!(d.unwrap().contains("too short for the GRE header"));
+}
+
+#[test]
+fn malformed_and_unsupported_tunnel_headers_are_named() {
+    let ip = ipv4_tcp();
+    // VXLAN without the I flag
+    let mut f = wrapped(&[vxlan(3)], &ip);
+    f[42] = 0;
+    let (r, d) = skip(dec(linktype::ETHERNET, &f));
+    assert_eq!(r.as_str(), "vxlan_malformed");
+    assert!(d.unwrap().contains("without the I"));
+    // GRE version 1 (PPTP)
+    let gre = Encap::Gre {
+        key: None,
+        seq: false,
+        checksum: false,
+        ethernet: false,
+    };
+    let mut f = wrapped(&[gre], &ip);
+    f[35] |= 1;
+    let (r, d) = skip(dec(linktype::ETHERNET, &f));
+    assert_eq!(r.as_str(), "gre_unsupported");
+    assert_eq!(d.as_deref(), Some("GRE version 1"));
+    assert!(!r.is_malformed());
+    // GRE carrying an unknown protocol
+    let mut f = wrapped(&[gre], &ip);
+    f[36..38].copy_from_slice(&0x880bu16.to_be_bytes());
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)).0.as_str(),
+        "gre_unsupported"
+    );
+    // ERSPAN type II with a wrong version
+    let mut f = wrapped(&[Encap::Erspan2 { session: 1 }], &ip);
+    f[42] = 0x20;
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)).0.as_str(),
+        "erspan2_malformed"
+    );
+    // Geneve version 1
+    let geneve = Encap::Geneve {
+        vni: 1,
+        options: 0,
+        ethernet: true,
+    };
+    let mut f = wrapped(&[geneve], &ip);
+    f[42] |= 0x40;
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)).0.as_str(),
+        "geneve_unsupported"
+    );
+    // Geneve options longer than the packet
+    let mut f = wrapped(&[geneve], &ip);
+    f[42] = 0x3f;
+    let (r, d) = skip(dec(linktype::ETHERNET, &f));
+    assert_eq!(r.as_str(), "geneve_malformed");
+    assert!(d.unwrap().contains("< 260 bytes"));
+    // an MPLS stack without a bottom
+    let mut stack: Vec<u8> = (0..9)
+        .flat_map(|_| (16u32 << 12 | 64).to_be_bytes())
+        .collect();
+    stack.extend_from_slice(&ip);
+    let f = eth(0x8847, &[], &stack);
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)).0.as_str(),
+        "mpls_malformed"
+    );
+    // PPPoE discovery code in a session packet; PPP's LCP is not IP
+    let mut f = wrapped(&[Encap::Pppoe { session: 1 }], &ip);
+    f[15] = 0x09;
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)).0.as_str(),
+        "pppoe_malformed"
+    );
+    let mut f = wrapped(&[Encap::Pppoe { session: 1 }], &ip);
+    f[20..22].copy_from_slice(&0xc021u16.to_be_bytes());
+    assert_eq!(skip(dec(linktype::ETHERNET, &f)).0, SkipReason::NonIp);
+    // every reason has a name of its own
+    let mut names: Vec<&str> = TunnelKind::ALL
+        .iter()
+        .flat_map(|&k| {
+            [
+                TunnelProblem::Truncated,
+                TunnelProblem::Malformed,
+                TunnelProblem::Unsupported,
+            ]
+            .map(|p| SkipReason::Tunnel(k, p).as_str())
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 3 * TunnelKind::ALL.len());
+}
+
+#[test]
+fn vxlan_on_other_ports_and_mpls_pseudowires() {
+    let ip = ipv4_tcp();
+    let f = wrapped(&[Encap::Vxlan { vni: 9, port: 9999 }], &ip);
+    assert_eq!(
+        skip(dec(linktype::ETHERNET, &f)),
+        (SkipReason::NonTcp, None)
+    );
+    let s = tcp(Decoder::new(&[9999]).decode(linktype::ETHERNET, &f, f.len() as u32));
+    check_v4(&s);
+    assert_eq!(s.vnet, Some(9));
+    // a mirror that sends from 4789 to another port (arkime's ERSPAN sample)
+    let mut f = wrapped(&[vxlan(9)], &ip);
+    f[34..36].copy_from_slice(&4789u16.to_be_bytes());
+    f[36..38].copy_from_slice(&4790u16.to_be_bytes());
+    check_v4(&tcp(dec(linktype::ETHERNET, &f)));
+    // MPLS carrying a pseudowire: control word, then an Ethernet frame
+    let inner = eth(0x0800, &[0x8100], &ip);
+    let mut f = eth(0x8847, &[], &[0x00, 0x3e, 0x81, 0x40, 0, 0, 0, 0]);
+    f.extend_from_slice(&inner);
+    let s = tcp(dec(linktype::ETHERNET, &f));
+    check_v4(&s);
+    assert_eq!(s.tunnel.unwrap().outer.id, Some(1000));
+    // PPPoE with a compressed protocol field, over Linux SLL
+    let mut f = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x88, 0x64];
+    f.extend_from_slice(&[0x11, 0, 0, 5]);
+    f.extend_from_slice(&((ip.len() + 1) as u16).to_be_bytes());
+    f.push(0x21);
+    f.extend_from_slice(&ip);
+    check_v4(&tcp(dec(linktype::LINUX_SLL, &f)));
+}
+
+#[test]
+fn a_plain_segment_records_its_ip_id_and_options() {
+    let ip = ipv4_tcp();
+    let s = tcp(dec(linktype::RAW, &ip));
+    assert_eq!(s.tunnel, None);
+    assert_eq!(s.vnet, None);
+    assert_eq!(s.options, &[2, 4, 5, 180, 1, 3, 3, 7]);
+    let mut ip = ipv4_tcp();
+    ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    assert_eq!(tcp(dec(linktype::RAW, &ip)).ip_id, 0x1234);
+    let mut ip = ipv6_tcp();
+    ip[1..4].copy_from_slice(&[0x0a, 0xbc, 0xde]);
+    assert_eq!(tcp(dec(linktype::RAW, &ip)).ip_id, 0xabcde);
+}

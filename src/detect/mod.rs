@@ -12,6 +12,7 @@
 //! found ([`Records`]), finds the retries across connections, and makes each finding final once
 //! its retry window has passed.
 
+mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
@@ -324,6 +325,9 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
+        let connection = connection::connection_info(end, client);
+        let capture_note =
+            connection::describe_capture(&connection, end.tunnel.as_ref().map(|(_, t)| t));
         let signal = ex.close_signal.as_deref().copied();
         let (closes, by_signal) = tls::with_close_signal(&end.closes, signal, server);
         for req in ex.pending.take_all() {
@@ -349,6 +353,8 @@ impl Detector {
                 client_turn: conn.handshake.client_turn(),
                 untracked_after: u64::from(ex.untracked),
                 alert_before_fin: by_signal.then_some(end.closes.fin[server]),
+                connection: connection.clone(),
+                capture_note: capture_note.clone(),
                 req,
             });
         }

@@ -10,6 +10,7 @@ use super::exchanges::PendingRequest;
 use super::retry::{Attempt, ExactId, Failure};
 use super::verdict::Verdict;
 use crate::flow::{CloseEvent, ConnMeta, SegMeta};
+use crate::report::schema::ConnectionInfo;
 use crate::time::Timestamp;
 use std::net::{IpAddr, SocketAddr};
 
@@ -50,6 +51,10 @@ pub(crate) struct FailedRequest {
     pub untracked_after: u64,
     /// The verdict rests on the server's TLS alert, which came before its FIN (this one).
     pub alert_before_fin: Option<Option<CloseEvent>>,
+    /// How the finding names the connection (with a NAT's other side and a tunnel).
+    pub connection: ConnectionInfo,
+    /// Sentences on where the connection was captured, to end the evidence.
+    pub capture_note: String,
 }
 
 impl FailedRequest {

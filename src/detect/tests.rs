@@ -161,6 +161,8 @@ fn end_of(
             rst: PerDir::new(None, rst),
         },
         stream_end: PerDir::new(None, None),
+        tunnel: None,
+        twin: None,
         why: EndReason::Closed,
     }
 }

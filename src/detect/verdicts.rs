@@ -16,9 +16,7 @@ use super::retry::{self, Decided, RetryMatcher};
 use super::tls;
 use super::verdict;
 use crate::flow::FrameRef;
-use crate::report::schema::{
-    CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
-};
+use crate::report::schema::{CloseInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo};
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -118,6 +116,7 @@ impl Verdicts {
         if let Some(fin) = f.alert_before_fin {
             tls::close_by_alert(&mut finding, fin);
         }
+        finding.evidence.push_str(&f.capture_note);
         self.retries.on_failure(&f.failure());
         self.awaiting.insert(
             (f.conn, f.req.index),
@@ -166,7 +165,7 @@ impl Verdicts {
                 retransmissions: req.retransmissions,
                 tls: req.identity.tls.as_deref().map(tls::request_info),
             },
-            connection: ConnectionInfo::new(f.conn, f.client, f.server),
+            connection: f.connection.clone(),
             peer_close: peer_close.map(|p| {
                 let c = p.event();
                 CloseInfo {

@@ -5,11 +5,13 @@
 //! (`findings_since`).
 
 use super::Config;
+use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
 use super::shard::Shard;
 use crate::capture::{Packet, PacketRef, Warning};
 use crate::decode::Decoded;
 use crate::detect::{Records, Verdicts};
+use crate::flow::Sighting;
 use crate::report::WarningPrinter;
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
@@ -61,6 +63,10 @@ impl Clock {
 
 /// The analysis engine of the input, or of the driver's shard of it.
 pub struct Analyzer {
+    config: Config,
+    /// The front (decoder and copy filter) of an analyzer fed packet by packet
+    /// ([`Analyzer::on_packet_ref`]); a sharded run's packets come through the dispatcher's.
+    front: Option<Box<Front>>,
     shard: Shard,
     verdicts: Verdicts,
     clock: Clock,
@@ -104,6 +110,8 @@ impl Analyzer {
             fresh: Vec::new(),
             finished: Vec::new(),
             others: Totals::default(),
+            front: None,
+            config: cfg,
         }
     }
 
@@ -162,29 +170,34 @@ impl Analyzer {
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
     pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) {
         let now = self.clock.now.max(pkt.ts);
-        self.on_packet_at(pkt, self.shard.result.packets + 1, now);
+        let ordinal = self.shard.result.packets + 1;
+        let front = self
+            .front
+            .get_or_insert_with(|| Box::new(Front::new(&self.config)));
+        let mut decoded = front.decode(&pkt);
+        let sighting = front.check(&mut decoded, pkt.ts);
+        self.shard
+            .on_decoded(pkt, &decoded, &sighting, ordinal, now);
         if self.clock.after_packet(pkt.ts, pkt.data.len()) {
             self.end_epoch(self.clock.now, &mut []);
         }
     }
 
-    /// Analyse one packet of the driver's shard of the input: `ordinal` is its position among
-    /// the analysed packets of the whole input, `now` the capture time of the whole input (the
-    /// latest timestamp so far, this packet's included). Time does not advance by itself: the
-    /// caller ends the epochs ([`Analyzer::end_epoch`]) where the whole input's analyzer would.
-    pub(super) fn on_packet_at(&mut self, pkt: PacketRef<'_>, ordinal: u64, now: Timestamp) {
-        self.shard.on_packet(pkt, ordinal, now);
-    }
-
-    /// `on_packet_at` for a packet the driver decoded already.
+    /// Analyse one packet of the driver's shard of the input, which went through the
+    /// dispatcher's front (decoded to `decoded`, with what the copy filter found): `ordinal` is
+    /// its position among the analysed packets of the whole input, `now` the capture time of
+    /// the whole input (the latest timestamp so far, this packet's included). Time does not
+    /// advance by itself: the caller ends the epochs ([`Analyzer::end_epoch`]) where the whole
+    /// input's analyzer would.
     pub(super) fn on_decoded(
         &mut self,
         pkt: PacketRef<'_>,
-        decoded: Decoded<'_>,
+        decoded: &Decoded<'_>,
+        sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
     ) {
-        self.shard.on_decoded(pkt, decoded, ordinal, now);
+        self.shard.on_decoded(pkt, decoded, sighting, ordinal, now);
     }
 
     /// Let capture time advance to `now` (also called by live sources in quiet periods):
@@ -196,6 +209,9 @@ impl Analyzer {
 
     /// The end of an epoch at capture time `now`, with the other shards' records of it.
     pub(super) fn end_epoch(&mut self, now: Timestamp, others: &mut [&mut Records]) {
+        if let Some(front) = &mut self.front {
+            front.tick(now);
+        }
         let own = self.shard.end_epoch(now);
         match others {
             [] => self.verdicts.epoch(&mut [own], now),
@@ -341,7 +357,8 @@ mod tests {
             orig_len: 14,
             data: &data,
         };
-        a.on_packet_at(pkt, ordinal, pkt.ts);
+        a.shard
+            .on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
     }
 
     #[test]

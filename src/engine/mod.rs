@@ -9,6 +9,7 @@
 //!   capture's stop conditions, running totals and statistics.
 
 mod analyzer;
+mod front;
 pub mod live;
 mod parallel;
 mod result;
@@ -31,6 +32,14 @@ pub use crate::flow::TableConfig;
 pub struct Config {
     pub detect: DetectConfig,
     pub table: TableConfig,
+    /// UDP ports decoded as VXLAN besides 4789 and 8472.
+    pub vxlan_ports: Vec<u16>,
     /// Secrets to decrypt TLS with (`--tls-keylog`), shared by the shards.
     pub tls_keys: Option<std::sync::Arc<KeyLog>>,
+}
+
+impl Config {
+    pub(crate) fn decoder(&self) -> crate::decode::Decoder {
+        crate::decode::Decoder::new(&self.vxlan_ports)
+    }
 }

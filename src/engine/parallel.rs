@@ -3,9 +3,14 @@
 //! directions and every epoch of a 4-tuple are analysed by one shard, and one proxy talking to
 //! one upstream spreads over all of them. With a TLS key log, by the pair of hosts instead: a
 //! resumed TLS session's secret is learnt on an earlier connection between the same hosts, in
-//! the same shard. Shard 0 is analysed on the driver's thread, which
-//! decodes every packet to pick its shard (shard 0's packets are not decoded again) and hands
-//! the others' packets over in recycled batches; each other shard has a thread of its own.
+//! the same shard. Shard 0 is analysed on the driver's thread, which puts every packet through
+//! the [`Front`] first, in input order: it decodes the packet (a tunnelled segment is sharded
+//! by its inner addresses, not the tunnel's) and recognises copies of segments, moving a copy
+//! captured under a NAT's other address pair to the addresses its connection was first seen
+//! with; so both sides of a NAT land in the shard of the connection, whatever their own
+//! addresses hash to. The driver hands the other shards' packets over (with what the front
+//! found) in recycled batches; each other shard has a thread of its own (shard 0's packets are
+//! not decoded again).
 //!
 //! What crosses connections (a request's retry on another connection, the server's idle
 //! closes seen by the same client) is decided after the shards, by the verdict stage on the
@@ -16,14 +21,23 @@
 //! ordinal and capture time with each packet, so the report, and the order findings are
 //! streamed in, equal those of one analyzer over the whole input, as long as the cap on
 //! tracked connections is not reached (the shards share `--max-connections`).
+//!
+//! A retry is matched to its lost request by the addresses each connection was first seen
+//! with. Behind a NAT, a connection first seen on the server's side of it (a capture that
+//! started while the connection was open, whose first packet came from the server) and its
+//! retry first seen on the client's side (its SYN) have different addresses: the retry is not
+//! linked (the finding says `lost`), in one shard as in several.
 
 use super::Config;
 use super::analyzer::{Analyzer, Totals};
+use super::front::Front;
 use super::result::ShardResult;
 use super::shard::Shard;
 use crate::capture::{PacketRef, StoredPacket, Warning};
-use crate::decode::{self, Decoded};
+use crate::decode::{Decoded, Decoder};
 use crate::detect::Records;
+use crate::flow::Sighting;
+use crate::flow::copies::Moved;
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
 use std::collections::VecDeque;
@@ -42,14 +56,19 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches in circulation per shard thread (memory: about `BATCHES * BATCH_BYTES` each).
 const BATCHES: usize = 3;
 
+/// `Item::Packet::sighting` of a plain segment (no copy, not moved).
+const PLAIN: u32 = u32::MAX;
+
 /// What a shard thread is told, in the order of the input.
 enum Item {
-    /// A packet (its bytes in the batch's `data`), its ordinal in the whole input and the
-    /// input's capture time when it came.
+    /// A packet (its bytes in the batch's `data`), its ordinal in the whole input, the
+    /// input's capture time when it came and what the front found (an index into the batch's
+    /// `sightings`, or `PLAIN`).
     Packet {
         packet: StoredPacket,
         ordinal: u64,
         now: Timestamp,
+        sighting: u32,
     },
     /// The end of an epoch at this capture time.
     Epoch(Timestamp),
@@ -68,6 +87,8 @@ enum Answer {
 struct Batch {
     items: Vec<Item>,
     data: Vec<u8>,
+    /// What the front found about the packets that are not plain.
+    sightings: Vec<(bool, Option<Moved>)>,
 }
 
 impl Batch {
@@ -75,7 +96,14 @@ impl Batch {
         Batch {
             items: Vec::with_capacity(BATCH_ITEMS),
             data: Vec::with_capacity(BATCH_BYTES + 256 * 1024),
+            sightings: Vec::new(),
         }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+        self.sightings.clear();
     }
 
     fn full(&self, items: usize) -> bool {
@@ -131,12 +159,19 @@ impl Worker {
         }
     }
 
-    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp) {
+    fn push_packet(&mut self, p: &PacketRef<'_>, ordinal: u64, now: Timestamp, s: &Sighting<'_>) {
         let packet = StoredPacket::store(p, &mut self.batch.data);
+        let sighting = if !s.duplicate && s.moved.is_none() {
+            PLAIN
+        } else {
+            self.batch.sightings.push((s.duplicate, s.moved.copied()));
+            (self.batch.sightings.len() - 1) as u32
+        };
         self.push(Item::Packet {
             packet,
             ordinal,
             now,
+            sighting,
         });
     }
 
@@ -148,8 +183,7 @@ impl Worker {
         } else {
             match self.free.recv() {
                 Ok(mut b) => {
-                    b.items.clear();
-                    b.data.clear();
+                    b.clear();
                     b
                 }
                 // the thread ended early (it panicked): `finish` reports it
@@ -191,8 +225,16 @@ fn run_shard(
                     packet,
                     ordinal,
                     now,
+                    sighting,
                 } => {
-                    shard.on_packet(packet.get(&batch.data), ordinal, now);
+                    let s = batch.sightings.get(sighting as usize).map_or_else(
+                        Sighting::default,
+                        |(duplicate, moved)| Sighting {
+                            duplicate: *duplicate,
+                            moved: moved.as_ref(),
+                        },
+                    );
+                    shard.on_routed(packet.get(&batch.data), ordinal, now, &s);
                 }
                 Item::Epoch(now) => {
                     let records = std::mem::take(shard.end_epoch(now));
@@ -263,10 +305,12 @@ fn split(h: u64, shards: usize) -> usize {
     }
 }
 
-/// The shard (of `shards`) a packet is analysed in: its TCP segment's connection's; packets
-/// that are not TCP are counted in shard 0.
+/// The shard (of `shards`) a packet would be analysed in: its TCP segment's connection's (by
+/// the addresses of the TCP segment inside, through tunnels; not knowing of copies under other
+/// addresses, which follow the copy first seen); packets that are not TCP are counted in
+/// shard 0.
 pub fn shard_of(linktype: u32, data: &[u8], shards: usize) -> usize {
-    match decode::decode(linktype, data, data.len() as u32) {
+    match Decoder::default().decode(linktype, data, data.len() as u32) {
         Decoded::Tcp(seg) => shard_of_tuple(seg.src, seg.dst, shards),
         Decoded::Skip(..) => 0,
     }
@@ -279,9 +323,10 @@ struct Epoch {
     parts: Vec<Option<Records>>,
 }
 
-/// The shards other than the driver's own (shard 0), each on a thread of its own, and the
-/// epochs whose records are not all in yet.
+/// The shards other than the driver's own (shard 0), each on a thread of its own, the front
+/// every packet goes through first, and the epochs whose records are not all in yet.
 pub(super) struct Shards {
+    front: Front,
     workers: Vec<Worker>,
     /// Shard by the pair of hosts (TLS sessions resumed across connections), not by connection.
     by_hosts: bool,
@@ -322,6 +367,7 @@ impl Shards {
             )?);
         }
         Ok(Shards {
+            front: Front::new(config),
             by_hosts: config.tls_keys.is_some(),
             answered: vec![0; workers.len()],
             totals: vec![Totals::default(); workers.len()],
@@ -340,7 +386,8 @@ impl Shards {
         ordinal: u64,
         now: Timestamp,
     ) {
-        let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
+        let mut decoded = self.front.decode(&pkt);
+        let sighting = self.front.check(&mut decoded, pkt.ts);
         let n = self.workers.len() + 1;
         let shard = match &decoded {
             Decoded::Tcp(seg) if self.by_hosts => shard_of_hosts(seg.src, seg.dst, n),
@@ -348,14 +395,15 @@ impl Shards {
             Decoded::Skip(..) => 0,
         };
         match shard {
-            0 => main.on_decoded(pkt, decoded, ordinal, now),
-            n => self.workers[n - 1].push_packet(&pkt, ordinal, now),
+            0 => main.on_decoded(pkt, &decoded, &sighting, ordinal, now),
+            n => self.workers[n - 1].push_packet(&pkt, ordinal, now, &sighting),
         }
     }
 
     /// The end of an epoch at capture time `now`: every shard hands over its records; the
     /// verdict stage takes the epochs whose records are all in.
     pub fn end_epoch(&mut self, main: &mut Analyzer, now: Timestamp) {
+        self.front.tick(now);
         if self.workers.is_empty() {
             main.end_epoch(now, &mut []);
             return;

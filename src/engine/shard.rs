@@ -9,9 +9,9 @@ use super::result::{ShardResult, WarningKey};
 use crate::app::tls::Keys;
 use crate::app::{AppConn, Scratch};
 use crate::capture::{PacketRef, Warning};
-use crate::decode::{self, Decoded, SkipReason};
+use crate::decode::{Decoded, Decoder};
 use crate::detect::{Detector, Exchanges, Records};
-use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef};
+use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
 use crate::report::WarningPrinter;
 use crate::time::Timestamp;
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,7 @@ pub(super) struct ConnAnalysis {
 
 /// The per-connection analysis of a shard of the input (of all of it, with one shard).
 pub(super) struct Shard {
+    decoder: Decoder,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
     scratch: Scratch,
@@ -44,6 +45,7 @@ impl Shard {
         printer: Option<Arc<Mutex<WarningPrinter>>>,
     ) -> Shard {
         Shard {
+            decoder: cfg.decoder(),
             table: FlowTable::new(cfg.table),
             detector: Detector::new(),
             scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
@@ -97,28 +99,41 @@ impl Shard {
         self.result.warn_at(key, w);
     }
 
-    /// Analyse one packet: `ordinal` is its position among the analysed packets of the whole
-    /// input, `now` the capture time of the whole input (the latest timestamp so far, this
-    /// packet's included). A malformed packet is warned about.
-    pub fn on_packet(&mut self, pkt: PacketRef<'_>, ordinal: u64, now: Timestamp) {
-        let decoded = decode::decode(pkt.linktype, pkt.data, pkt.orig_len);
-        self.on_decoded(pkt, decoded, ordinal, now);
+    /// Analyse one packet that the dispatcher's front found to be `sighting` (decoded again
+    /// here; a copy under a NAT's other addresses moved to its connection's): `ordinal` is its
+    /// position among the analysed packets of the whole input, `now` the capture time of the
+    /// whole input (the latest timestamp so far, this packet's included). A malformed packet
+    /// is warned about.
+    pub fn on_routed(
+        &mut self,
+        pkt: PacketRef<'_>,
+        ordinal: u64,
+        now: Timestamp,
+        sighting: &Sighting<'_>,
+    ) {
+        let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
+        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, sighting.moved) {
+            m.to.apply(seg);
+        }
+        self.on_decoded(pkt, &decoded, sighting, ordinal, now);
     }
 
-    /// `on_packet` for a packet decoded already.
+    /// `on_routed` for a packet that went through a front (decoded to `decoded`, with what
+    /// the copy filter found).
     pub fn on_decoded(
         &mut self,
         pkt: PacketRef<'_>,
-        decoded: Decoded<'_>,
+        decoded: &Decoded<'_>,
+        sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
     ) {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
         match decoded {
-            Decoded::Skip(reason, detail) => {
+            &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
-                if reason != SkipReason::Malformed {
+                if !reason.is_malformed() {
                     return;
                 }
                 let w = Warning {
@@ -126,7 +141,7 @@ impl Shard {
                     frame: Some(pkt.frame),
                     message: format!(
                         "malformed packet: {}",
-                        detail.unwrap_or_else(|| "bad headers".into())
+                        detail.as_deref().unwrap_or("bad headers")
                     ),
                 };
                 self.warn_about(ordinal, w);
@@ -144,7 +159,7 @@ impl Shard {
                     scratch: &mut self.scratch,
                 };
                 self.table.advance(self.now);
-                self.table.process(&seg, at, &mut downstream);
+                self.table.process(seg, at, sighting, &mut downstream);
                 self.input_warnings(ordinal);
             }
         }

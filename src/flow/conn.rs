@@ -1,13 +1,14 @@
 //! The TCP state of one connection: the handshake as the capture showed it, each direction's
 //! endpoint, and which FINs and RSTs count as closes.
 
+use super::copies::Sighting;
 use super::endpoint::Endpoint;
 use super::reassembly::Span;
 use super::{
     CloseEvent, Closes, ConnEnd, ConnMeta, Dir, EndReason, FlowEvent, FlowStats, FrameRef,
-    HandshakeTimes, PerDir, SegMeta, SeqNumber,
+    HandshakeTimes, PerDir, SegMeta, SeqNumber, Twin,
 };
-use crate::decode::Segment;
+use crate::decode::{Segment, Tunnel};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 
@@ -99,10 +100,23 @@ pub(super) struct TcpConn {
     /// When the capture saw the handshake's segments (SYN, SYN-ACK, ACK).
     times: Times,
     pub last_ts: Timestamp,
+    /// The virtual network (VXLAN, Geneve) the connection is in: 0 none, else its VNI + 1.
+    vnet: u32,
+    /// The tunnel of the first encapsulated segment, and its direction (out of line: most
+    /// connections have none).
+    pub tunnel: Option<Box<(Dir, Tunnel)>>,
+    /// The other address pair, when the connection was captured on both sides of a NAT.
+    pub twin: Option<Box<Twin>>,
 }
 
 impl TcpConn {
-    pub fn new(id: u64, src: SocketAddr, dst: SocketAddr, at: FrameRef) -> TcpConn {
+    pub fn new(
+        id: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        vnet: Option<u32>,
+        at: FrameRef,
+    ) -> TcpConn {
         TcpConn {
             id,
             addrs: Pair::new(src, dst),
@@ -113,7 +127,39 @@ impl TcpConn {
             closing: false,
             times: Times([NO_TIME; 3]),
             last_ts: at.ts,
+            vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
+            tunnel: None,
+            twin: None,
         }
+    }
+
+    /// The virtual network the connection is in (its segments' `vnet`).
+    pub fn vnet(&self) -> Option<u32> {
+        self.vnet.checked_sub(1)
+    }
+
+    /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
+    /// under the other address pair of a NAT.
+    pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
+        if let (None, Some(t)) = (&self.tunnel, seg.tunnel) {
+            self.tunnel = Some(Box::new((self.dir_of(seg.src), t)));
+        }
+        let Some(m) = sighting.moved else {
+            return;
+        };
+        if self.twin.is_some() || (m.from.src == m.to.src && m.from.dst == m.to.dst) {
+            return;
+        }
+        let d = self.dir_of(m.to.src);
+        let mut addrs = PerDir::new(m.from.src, m.from.dst);
+        if d == Dir::Rev {
+            addrs = PerDir::new(m.from.dst, m.from.src);
+        }
+        self.twin = Some(Box::new(Twin {
+            addrs,
+            near: self.dir_of(m.first_sender),
+        }));
+        stats.nat_twin_connections += 1;
     }
 
     pub fn meta(&self) -> ConnMeta {
@@ -139,6 +185,8 @@ impl TcpConn {
                 rst: PerDir::new(fwd.rst(), rev.rst()),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
+            tunnel: self.tunnel.as_deref().copied(),
+            twin: self.twin.as_deref().copied(),
             why,
         }
     }

@@ -12,8 +12,14 @@
 //! retransmissions and ends of direction, each with the metadata of its segment) while it is
 //! tracked, and a [`ConnEnd`] with its closes when the table finishes it. The connection's TCP
 //! state itself stays private to this module.
+//!
+//! Before the table, the [`CopyFilter`] (`copies`) recognises copies of one segment (the same
+//! packet captured twice, in and out of a tunnel, on both sides of a NAT): duplicates are
+//! counted and not analysed again, and a connection captured under two address pairs is one
+//! connection that records the other pair ([`Twin`]) and the tunnel it was seen in.
 
 mod conn;
+pub mod copies;
 mod endpoint;
 #[cfg(test)]
 mod proptests;
@@ -23,9 +29,11 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use copies::{CopyFilter, Sighting};
 pub use seq::{SeqNumber, SeqSpace};
 pub use table::{EndReason, FlowHandler, FlowTable, TableConfig};
 
+use crate::decode::Tunnel;
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 use std::ops::{Index, IndexMut};
@@ -202,6 +210,16 @@ pub struct Closes {
     pub rst: PerDir<Option<CloseEvent>>,
 }
 
+/// A connection captured under two address pairs: on both sides of a NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Twin {
+    /// `addrs[d]` sent direction `d` where the connection had the other addresses.
+    pub addrs: PerDir<SocketAddr>,
+    /// The connection's own addresses (`ConnMeta::addrs`) were captured on the side of the
+    /// NAT nearer to the sender of this direction (they saw its packets first).
+    pub near: Dir,
+}
+
 /// A finished connection, as the flow stage hands it over.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnEnd {
@@ -210,6 +228,10 @@ pub struct ConnEnd {
     /// Per direction: the stream offset just past the bytes delivered (gaps included), when
     /// any were.
     pub stream_end: PerDir<Option<i64>>,
+    /// The tunnel of the connection's first encapsulated segment, and its direction.
+    pub tunnel: Option<(Dir, Tunnel)>,
+    /// The connection's other address pair, when it was captured on both sides of a NAT.
+    pub twin: Option<Twin>,
     #[allow(dead_code)] // read by the tests; nothing else needs it yet
     pub why: EndReason,
 }
@@ -233,6 +255,12 @@ pub struct FlowStats {
     pub connections_split_by_silence: u64,
     pub connections_evicted: u64,
     pub late_segments_after_close: u64,
+    /// Segments found inside a tunnel (VXLAN, GRE, ...).
+    pub tunnelled_segments: u64,
+    /// Copies of segments already seen (captured twice), not analysed again.
+    pub duplicate_segments: u64,
+    /// Connections captured under two address pairs (both sides of a NAT).
+    pub nat_twin_connections: u64,
 }
 
 impl FlowStats {
@@ -255,6 +283,9 @@ impl FlowStats {
             connections_split_by_silence,
             connections_evicted,
             late_segments_after_close,
+            tunnelled_segments,
+            duplicate_segments,
+            nat_twin_connections,
         } = *other;
         self.connections += connections;
         self.retransmitted_segments += retransmitted_segments;
@@ -272,6 +303,9 @@ impl FlowStats {
         self.connections_split_by_silence += connections_split_by_silence;
         self.connections_evicted += connections_evicted;
         self.late_segments_after_close += late_segments_after_close;
+        self.tunnelled_segments += tunnelled_segments;
+        self.duplicate_segments += duplicate_segments;
+        self.nat_twin_connections += nat_twin_connections;
     }
 }
 

@@ -7,6 +7,7 @@
 //! closed connections wait for their linger time in a heap by deadline.
 
 use super::conn::TcpConn;
+use super::copies::Sighting;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
 use crate::time::Timestamp;
@@ -15,16 +16,18 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
-/// Lookup key of a 4-tuple, the same for both directions: each endpoint packed into an
-/// integer (cheap to hash and compare on the hot path), the smaller one first.
+/// Lookup key of a 4-tuple in a virtual network, the same for both directions: each endpoint
+/// packed into an integer (cheap to hash and compare on the hot path), the smaller one first;
+/// the network as 0 (none) or its VNI + 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum TupleKey {
-    V4(u64, u64),
-    V6((u128, u16), (u128, u16)),
+pub(super) enum TupleKey {
+    V4(u64, u64, u32),
+    V6((u128, u16), (u128, u16), u32),
 }
 
 impl TupleKey {
-    fn of(a: SocketAddr, b: SocketAddr) -> TupleKey {
+    pub(super) fn of(a: SocketAddr, b: SocketAddr, vnet: Option<u32>) -> TupleKey {
+        let net = vnet.map_or(0, |v| v.wrapping_add(1));
         fn order<K: Ord>(x: K, y: K) -> (K, K) {
             if x <= y { (x, y) } else { (y, x) }
         }
@@ -34,7 +37,7 @@ impl TupleKey {
                     (u64::from(u32::from(*s.ip())) << 16) | u64::from(s.port())
                 };
                 let (p, q) = order(pack(x), pack(y));
-                TupleKey::V4(p, q)
+                TupleKey::V4(p, q, net)
             }
             _ => {
                 let pack = |s: SocketAddr| {
@@ -45,7 +48,7 @@ impl TupleKey {
                     (u128::from(ip), s.port())
                 };
                 let (p, q) = order(pack(a), pack(b));
-                TupleKey::V6(p, q)
+                TupleKey::V6(p, q, net)
             }
         }
     }
@@ -62,7 +65,7 @@ impl TupleKey {
     /// The key of connection `tcp`.
     fn of_conn(tcp: &TcpConn) -> TupleKey {
         let [a, b] = tcp.addrs.get().0;
-        TupleKey::of(a, b)
+        TupleKey::of(a, b, tcp.vnet())
     }
 }
 
@@ -189,11 +192,32 @@ impl<T: Default> FlowTable<T> {
 
     /// Process a segment: finds (or starts) its connection, updates its TCP state and passes
     /// the events with the connection's state `T` to the handler. A connection this finishes
-    /// (a superseded epoch, an evicted one) is handed to `on_end` first.
-    pub fn process<H: FlowHandler<T>>(&mut self, seg: &Segment<'_>, at: FrameRef, h: &mut H) {
+    /// (a superseded epoch, an evicted one) is handed to `on_end` first. `sighting` is what
+    /// the copy filter found: a duplicate only counts, and is noted on its connection.
+    pub fn process<H: FlowHandler<T>>(
+        &mut self,
+        seg: &Segment<'_>,
+        at: FrameRef,
+        sighting: &Sighting<'_>,
+        h: &mut H,
+    ) {
         self.now = self.now.max(at.ts);
-        let key = TupleKey::of(seg.src, seg.dst);
+        let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
         let hash = key.hash();
+        if seg.tunnel.is_some() {
+            self.stats.tunnelled_segments += 1;
+        }
+        if sighting.duplicate {
+            self.stats.duplicate_segments += 1;
+            if let Some(s) = self.find(hash, &key) {
+                let tracked = self.slots[s as usize]
+                    .conn
+                    .as_deref_mut()
+                    .expect("a live slot");
+                tracked.tcp.note_view(seg, sighting, &mut self.stats);
+            }
+            return;
+        }
         // one lookup on the hot path: the packet belongs to a known connection
         let found = self.find(hash, &key);
         let slot = match found.map(|s| (s, self.tracked(s))) {
@@ -219,7 +243,7 @@ impl<T: Default> FlowTable<T> {
                 // the id is the ordinal of the connection's first packet: unique (a packet
                 // starts at most one connection) and the same however the input is split
                 let t = Box::new(Tracked {
-                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, at),
+                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, seg.vnet, at),
                     user: T::default(),
                 });
                 let s = self.allocate(t);
@@ -237,6 +261,9 @@ impl<T: Default> FlowTable<T> {
             .expect("a live slot");
         if tracked.tcp.closing && !seg.flags.rst() && seg.payload_len > 0 {
             self.stats.late_segments_after_close += 1;
+        }
+        if seg.tunnel.is_some() || sighting.moved.is_some() {
+            tracked.tcp.note_view(seg, sighting, &mut self.stats);
         }
         let Tracked { tcp, user, .. } = tracked;
         tcp.on_segment(seg, at, &mut self.stats, &mut |conn, ev| {

@@ -24,6 +24,10 @@ pub(super) fn seg<'a>(
         wscale: None,
         payload: data,
         payload_len: data.len() as u32,
+        ip_id: 0,
+        options: &[],
+        tunnel: None,
+        vnet: None,
     }
 }
 
@@ -87,6 +91,7 @@ impl Conn {
                 1,
                 C.parse().unwrap(),
                 S.parse().unwrap(),
+                None,
                 FrameRef::default(),
             ),
             stats: FlowStats::default(),
@@ -309,16 +314,46 @@ fn at(n: u64, secs: f64) -> FrameRef {
 fn new_syn_on_a_closed_tuple_starts_a_new_connection() {
     let mut t: FlowTable<()> = FlowTable::new(TableConfig::default());
     let mut ends = Ends::default();
-    t.process(&seg(C, S, 100, 0, SYN, b""), at(1, 0.0), &mut ends);
-    t.process(&seg(S, C, 500, 101, SYN | ACK, b""), at(2, 0.0), &mut ends);
-    t.process(&seg(C, S, 101, 501, FIN, b""), at(3, 0.1), &mut ends);
-    t.process(&seg(S, C, 501, 102, FIN, b""), at(4, 0.1), &mut ends);
+    t.process(
+        &seg(C, S, 100, 0, SYN, b""),
+        at(1, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 500, 101, SYN | ACK, b""),
+        at(2, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(C, S, 101, 501, FIN, b""),
+        at(3, 0.1),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 501, 102, FIN, b""),
+        at(4, 0.1),
+        &Sighting::default(),
+        &mut ends,
+    );
     // same 4-tuple, new ISN, 0.5 s later (before the linger expired)
-    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(5, 0.6), &mut ends);
+    t.process(
+        &seg(C, S, 90_000, 0, SYN, b""),
+        at(5, 0.6),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(ends.0, vec![(1, EndReason::Superseded)]);
     assert_eq!(t.stats().connections, 2);
     // a retransmitted SYN does not
-    t.process(&seg(C, S, 90_000, 0, SYN, b""), at(6, 0.7), &mut ends);
+    t.process(
+        &seg(C, S, 90_000, 0, SYN, b""),
+        at(6, 0.7),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(t.stats().connections, 2);
     t.drain(&mut ends);
     assert_eq!(ends.0.last(), Some(&(5, EndReason::EndOfInput)));
@@ -333,15 +368,35 @@ fn closed_connections_linger_then_expire_and_silence_splits() {
     };
     let mut t: FlowTable<()> = FlowTable::new(cfg);
     let mut ends = Ends::default();
-    t.process(&seg(C, S, 1, 1, PSH, b"x"), at(1, 0.0), &mut ends);
-    t.process(&seg(S, C, 1, 2, RST, b""), at(2, 1.0), &mut ends);
+    t.process(
+        &seg(C, S, 1, 1, PSH, b"x"),
+        at(1, 0.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(S, C, 1, 2, RST, b""),
+        at(2, 1.0),
+        &Sighting::default(),
+        &mut ends,
+    );
     t.expire(Timestamp::from_secs_f64(2.0), &mut ends);
     assert!(ends.0.is_empty());
     t.expire(Timestamp::from_secs_f64(3.5), &mut ends);
     assert_eq!(ends.0, vec![(1, EndReason::Closed)]);
     // silence longer than the idle timeout on an open connection
-    t.process(&seg(C, S, 10, 1, PSH, b"y"), at(3, 10.0), &mut ends);
-    t.process(&seg(C, S, 11, 1, PSH, b"z"), at(4, 200.0), &mut ends);
+    t.process(
+        &seg(C, S, 10, 1, PSH, b"y"),
+        at(3, 10.0),
+        &Sighting::default(),
+        &mut ends,
+    );
+    t.process(
+        &seg(C, S, 11, 1, PSH, b"z"),
+        at(4, 200.0),
+        &Sighting::default(),
+        &mut ends,
+    );
     assert_eq!(ends.0.last(), Some(&(3, EndReason::Superseded)));
     assert_eq!(t.stats().connections_split_by_silence, 1);
 }
@@ -357,18 +412,219 @@ fn the_cap_on_connections_evicts_the_least_recently_active() {
     t.process(
         &seg("10.0.0.1:1", S, 1, 1, PSH, b"a"),
         at(1, 0.0),
+        &Sighting::default(),
         &mut ends,
     );
     t.process(
         &seg("10.0.0.1:2", S, 1, 1, PSH, b"a"),
         at(2, 1.0),
+        &Sighting::default(),
         &mut ends,
     );
     t.process(
         &seg("10.0.0.1:3", S, 1, 1, PSH, b"a"),
         at(3, 2.0),
+        &Sighting::default(),
         &mut ends,
     );
     assert_eq!(ends.0, vec![(1, EndReason::Evicted)]);
     assert_eq!(t.open_connections(), 2);
+}
+
+// ---- copies of segments: duplicates and NAT twins ----
+
+const VIP: &str = "10.96.0.10:80";
+const POD: &str = "10.1.2.3:8080";
+
+fn ts(secs: f64) -> Timestamp {
+    Timestamp::from_secs_f64(secs)
+}
+
+fn with_id(mut s: Segment<'_>, ip_id: u32) -> Segment<'_> {
+    s.ip_id = ip_id;
+    s
+}
+
+fn filter() -> CopyFilter {
+    CopyFilter::new(600.0, 100)
+}
+
+#[test]
+fn the_same_packet_twice_is_a_duplicate_a_retransmission_is_not() {
+    let mut f = filter();
+    let mut a = with_id(seg(C, S, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n"), 7);
+    assert_eq!(f.check(&mut a.clone(), ts(1.0)), Sighting::default());
+    // captured again 30 us later (another interface): a duplicate, in the same view
+    let s = f.check(&mut a, ts(1.000_03));
+    assert!(s.duplicate && s.moved.is_none());
+    // the stack sends it again (a tail loss probe 10 ms later): a new IP identification
+    let mut r = with_id(a.clone(), 8);
+    assert!(!f.check(&mut r, ts(1.01)).duplicate);
+    // or the same identification (IPv6 without timestamps) but a retransmission timeout later
+    let mut late = a.clone();
+    assert!(!f.check(&mut late, ts(1.5)).duplicate);
+    // other TCP timestamps: another packet
+    let mut t1 = a.clone();
+    t1.options = &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    let mut t2 = t1.clone();
+    t2.options = &[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 2];
+    assert!(!f.check(&mut t1, ts(2.0)).duplicate);
+    assert!(!f.check(&mut t2, ts(2.0)).duplicate);
+    assert!(f.check(&mut t1.clone(), ts(2.0)).duplicate);
+    // a SYN whose MSS a middlebox clamped is still the same SYN
+    let mut syn = seg(C, S, 100, 0, SYN, b"");
+    syn.options = &[2, 4, 5, 180];
+    let mut clamped = syn.clone();
+    clamped.options = &[2, 4, 5, 100];
+    assert!(!f.check(&mut syn, ts(3.0)).duplicate);
+    assert!(f.check(&mut clamped, ts(3.0)).duplicate);
+}
+
+#[test]
+fn both_sides_of_a_dnat_are_one_view() {
+    let mut f = filter();
+    // the client's SYN to the service address, then after the DNAT to the pod
+    let mut syn = seg(C, VIP, 100, 0, SYN, b"");
+    assert_eq!(f.check(&mut syn, ts(1.0)), Sighting::default());
+    let mut syn_pod = seg(C, POD, 100, 0, SYN, b"");
+    let s = f.check(&mut syn_pod, ts(1.000_01));
+    assert!(s.duplicate);
+    let m = s.moved.expect("moved to the first view");
+    assert_eq!(
+        (m.to.src, m.to.dst),
+        (C.parse().unwrap(), VIP.parse().unwrap())
+    );
+    assert_eq!(
+        (m.from.src, m.from.dst),
+        (C.parse().unwrap(), POD.parse().unwrap())
+    );
+    assert_eq!(m.first_sender, C.parse().unwrap());
+    assert_eq!((syn_pod.src, syn_pod.dst), (m.to.src, m.to.dst));
+    // the pod's answer is captured on its side first: moved to the service's address ...
+    let mut ack_pod = seg(POD, C, 500, 101, SYN | ACK, b"");
+    let s = f.check(&mut ack_pod, ts(1.01));
+    assert!(!s.duplicate);
+    assert_eq!(ack_pod.src, VIP.parse().unwrap());
+    assert_eq!(s.moved.unwrap().from.src, POD.parse().unwrap());
+    // ... and its copy after the reverse translation is a duplicate
+    let mut ack = seg(VIP, C, 500, 101, SYN | ACK, b"");
+    let s = f.check(&mut ack, ts(1.010_01));
+    assert!(s.duplicate && s.moved.is_none());
+    // a new connection from the same port to the pod (no NAT this time) is its own
+    let mut again = seg(C, POD, 9000, 0, SYN, b"");
+    let s = f.check(&mut again, ts(50.0));
+    assert_eq!(s, Sighting::default());
+    assert_eq!(again.dst, POD.parse().unwrap());
+}
+
+#[test]
+fn an_encapsulated_copy_is_a_duplicate_in_another_virtual_network() {
+    let mut f = filter();
+    let mut plain = seg(C, S, 1, 1, PSH, b"x");
+    let mut inner = plain.clone();
+    inner.vnet = Some(42);
+    assert!(!f.check(&mut plain, ts(1.0)).duplicate);
+    let s = f.check(&mut inner, ts(1.0));
+    assert!(s.duplicate);
+    assert_eq!(s.moved.unwrap().to.vnet, None);
+    // from then on the VXLAN copies belong to the plain view
+    let mut next = seg(S, C, 1, 2, ACK, b"");
+    next.vnet = Some(42);
+    let s = f.check(&mut next, ts(1.01));
+    assert!(!s.duplicate);
+    assert_eq!(next.vnet, None);
+}
+
+#[test]
+fn aliases_expire_when_idle() {
+    let mut f = CopyFilter::new(10.0, 100);
+    let mut a = seg(C, VIP, 1, 1, PSH, b"x");
+    f.check(&mut a, ts(1.0));
+    f.check(&mut seg(C, POD, 1, 1, PSH, b"x"), ts(1.0));
+    let mut b = seg(POD, C, 1, 2, ACK, b"");
+    assert!(f.check(&mut b, ts(2.0)).moved.is_some());
+    f.expire(ts(30.0));
+    let mut c = seg(POD, C, 1, 2, ACK, b"");
+    assert!(f.check(&mut c, ts(30.0)).moved.is_none());
+}
+
+/// Collects finished connections.
+#[derive(Default)]
+struct Finished(Vec<ConnEnd>);
+
+impl FlowHandler<()> for Finished {
+    fn on_event(&mut self, _: &ConnMeta, _: &mut (), _: FlowEvent<'_>) {}
+    fn on_end(&mut self, end: ConnEnd, _: &mut ()) {
+        self.0.push(end);
+    }
+}
+
+#[test]
+fn a_connection_seen_through_a_nat_and_a_tunnel_records_both() {
+    use crate::decode::{Tunnel, TunnelKind, TunnelLayer};
+    let mut t: FlowTable<()> = FlowTable::new(TableConfig::default());
+    let mut f = filter();
+    let mut done = Finished::default();
+    let tunnel = Tunnel {
+        outer: TunnelLayer {
+            kind: TunnelKind::IpInIp,
+            id: None,
+            outer: Some(("172.31.1.1".parse().unwrap(), "172.31.1.2".parse().unwrap())),
+        },
+        inner: None,
+        layers: 1,
+    };
+    let mut n = 0;
+    let mut feed = |s: Segment<'_>, secs: f64, t: &mut FlowTable<()>| {
+        let mut s = s;
+        n += 1;
+        let sighting = f.check(&mut s, ts(secs));
+        t.process(&s, at(n, secs), &sighting, &mut done);
+    };
+    feed(seg(C, VIP, 100, 0, SYN, b""), 1.0, &mut t);
+    feed(seg(C, POD, 100, 0, SYN, b""), 1.000_01, &mut t);
+    let mut synack = seg(POD, C, 500, 101, SYN | ACK, b"");
+    // the pod's side is an IP-in-IP overlay (Calico)
+    synack.tunnel = Some(tunnel);
+    feed(synack, 1.01, &mut t);
+    feed(seg(VIP, C, 500, 101, SYN | ACK, b""), 1.010_01, &mut t);
+    feed(seg(C, VIP, 101, 501, ACK, b""), 1.02, &mut t);
+    feed(seg(C, POD, 101, 501, ACK, b""), 1.020_01, &mut t);
+    t.drain(&mut done);
+    assert_eq!(done.0.len(), 1, "one connection, not two");
+    let end = &done.0[0];
+    assert_eq!(end.conn.addrs[Dir::Rev], VIP.parse().unwrap());
+    let twin = end.twin.expect("the other side of the NAT");
+    assert_eq!(twin.addrs[Dir::Rev], POD.parse().unwrap());
+    assert_eq!(twin.addrs[Dir::Fwd], C.parse().unwrap());
+    // the connection's own addresses were seen first on the client's packets
+    assert_eq!(twin.near, Dir::Fwd);
+    assert_eq!(end.tunnel, Some((Dir::Rev, tunnel)));
+    let st = t.stats();
+    assert_eq!(
+        (
+            st.duplicate_segments,
+            st.nat_twin_connections,
+            st.tunnelled_segments
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(st.connections, 1);
+    assert_eq!(st.retransmitted_segments, 0);
+}
+
+#[test]
+fn ipv6_copies_and_aliases() {
+    let (c6, vip6, pod6) = ("[2001:db8::10]:40000", "[fd00::a]:80", "[fd00:1::3]:8080");
+    let mut f = filter();
+    let mut a = seg(c6, vip6, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(f.check(&mut a, ts(1.0)), Sighting::default());
+    assert!(f.check(&mut a.clone(), ts(1.0)).duplicate);
+    let mut b = seg(c6, pod6, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n");
+    let s = f.check(&mut b, ts(1.0));
+    assert!(s.duplicate);
+    assert_eq!(s.moved.unwrap().from.dst, pod6.parse().unwrap());
+    let mut reply = seg(pod6, c6, 1, 19, ACK, b"");
+    f.check(&mut reply, ts(1.01));
+    assert_eq!(reply.src, vip6.parse().unwrap());
 }

@@ -22,8 +22,10 @@ const ACK: u8 = 0x10;
 /// The request the pipelined cases repeat (27 bytes).
 pub const PIPELINED_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
-/// An Ethernet/IPv4/TCP frame.
+/// An Ethernet/IPv4/TCP frame; `id`: its IP identification (a host numbers its packets: a
+/// retransmission is not a copy of the segment captured twice).
 fn frame(
+    id: u16,
     src: SocketAddrV4,
     dst: SocketAddrV4,
     seq: u32,
@@ -36,7 +38,8 @@ fn frame(
     let total = (40 + payload.len()) as u16;
     f.extend_from_slice(&[0x45, 0]);
     f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
     f.extend_from_slice(&src.ip().octets());
     f.extend_from_slice(&dst.ip().octets());
     f.extend_from_slice(&src.port().to_be_bytes());
@@ -68,6 +71,7 @@ pub fn syn_flood<W: Write>(out: W, n: u64) -> io::Result<u64> {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 | host);
         let client = SocketAddrV4::new(ip, 1024 + (i % 60_000) as u16);
         let f = frame(
+            i as u16,
             client,
             server,
             (i as u32).wrapping_mul(2_654_435_761),
@@ -131,8 +135,9 @@ impl<W: Write> Stream<W> {
             (self.server, self.client)
         };
         self.us += 10;
+        let id = self.w.frames() as u16;
         self.w
-            .write_frame(at_us(self.us), &frame(src, dst, seq, ack, flags, data))?;
+            .write_frame(at_us(self.us), &frame(id, src, dst, seq, ack, flags, data))?;
         Ok(())
     }
 
@@ -203,20 +208,39 @@ pub fn unanswered_connections<W: Write>(out: W, n: u64) -> io::Result<u64> {
     for i in 0..n {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 | (i / 60_000) as u32);
         let client = SocketAddrV4::new(ip, 1024 + (i % 60_000) as u16);
-        let (c, s) = (1000u32, 5000u32);
+        // initial sequence numbers as a host picks them: a connection is no copy of another
+        let c = (i as u32).wrapping_mul(2_654_435_761);
+        let s = c ^ 0x5a5a_5a5a;
+        let id = (4 * i) as u16;
         let us = i * 40;
-        w.write_frame(at_us(us), &frame(client, server, c, 0, SYN, &[]))?;
+        w.write_frame(at_us(us), &frame(id, client, server, c, 0, SYN, &[]))?;
         w.write_frame(
             at_us(us + 10),
-            &frame(server, client, s, c + 1, SYN | ACK, &[]),
+            &frame(id + 1, server, client, s, c.wrapping_add(1), SYN | ACK, &[]),
         )?;
         w.write_frame(
             at_us(us + 20),
-            &frame(client, server, c + 1, s + 1, ACK, &[]),
+            &frame(
+                id + 2,
+                client,
+                server,
+                c.wrapping_add(1),
+                s.wrapping_add(1),
+                ACK,
+                &[],
+            ),
         )?;
         w.write_frame(
             at_us(us + 30),
-            &frame(client, server, c + 1, s + 1, PSH | ACK, PIPELINED_REQUEST),
+            &frame(
+                id + 3,
+                client,
+                server,
+                c.wrapping_add(1),
+                s.wrapping_add(1),
+                PSH | ACK,
+                PIPELINED_REQUEST,
+            ),
         )?;
     }
     let frames = w.frames();
@@ -335,10 +359,10 @@ fn exchange_frames() -> Vec<Vec<u8>> {
     let c: SocketAddrV4 = "192.0.2.1:40000".parse().expect("address");
     let s: SocketAddrV4 = "198.51.100.1:80".parse().expect("address");
     vec![
-        frame(c, s, 100, 0, SYN, &[]),
-        frame(s, c, 900, 101, SYN | ACK, &[]),
-        frame(c, s, 101, 901, ACK, &[]),
-        frame(c, s, 101, 901, PSH | ACK, PIPELINED_REQUEST),
+        frame(1, c, s, 100, 0, SYN, &[]),
+        frame(2, s, c, 900, 101, SYN | ACK, &[]),
+        frame(3, c, s, 101, 901, ACK, &[]),
+        frame(4, c, s, 101, 901, PSH | ACK, PIPELINED_REQUEST),
     ]
 }
 

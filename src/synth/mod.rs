@@ -26,6 +26,7 @@
 
 mod config;
 mod conv;
+mod encap;
 pub mod hostile;
 mod pcap;
 mod segment;
@@ -33,6 +34,7 @@ mod wire;
 
 pub use config::ConvConfig;
 pub use conv::Conversation;
+pub use encap::{Encap, Nat, encapsulate, ethernet_frame, ip_offset};
 pub use pcap::{
     DEFAULT_SNAPLEN, FrameMap, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW, Link, MAGIC_MICROS, MAGIC_NANOS, PcapOptions, PcapWriter,

@@ -232,6 +232,15 @@ impl<W: Write> PcapWriter<W> {
         r
     }
 
+    /// Wrap `p` in the encapsulation `layers` (innermost first; see [`Encap`]) and an outer
+    /// Ethernet header, and write it. Returns the 1-based frame number.
+    ///
+    /// [`Encap`]: super::Encap
+    pub fn write_encapsulated(&mut self, layers: &[super::Encap], p: &Packet) -> io::Result<u64> {
+        let (frame, wire) = super::encapsulate(layers, &p.ip, p.ip.len());
+        self.write_frame_len(p.ts, &frame, wire)
+    }
+
     /// Write all packets in order; returns the frame number of each packet by tag.
     pub fn write_packets<'a>(
         &mut self,

@@ -119,10 +119,7 @@ impl<'a> FindingView<'a> {
     }
 
     fn conn(&self) -> String {
-        format!(
-            "{} -> {}",
-            self.f.connection.client, self.f.connection.server
-        )
+        self.f.connection.route()
     }
 
     /// The block of lines of the narrow layout.

@@ -1,0 +1,46 @@
+//! The front of the analysis: each packet decoded, and copies of segments recognised
+//! ([`CopyFilter`]), once and in the order of the input, before the packets are split into
+//! shards: a copy of a segment under another address pair (a NAT's other side) is moved to
+//! its connection's addresses here, so that it is analysed in the shard of its connection.
+//! The decoded packet stays with the caller (it is large; it is passed on by reference).
+
+use super::Config;
+use crate::capture::PacketRef;
+use crate::decode::{Decoded, Decoder};
+use crate::flow::{CopyFilter, Sighting};
+use crate::time::Timestamp;
+
+/// Decoder and copy filter.
+pub(super) struct Front {
+    decoder: Decoder,
+    copies: CopyFilter,
+}
+
+impl Front {
+    pub fn new(cfg: &Config) -> Front {
+        Front {
+            decoder: cfg.decoder(),
+            copies: CopyFilter::new(cfg.table.idle_timeout, cfg.table.max_connections),
+        }
+    }
+
+    #[inline]
+    pub fn decode<'a>(&self, pkt: &PacketRef<'a>) -> Decoded<'a> {
+        self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len)
+    }
+
+    /// What the copy filter finds about a decoded packet (moving a segment captured under an
+    /// alias to its connection's addresses).
+    #[inline]
+    pub fn check(&mut self, decoded: &mut Decoded<'_>, ts: Timestamp) -> Sighting<'_> {
+        match decoded {
+            Decoded::Tcp(seg) => self.copies.check(seg, ts),
+            Decoded::Skip(..) => Sighting::default(),
+        }
+    }
+
+    /// Capture time advanced to `now`.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.copies.expire(now);
+    }
+}
