@@ -40,7 +40,7 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     start=$(date +%s)
     "${CARGO[@]}" fuzz run --release "$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$SECS" -timeout=10 -rss_limit_mb=4096 -max_len=1048576 \
+        -max_total_time="$SECS" -timeout=10 -rss_limit_mb=4096 -max_len=1048576 -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     rc=$?
     took=$(($(date +%s) - start))

@@ -298,4 +298,25 @@ mod tests {
         }
         decode(&encode_packet(linktype::ETHERNET, &[0; 60]));
     }
+
+    /// Every input the fuzzers once failed on (`fuzz/regressions/TARGET/`) goes through its
+    /// target again.
+    #[test]
+    fn past_fuzzer_findings_pass() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let targets: [(&str, fn(&[u8])); 3] = [
+            ("capture", |d| analyse_capture(d, 2)),
+            ("decode", decode),
+            ("streams", streams),
+        ];
+        for (target, run) in targets {
+            let Ok(dir) = std::fs::read_dir(root.join(target)) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                let data = std::fs::read(entry.path()).unwrap();
+                run(&data);
+            }
+        }
+    }
 }

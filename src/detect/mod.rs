@@ -34,6 +34,7 @@ pub use verdicts::Verdicts;
 
 use crate::app::{Anomaly, AppEvent, BodyDigest, Identity, Request, Response};
 use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
+use crate::report::schema::ConnectionInfo;
 use evidence::RelativeSeq;
 use exchanges::PendingRequest;
 use records::{Digest, FailedRequest, IdleClose};
@@ -325,9 +326,9 @@ impl Detector {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = connection::connection_info(end, client);
-        let capture_note =
-            connection::describe_capture(&connection, end.tunnel.as_ref().map(|(_, t)| t));
+        // how the findings name the connection: made for the first failed request only
+        // (formatting addresses costs more than the rest of a connection's end)
+        let mut described: Option<(ConnectionInfo, String)> = None;
         let signal = ex.close_signal.as_deref().copied();
         let (closes, by_signal) = tls::with_close_signal(&end.closes, signal, server);
         for req in ex.pending.take_all() {
@@ -342,6 +343,14 @@ impl Detector {
                 self.stats.unframed_responses += 1;
                 continue;
             }
+            let (connection, capture_note) = described
+                .get_or_insert_with(|| {
+                    let c = connection::connection_info(end, client);
+                    let note =
+                        connection::describe_capture(&c, end.tunnel.as_ref().map(|(_, t)| t));
+                    (c, note)
+                })
+                .clone();
             self.out.failures.push(FailedRequest {
                 verdict: verdict::decide(&req, &closes, client),
                 server_rst: closes.rst[server],
@@ -353,8 +362,8 @@ impl Detector {
                 client_turn: conn.handshake.client_turn(),
                 untracked_after: u64::from(ex.untracked),
                 alert_before_fin: by_signal.then_some(end.closes.fin[server]),
-                connection: connection.clone(),
-                capture_note: capture_note.clone(),
+                connection,
+                capture_note,
                 req,
             });
         }

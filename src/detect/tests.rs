@@ -505,7 +505,7 @@ mod matcher {
 
     /// Request `index` on connection `conn` (port 1000 + conn), captured at `t` in frame
     /// `frame`.
-    fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
+    pub(super) fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
         Attempt {
             conn,
             index,
@@ -694,23 +694,8 @@ mod matcher {
 
 mod bounds {
     use super::super::retry::{Attempt, Decided, Failure, MAX_SCAN, RetryMatcher};
+    use super::matcher::attempt;
     use super::*;
-
-    fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
-        Attempt {
-            conn,
-            index,
-            at: at(frame, t),
-            opened: None,
-            client: "10.0.0.1".parse().unwrap(),
-            server: "10.0.0.2:80".parse().unwrap(),
-            key: 7,
-            exact: None,
-            digest: None,
-            client_turn: None,
-            size_only: false,
-        }
-    }
 
     /// `n` identical requests pipelined on one connection (a few per packet) after the server
     /// closed it, all failing: the attempts and failures looked at grow linearly with `n`
