@@ -7,6 +7,7 @@
 #   THREADS="1 2 4 8 16" bench/run.sh
 #   OPEN=500000 bench/run.sh     # connections in the open-connections run
 #   TLS=1 bench/run.sh           # also the many-pair traffic as TLS 1.3 without keys
+#   ONLY_OPEN=1 bench/run.sh     # only the open-connections and JSON Lines runs
 #
 # Captures (generated once into bench/out/ by examples/mkbench.rs):
 #   bench.pcap          the many-pair capture (250 clients, 24 servers)
@@ -18,7 +19,8 @@
 # RUNS paired runs: readloop, tcpdump -r F -w /dev/null, tcprace --threads 1, tcprace at each
 # of THREADS, in turn); packets/s; the median of the per-run ratios tcprace/readloop and
 # tcprace/tcpdump; user+system cpu; peak RSS; instructions per packet under callgrind
-# (repeatable on a noisy machine, unlike wall times); whether the report is byte-identical for
+# (repeatable on a noisy machine, unlike wall times; counted on the same traffic with
+# SMALL_CONNECTIONS connections, default 10,000, as callgrind runs ~50x slower); whether the report is byte-identical for
 # every thread count. Then the open-connections run and JSON Lines against JSON.
 set -euo pipefail
 
@@ -84,7 +86,7 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else prin
 
 # instructions COMMAND...: instructions executed (all threads), under callgrind
 instructions() {
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+    { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } |
         sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -n 1
 }
 
@@ -92,21 +94,21 @@ report() { echo "$*" | tee -a "$OUT/results.txt"; }
 : >"$OUT/results.txt"
 report "tcprace benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, $RUNS paired runs"
 
-bench_capture() { # bench_capture FILE LABEL
-    local file=$1 label=$2
+bench_capture() { # bench_capture FILE LABEL SMALL: SMALL (the same traffic, fewer connections) for callgrind
+    local file=$1 label=$2 small=$3
     local packets
     packets=$("$OUT/readloop" "$file" | cut -d' ' -f1)
     declare -A wall cpu kb
     local names=(readloop tcpdump)
     for t in $THREADS; do names+=("t$t"); done
     for n in "${names[@]}"; do wall[$n]=""; cpu[$n]=""; kb[$n]=0; done
-    local r_floor="" r_dump=""
+    local r_floor="" r_dump="" c_floor="" c_dump=""
     for i in $(seq "$RUNS"); do
         timed readloop "$OUT/readloop" "$file"
-        local floor=$WALL
+        local floor=$WALL floor_cpu=$CPU
         wall[readloop]+="$WALL "; cpu[readloop]+="$CPU "; kb[readloop]=$KB
         timed tcpdump tcpdump -r "$file" -w /dev/null
-        local dump=$WALL
+        local dump=$WALL dump_cpu=$CPU
         wall[tcpdump]+="$WALL "; cpu[tcpdump]+="$CPU "; kb[tcpdump]=$KB
         for t in $THREADS; do
             timed "t$t" "$TCPRACE" --threads "$t" --no-progress --format json "$file"
@@ -115,6 +117,8 @@ bench_capture() { # bench_capture FILE LABEL
             if [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then
                 r_floor+="$(awk -v a="$WALL" -v b="$floor" 'BEGIN{printf "%.3f", a/b}') "
                 r_dump+="$(awk -v a="$WALL" -v b="$dump" 'BEGIN{printf "%.3f", a/b}') "
+                c_floor+="$(awk -v a="$CPU" -v b="$floor_cpu" 'BEGIN{printf "%.3f", a/b}') "
+                c_dump+="$(awk -v a="$CPU" -v b="$dump_cpu" 'BEGIN{printf "%.3f", a/b}') "
             fi
         done
     done
@@ -129,14 +133,19 @@ bench_capture() { # bench_capture FILE LABEL
         p=$(awk -v n="$packets" -v s="$w" 'BEGIN{ if (s>0) printf "%.0f", n/s; else print "inf" }')
         local what=$n
         case $n in
-            t*) what="tcprace --threads ${n#t}" ;;
             tcpdump) what="tcpdump -r -w /dev/null" ;;
+            t*) what="tcprace --threads ${n#t}" ;;
         esac
         report "$(printf '%-22s %9s %9s %12s %9.1f' "$what" "$w" "$c" "$p" "$(awk -v k="${kb[$n]}" 'BEGIN{print k/1024}')")"
-        case $n in t*) [ -z "$base" ] && base=$w ;; esac
+        case $n in t[0-9]*) [ -z "$base" ] && base=$w ;; esac
     done
     report "tcprace (first of THREADS) / readloop, median of per-run ratios: $(echo "$r_floor" | tr ' ' '\n' | grep . | median)"
     report "tcprace (first of THREADS) / tcpdump, median of per-run ratios:  $(echo "$r_dump" | tr ' ' '\n' | grep . | median)"
+    report "cpu (user+sys), median of per-run ratios: tcprace / readloop $(echo "$c_floor" | tr ' ' '\n' | grep . | median), tcprace / tcpdump $(echo "$c_dump" | tr ' ' '\n' | grep . | median)"
+    for n in readloop tcpdump t$(echo $THREADS | cut -d' ' -f1); do
+        c=$(echo "${cpu[$n]}" | tr ' ' '\n' | grep . | median)
+        report "cpu per packet, $n: $(awk -v c="$c" -v n="$packets" 'BEGIN{printf "%.3f", c*1e6/n}') us"
+    done
     report "thread scaling (wall, median): $(for t in $THREADS; do
         w=$(echo "${wall[t$t]}" | tr ' ' '\n' | grep . | median)
         printf '%s: %ss (x%s)  ' "$t" "$w" "$(awk -v a="$base" -v b="$w" 'BEGIN{printf "%.2f", a/b}')"
@@ -144,7 +153,7 @@ bench_capture() { # bench_capture FILE LABEL
     # the same report for every thread count
     local sums=""
     for t in $THREADS; do
-        sums+="$("$TCPRACE" --threads "$t" --no-progress --format json "$file" 2>/dev/null | md5sum | cut -c1-12) "
+        sums+="$({ "$TCPRACE" --threads "$t" --no-progress --format json "$file" 2>/dev/null || true; } | md5sum | cut -c1-12) "
     done
     if [ "$(echo "$sums" | tr ' ' '\n' | grep . | sort -u | wc -l)" = 1 ]; then
         report "report identical for threads $THREADS: yes ($sums)"
@@ -153,23 +162,33 @@ bench_capture() { # bench_capture FILE LABEL
     fi
     if [ "$CALLGRIND" = 1 ]; then
         local i_floor i_dump
-        i_floor=$(instructions "$OUT/readloop" "$file")
-        i_dump=$(instructions tcpdump -r "$file" -w /dev/null)
-        local line="instructions/packet (callgrind): readloop $((i_floor / packets)), tcpdump $((i_dump / packets))"
+        packets=$("$OUT/readloop" "$small" | cut -d' ' -f1)
+        i_floor=$(instructions "$OUT/readloop" "$small")
+        i_dump=$(instructions tcpdump -r "$small" -w /dev/null)
+        local line="instructions/packet (callgrind, $small: $packets packets): readloop $((i_floor / packets)), tcpdump $((i_dump / packets))"
         for t in 1 2; do
             local i
-            i=$(instructions "$TCPRACE" --threads "$t" --no-progress --format json "$file")
+            i=$(instructions "$TCPRACE" --threads "$t" --no-progress --format json "$small")
             line+=", tcprace --threads $t $((i / packets)) ($(awk -v a="$i" -v b="$i_floor" 'BEGIN{printf "%.2f", a/b}')x readloop, $(awk -v a="$i" -v b="$i_dump" 'BEGIN{printf "%.2f", a/b}')x tcpdump)"
         done
         report "$line"
     fi
 }
 
-bench_capture "$OUT/bench.pcap" "many IP pairs"
-bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)"
-if [ "${TLS:-0}" = 1 ]; then
-    gen "$OUT/bench-tls.pcap" --tls
-    bench_capture "$OUT/bench-tls.pcap" "many IP pairs, TLS 1.3 without keys"
+SMALL="--connections ${SMALL_CONNECTIONS:-10000} --min-packets 0"
+# shellcheck disable=SC2086
+gen "$OUT/bench-small.pcap" $SMALL
+# shellcheck disable=SC2086
+gen "$OUT/onepair-small.pcap" --one-pair $SMALL
+if [ -z "${ONLY_OPEN:-}" ]; then
+    bench_capture "$OUT/bench.pcap" "many IP pairs" "$OUT/bench-small.pcap"
+    bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)" "$OUT/onepair-small.pcap"
+    if [ "${TLS:-0}" = 1 ]; then
+        gen "$OUT/bench-tls.pcap" --tls
+        # shellcheck disable=SC2086
+        gen "$OUT/bench-tls-small.pcap" --tls $SMALL
+        bench_capture "$OUT/bench-tls.pcap" "many IP pairs, TLS 1.3 without keys" "$OUT/bench-tls-small.pcap"
+    fi
 fi
 
 # memory: connections left open
