@@ -304,7 +304,8 @@ mod tests {
     #[test]
     fn past_fuzzer_findings_pass() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 3] = [
             ("capture", |d| analyse_capture(d, 2)),
             ("decode", decode),
             ("streams", streams),
