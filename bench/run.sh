@@ -8,6 +8,8 @@
 #   OPEN=500000 bench/run.sh     # connections in the open-connections run
 #   TLS=1 bench/run.sh           # also the many-pair traffic as TLS 1.3 without keys
 #   ONLY_OPEN=1 bench/run.sh     # only the open-connections and JSON Lines runs
+#   BENCH_FILE=x.pcap bench/run.sh  # only this capture (BENCH_SMALL=y.pcap for callgrind)
+#   BUILD=0 bench/run.sh         # the binaries as they are
 #
 # Captures (generated once into bench/out/ by examples/mkbench.rs):
 #   bench.pcap          the many-pair capture (250 clients, 24 servers)
@@ -46,8 +48,10 @@ need_pkg cc gcc
 [ -f /usr/include/pcap/pcap.h ] || need_pkg /usr/include/pcap/pcap.h libpcap-dev
 if [ "$CALLGRIND" = 1 ]; then need_pkg valgrind valgrind; fi
 
-echo "building (release) ..." >&2
-cargo build --release --examples --bins >&2
+if [ "${BUILD:-1}" = 1 ]; then
+    echo "building (release) ..." >&2
+    cargo build --release --examples --bins >&2
+fi
 cc -O2 -o "$OUT/readloop" bench/readloop.c -lpcap
 TCPRACE=target/release/tcprace
 MKBENCH=target/release/examples/mkbench
@@ -180,6 +184,11 @@ SMALL="--connections ${SMALL_CONNECTIONS:-10000} --min-packets 0"
 gen "$OUT/bench-small.pcap" $SMALL
 # shellcheck disable=SC2086
 gen "$OUT/onepair-small.pcap" --one-pair $SMALL
+if [ -n "${BENCH_FILE:-}" ]; then
+    # one capture of your own (BENCH_SMALL: a smaller one for callgrind, else the same)
+    bench_capture "$BENCH_FILE" "$BENCH_FILE" "${BENCH_SMALL:-$BENCH_FILE}"
+    exit 0
+fi
 if [ -z "${ONLY_OPEN:-}" ]; then
     bench_capture "$OUT/bench.pcap" "many IP pairs" "$OUT/bench-small.pcap"
     bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)" "$OUT/onepair-small.pcap"
