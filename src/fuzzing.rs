@@ -49,6 +49,7 @@ pub fn analyse_capture(bytes: &[u8], threads: usize) {
             config: Config::default(),
             threads,
             max_warnings: 0,
+            record: None,
         };
         let mut out = JsonRenderer::new(std::io::sink());
         if let Ok(report) = run(&mut src, &opts, &mut out, &mut ()) {

@@ -23,7 +23,7 @@
 //! use tcprace::report::{Format, TableOptions, renderer};
 //!
 //! let mut source = FileSource::open(&["capture.pcap".to_string()]).unwrap();
-//! let opts = RunOptions { config: Config::default(), threads: 2, max_warnings: 20 };
+//! let opts = RunOptions { config: Config::default(), threads: 2, max_warnings: 20, record: None };
 //! let mut out = renderer(Format::Json, std::io::stdout(), false, &TableOptions::default());
 //! let report = run(&mut source, &opts, out.as_mut(), &mut ()).unwrap();
 //! out.finish(&report).unwrap();

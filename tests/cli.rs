@@ -1,23 +1,13 @@
 //! End-to-end tests of the `tcprace` binary: scenario captures against golden JSON and their
 //! expected verdicts, exit codes, input handling, and the public corpus.
 
+mod common;
+
+use common::{root, tcprace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tcprace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprace"))
-        .current_dir(root())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tcprace")
-}
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

@@ -538,6 +538,28 @@ fn count_stops_after_n_packets() {
     assert_eq!(v["summary"]["packets"], 3);
 }
 
+/// A live run's Markdown report (for a ticket) states its command line, the interface and the
+/// kernel's counters.
+#[test]
+fn live_markdown_report_states_its_provenance() {
+    let mut lab = lab_or_skip!("markdown");
+    let t = lab.spawn(&[BIN, "-i", "lo", "--format", "markdown", "--duration", "1"]);
+    let stdout = lab.children[t].stdout.take().unwrap();
+    let status = wait_bounded(&mut lab.children[t], Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+    let mut md = String::new();
+    BufReader::new(stdout).read_to_string(&mut md).unwrap();
+    for row in [
+        "| command line | ",
+        " -i lo --format markdown --duration 1 |",
+        "| input | lo |",
+        "| live capture | lo (EN10MB), ",
+        " kernel: ",
+    ] {
+        assert!(md.contains(row), "{row:?} not in\n{md}");
+    }
+}
+
 #[test]
 fn errors_exit_2_with_clear_messages() {
     // Unknown interface: the message lists those that exist (no root needed).
@@ -788,6 +810,8 @@ struct Sweep {
     stderr: Vec<String>,
     /// What the client saw, one record per gap.
     client: Vec<Value>,
+    /// The `--write-flagged` file.
+    flagged: PathBuf,
 }
 
 impl Sweep {
@@ -799,9 +823,19 @@ impl Sweep {
 }
 
 fn sweep(lab: &mut WiredLab, gaps: &[f64]) -> Sweep {
-    let t = lab
-        .proxy
-        .spawn(&[BIN, "-i", "eth0", "--format", "jsonl", "--duration", "12"]);
+    let flagged =
+        std::env::temp_dir().join(format!("tcprace-live-flagged-{}.pcap", std::process::id()));
+    let t = lab.proxy.spawn(&[
+        BIN,
+        "-i",
+        "eth0",
+        "--format",
+        "jsonl",
+        "--duration",
+        "12",
+        "--write-flagged",
+        flagged.to_str().unwrap(),
+    ]);
     let stdout = line_reader(lab.proxy.children[t].stdout.take().unwrap());
     let stderr = line_reader(lab.proxy.children[t].stderr.take().unwrap());
     let mut stderr_text = wait_for_line(&stderr, "listening on eth0", Duration::from_secs(10));
@@ -860,6 +894,7 @@ fn sweep(lab: &mut WiredLab, gaps: &[f64]) -> Sweep {
         status,
         stderr: stderr_text,
         client,
+        flagged,
     }
 }
 
@@ -967,6 +1002,32 @@ fn crossed_fin_through_the_delay_line_is_streamed_live() {
             );
         }
     }
+    // The flight recorder, live: the flagged file gives the same findings again.
+    let again = Command::new(BIN)
+        .args(["--format", "json", s.flagged.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).expect("JSON report");
+    let _ = std::fs::remove_file(&s.flagged);
+    let key = |f: &Value| (f["kind"].to_string(), f["request"]["target"].to_string());
+    let mut live: Vec<_> = s
+        .records
+        .iter()
+        .filter(|(_, v)| v["record"] == "finding")
+        .map(|(_, v)| key(v))
+        .collect();
+    let mut from_file: Vec<_> = again["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    live.sort();
+    from_file.sort();
+    assert_eq!(
+        live, from_file,
+        "the live --write-flagged file analysed again"
+    );
     // The warm-up requests were answered: never a finding.
     assert!(
         !s.records

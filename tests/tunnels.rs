@@ -30,6 +30,7 @@ fn report(path: &Path) -> Report {
         config: Config::default(),
         threads: 2,
         max_warnings: 0,
+        record: None,
     };
     let mut out = JsonRenderer::new(std::io::sink());
     tcprace::engine::run(&mut src, &opts, &mut out, &mut ()).unwrap()
@@ -137,8 +138,8 @@ fn every_encapsulation_gives_the_verdicts_of_the_bare_capture() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A verdict without what depends on frame numbers and connection ids, with the addresses on
-/// the other side of the NAT mapped back (`renames`).
+/// A verdict without what depends on frame numbers and connection ids (its client leg's too),
+/// with the addresses on the other side of the NAT mapped back (`renames`).
 fn verdict(f: &Value, renames: &[(String, String)]) -> String {
     let mut f = f.clone();
     f.as_object_mut().unwrap().remove("evidence");
@@ -147,6 +148,11 @@ fn verdict(f: &Value, renames: &[(String, String)]) -> String {
         if f[k].is_object() {
             f[k]["frame"] = Value::Null;
             f[k]["connection"] = Value::Null;
+        }
+    }
+    if f["client_effect"].is_object() {
+        for k in ["frame", "request_frame", "connection"] {
+            f["client_effect"][k] = Value::Null;
         }
     }
     f["connection"]["id"] = Value::Null;

@@ -150,6 +150,8 @@ pub struct Response {
     pub closes_connection: bool,
     /// The raw `Keep-Alive` header value, if any.
     pub keep_alive: Option<String>,
+    /// The `Server` header value, if any.
+    pub server: Option<String>,
 }
 
 /// What an application analyzer reports, in stream order.

@@ -189,7 +189,7 @@ pub trait PacketSource {
 
 mod file;
 mod filter;
-pub use file::FileSource;
+pub use file::{FileSource, StdinDigest, hex};
 pub use filter::{Filter, Filtered};
 
 /// Live capture from an interface (libpcap).

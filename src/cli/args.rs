@@ -153,6 +153,22 @@ pub struct Args {
     #[arg(long, help_heading = OUTPUT)]
     pub no_progress: bool,
 
+    /// Also write the report for an incident ticket to FILE: one self-contained HTML page
+    /// (.html) or Markdown (.md), with the inputs' SHA-256 and a ladder diagram per finding.
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
+    pub report: Option<String>,
+
+    /// Write the packets of the connections with findings (and of their retries and client
+    /// legs) to this pcap file, with their original link type and timestamps (analyses on one
+    /// thread).
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
+    pub write_flagged: Option<String>,
+
+    /// Memory the --write-flagged recorder may hold, in MiB: packets of open connections
+    /// waiting for their verdicts (the oldest go first beyond it).
+    #[arg(long, value_name = "MIB", default_value_t = 64, help_heading = OUTPUT)]
+    pub flagged_memory: u64,
+
     /// Print a man page or a shell completion script to standard output, and exit.
     #[arg(long, value_enum, value_name = "KIND", help_heading = OUTPUT)]
     pub generate: Option<GenerateArg>,
@@ -167,6 +183,10 @@ pub enum FormatArg {
     Json,
     /// One JSON object per finding as it becomes final, then a summary object
     Jsonl,
+    /// Markdown for a ticket's body
+    Markdown,
+    /// One self-contained HTML page for a ticket
+    Html,
 }
 
 /// When to use colours.

@@ -6,6 +6,7 @@
 
 mod args;
 mod help;
+mod ticket;
 mod validate;
 
 #[cfg(test)]
@@ -13,7 +14,7 @@ mod tests;
 
 use crate::capture::{FileSource, Filter, Filtered, PacketSource};
 use crate::engine::{Analyzer, RunError, RunHooks, run};
-use crate::report::renderer;
+use crate::report::{Format, renderer};
 use args::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Write};
@@ -110,7 +111,9 @@ fn run_files(f: &FilesRun) -> Result<i32, RunError> {
             Some(note) => format!("{e} (the {note})"),
             None => e,
         })?;
-    let files = FileSource::open(&f.files).map_err(|e| e.to_string())?;
+    let ticket = f.ticket.report.is_some() || matches!(f.format, Format::Html | Format::Markdown);
+    let files = FileSource::open_with(&f.files, ticket).map_err(|e| e.to_string())?;
+    let stdin = files.stdin_digest();
     let mut source: Box<dyn PacketSource> = match filter {
         Some(filter) => Box::new(Filtered::new(files, filter)),
         None => Box::new(files),
@@ -123,11 +126,17 @@ fn run_files(f: &FilesRun) -> Result<i32, RunError> {
     let mut renderer = renderer(f.format, out, false, &f.table);
     let report = run(source.as_mut(), &f.run, renderer.as_mut(), &mut hooks);
     hooks.bar.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    if ticket {
+        report.provenance = Some(ticket::provenance(&f.files, stdin)?);
+    }
     let code = report.exit_code();
     renderer
         .finish(&report)
         .map_err(|e| RunError::output(e, code == 1))?;
+    if let Some((path, format)) = &f.ticket.report {
+        ticket::write_report(path, *format, &report, &f.table)?;
+    }
     Ok(code)
 }
 

@@ -41,6 +41,8 @@ pub struct FilesRun {
     pub table: TableOptions,
     pub run: RunOptions,
     pub progress: bool,
+    /// `--report`, `--write-flagged`.
+    pub ticket: super::ticket::Ticket,
 }
 
 /// What the look of the output depends on besides the arguments.
@@ -195,8 +197,12 @@ impl Args {
                     .into(),
             );
         }
+        let ticket = super::ticket::Ticket::of(&self)?;
+        let mut run = self.run_options()?;
+        ticket.configure(&mut run, self.format());
         Ok(Command::Files(FilesRun {
-            run: self.run_options()?,
+            ticket,
+            run,
             format: self.format(),
             table: self.table_options(term)?,
             progress: !self.no_progress,
@@ -221,11 +227,13 @@ impl Args {
         .find_map(|(given, name)| given.then_some(name))
     }
 
-    fn format(&self) -> Format {
+    pub(super) fn format(&self) -> Format {
         match self.format {
             FormatArg::Table => Format::Table,
             FormatArg::Json => Format::Json,
             FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 
@@ -257,6 +265,7 @@ impl Args {
             },
             threads,
             max_warnings: self.max_warnings,
+            record: None,
         })
     }
 
@@ -332,6 +341,15 @@ impl Args {
             .map(|b| at_least_one("--buffer-size", b))
             .transpose()?;
         let interface = self.interface.clone().unwrap_or_default();
+        // the flight recorder works on a live capture as on files; the report file not yet
+        let ticket = super::ticket::Ticket::of(self)?;
+        if ticket.report.is_some() {
+            return Err(
+                "--report applies to capture files (write one with -w, then --report)".into(),
+            );
+        }
+        let mut run = self.run_options()?;
+        ticket.configure(&mut run, self.format());
         Ok(LiveOptions {
             capture: LiveConfig {
                 filter,
@@ -346,12 +364,13 @@ impl Args {
                 write: self.write.clone(),
                 ..LiveConfig::new(&interface)
             },
-            run: self.run_options()?,
+            run,
             format: self.format(),
             table: self.table_options(term)?,
             stats_every,
             duration,
             count,
+            provenance: super::ticket::live_provenance(self.format()),
         })
     }
 }

@@ -2,7 +2,9 @@
 //! clients let connections idle before reusing them, findings. Accumulated per shard of the
 //! input in a form that merges to the same result whatever the split.
 
+use super::advice::{ClientSide, advise};
 use super::exchanges::Exchanges;
+use super::histogram::LogHistogram;
 use super::recommend::recommend;
 use crate::flow::{Closes, Dir};
 use crate::report::schema::{EndpointStats, Finding, IdleCloses, Kind};
@@ -55,6 +57,10 @@ impl IdleTally {
         }
     }
 
+    pub fn min(&self) -> Option<f64> {
+        self.min
+    }
+
     fn merge(&mut self, other: IdleTally) {
         self.count += other.count;
         self.min = min_opt(self.min, other.min);
@@ -96,6 +102,11 @@ pub(crate) struct EndpointTally {
     /// `reset_unanswered` findings that were the keep-alive race: the server closed its idle
     /// socket with the request unread and its kernel answered with RST.
     pub idle_resets: u64,
+    /// The idle closes, and the idle times before clients reused connections, in bins.
+    pub idle_hist: LogHistogram,
+    pub reuse_hist: LogHistogram,
+    /// Distinct `Server` header values (the first 8 in sort order).
+    pub server_software: BTreeSet<String>,
 }
 
 impl EndpointTally {
@@ -113,6 +124,9 @@ impl EndpointTally {
             race_idle_max: None,
             by_outcome: BTreeMap::new(),
             idle_resets: 0,
+            idle_hist: LogHistogram::default(),
+            reuse_hist: LogHistogram::default(),
+            server_software: BTreeSet::new(),
         }
     }
 
@@ -131,6 +145,7 @@ impl EndpointTally {
         let idle = idle_close(ex, closes, client);
         if let Some(idle) = idle {
             self.idle.add(idle, conn);
+            self.idle_hist.add(idle);
         }
         idle
     }
@@ -140,6 +155,18 @@ impl EndpointTally {
         if !self.keep_alive.contains(ka) {
             add_keep_alive(&mut self.keep_alive, ka.to_string());
         }
+    }
+
+    /// A `Server` value of a response of this server.
+    pub fn add_server_software(&mut self, s: &str) {
+        if !self.server_software.contains(s) {
+            add_keep_alive(&mut self.server_software, s.to_string());
+        }
+    }
+
+    /// A client reused a connection to this server after `idle` s.
+    pub fn add_reuse(&mut self, idle: f64) {
+        self.reuse_hist.add(idle);
     }
 
     /// A final finding on this server, whose request came after `idle_before` s idle;
@@ -173,14 +200,22 @@ impl EndpointTally {
         }
         self.idle_resets += other.idle_resets;
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
+        self.idle_hist.merge(&other.idle_hist);
+        self.reuse_hist.merge(&other.reuse_hist);
+        for s in other.server_software {
+            add_keep_alive(&mut self.server_software, s);
+        }
     }
 
-    /// The statistics as reported, with the median idle close and the recommendation (its
-    /// sentences, one per kind of finding, also on their own).
-    fn into_stats(mut self) -> (EndpointStats, Vec<String>) {
+    /// The statistics as reported, with the median idle close, the recommendation (its
+    /// sentences, one per kind of finding, also on their own) and the advice (`side`: what the
+    /// proxy's side showed).
+    fn into_stats(mut self, side: &ClientSide) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let advice = recommend(&self, median);
-        let recommendation = (!advice.is_empty()).then(|| advice.join(" "));
+        let sentences = recommend(&self, median);
+        let recommendation = (!sentences.is_empty()).then(|| sentences.join(" "));
+        let reuse_idle_histogram = self.reuse_hist.to_report();
+        let advice = advise(&self, median, &reuse_idle_histogram, side);
         let stats = EndpointStats {
             server: self.server.to_string(),
             server_ip: self.server.ip().to_string(),
@@ -199,16 +234,22 @@ impl EndpointTally {
             findings: self.findings,
             by_kind: self.by_kind,
             recommendation,
+            server_software: self.server_software,
+            idle_close_histogram: self.idle_hist.to_report(),
+            reuse_idle_histogram,
+            advice,
         };
-        (stats, advice)
+        (stats, sentences)
     }
 }
 
 /// Merge the endpoint statistics of the shards of the input (every connection in exactly one
-/// shard): per server, counts summed, idle closes and keep-alive values merged. Ordered by
-/// server address as text; with every endpoint's recommendations, one per kind of finding.
+/// shard): per server, counts summed, idle closes and keep-alive values merged; then the final
+/// findings are counted per server. Ordered by server address as text; with every endpoint's
+/// recommendations, one per kind of finding.
 pub(crate) fn merge_endpoints(
     shards: Vec<Vec<EndpointTally>>,
+    found: FindingTally,
 ) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
@@ -219,16 +260,103 @@ pub(crate) fn merge_endpoints(
             }
         }
     }
+    let mut sides: BTreeMap<String, ClientSide> = BTreeMap::new();
+    for (server, (counts, seen)) in found.servers {
+        let Some(ep) = by_server.get_mut(&server) else {
+            continue;
+        };
+        ep.merge(counts);
+        let mut side = ClientSide {
+            closed_clients: seen.closed_clients,
+            race_idles: seen.race_idles,
+            ..ClientSide::default()
+        };
+        for proxy in seen.proxies.iter().filter_map(|p| by_server.get(p)) {
+            for s in &proxy.server_software {
+                if !side.proxy_servers.contains(s) {
+                    side.proxy_servers.push(s.clone());
+                }
+            }
+        }
+        sides.insert(server, side);
+    }
     let mut recommendations = Vec::new();
     let stats = by_server
-        .into_values()
-        .map(|ep| {
-            let (stats, advice) = ep.into_stats();
-            recommendations.extend(advice);
+        .into_iter()
+        .map(|(server, ep)| {
+            let side = sides.remove(&server).unwrap_or_default();
+            let (stats, sentences) = ep.into_stats(&side);
+            recommendations.extend(sentences);
             stats
         })
         .collect();
     (stats, recommendations)
+}
+
+/// What the final findings add to their servers' statistics, counted as they become final (so
+/// that findings streamed as JSON Lines need not be kept): per server (as the findings name
+/// it), the counts, and what the proxy's side showed for the advice.
+#[derive(Debug, Default)]
+pub(crate) struct FindingTally {
+    servers: BTreeMap<String, (EndpointTally, SideSeen)>,
+}
+
+/// What the findings on a server showed of the proxy's side.
+#[derive(Debug, Default)]
+struct SideSeen {
+    /// Idle times before the race findings' requests.
+    race_idles: Vec<f64>,
+    closed_clients: bool,
+    /// The proxies' addresses their clients reached (at most 8).
+    proxies: BTreeSet<String>,
+}
+
+impl FindingTally {
+    /// A final verdict (counted when it is a finding).
+    pub fn add(&mut self, f: &Finding) {
+        if !f.kind.is_finding() {
+            return;
+        }
+        let Ok(addr) = f.connection.server.parse::<SocketAddr>() else {
+            return;
+        };
+        let (counts, seen) = self
+            .servers
+            .entry(f.connection.server.clone())
+            .or_insert_with(|| (EndpointTally::new(addr), SideSeen::default()));
+        counts.add_finding(f, f.idle_race);
+        if let (true, Some(idle)) = (is_race(f), f.idle_before_s) {
+            seen.race_idles.push(idle);
+        }
+        if let Some(e) = &f.client_effect {
+            seen.closed_clients |= e.closed_without_response;
+            if seen.proxies.len() < MAX_KEEP_ALIVE_VALUES {
+                seen.proxies.insert(e.proxy.clone());
+            }
+        }
+    }
+
+    /// Add another part's counts (every finding in exactly one).
+    pub fn absorb(&mut self, other: FindingTally) {
+        for (server, (counts, seen)) in other.servers {
+            match self.servers.get_mut(&server) {
+                Some((c, s)) => {
+                    c.merge(counts);
+                    s.race_idles.extend(seen.race_idles);
+                    s.closed_clients |= seen.closed_clients;
+                    s.proxies.extend(seen.proxies);
+                }
+                None => {
+                    self.servers.insert(server, (counts, seen));
+                }
+            }
+        }
+    }
+}
+
+/// A finding of the keep-alive race (or of a stale reuse after the server's idle close).
+fn is_race(f: &Finding) -> bool {
+    matches!(f.kind, Kind::CrossedFin | Kind::AfterFin) || f.idle_race
 }
 
 /// Add a `Keep-Alive` value to an endpoint's: of more than 8, the first 8 in sort order are
@@ -319,9 +447,12 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]]);
+        let (merged, recs) = merge_endpoints(
+            vec![vec![a2, other.clone()], vec![b]],
+            FindingTally::default(),
+        );
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0], other.into_stats().0);
+        assert_eq!(merged[0], other.into_stats(&ClientSide::default()).0);
         let m = &merged[1];
         assert_eq!(m.connections, 9000);
         let whole_median = whole.idle.median();

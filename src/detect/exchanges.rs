@@ -5,6 +5,7 @@
 //! them are counted (`untracked`) until the responses catch up, so that responses still answer
 //! the requests in order, and get no verdict.
 
+use super::ladder::{Trace, Traced};
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
@@ -142,6 +143,9 @@ pub struct Exchanges {
     /// direction first): how many client bytes each one's segment acknowledged (out of line:
     /// rare).
     early_responses: ThinVec<i64>,
+    /// The connection's last segments, when the flow stage traces them (the flight recorder;
+    /// out of line: none otherwise).
+    pub(super) trace: Option<Box<Trace>>,
 }
 
 impl Default for Exchanges {
@@ -163,11 +167,22 @@ impl Default for Exchanges {
             server_desync: false,
             close_signal: None,
             early_responses: ThinVec::new(),
+            trace: None,
         }
     }
 }
 
 impl Exchanges {
+    /// A segment of the connection (traced for the ladder diagrams).
+    pub fn on_segment(&mut self, dir: Dir, flags: u8, len: u32, meta: crate::flow::SegMeta) {
+        self.trace.get_or_insert_default().push(Traced {
+            dir,
+            flags,
+            len,
+            meta,
+        });
+    }
+
     /// A segment of direction `dir` repeated bytes already delivered; returns the pending
     /// requests looked at (those it repeated the first byte of, found by binary search).
     pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) -> usize {

@@ -12,10 +12,14 @@
 //! found ([`Records`]), finds the retries across connections, and makes each finding final once
 //! its retry window has passed.
 
+mod advice;
+pub(crate) mod client_leg;
 mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
+mod histogram;
+mod ladder;
 mod recommend;
 mod records;
 mod retry;
@@ -25,7 +29,7 @@ mod tls;
 mod verdict;
 mod verdicts;
 
-pub(crate) use endpoints::{EndpointTally, merge_endpoints};
+pub(crate) use endpoints::{EndpointTally, FindingTally, merge_endpoints};
 pub use exchanges::Exchanges;
 #[cfg(test)]
 pub(crate) use exchanges::MAX_PENDING;
@@ -33,8 +37,10 @@ pub use records::Records;
 pub use verdicts::Verdicts;
 
 use crate::app::{Anomaly, AppEvent, BodyDigest, Identity, Request, Response};
-use crate::flow::{ConnEnd, ConnMeta, FrameRef, SegMeta};
+use crate::flow::{ConnEnd, ConnMeta, Dir, FrameRef, SegMeta};
 use crate::report::schema::ConnectionInfo;
+use crate::time::Timestamp;
+use client_leg::{Answer, FrontExchange, front_key};
 use evidence::RelativeSeq;
 use exchanges::PendingRequest;
 use records::{Digest, FailedRequest, IdleClose};
@@ -140,6 +146,8 @@ pub struct Detector {
     out: Records,
     /// Warnings about the input (framing broken by its sender), with the frame they are about.
     warnings: Vec<(FrameRef, String)>,
+    /// The capture time of the analysis.
+    now: Timestamp,
     /// The most requests waiting on one connection, and the pending requests looked at for
     /// retransmissions (the tests bound them).
     #[cfg(test)]
@@ -153,6 +161,44 @@ impl Detector {
 
     pub fn stats(&self) -> &DetectStats {
         &self.stats
+    }
+
+    /// The capture time advanced (requests answered from now on were known by then).
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    fn endpoint(&mut self, server: SocketAddr) -> &mut EndpointTally {
+        self.endpoints
+            .entry(server)
+            .or_insert_with(|| EndpointTally::new(server))
+    }
+
+    /// Request `p` on connection `conn` (client direction `client`) got `answer` at `at`: for
+    /// the client leg, in the records.
+    fn front(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        p: &PendingRequest,
+        answer: Answer,
+        at: FrameRef,
+    ) {
+        // an encrypted request has no method and target to be recognised by
+        if p.identity.method.is_empty() {
+            return;
+        }
+        self.out.fronts.push(FrontExchange {
+            conn: conn.id,
+            index: p.index,
+            key: front_key(&p.identity.method, &p.identity.target),
+            client: conn.addrs[client],
+            server: conn.addrs[client.other()],
+            request: p.at,
+            answer,
+            answer_at: at,
+            known_at: self.now,
+        });
     }
 
     /// The records for the verdict stage since the last epoch (emptied by it).
@@ -196,7 +242,7 @@ impl Detector {
                 dir,
                 body: Some(body),
             } if dir == client => self.on_request_end(conn, ex, body),
-            AppEvent::Response(r) if r.dir != client => self.on_response(conn, ex, &r, at),
+            AppEvent::Response(r) if r.dir != client => self.on_response(conn, client, ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
             AppEvent::Desync { dir, anomaly } => {
                 self.stats.http_desyncs += 1;
@@ -244,6 +290,9 @@ impl Detector {
         let syn = conn.handshake.syn;
         let attempt = records::attempt_of(&req, conn.id, pair, syn, conn.handshake.client_turn());
         self.out.attempts.push(attempt);
+        if let Some(Some(idle)) = idle_before {
+            self.endpoint(pair.1).add_reuse(idle);
+        }
         if idle_before.is_some() && !ex.push_pending(req) {
             self.stats.requests_beyond_pending_cap += 1;
         }
@@ -276,7 +325,14 @@ impl Detector {
         });
     }
 
-    fn on_response(&mut self, conn: &ConnMeta, ex: &mut Exchanges, r: &Response, at: &SegMeta) {
+    fn on_response(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        ex: &mut Exchanges,
+        r: &Response,
+        at: &SegMeta,
+    ) {
         if r.interim {
             self.stats.interim_responses += 1;
             return;
@@ -295,6 +351,14 @@ impl Detector {
                     .or_insert_with(|| EndpointTally::new(server))
                     .add_keep_alive(ka);
             }
+        }
+        if let Some(software) = &r.server {
+            self.endpoint(conn.addrs[r.dir])
+                .add_server_software(software);
+        }
+        // the request it answers, if one was waiting (and tracked)
+        if let Some(p) = ex.pending.front() {
+            self.front(conn, client, p, Answer::Response(r.status), r.first.at);
         }
         if !ex.on_final_response(r) && !ex.wait_for_request(at.ack_off) {
             self.stats.responses_without_request += 1;
@@ -351,8 +415,18 @@ impl Detector {
                     (c, note)
                 })
                 .clone();
+            let verdict = verdict::decide(&req, &closes, client);
+            if let Some(c) = verdict.peer_close() {
+                self.front(conn, client, &req, Answer::Closed, c.event().at);
+            }
+            let ladder = ex
+                .trace
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| t.ladder(client, rel, &conn.handshake));
             self.out.failures.push(FailedRequest {
-                verdict: verdict::decide(&req, &closes, client),
+                verdict,
+                ladder,
                 server_rst: closes.rst[server],
                 rel,
                 conn: conn.id,

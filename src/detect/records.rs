@@ -10,7 +10,7 @@ use super::exchanges::PendingRequest;
 use super::retry::{Attempt, ExactId, Failure};
 use super::verdict::Verdict;
 use crate::flow::{CloseEvent, ConnMeta, SegMeta};
-use crate::report::schema::ConnectionInfo;
+use crate::report::schema::{ConnectionInfo, Ladder};
 use crate::time::Timestamp;
 use std::net::{IpAddr, SocketAddr};
 
@@ -55,6 +55,8 @@ pub(crate) struct FailedRequest {
     pub connection: ConnectionInfo,
     /// Sentences on where the connection was captured, to end the evidence.
     pub capture_note: String,
+    /// The connection's last segments as a ladder (when the flow stage traced them).
+    pub ladder: Option<Ladder>,
 }
 
 impl FailedRequest {
@@ -117,6 +119,8 @@ pub struct Records {
     pub(crate) digests: Vec<Digest>,
     pub(crate) idle_closes: Vec<IdleClose>,
     pub(crate) failures: Vec<FailedRequest>,
+    /// Requests with their answers (or closes), for the client leg.
+    pub(crate) fronts: Vec<super::client_leg::FrontExchange>,
 }
 
 impl Records {
@@ -125,6 +129,7 @@ impl Records {
         self.digests.clear();
         self.idle_closes.clear();
         self.failures.clear();
+        self.fronts.clear();
     }
 
     /// Move `other`'s records to the end of these.
@@ -133,5 +138,6 @@ impl Records {
         self.digests.append(&mut other.digests);
         self.idle_closes.append(&mut other.idle_closes);
         self.failures.append(&mut other.failures);
+        self.fronts.append(&mut other.fronts);
     }
 }

@@ -58,6 +58,8 @@ pub(crate) const MAX_CHANCE: f64 = 0.01;
 const RATE_SPAN_FACTOR: f64 = 1000.0;
 /// ... and at most this many seconds before it.
 const HISTORY_S: f64 = 5.0;
+/// The longest chain of failed retries of one request followed back.
+const MAX_CHAIN: usize = 16;
 /// Attempts kept at most (the oldest go first beyond it).
 const MAX_ATTEMPTS: usize = 1 << 18;
 /// Attempts, or other failures, examined at most per decision.
@@ -551,6 +553,44 @@ impl RetryMatcher {
         false
     }
 
+    /// The attempts that `p`'s request repeats: the failures retried by it, by those, and so
+    /// on (a proxy's retry that failed again and was retried once more).
+    fn earlier_attempts(&self, p: &Pending, g: &Group) -> Vec<(u64, u32)> {
+        let mut chain = Vec::new();
+        let mut cur = (p.conn, p.at.ordinal);
+        while chain.len() < MAX_CHAIN {
+            let retried_cur = |q: &&Pending| {
+                matches!(q.decided, Some(Decided::Retried(m))
+                    if (m.conn, m.at.ordinal) == cur)
+            };
+            let failures = g.failures.iter().take(MAX_SCAN);
+            let Some(q) = failures
+                .filter_map(|id| self.failures.get(id))
+                .find(retried_cur)
+            else {
+                break;
+            };
+            self.looked(1);
+            cur = (q.conn, q.at.ordinal);
+            chain.push((q.conn, q.index));
+        }
+        chain
+    }
+
+    /// Is `a` explained as the retry of a failure of the group `g` that came with or after
+    /// the candidate `r` (the candidate failed too, and `a` repeats it)? Such a request is not
+    /// a fresh one and says nothing of the group's rate.
+    fn retries_a_later_failure(&self, g: &Group, r: &Slot, a: &Slot) -> bool {
+        let failures = g.failures.iter().take(MAX_SCAN);
+        failures.filter_map(|id| self.failures.get(id)).any(|q| {
+            self.looked(1);
+            q.at.ordinal >= r.at.ordinal
+                && a.at.ts >= q.known_at
+                && a.at.ts <= q.known_at.add_secs(self.window)
+                && a.repeats(q)
+        })
+    }
+
     /// The chance that a fresh request of the same group came within `reaction` s after the
     /// failure, from the rate of the same request around it: the other attempts of the group
     /// within `RATE_SPAN_FACTOR` times the reaction before and after (bounded by the history
@@ -567,6 +607,7 @@ impl RetryMatcher {
         let mine = |s: &Slot| {
             (s.conn, s.index) == (p.conn, p.index) || (s.conn, s.index) == (r.conn, r.index)
         };
+        let chain = self.earlier_attempts(p, g);
         let mut looked = 0;
         for s in g.slots.range(g.at_or_after(lo)..) {
             self.looked(1);
@@ -574,7 +615,14 @@ impl RetryMatcher {
                 break;
             }
             looked += 1;
-            if looked > MAX_SCAN || (s.at.ts >= lo && !mine(s)) {
+            if looked > MAX_SCAN {
+                return 1.0;
+            }
+            if s.at.ts >= lo
+                && !mine(s)
+                && !chain.contains(&(s.conn, s.index))
+                && !self.retries_a_later_failure(g, r, s)
+            {
                 return 1.0;
             }
         }

@@ -20,7 +20,7 @@ impl Detect {
     fn new(cfg: DetectConfig, inputs: Vec<String>, settle: f64) -> Detect {
         Detect {
             d: Detector::new(),
-            v: Verdicts::new(&cfg, inputs, settle),
+            v: Verdicts::new(&cfg, inputs, settle, cfg.retry_window + 2.0 * settle),
             now: Timestamp::default(),
         }
     }
@@ -43,11 +43,10 @@ impl Detect {
         self.v.take_ready().collect()
     }
 
-    fn finish(&mut self) -> Vec<EndpointTally> {
+    /// The endpoint statistics of the connections, and what the findings add to them.
+    fn finish(&mut self) -> (Vec<EndpointTally>, FindingTally) {
         self.tick(self.now);
-        let mut e = self.d.finish();
-        e.extend(self.v.finish());
-        e
+        (self.d.finish(), self.v.finish())
     }
 
     fn stats(&self) -> &DetectStats {
@@ -133,6 +132,7 @@ fn response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         interim: false,
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
+        server: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
 }
@@ -376,7 +376,8 @@ fn idle_closes_and_recommendation() {
     let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
-    let (eps, _) = merge_endpoints(vec![d.finish()]);
+    let (tallies, found) = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], found);
     assert_eq!(eps.len(), 1);
     let e = &eps[0];
     assert_eq!(e.connections, 4);
@@ -598,6 +599,20 @@ mod matcher {
         let got = decide(&a, &[(0, 1.0002), (1, 1.0004)]);
         assert_eq!(retried_by(&got[0].1), Some(14));
         assert_eq!(got[1].1, Decided::Lost);
+    }
+
+    #[test]
+    fn a_retry_that_fails_again_and_its_own_retry() {
+        // the proxy retries on another pooled connection that the upstream closed at the
+        // same moment, then on a new one: each failure names the next attempt
+        let a = [
+            attempt(1, 3, 10, 1.0000),
+            attempt(2, 5, 14, 1.0005),
+            attempt(3, 0, 18, 1.0010),
+        ];
+        let got = decide(&a, &[(0, 1.0002), (1, 1.0007)]);
+        assert_eq!(retried_by(&got[0].1), Some(14), "{got:?}");
+        assert_eq!(retried_by(&got[1].1), Some(18), "{got:?}");
     }
 
     #[test]

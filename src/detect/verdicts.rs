@@ -9,7 +9,8 @@
 //! not depend on how the input was split into shards, nor on the order the shards ran in.
 
 use super::DetectConfig;
-use super::endpoints::EndpointTally;
+use super::client_leg::{ClientLegs, SharedLegs};
+use super::endpoints::FindingTally;
 use super::evidence::{self, IdleRange};
 use super::records::{FailedRequest, Records};
 use super::retry::{self, Decided, RetryMatcher};
@@ -27,7 +28,6 @@ const MAX_IDLE_PAIRS: usize = 1 << 16;
 /// A verdict waiting for its outcome.
 #[derive(Debug)]
 struct Awaiting {
-    server: SocketAddr,
     finding: Finding,
     /// A `reset_unanswered` that was the keep-alive race.
     idle_reset: bool,
@@ -42,30 +42,56 @@ pub struct Verdicts {
     ready: Vec<Finding>,
     /// The server's idle closes seen so far, per client address and server.
     idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
+    /// The client leg: each final finding waits there for the proxy's answer to its client.
+    legs: SharedLegs,
     /// What the findings add to each server's statistics.
-    endpoints: FxHashMap<SocketAddr, EndpointTally>,
+    found: FindingTally,
+    /// The capture time of the epoch being taken.
+    now: Timestamp,
 }
 
 impl Verdicts {
     /// `settle`: seconds after which a failure's competitors have arrived (the flow stage
     /// hands a closed connection over after its linger time).
-    pub fn new(cfg: &DetectConfig, inputs: Vec<String>, settle: f64) -> Verdicts {
+    ///
+    /// `final_s`: seconds of capture time after a request by which a verdict on it is usually
+    /// final (how long the client leg keeps exchanges).
+    pub fn new(cfg: &DetectConfig, inputs: Vec<String>, settle: f64, final_s: f64) -> Verdicts {
         Verdicts {
+            legs: ClientLegs::shared(1, inputs.clone(), final_s),
+            found: FindingTally::default(),
+            now: Timestamp::default(),
             inputs,
             retries: RetryMatcher::new(cfg.retry_window, settle),
             awaiting: FxHashMap::default(),
             ready: Vec::new(),
             idle_closes: FxHashMap::default(),
-            endpoints: FxHashMap::default(),
         }
     }
 
     /// Take the records of one epoch of every shard (emptied), then let capture time advance
     /// to `now`: the verdicts whose outcome is decided become final.
     pub fn epoch(&mut self, parts: &mut [&mut Records], now: Timestamp) {
+        self.now = self.now.max(now);
         self.take(parts);
         self.retries.tick(now);
         self.take_decided();
+        self.take_from_legs(Some(now));
+    }
+
+    /// The findings the client leg decided (all of them at the end of the input: `None`).
+    fn take_from_legs(&mut self, now: Option<Timestamp>) {
+        let Ok(mut legs) = self.legs.lock() else {
+            return;
+        };
+        match now {
+            Some(now) => legs.progress(0, now),
+            None => legs.finish(),
+        }
+        for f in legs.take_decided(now.map(|_| 0)) {
+            self.found.add(&f);
+            self.ready.push(f);
+        }
     }
 
     fn take(&mut self, parts: &mut [&mut Records]) {
@@ -100,6 +126,13 @@ impl Verdicts {
                 None => {}
             }
         }
+        // the exchanges for the client leg, in an order independent of the split
+        records
+            .fronts
+            .sort_unstable_by_key(|e| (e.known_at, e.answer_at.ordinal, e.conn, e.index));
+        if let Ok(mut legs) = self.legs.lock() {
+            legs.add_fronts(records.fronts.drain(..));
+        }
         records
             .failures
             .sort_unstable_by_key(|f| (f.conn, f.req.index));
@@ -121,7 +154,6 @@ impl Verdicts {
         self.awaiting.insert(
             (f.conn, f.req.index),
             Awaiting {
-                server: f.server,
                 finding,
                 idle_reset,
             },
@@ -192,6 +224,10 @@ impl Verdicts {
             retry: None,
             retry_candidates: None,
             evidence,
+            client_effect: None,
+            ladder: f.ladder.clone(),
+            flagged_frames: None,
+            idle_race: false,
         }
     }
 
@@ -227,13 +263,10 @@ impl Verdicts {
                 f.retry_candidates = Some(candidates);
             }
         }
-        if f.kind.is_finding() {
-            self.endpoints
-                .entry(a.server)
-                .or_insert_with(|| EndpointTally::new(a.server))
-                .add_finding(&f, a.idle_reset);
+        f.idle_race = a.idle_reset;
+        if let Ok(mut legs) = self.legs.lock() {
+            legs.add_final(0, f, self.now);
         }
-        self.ready.push(f);
     }
 
     /// The retry matcher's attempts and failures retained, and its work so far.
@@ -249,9 +282,12 @@ impl Verdicts {
 
     /// End of the analysis, after the last epoch: every waiting verdict becomes final; returns
     /// what the findings added to the endpoint statistics.
-    pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
+    pub(crate) fn finish(&mut self) -> FindingTally {
         self.retries.finish();
+        // at the end of the input, after the last progress reported
+        self.now = Timestamp::from_nanos(self.now.0.saturating_add(1));
         self.take_decided();
-        self.endpoints.drain().map(|(_, e)| e).collect()
+        self.take_from_legs(None);
+        std::mem::take(&mut self.found)
     }
 }

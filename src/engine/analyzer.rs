@@ -26,6 +26,13 @@ pub(crate) const TICK_S: f64 = 0.1;
 pub(crate) const EPOCH_PACKETS: u64 = 4096;
 pub(crate) const EPOCH_BYTES: u64 = 256 * 1024;
 
+/// Seconds of capture time after a request by which a verdict on it is usually final: its
+/// connection finished (the close's linger), the retry window passed, and the competitors
+/// settled.
+pub(crate) fn final_after(cfg: &Config) -> f64 {
+    cfg.detect.retry_window + 2.0 * (cfg.table.close_linger + 2.0 * TICK_S)
+}
+
 /// When the epochs of the analysis end, from the capture time of the whole input.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Clock {
@@ -103,7 +110,12 @@ impl Analyzer {
         Analyzer {
             shard: Shard::new(&cfg, inputs.clone(), None),
             // a closed connection reaches the verdict stage after its linger time, at a tick
-            verdicts: Verdicts::new(&cfg.detect, inputs, cfg.table.close_linger + 2.0 * TICK_S),
+            verdicts: Verdicts::new(
+                &cfg.detect,
+                inputs,
+                cfg.table.close_linger + 2.0 * TICK_S,
+                final_after(&cfg),
+            ),
             clock: Clock::default(),
             found: ShardResult::default(),
             streaming: None,
@@ -119,6 +131,22 @@ impl Analyzer {
     /// are kept for the final report too.
     pub(super) fn stream_findings(&mut self, keep: bool) {
         self.streaming = Some(keep);
+    }
+
+    /// Keep the connection of each packet and the connections finished (the table must trace
+    /// segments: [`crate::flow::TableConfig::trace_segments`]).
+    pub(crate) fn log_connections(&mut self) {
+        self.shard.conns.enabled = true;
+    }
+
+    /// The connection the last packet belonged to (when logged), cleared by the call.
+    pub(crate) fn take_last_connection(&mut self) -> Option<u64> {
+        self.shard.conns.last.take()
+    }
+
+    /// The connections finished since the last call (when logged).
+    pub(crate) fn take_ended(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.shard.conns.ended)
     }
 
     /// Count a packet that was not analysed (filtered out, or not decodable).
@@ -294,7 +322,7 @@ impl Analyzer {
         let mut parts: Vec<&mut Records> = vec![&mut own];
         parts.extend(records.iter_mut());
         self.verdicts.epoch(&mut parts, now);
-        self.found.endpoints = self.verdicts.finish();
+        self.found.found = self.verdicts.finish();
         self.collect();
         results.insert(0, result);
         self.finished = results;

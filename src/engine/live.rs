@@ -10,7 +10,7 @@
 use super::analyzer::Analyzer;
 use super::run::{RunError, RunHooks, RunOptions, run};
 use crate::capture::{LiveConfig, LiveSource, PacketSource};
-use crate::report::schema::CaptureInfo;
+use crate::report::schema::{CaptureInfo, Provenance};
 use crate::report::{Format, TableOptions, renderer};
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -32,6 +32,8 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     /// Stop after this many packets.
     pub count: Option<u64>,
+    /// The command line, for the provenance of an HTML or Markdown report.
+    pub provenance: Option<Provenance>,
 }
 
 /// Why the capture stopped.
@@ -199,6 +201,7 @@ pub fn run_live<W: Write>(opts: &LiveOptions, stop: &AtomicBool, out: W) -> Resu
         eprintln!("tcprace: warning: no packet matched the filter \"{f}\"");
     }
     report.capture = Some(capture);
+    report.provenance = opts.provenance.clone();
     let code = report.exit_code();
     renderer
         .finish(&report)

@@ -12,6 +12,7 @@ mod analyzer;
 mod front;
 pub mod live;
 mod parallel;
+mod recorder;
 mod result;
 mod run;
 mod shard;
@@ -20,6 +21,7 @@ mod tests;
 
 pub use analyzer::Analyzer;
 pub use parallel::shard_of;
+pub use recorder::{FlightRecorder, RecorderConfig};
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
 

@@ -2,7 +2,7 @@
 
 use crate::app::tls::TlsStats;
 use crate::capture::Warning;
-use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
+use crate::detect::{DetectStats, EndpointTally, FindingTally, merge_endpoints};
 use crate::flow::FlowStats;
 use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
 use crate::time::Timestamp;
@@ -41,6 +41,8 @@ pub struct ShardResult {
     pub(super) endpoints: Vec<EndpointTally>,
     pub(super) flow: FlowStats,
     pub(super) detect: DetectStats,
+    /// What the final findings add to their servers' statistics (the verdict stage's).
+    pub(super) found: FindingTally,
     pub(super) tls: TlsStats,
 }
 
@@ -126,6 +128,7 @@ impl ShardResult {
         self.flow.add(&p.flow);
         self.detect.add(&p.detect);
         self.tls.add(&p.tls);
+        self.found.absorb(p.found);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
@@ -202,7 +205,8 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    let (endpoints, recommendations) = merge_endpoints(endpoints);
+    let found = std::mem::take(&mut all.found);
+    let (endpoints, recommendations) = merge_endpoints(endpoints, found);
     build_report(all, endpoints, recommendations, warnings)
 }
 
@@ -229,6 +233,8 @@ fn build_report(
         tls: p.tls,
         warnings,
         capture: None,
+        provenance: None,
+        flagged: None,
     }
 }
 

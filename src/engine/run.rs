@@ -5,9 +5,11 @@
 use super::Config;
 use super::analyzer::{Analyzer, Clock};
 use super::parallel::{Shards, print};
+use super::recorder::{FlightRecorder, RecorderConfig};
 use crate::capture::{Next, PacketSource};
 use crate::report::schema::Report;
 use crate::report::{Renderer, WarningPrinter};
+use crate::time::Timestamp;
 use std::fmt;
 use std::io;
 use std::ops::ControlFlow;
@@ -22,6 +24,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Print at most this many warnings on stderr (all are counted in the report).
     pub max_warnings: u64,
+    /// Write the packets of the connections with findings to a pcap file (the flight
+    /// recorder; the analysis then runs on one thread).
+    pub record: Option<RecorderConfig>,
 }
 
 /// Packets between progress reports.
@@ -94,9 +99,16 @@ pub fn run(
     hooks: &mut dyn RunHooks,
 ) -> Result<Report, RunError> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
-    let shards = opts.threads.max(1);
+    // the recorder keeps the input's order: one analyzer sees everything
+    let shards = if opts.record.is_some() {
+        1
+    } else {
+        opts.threads.max(1)
+    };
     // --max-connections bounds the whole process: each shard gets its part
     let mut config = opts.config.clone();
+    let mut recorder = opts.record.clone().map(FlightRecorder::new);
+    config.table.trace_segments |= recorder.is_some();
     config.table.max_connections = config.table.max_connections.div_ceil(shards).max(1);
     let inputs = source.inputs().to_vec();
     renderer
@@ -108,6 +120,10 @@ pub fn run(
         main.stream_findings(renderer.keeps_findings());
     }
     let mut others = Shards::start(shards, &config, &inputs, &printer, renderer.streams())?;
+    if recorder.is_some() {
+        main.log_connections();
+    }
+    let mut kept = 0usize;
     let mut ordinal = 0u64;
     let mut clock = Clock::default();
     // orders the warnings that come between two packets
@@ -147,6 +163,9 @@ pub fn run(
                 let now = clock.now.max(pkt.ts);
                 let len = pkt.data.len();
                 others.dispatch(&mut main, pkt, ordinal, now);
+                if let Some(rec) = recorder.as_mut() {
+                    rec.packet(main.take_last_connection(), ordinal, &pkt);
+                }
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
                     hooks.progress(source.progress().0);
                 }
@@ -155,9 +174,19 @@ pub fn run(
         };
         if epoch {
             others.end_epoch(&mut main, clock.now);
-            if let Err(e) = main.take_fresh(|f| renderer.finding(f)) {
+            let rec = &mut recorder;
+            let streamed = main.take_fresh(|f| {
+                if let Some(rec) = rec.as_mut() {
+                    keep_finding(rec, f);
+                }
+                renderer.finding(f)
+            });
+            if let Err(e) = streamed {
                 return Err(RunError::output(e, true));
             }
+        }
+        if let Some(rec) = recorder.as_mut() {
+            feed_recorder(rec, &mut main, &mut kept, clock.now, epoch);
         }
     };
     // the shard threads end when their channels close, on errors too
@@ -168,7 +197,72 @@ pub fn run(
     if let Ok(p) = printer.lock() {
         p.done();
     }
-    Ok(main.into_report())
+    let mut report = main.into_report();
+    if let Some(mut rec) = recorder {
+        for f in &report.findings {
+            keep_finding(&mut rec, f);
+        }
+        let (file, frames) = rec.finish()?;
+        annotate_flagged(&mut report, &frames);
+        report.flagged = Some(file);
+    }
+    Ok(report)
+}
+
+/// Tell the recorder what ended and what to keep since the last call; on a tick, let it
+/// write and drop.
+fn feed_recorder(
+    rec: &mut FlightRecorder,
+    main: &mut Analyzer,
+    kept: &mut usize,
+    now: Timestamp,
+    ticked: bool,
+) {
+    for c in main.take_ended() {
+        rec.ended(c, now);
+    }
+    for f in main.findings_since(*kept) {
+        keep_finding(rec, f);
+    }
+    *kept = main.finding_count();
+    if ticked {
+        rec.tick(now);
+    }
+}
+
+/// The connections a finding's packets are on: its own, its retry's, its client leg's.
+fn keep_finding(rec: &mut FlightRecorder, f: &crate::report::schema::Finding) {
+    rec.keep(f.connection.id);
+    if let Some(r) = &f.retry {
+        rec.keep(r.connection);
+    }
+    if let Some(e) = &f.client_effect {
+        rec.keep(e.connection);
+    }
+}
+
+/// Name each finding's frames in the flagged file.
+fn annotate_flagged(report: &mut Report, frames: &super::recorder::FrameMap) {
+    let inputs = report.inputs.clone();
+    let at = |file: &str, frame: u64| {
+        let input = inputs.iter().position(|i| i == file)? as u32;
+        frames.get(&(input, frame)).copied()
+    };
+    for f in &mut report.findings {
+        let file = f.request.file.clone();
+        f.flagged_frames = Some(crate::report::schema::FlaggedFrames {
+            request: at(&file, f.request.frame),
+            peer_close: f.peer_close.as_ref().and_then(|c| at(&c.file, c.frame)),
+            rst: f.rst.as_ref().and_then(|c| at(&c.file, c.frame)),
+            retry: f.retry.as_ref().and_then(|c| at(&c.file, c.frame)),
+            client_effect: f.client_effect.as_ref().and_then(|c| at(&c.file, c.frame)),
+        });
+        if let Some(l) = &mut f.ladder {
+            for s in &mut l.segments {
+                s.flagged_frame = at(&file, s.frame);
+            }
+        }
+    }
 }
 
 /// The TLS key log's lines that did not parse: the first warnings.

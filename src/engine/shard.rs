@@ -26,6 +26,8 @@ pub(super) struct ConnAnalysis {
 /// The per-connection analysis of a shard of the input (of all of it, with one shard).
 pub(super) struct Shard {
     decoder: Decoder,
+    /// Which connection each packet belonged to, and the connections finished (when logged).
+    pub conns: ConnLog,
     table: FlowTable<ConnAnalysis>,
     detector: Detector,
     scratch: Scratch,
@@ -46,6 +48,7 @@ impl Shard {
     ) -> Shard {
         Shard {
             decoder: cfg.decoder(),
+            conns: ConnLog::default(),
             table: FlowTable::new(cfg.table),
             detector: Detector::new(),
             scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
@@ -130,6 +133,7 @@ impl Shard {
     ) {
         self.result.count_packet(pkt.orig_len, pkt.ts);
         self.now = self.now.max(now);
+        self.detector.set_now(self.now);
         match decoded {
             &Decoded::Skip(reason, ref detail) => {
                 self.result.skip(reason.as_str());
@@ -157,6 +161,7 @@ impl Shard {
                 let mut downstream = Downstream {
                     detector: &mut self.detector,
                     scratch: &mut self.scratch,
+                    conns: &mut self.conns,
                 };
                 self.table.advance(self.now);
                 self.table.process(seg, at, sighting, &mut downstream);
@@ -186,9 +191,11 @@ impl Shard {
     /// returns what the verdict stage needs of the epoch (to be emptied by it).
     pub fn end_epoch(&mut self, now: Timestamp) -> &mut Records {
         self.now = self.now.max(now);
+        self.detector.set_now(self.now);
         let mut downstream = Downstream {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
+            conns: &mut self.conns,
         };
         self.table.expire(self.now, &mut downstream);
         self.input_warnings(self.result.packets);
@@ -199,9 +206,11 @@ impl Shard {
     /// records of the last epoch.
     pub fn finish(&mut self, now: Timestamp) -> (ShardResult, Records) {
         self.now = self.now.max(now);
+        self.detector.set_now(self.now);
         let mut downstream = Downstream {
             detector: &mut self.detector,
             scratch: &mut self.scratch,
+            conns: &mut self.conns,
         };
         self.table.drain(&mut downstream);
         self.input_warnings(u64::MAX);
@@ -218,14 +227,37 @@ impl Shard {
 struct Downstream<'a> {
     detector: &'a mut Detector,
     scratch: &'a mut Scratch,
+    conns: &'a mut ConnLog,
+}
+
+/// The connection of the last packet and the connections finished since the last call, when
+/// kept (for the flight recorder).
+#[derive(Debug, Default)]
+pub(super) struct ConnLog {
+    pub enabled: bool,
+    pub last: Option<u64>,
+    pub ended: Vec<u64>,
 }
 
 impl FlowHandler<ConnAnalysis> for Downstream<'_> {
     fn on_event(&mut self, conn: &ConnMeta, st: &mut ConnAnalysis, ev: FlowEvent<'_>) {
-        if let FlowEvent::Retransmit { dir, off, len, .. } = ev {
-            self.detector
-                .on_retransmit(&mut st.exchanges, dir, off, len);
-            return;
+        match ev {
+            FlowEvent::Retransmit { dir, off, len, .. } => {
+                self.detector
+                    .on_retransmit(&mut st.exchanges, dir, off, len);
+                return;
+            }
+            FlowEvent::Segment {
+                dir,
+                flags,
+                len,
+                meta,
+            } => {
+                self.conns.last = Some(conn.id);
+                st.exchanges.on_segment(dir, flags, len, meta);
+                return;
+            }
+            _ => {}
         }
         let ConnAnalysis { app, exchanges } = st;
         let detector = &mut *self.detector;
@@ -235,8 +267,15 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
         });
     }
 
+    fn on_duplicate(&mut self, conn: u64) {
+        self.conns.last = Some(conn);
+    }
+
     fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
         self.detector.finish_conn(&end, &mut st.exchanges);
+        if self.conns.enabled {
+            self.conns.ended.push(end.conn.id);
+        }
     }
 }
 

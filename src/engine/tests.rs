@@ -88,6 +88,7 @@ fn driven(c: &Capture, threads: usize, renderer: &mut dyn Renderer) -> Report {
         config: Config::default(),
         threads,
         max_warnings: 0,
+        record: None,
     };
     run(&mut src, &opts, renderer, &mut ()).unwrap()
 }

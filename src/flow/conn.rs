@@ -100,6 +100,8 @@ pub(super) struct TcpConn {
     /// When the capture saw the handshake's segments (SYN, SYN-ACK, ACK).
     times: Times,
     pub last_ts: Timestamp,
+    /// Emit a [`FlowEvent::Segment`] for every segment.
+    pub trace: bool,
     /// The virtual network (VXLAN, Geneve) the connection is in: 0 none, else its VNI + 1.
     vnet: u32,
     /// The tunnel of the first encapsulated segment, and its direction (out of line: most
@@ -127,6 +129,7 @@ impl TcpConn {
             closing: false,
             times: Times([NO_TIME; 3]),
             last_ts: at.ts,
+            trace: false,
             vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
             tunnel: None,
             twin: None,
@@ -235,6 +238,14 @@ impl TcpConn {
         let meta = self.note_segment(d, seg, at);
         let conn = self.meta();
         let emit = &mut |ev: FlowEvent<'_>| emit(&conn, ev);
+        if self.trace {
+            emit(FlowEvent::Segment {
+                dir: d,
+                flags: seg.flags.0,
+                len: seg.payload_len,
+                meta,
+            });
+        }
         if let Some(a) = meta.ack_off {
             let sender = &mut self.dirs[d];
             sender.note_ack(a);

@@ -153,6 +153,15 @@ pub enum FlowEvent<'a> {
     },
     /// Direction `dir` ended (its FIN was reached in order) at `off`; `meta` is the FIN's.
     Eof { dir: Dir, off: i64, meta: SegMeta },
+    /// A segment as it was captured (its TCP flags and payload length on the wire), before
+    /// anything else it causes; only when the table traces segments
+    /// ([`TableConfig::trace_segments`]).
+    Segment {
+        dir: Dir,
+        flags: u8,
+        len: u32,
+        meta: SegMeta,
+    },
 }
 
 impl FlowEvent<'_> {
@@ -162,7 +171,8 @@ impl FlowEvent<'_> {
             FlowEvent::Data { meta, .. }
             | FlowEvent::Gap { meta, .. }
             | FlowEvent::Retransmit { meta, .. }
-            | FlowEvent::Eof { meta, .. } => meta,
+            | FlowEvent::Eof { meta, .. }
+            | FlowEvent::Segment { meta, .. } => meta,
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct TableConfig {
     pub close_linger: f64,
     /// At most this many connections tracked at once; the least recently active is finished.
     pub max_connections: usize,
+    /// Hand every segment to the handler as a [`FlowEvent::Segment`] (for the report's ladder
+    /// diagrams and the flight recorder).
+    pub trace_segments: bool,
 }
 
 impl Default for TableConfig {
@@ -93,6 +96,7 @@ impl Default for TableConfig {
             idle_timeout: 600.0,
             close_linger: 2.0,
             max_connections: 1_000_000,
+            trace_segments: false,
         }
     }
 }
@@ -119,6 +123,9 @@ pub trait FlowHandler<T> {
     /// The connection ended; every event it had (held bytes, gaps, FINs) was delivered first.
     /// The state is dropped afterwards.
     fn on_end(&mut self, end: super::ConnEnd, state: &mut T);
+    /// A copy of a segment already seen on connection `conn` (when segments are traced: the
+    /// flight recorder keeps the copies with their connection).
+    fn on_duplicate(&mut self, _conn: u64) {}
 }
 
 /// No slot: the end of the activity list.
@@ -215,6 +222,9 @@ impl<T: Default> FlowTable<T> {
                     .as_deref_mut()
                     .expect("a live slot");
                 tracked.tcp.note_view(seg, sighting, &mut self.stats);
+                if tracked.tcp.trace {
+                    h.on_duplicate(tracked.tcp.id);
+                }
             }
             return;
         }
@@ -242,8 +252,10 @@ impl<T: Default> FlowTable<T> {
                 self.stats.connections += 1;
                 // the id is the ordinal of the connection's first packet: unique (a packet
                 // starts at most one connection) and the same however the input is split
+                let mut tcp = TcpConn::new(at.ordinal, seg.src, seg.dst, seg.vnet, at);
+                tcp.trace = self.cfg.trace_segments;
                 let t = Box::new(Tracked {
-                    tcp: TcpConn::new(at.ordinal, seg.src, seg.dst, seg.vnet, at),
+                    tcp,
                     user: T::default(),
                 });
                 let s = self.allocate(t);

@@ -62,6 +62,7 @@ impl Sink {
                 self.log.push((dir, off, Some(len)));
             }
             FlowEvent::Retransmit { .. } => self.retrans += 1,
+            FlowEvent::Segment { .. } => {}
             FlowEvent::Eof { dir, off, .. } => {
                 self.eofs.push((dir, off));
                 self.log.push((dir, off, None));
@@ -365,6 +366,7 @@ fn closed_connections_linger_then_expire_and_silence_splits() {
         idle_timeout: 100.0,
         close_linger: 2.0,
         max_connections: 10,
+        trace_segments: false,
     };
     let mut t: FlowTable<()> = FlowTable::new(cfg);
     let mut ends = Ends::default();

@@ -1,16 +1,23 @@
 //! Report stage: the result document ([`schema`]) and its renderings behind one interface
-//! ([`Renderer`]): a table for people, JSON for scripts and tickets, JSON Lines for streams.
+//! ([`Renderer`]): a table for people, JSON for scripts, JSON Lines for streams, and for an
+//! incident ticket a self-contained HTML page (`html`) and Markdown (`markdown`), which say
+//! the same things (`ticket`).
 //! Renderers only read the report; streaming ones also get each finding as its verdict becomes
 //! final. The JSON Schemas of the output ([`json_schemas`], committed in `schema/`) are
 //! generated from the types of [`schema`].
 
+mod html;
 mod json;
+mod markdown;
 pub mod schema;
 mod table;
 #[cfg(test)]
 mod tests;
+mod ticket;
 
+pub use html::HtmlRenderer;
 pub use json::{JsonLinesRenderer, JsonRenderer, json_schemas};
+pub use markdown::MarkdownRenderer;
 pub use schema::*;
 pub use table::{TableOptions, TableRenderer};
 
@@ -22,6 +29,23 @@ pub enum Format {
     Table,
     Json,
     Jsonl,
+    /// For a ticket's body.
+    Markdown,
+    /// One self-contained page.
+    Html,
+}
+
+impl Format {
+    /// The format of a `--report` file, from its name's extension.
+    pub fn of_report_file(path: &str) -> Option<Format> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "html" | "htm" => Some(Format::Html),
+            "md" | "markdown" => Some(Format::Markdown),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Writes the results of a run.
@@ -64,6 +88,8 @@ pub fn renderer<'a, W: Write + 'a>(
         Format::Table => Box::new(TableRenderer::new(out, live, table.clone())),
         Format::Json => Box::new(JsonRenderer::new(out)),
         Format::Jsonl => Box::new(JsonLinesRenderer::new(out)),
+        Format::Markdown => Box::new(MarkdownRenderer::new(out)),
+        Format::Html => Box::new(HtmlRenderer::new(out)),
     }
 }
 

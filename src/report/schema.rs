@@ -107,6 +107,87 @@ pub struct Finding {
     pub retry_candidates: Option<u32>,
     /// The verdict in one paragraph, with frames and relative sequence numbers.
     pub evidence: String,
+    /// What the proxy did to its own client, when the capture also holds the client's leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_effect: Option<ClientEffect>,
+    /// The exchange's segments, for the report's ladder diagram (`--report`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
+    /// The frames of the finding in the `--write-flagged` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged_frames: Option<FlaggedFrames>,
+    /// A `reset_unanswered` that was the keep-alive race (counted with the crossings).
+    #[serde(skip)]
+    pub idle_race: bool,
+}
+
+/// What the proxy did to its client when its upstream request failed: its response (e.g. 502,
+/// or the upstream's 200 after a retry), or the client's connection closed without one.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct ClientEffect {
+    /// The client's connection to the proxy.
+    pub connection: u64,
+    pub client: String,
+    pub proxy: String,
+    /// The client's request (to the proxy).
+    pub request_frame: u64,
+    /// The response's first frame, or the proxy's FIN or RST.
+    pub file: String,
+    pub frame: u64,
+    pub time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub closed_without_response: bool,
+    /// The effect decided the finding's outcome (it was `ambiguous`, or `lost` while the
+    /// client got an answer).
+    #[serde(skip_serializing_if = "is_false")]
+    pub settled_outcome: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A finding's exchange as captured: the connection's last segments.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Ladder {
+    /// Where the capture was taken, told by the handshake's turn-arounds: "client" (near the
+    /// client, e.g. on the proxy host), "server", "between"; none without a handshake.
+    pub captured_near: Option<&'static str>,
+    /// One-way delay between the capture point and the far end, from the handshake.
+    pub far_delay_s: Option<f64>,
+    /// Segments of the connection before the first one shown.
+    pub earlier_segments: u64,
+    pub segments: Vec<LadderSegment>,
+}
+
+/// One TCP segment of a ladder diagram.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct LadderSegment {
+    pub from_client: bool,
+    pub frame: u64,
+    pub time: Timestamp,
+    /// TCP flags as Wireshark writes them, e.g. "FIN, ACK".
+    pub flags: String,
+    /// Relative sequence and acknowledgement numbers.
+    pub seq: i64,
+    pub ack: Option<i64>,
+    /// Payload bytes.
+    pub len: u32,
+    /// Its frame in the `--write-flagged` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged_frame: Option<u64>,
+}
+
+/// A finding's frames in the `--write-flagged` file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct FlaggedFrames {
+    pub request: Option<u64>,
+    pub peer_close: Option<u64>,
+    pub rst: Option<u64>,
+    pub retry: Option<u64>,
+    pub client_effect: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -316,6 +397,99 @@ pub struct EndpointStats {
     pub findings: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
     pub recommendation: Option<String>,
+    /// Distinct `Server` header values in responses (the first 8 in sort order).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub server_software: BTreeSet<String>,
+    /// How long connections idled before the server closed them, as a histogram.
+    #[serde(skip_serializing_if = "Histogram::is_empty")]
+    pub idle_close_histogram: Histogram,
+    /// How long connections idled before a client reused them (sent another request).
+    #[serde(skip_serializing_if = "Histogram::is_empty")]
+    pub reuse_idle_histogram: Histogram,
+    /// What to change, in settings of the software involved, with a what-if.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<Advice>,
+}
+
+/// Counts of durations in logarithmic bins (`BINS_PER_DECADE` per power of ten): each entry
+/// is (lower edge in seconds, count), in order, empty bins left out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Histogram {
+    pub bins_per_decade: u32,
+    pub bins: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    pub fn is_empty(&self) -> bool {
+        self.bins.is_empty()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.bins.iter().map(|b| b.1).sum()
+    }
+
+    /// The upper edge of the bin whose lower edge is `lower`.
+    pub fn upper(&self, lower: f64) -> f64 {
+        lower * 10f64.powf(1.0 / f64::from(self.bins_per_decade.max(1)))
+    }
+
+    /// Counts at or above `s` (bins whose lower edge is at least `s`).
+    pub fn at_least(&self, s: f64) -> u64 {
+        self.bins
+            .iter()
+            .filter(|b| b.0 >= s * (1.0 - 1e-9))
+            .map(|b| b.1)
+            .sum()
+    }
+}
+
+/// What to change, for an endpoint with races: the software on both ends (when it can be
+/// told), the settings with values derived from the measured idle closes, and what the
+/// suggested client timeout would have avoided.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Advice {
+    /// The software that closes idle connections (the upstream), and how it was told.
+    pub server_software: Option<Software>,
+    /// The client's (proxy's) software, and how it was told.
+    pub client_software: Option<Software>,
+    /// The shortest idle close measured.
+    pub idle_close_min_s: f64,
+    /// The client's idle timeout to set: below the server's idle closes by a margin.
+    pub client_idle_timeout_s: f64,
+    /// The server's idle timeout to set instead: above the longest client reuse seen.
+    pub server_idle_timeout_s: f64,
+    pub settings: Vec<Setting>,
+    pub what_if: WhatIf,
+}
+
+/// A software named in the advice.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Software {
+    pub name: &'static str,
+    /// What told it (e.g. "Server: gunicorn").
+    pub evidence: String,
+}
+
+/// One setting to change.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Setting {
+    /// "client" (the proxy's idle timeout for upstream connections) or "server".
+    pub side: &'static str,
+    pub software: &'static str,
+    /// The setting and its value as written in the software's configuration.
+    pub setting: String,
+}
+
+/// With the client's idle timeout at `client_idle_timeout_s`, the reuses the client would not
+/// have made (it would have closed the connection first), from the measured reuse idle times.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct WhatIf {
+    pub client_idle_timeout_s: f64,
+    pub reuses: u64,
+    pub reuses_avoided: u64,
+    /// Race findings on this endpoint and how many of them that timeout would have avoided.
+    pub races: u64,
+    pub races_avoided: u64,
 }
 
 /// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
@@ -432,6 +606,39 @@ pub struct Report {
     /// Live capture only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureInfo>,
+    /// The command line and the inputs' sizes and digests (`--report`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    /// The `--write-flagged` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<FlaggedFile>,
+}
+
+/// Where the report came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Provenance {
+    pub command_line: Vec<String>,
+    pub inputs: Vec<InputDigest>,
+}
+
+/// An input file as read: its bytes (as stored, compressed or not) and their SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct InputDigest {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The `--write-flagged` file: the packets of the connections with findings (and of their
+/// retries and client legs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FlaggedFile {
+    pub path: String,
+    pub packets: u64,
+    pub connections: u64,
+    /// Packets of flagged connections not written: the recorder's memory cap dropped them
+    /// before the connection was kept.
+    pub packets_not_kept: u64,
 }
 
 impl Report {

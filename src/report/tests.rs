@@ -136,6 +136,10 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
             "Evidence of {} on {request} (frame {frame}).",
             kind.as_str()
         ),
+        client_effect: None,
+        ladder: None,
+        flagged_frames: None,
+        idle_race: false,
     }
 }
 
@@ -218,6 +222,8 @@ fn report(inputs: &[&str], packets: u64, findings: Vec<Finding>, info: Vec<Findi
         tls: Default::default(),
         warnings: Vec::new(),
         capture: None,
+        provenance: None,
+        flagged: None,
     }
 }
 
@@ -465,5 +471,39 @@ fn live_lines_narrow_and_in_colour() {
     assert!(
         line.contains("\u{1b}[33moutcome: retried\u{1b}[0m"),
         "{line:?}"
+    );
+}
+
+/// The Wireshark filter of a finding selects its connection, under both address pairs of a
+/// NAT, and its client leg.
+#[test]
+fn finding_filter_covers_nat_twins_and_the_client_leg() {
+    let mut f = finding(Kind::CrossedFin, "GET /a", None, 7, 40001);
+    let own = "ip.addr == 192.0.2.10 && tcp.port == 40001 && ip.addr == 198.51.100.20 && tcp.port == 8080";
+    assert_eq!(ticket::finding_filter(&f), own);
+    f.connection.nat = Some(NatInfo {
+        client: "10.0.0.99:40001".into(),
+        server: "198.51.100.20:8080".into(),
+        side: "server",
+    });
+    f.client_effect = Some(ClientEffect {
+        connection: 3,
+        client: "127.0.0.1:5000".into(),
+        proxy: "127.0.0.1:8080".into(),
+        request_frame: 5,
+        file: "a.pcap".into(),
+        frame: 9,
+        time: at(90.0),
+        status: Some(502),
+        closed_without_response: false,
+        settled_outcome: false,
+    });
+    assert_eq!(
+        ticket::finding_filter(&f),
+        format!(
+            "({own}) || (ip.addr == 10.0.0.99 && tcp.port == 40001 && ip.addr == 198.51.100.20 \
+             && tcp.port == 8080) || (ip.addr == 127.0.0.1 && tcp.port == 5000 && ip.addr == \
+             127.0.0.1 && tcp.port == 8080)"
+        )
     );
 }

@@ -3,13 +3,29 @@
 
 #![allow(dead_code)] // each test crate uses part of it
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use tcprace::capture::{FileSource, Next, PacketSource};
 use tcprace::synth::{
     Encap, Link, Nat, PcapOptions, PcapWriter, encapsulate, ethernet_frame, ip_offset,
 };
 use tcprace::time::Timestamp;
+
+/// The repository's root: the tests run the binary there, with paths relative to it.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `tcprace` binary run in the repository's root, without standard input.
+pub fn tcprace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcprace"))
+        .current_dir(root())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcprace")
+}
 
 /// A packet read from a capture.
 pub struct Packet {

@@ -165,6 +165,7 @@ impl HttpStream {
                     connection_close: h.connection_close,
                     keep_alive_timeout: h.keep_alive_timeout,
                     keep_alive: h.keep_alive,
+                    server: h.server,
                 }));
                 if status == 101 {
                     out.push(HttpEvent::Tunnel { offset: head_end });
@@ -268,6 +269,7 @@ struct Head {
     keep_alive_timeout: Option<u32>,
     framing: Framing,
     request_id: Option<RequestId>,
+    server: Option<String>,
 }
 
 #[derive(Debug)]
@@ -347,6 +349,7 @@ fn parse_with<'b>(
         keep_alive_timeout: facts.keep_alive_timeout,
         framing: facts.framing,
         request_id: facts.request_id,
+        server: facts.server,
     }))
 }
 
@@ -357,6 +360,8 @@ pub(super) struct Facts {
     pub(super) keep_alive_timeout: Option<u32>,
     framing: Framing,
     pub(super) request_id: Option<RequestId>,
+    /// The `Server` header (what software answered).
+    pub(super) server: Option<String>,
 }
 
 pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
@@ -369,6 +374,7 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
     let mut te_present = false;
     let mut chunked = false;
     let mut request_id: Option<RequestId> = None;
+    let mut server = None;
     for h in headers {
         let name = h.name;
         let value = h.value;
@@ -441,6 +447,13 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
             }
         } else if name.eq_ignore_ascii_case("host") && host.is_none() {
             host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
+        } else if name.eq_ignore_ascii_case("server") && server.is_none() {
+            let v = trim_ows(value);
+            let v = &v[..v.len().min(MAX_SERVER_LEN)];
+            server = Some(match std::str::from_utf8(v) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(v).into_owned(),
+            });
         }
     }
     let framing = if chunked {
@@ -460,8 +473,12 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
         keep_alive_timeout,
         framing,
         request_id,
+        server,
     }
 }
+
+/// Bytes of a `Server` header kept.
+const MAX_SERVER_LEN: usize = 64;
 
 /// The request identity a header carries, if it is one of [`IdHeader`]s with a usable value.
 fn request_id_of(name: &str, value: &[u8]) -> Option<RequestId> {

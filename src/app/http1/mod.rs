@@ -71,6 +71,8 @@ pub struct ResponseHead {
     pub keep_alive_timeout: Option<u32>,
     /// Raw `Keep-Alive` header value, if any.
     pub keep_alive: Option<String>,
+    /// The `Server` header, if any.
+    pub server: Option<String>,
 }
 
 /// What the framing of one direction finds, with stream offsets.
@@ -146,7 +148,7 @@ impl Http1Conn {
                 }
                 *dir
             }
-            FlowEvent::Retransmit { .. } => return,
+            FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => return,
         };
         // in place: the events are large, moving them out of the buffer costs
         for ev in scratch.iter_mut() {
@@ -198,6 +200,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             interim: (100..200).contains(&h.status) && h.status != 101,
             closes_connection: h.connection_close || h.version == 0,
             keep_alive: h.keep_alive.take(),
+            server: h.server.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
         HttpEvent::Desync {

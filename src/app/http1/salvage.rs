@@ -30,16 +30,18 @@ impl HttpStream {
             }
         }
         let facts = Some(header_facts(&headers));
-        let (host, connection_close, keep_alive, keep_alive_timeout, request_id) = match facts {
-            Some(f) => (
-                f.host,
-                f.connection_close,
-                f.keep_alive,
-                f.keep_alive_timeout,
-                f.request_id,
-            ),
-            None => (None, false, None, None, None),
-        };
+        let (host, connection_close, keep_alive, keep_alive_timeout, request_id, server) =
+            match facts {
+                Some(f) => (
+                    f.host,
+                    f.connection_close,
+                    f.keep_alive,
+                    f.keep_alive_timeout,
+                    f.request_id,
+                    f.server,
+                ),
+                None => (None, false, None, None, None, None),
+            };
         let mut parts = first.split(|&c| c == b' ').filter(|p| !p.is_empty());
         let (a, b, c) = (parts.next(), parts.next(), parts.next());
         let version = |v: &[u8]| match v {
@@ -83,6 +85,7 @@ impl HttpStream {
                     connection_close,
                     keep_alive_timeout,
                     keep_alive,
+                    server,
                 }));
                 if status >= 200 {
                     self.methods.pop_front();

@@ -107,6 +107,7 @@ impl Flights {
             interim: false,
             closes_connection: false,
             keep_alive: None,
+            server: None,
         }));
     }
 

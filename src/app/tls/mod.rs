@@ -202,7 +202,7 @@ impl TlsConn {
                     inner.eof(dir, meta, &st.identity, out);
                 }
             }
-            FlowEvent::Retransmit { .. } => {}
+            FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => {}
         }
     }
 }

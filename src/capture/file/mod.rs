@@ -195,7 +195,8 @@ impl Inputs {
                         Some(s) => Ok(s),
                         None => {
                             input.count.store(0, Ordering::Relaxed);
-                            open_stream(&input.name, &input.count, &self.starved).map(|(s, _)| s)
+                            open_stream(&input.name, &input.count, &self.starved, None)
+                                .map(|(s, _)| s)
                         }
                     };
                     match stream.and_then(Reading::start) {
@@ -277,6 +278,26 @@ enum Run {
     Ended,
 }
 
+/// Bytes in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of standard input, computed as it is read.
+pub struct StdinDigest {
+    hash: open::StdinDigest,
+    count: Arc<AtomicU64>,
+}
+
+impl StdinDigest {
+    /// The bytes read so far and their SHA-256 (hex).
+    pub fn get(&self) -> (u64, String) {
+        let h = self.hash.lock().map(|h| h.clone()).unwrap_or_default();
+        let bytes = self.count.load(Ordering::Relaxed);
+        (bytes, hex(&sha2::Digest::finalize(h)))
+    }
+}
+
 /// Capture files (pcap, pcapng, gzip-compressed either) and stdin, read as one stream.
 ///
 /// Every input is checked at `open`; files are then reopened one at a time as reading reaches
@@ -291,19 +312,30 @@ pub struct FileSource {
     /// The batch being handed out, and the index of its next item.
     batch: Option<Batch>,
     at: usize,
+    stdin_hash: Option<open::StdinDigest>,
 }
 
 impl FileSource {
     /// Open every input up front; "-" reads stdin.
     pub fn open(paths: &[String]) -> Result<FileSource, InputError> {
+        FileSource::open_with(paths, false)
+    }
+
+    /// `open`, and with `hash_stdin` the SHA-256 of standard input computed as it is read
+    /// ([`FileSource::stdin_digest`]).
+    pub fn open_with(paths: &[String], hash_stdin: bool) -> Result<FileSource, InputError> {
         let mut inputs = Vec::with_capacity(paths.len());
         let starved = Arc::new(AtomicBool::new(false));
+        let stdin_hash: Option<open::StdinDigest> =
+            hash_stdin.then(|| Arc::new(std::sync::Mutex::new(sha2::Sha256::default())));
         for path in paths {
             let count = Arc::new(AtomicU64::new(0));
             let (stream, size) =
-                open_stream(path, &count, &starved).map_err(|message| InputError {
-                    file: path.clone(),
-                    message,
+                open_stream(path, &count, &starved, stdin_hash.as_ref()).map_err(|message| {
+                    InputError {
+                        file: path.clone(),
+                        message,
+                    }
                 })?;
             let kept = (path == "-").then_some(stream);
             if kept.is_none() {
@@ -328,6 +360,17 @@ impl FileSource {
             })),
             batch: None,
             at: 0,
+            stdin_hash,
+        })
+    }
+
+    /// What tells the SHA-256 of standard input once read, when it is an input opened with
+    /// `hash_stdin`.
+    pub fn stdin_digest(&self) -> Option<StdinDigest> {
+        let i = self.names.iter().position(|n| n == "-")?;
+        Some(StdinDigest {
+            hash: self.stdin_hash.clone()?,
+            count: self.counts[i].clone(),
         })
     }
 

@@ -12,10 +12,15 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Counts the bytes read from the underlying file (compressed bytes for gzip input).
+/// The SHA-256 of what was read of standard input (its bytes cannot be read twice).
+pub(super) type StdinDigest = Arc<Mutex<sha2::Sha256>>;
+
+/// Counts the bytes read from the underlying file (compressed bytes for gzip input), and
+/// hashes them when asked.
 struct Counted<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    hash: Option<StdinDigest>,
     /// Set when a read returned less than asked: the source (a pipe) has nothing more for now,
     /// so the reader thread hands over what it has instead of waiting for a full batch.
     starved: Option<Arc<AtomicBool>>,
@@ -25,6 +30,11 @@ impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(h) = &self.hash
+            && let Ok(mut h) = h.lock()
+        {
+            sha2::Digest::update(&mut *h, &buf[..n]);
+        }
         if let Some(flag) = &self.starved
             && n < buf.len()
         {
@@ -113,6 +123,7 @@ pub(super) fn open_stream(
     name: &str,
     count: &Arc<AtomicU64>,
     starved: &Arc<AtomicBool>,
+    hash: Option<&StdinDigest>,
 ) -> Result<(Stream, Option<u64>), String> {
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if name == "-" {
         (Box::new(io::stdin()), None)
@@ -128,6 +139,7 @@ pub(super) fn open_stream(
     let mut raw = Counted {
         inner: raw,
         count: count.clone(),
+        hash: hash.filter(|_| name == "-").cloned(),
         starved: (name == "-").then(|| starved.clone()),
     };
     let read_err = |e: io::Error| format!("read error: {e}");
