@@ -20,6 +20,9 @@ use tcprace::synth::{
 };
 use tcprace::time::Timestamp;
 
+#[path = "mkfixtures/h2.rs"]
+mod h2;
+
 /// 2026-01-01T00:00:00Z.
 const BASE_SECS: i64 = 1_767_225_600;
 const HOST: &str = "api.example.com";
@@ -701,6 +704,15 @@ fn main() -> std::io::Result<()> {
         sll2_crossed(),
         snaplen_truncated(128, "snaplen_truncated.pcap"),
         snaplen_truncated(256, "snaplen_body_cut.pcap"),
+        h2::goaway(Vantage::Client, "h2_goaway_client_side.pcap"),
+        h2::goaway(Vantage::Server, "h2_goaway_server_side.pcap"),
+        h2::refused_stream(),
+        h2::after_goaway(),
+        h2::split_headers(),
+        h2::many_frames(),
+        h2::midstream(),
+        h2::request_limit(),
+        h2::upgrade(),
     ];
     let mut expected = serde_json::Map::new();
     for f in &fixtures {

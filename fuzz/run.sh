@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(capture decode streams)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(capture decode streams h2)
 
 if cargo +nightly --version >/dev/null 2>&1; then
     CARGO=(cargo +nightly)

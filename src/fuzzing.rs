@@ -7,7 +7,8 @@
 //! - [`decode`]: one packet of every link type decoded.
 //! - [`streams`]: the two byte streams of one connection, cut into segments with gaps,
 //!   overlaps and ends, through the application stage: HTTP/1.x framing, or TLS records when
-//!   the first bytes are a TLS handshake (add HTTP/2 frames here once they exist).
+//!   the first bytes are a TLS handshake.
+//! - [`h2`]: a connection's two byte streams as HTTP/2 (from the client's preface on).
 //!
 //! The inputs of [`decode`] and [`streams`] have a small format of their own ([`encode_packet`],
 //! [`encode_steps`]) so that a seed corpus can be made from the fixtures (`mkseeds`).
@@ -19,6 +20,13 @@ use crate::flow::{ConnMeta, Dir, FlowEvent, FrameRef, HandshakeTimes, PerDir, Se
 use crate::report::JsonRenderer;
 use crate::time::Timestamp;
 use std::io::Write;
+
+/// The HTTP/2 analysis of a connection whose client sent `client` (from its preface on) and
+/// whose server sent `server`, in segments of `segment` bytes; returns the number of messages
+/// found.
+pub fn h2(client: &[u8], server: &[u8], segment: usize) -> usize {
+    crate::app::h2::fuzz_one(client, server, segment)
+}
 
 /// The link types [`decode`] picks from by its first byte.
 pub const LINK_TYPES: [u32; 8] = [

@@ -8,7 +8,10 @@
 //! retry frame is right; without it at most 1% of the definite outcomes are wrong.
 //! The TLS scenarios (nginx to node over TLS 1.2 and 1.3) are checked with their key log
 //! (requests decrypted and named) and without (the same requests found as encrypted flights,
-//! retries matched by size). In `vxlan-overlay` the proxy reaches the upstream across a VXLAN
+//! retries matched by size). The HTTP/2 scenario (Caddy to node's h2c server, which closes idle
+//! sessions with GOAWAY) is checked like the cleartext ones: every stream the proxy lost or
+//! retried is a crossed_goaway with its outcome, from both capture points; its TLS twin (ALPN h2)
+//! the same with node's key log. In `vxlan-overlay` the proxy reaches the upstream across a VXLAN
 //! overlay: its underlay capture (VXLAN only), the proxy host's `-i any` (every segment twice,
 //! plain and encapsulated) and the inner interface give the same verdicts.
 
@@ -52,6 +55,8 @@ fn lab_captures_match_the_proxies_logs() {
         "nginx-busy-noid",
         "tls12-crossing",
         "tls13-crossing",
+        "caddy-h2c",
+        "caddy-h2-tls",
         "vxlan-overlay",
     ] {
         assert!(text.contains(s), "scenario {s} not checked:\n{text}");

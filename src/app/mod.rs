@@ -7,10 +7,12 @@
 //! events and the connection's closes alone, whatever the protocol.
 //!
 //! The analyzer is chosen by content, not port, on the connection's first bytes: TLS ([`tls`],
-//! a handshake record) or HTTP/1.x ([`http1`], which then recognises itself or gives up).
-//! Inside TLS, a decrypted connection's plaintext goes to an inner analyzer of any protocol
-//! (see [`tls`]'s `inner`).
+//! a handshake record), HTTP/2 ([`h2`]: the client preface, or frames on a connection picked up
+//! mid-stream) or HTTP/1.x ([`http1`], which then recognises itself or gives up; an upgrade to
+//! h2c hands the rest of the connection to [`h2`]). Inside TLS, a decrypted connection's
+//! plaintext goes to an inner analyzer chosen by ALPN (see [`tls`]'s `inner`).
 
+pub mod h2;
 pub mod http1;
 pub mod tls;
 
@@ -29,6 +31,9 @@ pub struct Identity {
     pub request_id: Option<RequestId>,
     /// The request came inside TLS.
     pub tls: Option<Box<TlsIdentity>>,
+    /// HTTP/2: the request's stream id (its method and target are empty when its head could
+    /// not be decoded).
+    pub stream: Option<u32>,
 }
 
 impl Identity {
@@ -45,6 +50,7 @@ impl Identity {
                 encrypted: true,
                 ..tls
             })),
+            stream: None,
         }
     }
 }
@@ -150,8 +156,18 @@ pub struct Response {
     pub closes_connection: bool,
     /// The raw `Keep-Alive` header value, if any.
     pub keep_alive: Option<String>,
+    /// HTTP/2: the stream it answers.
+    pub stream: Option<u32>,
     /// The `Server` header value, if any.
     pub server: Option<String>,
+}
+
+/// What an HTTP/2 GOAWAY frame says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoAway {
+    /// The highest stream id the sender may have processed: the streams above it were not.
+    pub last_stream: u32,
+    pub error: u32,
 }
 
 /// What an application analyzer reports, in stream order.
@@ -174,9 +190,11 @@ pub enum AppEvent {
         dir: Dir,
         anomaly: Option<(Anomaly, String)>,
     },
-    /// The connection became a tunnel (HTTP 101, CONNECT 2xx): no more messages on `dir`.
+    /// The connection became a tunnel (HTTP 101, CONNECT 2xx): no more messages of this
+    /// protocol on `dir` from stream offset `offset` on.
     Tunnel {
         dir: Dir,
+        offset: i64,
     },
     /// Direction `dir` signalled the end of the connection in the protocol (a TLS alert such
     /// as close_notify; an HTTP/2 GOAWAY): `close` is where, and the verdicts take it for the
@@ -184,6 +202,16 @@ pub enum AppEvent {
     Closing {
         dir: Dir,
         close: CloseEvent,
+        /// The GOAWAY's content, when the signal was one.
+        goaway: Option<GoAway>,
+    },
+    /// HTTP/2: direction `dir` reset stream `stream` (RST_STREAM) with this error code; `reset`
+    /// is where the frame starts.
+    StreamReset {
+        dir: Dir,
+        stream: u32,
+        error: u32,
+        reset: CloseEvent,
     },
 }
 
@@ -208,8 +236,10 @@ pub enum AppConn {
     /// No byte yet.
     #[default]
     Unknown,
-    Http1(http1::Http1Conn),
+    /// HTTP/1.x, and what follows its tunnels (h2c by upgrade).
+    Http1(http1::Http1Conn, Option<Box<h2::Upgrade>>),
     Tls(Box<tls::TlsConn>),
+    H2(Box<h2::H2Conn>),
 }
 
 /// The analyzers' reusable buffers (no allocation per segment), and what they keep across the
@@ -218,6 +248,7 @@ pub enum AppConn {
 pub struct Scratch {
     http1: Vec<http1::HttpEvent>,
     pub tls: tls::TlsContext,
+    pub h2: h2::H2Stats,
 }
 
 impl Scratch {
@@ -245,13 +276,42 @@ impl AppConn {
                 FlowEvent::Data { bytes, .. } if tls::looks_like_tls(bytes) => {
                     AppConn::Tls(Box::default())
                 }
-                _ => AppConn::Http1(http1::Http1Conn::default()),
+                FlowEvent::Data { dir, bytes, .. }
+                    if h2::looks_like_h2(bytes, conn.from_syn[*dir]) =>
+                {
+                    let start = if conn.from_syn[*dir] {
+                        h2::Start::PriorKnowledge
+                    } else {
+                        h2::Start::Midstream
+                    };
+                    let h = h2::H2Conn::new(conn, start);
+                    h.count(&mut scratch.h2);
+                    AppConn::H2(Box::new(h))
+                }
+                _ => AppConn::Http1(http1::Http1Conn::default(), None),
             };
         }
         match self {
             AppConn::Unknown => {}
-            AppConn::Http1(h) => h.on_flow(conn, ev, &mut scratch.http1, emit),
+            AppConn::Http1(h, up) => {
+                h.on_flow(conn, ev, &mut scratch.http1, &mut |e| {
+                    match &e {
+                        AppEvent::Tunnel { dir, offset } => {
+                            up.get_or_insert_default().on_tunnel(*dir, *offset)
+                        }
+                        AppEvent::Response(r) if r.status == 101 => {
+                            up.get_or_insert_default().on_switching_protocols()
+                        }
+                        _ => {}
+                    }
+                    emit(e)
+                });
+                if let Some(up) = up.as_mut().filter(|u| !u.idle()) {
+                    up.on_flow(conn, ev, &mut scratch.h2, emit);
+                }
+            }
             AppConn::Tls(t) => t.on_flow(conn, ev, &mut scratch.tls, emit),
+            AppConn::H2(h) => h.on_flow(conn, ev, &mut scratch.h2, emit),
         }
     }
 }

@@ -416,6 +416,7 @@ mod tests_support {
                 ack: Some(1),
                 retransmissions: 0,
                 tls: None,
+                stream: None,
             },
             connection: ConnectionInfo::new(
                 conn,
@@ -430,6 +431,7 @@ mod tests_support {
                 seq: 1,
                 ack: Some(1),
                 acks_request: false,
+                h2: None,
             }),
             rst: None,
             fin_to_request_s: None,

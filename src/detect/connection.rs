@@ -1,6 +1,7 @@
 //! How a finding names its connection: its addresses, those on the other side of a NAT when it
 //! was captured on both, the tunnel it was captured in, and the sentences that say so in the
-//! evidence.
+//! evidence. A finding decided while its connection goes on (a refused HTTP/2 stream) learns
+//! that at the connection's end (the verdict stage holds it until then).
 
 use crate::decode::{Tunnel, TunnelKind};
 use crate::flow::{ConnEnd, Dir};

@@ -4,6 +4,7 @@
 
 use super::advice::{ClientSide, advise};
 use super::exchanges::Exchanges;
+use super::goaways::GoAwayTally;
 use super::histogram::LogHistogram;
 use super::recommend::recommend;
 use crate::flow::{Closes, Dir};
@@ -17,7 +18,7 @@ const MAX_IDLE_SAMPLES: usize = 4096;
 const MAX_KEEP_ALIVE_VALUES: usize = 8;
 
 /// A bijective mix of a connection id (splitmix64's finalizer): distinct ids, distinct ranks.
-fn sample_rank(id: u64) -> u64 {
+pub(super) fn sample_rank(id: u64) -> u64 {
     let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -71,14 +72,18 @@ impl IdleTally {
 
     fn median(&mut self) -> Option<f64> {
         self.trim();
-        let mut s: Vec<f64> = self.samples.iter().map(|&(_, v)| v).collect();
-        s.sort_by(f64::total_cmp);
-        let n = s.len();
-        match n {
-            0 => None,
-            _ if n % 2 == 1 => Some(s[n / 2]),
-            _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
-        }
+        median_of(self.samples.iter().map(|&(_, v)| v).collect())
+    }
+}
+
+/// The median of `s` (None when empty).
+pub(super) fn median_of(mut s: Vec<f64>) -> Option<f64> {
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
     }
 }
 
@@ -102,6 +107,8 @@ pub(crate) struct EndpointTally {
     /// `reset_unanswered` findings that were the keep-alive race: the server closed its idle
     /// socket with the request unread and its kernel answered with RST.
     pub idle_resets: u64,
+    /// HTTP/2: the server's GOAWAYs.
+    pub goaways: Option<Box<GoAwayTally>>,
     /// The idle closes, and the idle times before clients reused connections, in bins.
     pub idle_hist: LogHistogram,
     pub reuse_hist: LogHistogram,
@@ -124,6 +131,7 @@ impl EndpointTally {
             race_idle_max: None,
             by_outcome: BTreeMap::new(),
             idle_resets: 0,
+            goaways: None,
             idle_hist: LogHistogram::default(),
             reuse_hist: LogHistogram::default(),
             server_software: BTreeSet::new(),
@@ -142,6 +150,9 @@ impl EndpointTally {
         self.requests += u64::from(ex.requests);
         self.responses += u64::from(ex.responses);
         self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle());
+        if let Some(g) = ex.h2.as_ref().and_then(|h| h.sample) {
+            self.goaways.get_or_insert_default().add(&g, conn);
+        }
         let idle = idle_close(ex, closes, client);
         if let Some(idle) = idle {
             self.idle.add(idle, conn);
@@ -176,7 +187,11 @@ impl EndpointTally {
         *self.by_kind.entry(f.kind.as_str()).or_default() += 1;
         *self.by_outcome.entry(f.outcome.as_str()).or_default() += 1;
         self.idle_resets += u64::from(idle_reset);
-        if matches!(f.kind, Kind::CrossedFin | Kind::AfterFin) || idle_reset {
+        if matches!(
+            f.kind,
+            Kind::CrossedFin | Kind::AfterFin | Kind::CrossedGoaway
+        ) || idle_reset
+        {
             self.race_idle_max = max_opt(self.race_idle_max, f.idle_before_s);
         }
     }
@@ -200,6 +215,10 @@ impl EndpointTally {
         }
         self.idle_resets += other.idle_resets;
         self.race_idle_max = max_opt(self.race_idle_max, other.race_idle_max);
+        match (&mut self.goaways, other.goaways) {
+            (Some(a), Some(b)) => a.merge(*b),
+            (a, b) => *a = a.take().or(b),
+        }
         self.idle_hist.merge(&other.idle_hist);
         self.reuse_hist.merge(&other.reuse_hist);
         for s in other.server_software {
@@ -212,7 +231,8 @@ impl EndpointTally {
     /// proxy's side showed).
     fn into_stats(mut self, side: &ClientSide) -> (EndpointStats, Vec<String>) {
         let median = self.idle.median();
-        let sentences = recommend(&self, median);
+        let goaways = self.goaways.take().map(|g| g.stats());
+        let sentences = recommend(&self, median, goaways.as_ref());
         let recommendation = (!sentences.is_empty()).then(|| sentences.join(" "));
         let reuse_idle_histogram = self.reuse_hist.to_report();
         let advice = advise(&self, median, &reuse_idle_histogram, side);
@@ -233,6 +253,7 @@ impl EndpointTally {
             keep_alive: self.keep_alive,
             findings: self.findings,
             by_kind: self.by_kind,
+            goaways,
             recommendation,
             server_software: self.server_software,
             idle_close_histogram: self.idle_hist.to_report(),

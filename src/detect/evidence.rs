@@ -112,6 +112,9 @@ pub(crate) fn describe(
             client.at.frame
         ),
         Verdict::UnansweredAtEnd => "No response, FIN or RST from the server before the capture (or the connection's tracking) ended.".to_string(),
+        Verdict::CrossedGoaway { .. } | Verdict::AfterGoaway { .. } | Verdict::RefusedStream { .. } => {
+            super::h2::describe(v, req, rel)
+        }
     };
     if let (Some(super::verdict::PeerClose::Fin(_)), Some(r)) = (v.peer_close(), server_rst)
         && v.kind().is_finding()

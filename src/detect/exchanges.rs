@@ -5,6 +5,7 @@
 //! them are counted (`untracked`) until the responses catch up, so that responses still answer
 //! the requests in order, and get no verdict.
 
+use super::h2::H2Exchanges;
 use super::ladder::{Trace, Traced};
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
@@ -98,6 +99,25 @@ impl PendingQueue {
         true
     }
 
+    /// Position of the request on HTTP/2 stream `stream`.
+    pub fn position_of_stream(&self, stream: u32) -> Option<usize> {
+        self.as_slice()
+            .iter()
+            .position(|p| p.identity.stream == Some(stream))
+    }
+
+    /// Take the `i`-th request waiting (an HTTP/2 stream answered or reset out of order).
+    pub fn remove(&mut self, i: usize) -> Option<PendingRequest> {
+        if i >= self.len() {
+            return None;
+        }
+        let r = self.items.remove(self.head as usize + i);
+        if self.is_empty() {
+            *self = PendingQueue::default();
+        }
+        Some(r)
+    }
+
     /// All the requests waiting, oldest first (the queue is emptied).
     pub fn take_all(&mut self) -> impl Iterator<Item = PendingRequest> {
         let PendingQueue { items, head } = std::mem::take(self);
@@ -143,6 +163,8 @@ pub struct Exchanges {
     /// direction first): how many client bytes each one's segment acknowledged (out of line:
     /// rare).
     early_responses: ThinVec<i64>,
+    /// HTTP/2: the server's GOAWAYs (out of line: most connections have none).
+    pub(super) h2: Option<Box<H2Exchanges>>,
     /// The connection's last segments, when the flow stage traces them (the flight recorder;
     /// out of line: none otherwise).
     pub(super) trace: Option<Box<Trace>>,
@@ -167,6 +189,7 @@ impl Default for Exchanges {
             server_desync: false,
             close_signal: None,
             early_responses: ThinVec::new(),
+            h2: None,
             trace: None,
         }
     }
@@ -268,7 +291,23 @@ impl Exchanges {
         self.responses = self.responses.saturating_add(1);
         self.in_response = true;
         self.last_response_close = r.closes_connection;
-        self.pop_pending()
+        match r.stream {
+            // HTTP/2: the request on the same stream
+            Some(s) => match self.pending.position_of_stream(s) {
+                Some(i) => self.pending.remove(i).is_some(),
+                None if self.untracked > 0 => {
+                    self.untracked -= 1;
+                    true
+                }
+                None => false,
+            },
+            None => self.pop_pending(),
+        }
+    }
+
+    /// A final response began and has not ended.
+    pub(super) fn in_response(&self) -> bool {
+        self.in_response
     }
 
     /// A response with no request waiting: its request may come later in the capture, the

@@ -18,6 +18,8 @@ mod connection;
 mod endpoints;
 mod evidence;
 mod exchanges;
+mod goaways;
+mod h2;
 mod histogram;
 mod ladder;
 mod recommend;
@@ -48,6 +50,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use verdict::Verdict;
 
 /// Counters of the application and detect stages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -146,6 +149,9 @@ pub struct Detector {
     out: Records,
     /// Warnings about the input (framing broken by its sender), with the frame they are about.
     warnings: Vec<(FrameRef, String)>,
+    /// Connections with findings decided before their end (refused HTTP/2 streams), and the
+    /// direction their client sent.
+    open: FxHashMap<u64, Dir>,
     /// The capture time of the analysis.
     now: Timestamp,
     /// The most requests waiting on one connection, and the pending requests looked at for
@@ -255,9 +261,24 @@ impl Detector {
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
-            AppEvent::Closing { dir, close } if dir != client => {
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: None,
+            } if dir != client => {
                 ex.close_signal.get_or_insert(Box::new(close));
             }
+            AppEvent::Closing {
+                dir,
+                close,
+                goaway: Some(g),
+            } if dir != client => h2::on_goaway(ex, conn, close, g),
+            AppEvent::StreamReset {
+                dir,
+                stream,
+                error,
+                reset,
+            } if dir != client => self.on_stream_reset(conn, ex, stream, error, reset),
             _ => {}
         }
     }
@@ -280,7 +301,9 @@ impl Detector {
             seq: first.seq_at(r.start),
             ack: first.ack,
             ack_off: first.ack_off,
-            key: tls::retry_key(&r.identity).unwrap_or_else(|| retry_key(&r.identity)),
+            key: tls::retry_key(&r.identity)
+                .or_else(|| h2::retry_key(&r.identity, conn.id))
+                .unwrap_or_else(|| retry_key(&r.identity)),
             identity: r.identity,
             idle_before: idle_before.flatten(),
             retransmissions: 0,
@@ -357,7 +380,14 @@ impl Detector {
                 .add_server_software(software);
         }
         // the request it answers, if one was waiting (and tracked)
-        if let Some(p) = ex.pending.front() {
+        let answered = match r.stream {
+            Some(stream) => ex
+                .pending
+                .position_of_stream(stream)
+                .map(|i| &ex.pending.as_slice()[i]),
+            None => ex.pending.front(),
+        };
+        if let Some(p) = answered {
             self.front(conn, client, p, Answer::Response(r.status), r.first.at);
         }
         if !ex.on_final_response(r) && !ex.wait_for_request(at.ack_off) {
@@ -368,6 +398,12 @@ impl Detector {
     /// A connection ended: give its unanswered requests their verdicts (for the verdict stage)
     /// and add it to the endpoint statistics.
     pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges) {
+        if let Some(client) = self.open.remove(&end.conn.id) {
+            // its findings decided before its end learn where it was captured
+            let c = connection::connection_info(end, client);
+            let note = connection::describe_capture(&c, end.tunnel.as_ref().map(|(_, t)| t));
+            self.out.ended.push((end.conn.id, c, note));
+        }
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
         };
@@ -415,7 +451,8 @@ impl Detector {
                     (c, note)
                 })
                 .clone();
-            let verdict = verdict::decide(&req, &closes, client);
+            let verdict = h2::goaway_verdict(&req, ex.h2.as_deref())
+                .unwrap_or_else(|| verdict::decide(&req, &closes, client));
             if let Some(c) = verdict.peer_close() {
                 self.front(conn, client, &req, Answer::Closed, c.event().at);
             }
@@ -438,9 +475,53 @@ impl Detector {
                 alert_before_fin: by_signal.then_some(end.closes.fin[server]),
                 connection,
                 capture_note,
+                open: false,
                 req,
             });
         }
+    }
+
+    /// Give `req` of connection `conn` its verdict while the connection goes on (a refused
+    /// HTTP/2 stream): its finding learns at the connection's end where it was captured.
+    fn judge_open(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        req: PendingRequest,
+        verdict: Verdict,
+        ex: &Exchanges,
+    ) {
+        let server = client.other();
+        let rel = RelativeSeq {
+            client: i64::from(conn.from_syn[client]),
+            server: i64::from(conn.from_syn[server]),
+        };
+        self.open.insert(conn.id, client);
+        if let Some(c) = verdict.peer_close() {
+            self.front(conn, client, &req, Answer::Closed, c.event().at);
+        }
+        let ladder = ex
+            .trace
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.ladder(client, rel, &conn.handshake));
+        self.out.failures.push(FailedRequest {
+            verdict,
+            ladder,
+            server_rst: None,
+            rel,
+            conn: conn.id,
+            client: conn.addrs[client],
+            server: conn.addrs[server],
+            syn: conn.handshake.syn,
+            client_turn: conn.handshake.client_turn(),
+            untracked_after: u64::from(ex.untracked),
+            alert_before_fin: None,
+            connection: ConnectionInfo::new(conn.id, conn.addrs[client], conn.addrs[server]),
+            capture_note: String::new(),
+            open: true,
+            req,
+        });
     }
 
     /// End of the analysis: the endpoint statistics to merge ([`merge_endpoints`]).

@@ -57,6 +57,9 @@ pub(crate) struct FailedRequest {
     pub capture_note: String,
     /// The connection's last segments as a ladder (when the flow stage traced them).
     pub ladder: Option<Ladder>,
+    /// Decided while its connection goes on: the finding waits for the connection's end
+    /// (`Records::ended`) to say where it was captured.
+    pub open: bool,
 }
 
 impl FailedRequest {
@@ -121,6 +124,9 @@ pub struct Records {
     pub(crate) failures: Vec<FailedRequest>,
     /// Requests with their answers (or closes), for the client leg.
     pub(crate) fronts: Vec<super::client_leg::FrontExchange>,
+    /// Connections that had findings before their end, ended: their description and the
+    /// sentences on where they were captured.
+    pub(crate) ended: Vec<(u64, ConnectionInfo, String)>,
 }
 
 impl Records {
@@ -130,6 +136,7 @@ impl Records {
         self.idle_closes.clear();
         self.failures.clear();
         self.fronts.clear();
+        self.ended.clear();
     }
 
     /// Move `other`'s records to the end of these.
@@ -139,5 +146,6 @@ impl Records {
         self.idle_closes.append(&mut other.idle_closes);
         self.failures.append(&mut other.failures);
         self.fronts.append(&mut other.fronts);
+        self.ended.append(&mut other.ended);
     }
 }

@@ -94,6 +94,7 @@ fn request(
         body_len: Some(0),
         request_id: None,
         tls: None,
+        stream: None,
     };
     send(d, c, ex, identity, (start, f, ack_off));
 }
@@ -132,6 +133,7 @@ fn response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
         interim: false,
         closes_connection: false,
         keep_alive: Some("timeout=1".into()),
+        stream: None,
         server: None,
     };
     d.on_message(c, ex, AppEvent::Response(r), &m);
@@ -481,6 +483,7 @@ fn a_server_alert_before_its_fin_is_the_close() {
         AppEvent::Closing {
             dir: Dir::Rev,
             close: alert,
+            goaway: None,
         },
         &alert,
     );
@@ -757,4 +760,256 @@ mod bounds {
             }
         }
     }
+}
+
+// ---- HTTP/2 ----
+
+fn h2_identity(method: &str, target: &str, stream: u32) -> Identity {
+    Identity {
+        method: method.into(),
+        target: target.into(),
+        host: Some("h".into()),
+        body_len: Some(0),
+        request_id: None,
+        tls: None,
+        stream: Some(stream),
+    }
+}
+
+/// The client's HEADERS for `request` ("METHOD target", or "" for a head not decoded) on
+/// `stream` at client offset `start`, sent in frame `f` carrying `ack_off`.
+fn h2_request(
+    d: &mut Detect,
+    c: &ConnMeta,
+    ex: &mut Exchanges,
+    request: &str,
+    stream: u32,
+    at_ack: (i64, FrameRef, i64),
+) {
+    let (method, target) = request.split_once(' ').unwrap_or(("", ""));
+    send(d, c, ex, h2_identity(method, target, stream), at_ack);
+}
+
+fn h2_response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, stream: u32, m: SegMeta) {
+    let r = Response {
+        dir: Dir::Rev,
+        start: m.off,
+        first: m,
+        status: 200,
+        interim: false,
+        closes_connection: false,
+        keep_alive: None,
+        stream: Some(stream),
+        server: None,
+    };
+    d.on_message(c, ex, AppEvent::Response(r), &m);
+    d.on_message(c, ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
+}
+
+fn goaway(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, g: CloseEvent, last_stream: u32) {
+    let ev = AppEvent::Closing {
+        dir: Dir::Rev,
+        close: g,
+        goaway: Some(crate::app::GoAway {
+            last_stream,
+            error: 0,
+        }),
+    };
+    d.on_message(c, ex, ev, &g);
+}
+
+/// Streams 1 and 3 answered out of order, 5 taken by the server (at or below the GOAWAY's
+/// last stream id 5) but unanswered when it closed, 7 crossed the GOAWAY, 9 was opened after
+/// the client had acknowledged it.
+#[test]
+fn goaway_decides_the_streams_above_its_last_stream_id() {
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
+    let c = conn(1, 1000);
+    let mut ex = Exchanges::default();
+    h2_request(&mut d, &c, &mut ex, "GET /1", 1, (24, at(4, 0.1), 9));
+    h2_request(&mut d, &c, &mut ex, "GET /3", 3, (60, at(5, 0.2), 9));
+    h2_response(&mut d, &c, &mut ex, 3, close(at(6, 0.3), 9, Some(100)));
+    h2_response(&mut d, &c, &mut ex, 1, close(at(7, 0.4), 50, Some(100)));
+    h2_request(&mut d, &c, &mut ex, "POST /5", 5, (100, at(8, 1.0), 90));
+    // the GOAWAY at server offset 200 acknowledges stream 5's HEADERS, not stream 7's
+    let g = close(at(9, 2.0), 200, Some(140));
+    goaway(&mut d, &c, &mut ex, g, 5);
+    h2_request(&mut d, &c, &mut ex, "GET /7", 7, (140, at(10, 2.001), 90));
+    h2_request(&mut d, &c, &mut ex, "GET /9", 9, (180, at(12, 2.05), 217));
+    let fin = close(at(13, 2.1), 217, Some(220));
+    d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(9.0));
+    d.finish();
+    let mut r = d.take_ready();
+    r.sort_by_key(|f| f.request.frame);
+    let got: Vec<_> = r
+        .iter()
+        .map(|f| (f.request.target.as_str(), f.request.stream, f.kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/5", Some(5), Kind::ClosedUnanswered),
+            ("/7", Some(7), Kind::CrossedGoaway),
+            ("/9", Some(9), Kind::AfterGoaway),
+        ]
+    );
+    let crossed = &r[1];
+    let pc = crossed.peer_close.as_ref().unwrap();
+    assert_eq!((pc.close_type, pc.frame), ("goaway", 9));
+    let h2 = pc.h2.as_ref().unwrap();
+    assert_eq!((h2.last_stream_id, h2.error), (Some(5), "NO_ERROR"));
+    assert!(
+        crossed.evidence.contains("last stream 5, NO_ERROR"),
+        "{}",
+        crossed.evidence
+    );
+    assert!(
+        crossed.evidence.contains("crossed in flight"),
+        "{}",
+        crossed.evidence
+    );
+    assert!(r[2].evidence.contains("a client bug"), "{}", r[2].evidence);
+    assert_eq!(r[0].peer_close.as_ref().unwrap().close_type, "fin");
+}
+
+#[test]
+fn refused_stream_is_decided_at_once_and_its_retry_found() {
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
+    let c = conn(1, 1000);
+    let mut ex = Exchanges::default();
+    // history for the retry matcher's rarity test
+    h2_request(&mut d, &c, &mut ex, "GET /lead-in", 1, (24, at(2, 0.0), 9));
+    h2_response(&mut d, &c, &mut ex, 1, close(at(3, 0.01), 9, Some(60)));
+    h2_request(&mut d, &c, &mut ex, "GET /a", 3, (60, at(4, 1.0), 9));
+    let reset = close(at(5, 1.01), 9, Some(100));
+    let ev = AppEvent::StreamReset {
+        dir: Dir::Rev,
+        stream: 3,
+        error: crate::app::h2::REFUSED_STREAM,
+        reset,
+    };
+    d.on_message(&c, &mut ex, ev, &reset);
+    assert!(ex.pending.is_empty(), "the stream's request is decided");
+    // the retry, on another connection
+    let c2 = conn(2, 1001);
+    let mut ex2 = Exchanges::default();
+    h2_request(&mut d, &c2, &mut ex2, "GET /a", 1, (24, at(8, 1.012), 9));
+    d.tick(secs(5.0));
+    let f = one(&mut d);
+    assert_eq!(f.kind, Kind::RefusedStream);
+    assert_eq!(f.outcome, Outcome::Retried, "{f:?}");
+    assert_eq!(f.peer_close.as_ref().unwrap().close_type, "rst_stream");
+    assert!(
+        f.evidence.contains("REFUSED_STREAM (frame 5)"),
+        "{}",
+        f.evidence
+    );
+}
+
+#[test]
+fn other_stream_resets_and_client_resets_give_no_verdict() {
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
+    let c = conn(1, 1000);
+    let mut ex = Exchanges::default();
+    h2_request(&mut d, &c, &mut ex, "GET /a", 1, (24, at(4, 1.0), 9));
+    h2_request(&mut d, &c, &mut ex, "GET /b", 3, (60, at(5, 1.0), 9));
+    let reset = close(at(6, 1.01), 9, Some(60));
+    for (dir, stream) in [(Dir::Rev, 1), (Dir::Fwd, 3)] {
+        let ev = AppEvent::StreamReset {
+            dir,
+            stream,
+            error: 0x8,
+            reset,
+        };
+        d.on_message(&c, &mut ex, ev, &reset);
+    }
+    // the server's CANCEL ended stream 1; the client's own reset of 3 leaves it waiting
+    let left: Vec<_> = ex
+        .pending
+        .as_slice()
+        .iter()
+        .map(|p| p.identity.stream)
+        .collect();
+    assert_eq!(left, [Some(3)]);
+}
+
+#[test]
+fn undecoded_heads_are_named_by_their_stream_and_never_matched() {
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
+    let mut findings = Vec::new();
+    for (id, port) in [(1, 1000), (2, 1001)] {
+        let c = conn(id, port);
+        let mut ex = Exchanges::default();
+        h2_request(&mut d, &c, &mut ex, "", 3, (24, at(id * 10, id as f64), 9));
+        let fin = close(at(id * 10 + 1, id as f64 - 0.001), 9, Some(24));
+        d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(id as f64));
+    }
+    d.finish();
+    findings.extend(d.take_ready());
+    assert_eq!(findings.len(), 2);
+    for f in &findings {
+        assert_eq!(f.request.method, "HTTP/2");
+        assert_eq!(f.request.target, "stream 3 (head not decoded)");
+        assert_eq!(f.outcome, Outcome::Lost);
+    }
+}
+
+#[test]
+fn goaways_by_cause_per_endpoint() {
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
+    // three connections capped after 2 requests: GOAWAY right after the second response
+    for id in 1..=3u64 {
+        let c = conn(id, 1000 + id as u16);
+        let mut ex = Exchanges::default();
+        let t = id as f64 * 10.0;
+        for (i, s) in [1u32, 3].into_iter().enumerate() {
+            let ft = t + i as f64;
+            h2_request(
+                &mut d,
+                &c,
+                &mut ex,
+                "GET /x",
+                s,
+                (24 + 40 * i as i64, at(id * 100 + 2 * i as u64, ft), 9),
+            );
+            h2_response(
+                &mut d,
+                &c,
+                &mut ex,
+                s,
+                close(
+                    at(id * 100 + 2 * i as u64 + 1, ft + 0.01),
+                    9 + 50 * i as i64,
+                    Some(64 + 40 * i as i64),
+                ),
+            );
+        }
+        let g = close(at(id * 100 + 9, t + 1.011), 120, Some(104));
+        goaway(&mut d, &c, &mut ex, g, 3);
+        d.finish_conn(
+            &end_of(
+                &c,
+                None,
+                Some(close(at(id * 100 + 10, t + 1.02), 137, Some(104))),
+                None,
+            ),
+            &mut ex,
+            secs(t + 2.0),
+        );
+    }
+    // one idle for 2 s after its only request
+    let c = conn(9, 2000);
+    let mut ex = Exchanges::default();
+    h2_request(&mut d, &c, &mut ex, "GET /y", 1, (24, at(900, 50.0), 9));
+    h2_response(&mut d, &c, &mut ex, 1, close(at(901, 50.01), 9, Some(64)));
+    goaway(&mut d, &c, &mut ex, close(at(902, 52.01), 60, Some(64)), 1);
+    d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(53.0));
+    let (tallies, _) = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], FindingTally::default());
+    let g = eps[0].goaways.as_ref().unwrap();
+    assert_eq!(g.count, 4);
+    assert_eq!(g.requests_per_connection, Some(2));
+    assert_eq!(g.by_cause.get("request_limit"), Some(&3));
+    assert_eq!(g.by_cause.get("idle"), Some(&1));
+    assert!((g.idle.median_s.unwrap() - 2.0).abs() < 1e-6, "{g:?}");
 }

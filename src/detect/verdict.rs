@@ -7,8 +7,12 @@
 //! - an RST from the server before the request (by capture order and not acknowledging it), or
 //!   after it with no FIN; a FIN that acknowledged the request: the server closed unanswered;
 //! - the client's own close first, or no close at all, are not findings.
+//!
+//! HTTP/2 adds the GOAWAY in the role of the FIN for the streams above its last stream id, and
+//! the server's RST_STREAM with REFUSED_STREAM (see [`super::h2`]).
 
 use super::exchanges::PendingRequest;
+use crate::app::GoAway;
 use crate::flow::{CloseEvent, Closes, Dir};
 use crate::report::schema::Kind;
 
@@ -34,6 +38,14 @@ pub(crate) enum Verdict {
     ClientClosed { client: CloseEvent },
     /// No response and no close before the capture (or the connection's tracking) ended.
     UnansweredAtEnd,
+    /// HTTP/2: a stream above the server's GOAWAY's last stream id whose HEADERS did not
+    /// acknowledge the GOAWAY: they crossed in flight.
+    CrossedGoaway { goaway: CloseEvent, info: GoAway },
+    /// HTTP/2: a stream above the GOAWAY's last stream id, opened by HEADERS that
+    /// acknowledged the GOAWAY.
+    AfterGoaway { goaway: CloseEvent, info: GoAway },
+    /// HTTP/2: the server reset the stream with REFUSED_STREAM.
+    RefusedStream { reset: CloseEvent },
 }
 
 /// Which close of the server decided a verdict.
@@ -41,12 +53,18 @@ pub(crate) enum Verdict {
 pub(crate) enum PeerClose {
     Fin(CloseEvent),
     Rst(CloseEvent),
+    GoAway(CloseEvent, GoAway),
+    /// RST_STREAM with this error code.
+    RstStream(CloseEvent, u32),
 }
 
 impl PeerClose {
     pub fn event(self) -> CloseEvent {
         match self {
-            PeerClose::Fin(c) | PeerClose::Rst(c) => c,
+            PeerClose::Fin(c)
+            | PeerClose::Rst(c)
+            | PeerClose::GoAway(c, _)
+            | PeerClose::RstStream(c, _) => c,
         }
     }
 
@@ -54,6 +72,8 @@ impl PeerClose {
         match self {
             PeerClose::Fin(_) => "fin",
             PeerClose::Rst(_) => "rst",
+            PeerClose::GoAway(..) => "goaway",
+            PeerClose::RstStream(..) => "rst_stream",
         }
     }
 }
@@ -70,6 +90,9 @@ impl Verdict {
             | Verdict::ClientClosedThenRst { .. }
             | Verdict::ClientClosed { .. } => Kind::ClientClosed,
             Verdict::UnansweredAtEnd => Kind::UnansweredAtEnd,
+            Verdict::CrossedGoaway { .. } => Kind::CrossedGoaway,
+            Verdict::AfterGoaway { .. } => Kind::AfterGoaway,
+            Verdict::RefusedStream { .. } => Kind::RefusedStream,
         }
     }
 
@@ -83,6 +106,12 @@ impl Verdict {
             Verdict::AfterRst { rst }
             | Verdict::ResetUnanswered { rst }
             | Verdict::ClientClosedThenRst { rst, .. } => Some(PeerClose::Rst(rst)),
+            Verdict::CrossedGoaway { goaway, info } | Verdict::AfterGoaway { goaway, info } => {
+                Some(PeerClose::GoAway(goaway, info))
+            }
+            Verdict::RefusedStream { reset } => {
+                Some(PeerClose::RstStream(reset, crate::app::h2::REFUSED_STREAM))
+            }
             Verdict::ClientClosed { .. } | Verdict::UnansweredAtEnd => None,
         }
     }

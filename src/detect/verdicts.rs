@@ -17,11 +17,16 @@ use super::retry::{self, Decided, RetryMatcher};
 use super::tls;
 use super::verdict;
 use crate::flow::FrameRef;
-use crate::report::schema::{CloseInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo};
+use crate::report::schema::{
+    CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
+};
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// Findings held back at most per connection (beyond, they go on without the capture's
+/// tunnel and NAT).
+const MAX_HELD: usize = 1024;
 /// (client, server) pairs whose idle closes are remembered at most.
 const MAX_IDLE_PAIRS: usize = 1 << 16;
 
@@ -48,6 +53,9 @@ pub struct Verdicts {
     found: FindingTally,
     /// The capture time of the epoch being taken.
     now: Timestamp,
+    /// Connections with findings decided before their end: the findings already final, held
+    /// until the end says where the connection was captured.
+    open: FxHashMap<u64, Vec<Finding>>,
 }
 
 impl Verdicts {
@@ -61,6 +69,7 @@ impl Verdicts {
             legs: ClientLegs::shared(1, inputs.clone(), final_s),
             found: FindingTally::default(),
             now: Timestamp::default(),
+            open: FxHashMap::default(),
             inputs,
             retries: RetryMatcher::new(cfg.retry_window, settle),
             awaiting: FxHashMap::default(),
@@ -139,7 +148,39 @@ impl Verdicts {
         for f in records.failures.drain(..) {
             self.on_failure(f);
         }
+        records.ended.sort_unstable_by_key(|e| e.0);
+        for (conn, connection, note) in records.ended.drain(..) {
+            self.conn_ended(conn, &connection, &note);
+        }
         records.clear();
+    }
+
+    /// Connection `conn`, which had findings before its end, ended: its findings, waiting and
+    /// held, learn where it was captured; those held go on.
+    fn conn_ended(&mut self, conn: u64, connection: &ConnectionInfo, note: &str) {
+        let Some(held) = self.open.remove(&conn) else {
+            return;
+        };
+        let complete = |f: &mut Finding| {
+            f.connection = connection.clone();
+            f.evidence.push_str(note);
+        };
+        for ((c, _), a) in self.awaiting.iter_mut() {
+            if *c == conn {
+                complete(&mut a.finding);
+            }
+        }
+        for mut f in held {
+            complete(&mut f);
+            self.hand_to_legs(f);
+        }
+    }
+
+    /// A final finding goes to the client leg.
+    fn hand_to_legs(&mut self, f: Finding) {
+        if let Ok(mut legs) = self.legs.lock() {
+            legs.add_final(0, f, self.now);
+        }
     }
 
     fn on_failure(&mut self, f: FailedRequest) {
@@ -150,6 +191,9 @@ impl Verdicts {
             tls::close_by_alert(&mut finding, fin);
         }
         finding.evidence.push_str(&f.capture_note);
+        if f.open {
+            self.open.entry(f.conn).or_default();
+        }
         self.retries.on_failure(&f.failure());
         self.awaiting.insert(
             (f.conn, f.req.index),
@@ -180,7 +224,8 @@ impl Verdicts {
                 super::exchanges::MAX_PENDING
             ));
         }
-        let (method, target) = tls::request_name(&req.identity, req.index);
+        let (method, target) = super::h2::request_name(&req.identity)
+            .unwrap_or_else(|| tls::request_name(&req.identity, req.index));
         Finding {
             kind: verdict.kind(),
             outcome: Outcome::Lost,
@@ -196,6 +241,7 @@ impl Verdicts {
                 ack: req.ack.map(|a| a.0),
                 retransmissions: req.retransmissions,
                 tls: req.identity.tls.as_deref().map(tls::request_info),
+                stream: req.identity.stream,
             },
             connection: f.connection.clone(),
             peer_close: peer_close.map(|p| {
@@ -208,6 +254,7 @@ impl Verdicts {
                     seq: c.seq.0,
                     ack: c.ack.map(|a| a.0),
                     acks_request: verdict::acks_request(&c, req),
+                    h2: super::h2::close_info(p),
                 }
             }),
             rst: server_rst.map(|r| RstInfo {
@@ -264,8 +311,10 @@ impl Verdicts {
             }
         }
         f.idle_race = a.idle_reset;
-        if let Ok(mut legs) = self.legs.lock() {
-            legs.add_final(0, f, self.now);
+        // held while its connection goes on
+        match self.open.get_mut(&f.connection.id) {
+            Some(held) if held.len() < MAX_HELD => held.push(f),
+            _ => self.hand_to_legs(f),
         }
     }
 
@@ -287,6 +336,11 @@ impl Verdicts {
         // at the end of the input, after the last progress reported
         self.now = Timestamp::from_nanos(self.now.0.saturating_add(1));
         self.take_decided();
+        // every connection has ended by now
+        let held: Vec<Finding> = self.open.drain().flat_map(|(_, h)| h).collect();
+        for f in held {
+            self.hand_to_legs(f);
+        }
         self.take_from_legs(None);
         std::mem::take(&mut self.found)
     }

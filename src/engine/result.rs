@@ -1,5 +1,6 @@
 //! The results of analysing the input or a shard of it, and their merge into the report.
 
+use crate::app::h2::H2Stats;
 use crate::app::tls::TlsStats;
 use crate::capture::Warning;
 use crate::detect::{DetectStats, EndpointTally, FindingTally, merge_endpoints};
@@ -44,6 +45,7 @@ pub struct ShardResult {
     /// What the final findings add to their servers' statistics (the verdict stage's).
     pub(super) found: FindingTally,
     pub(super) tls: TlsStats,
+    pub(super) h2: H2Stats,
 }
 
 impl ShardResult {
@@ -129,6 +131,7 @@ impl ShardResult {
         self.detect.add(&p.detect);
         self.tls.add(&p.tls);
         self.found.absorb(p.found);
+        self.h2.add(&p.h2);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
@@ -231,6 +234,7 @@ fn build_report(
         tcp: p.flow,
         http: p.detect,
         tls: p.tls,
+        http2: p.h2,
         warnings,
         capture: None,
         provenance: None,

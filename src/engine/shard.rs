@@ -218,6 +218,8 @@ impl Shard {
         self.result.flow = self.table.stats().clone();
         self.result.detect = self.detector.stats().clone();
         self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
+        self.result.h2 = std::mem::take(&mut self.scratch.h2);
+        self.result.h2.add(&self.scratch.tls.h2);
         let records = std::mem::take(self.detector.records());
         (std::mem::take(&mut self.result), records)
     }

@@ -4,6 +4,7 @@
 //! (schemars; doc comments become descriptions): a field added here is in `schema/` once the
 //! files are regenerated (`UPDATE_GOLDEN=1 cargo test --test schema`).
 
+pub use crate::app::h2::H2Stats;
 pub use crate::app::tls::TlsStats;
 pub use crate::capture::Warning;
 pub use crate::detect::DetectStats;
@@ -26,17 +27,26 @@ pub enum Kind {
     AfterRst,
     ResetUnanswered,
     ClosedUnanswered,
+    /// HTTP/2: a stream above the GOAWAY's last stream id whose HEADERS crossed the GOAWAY.
+    CrossedGoaway,
+    /// HTTP/2: a stream opened by a client that had already acknowledged the GOAWAY.
+    AfterGoaway,
+    /// HTTP/2: the server reset the stream with REFUSED_STREAM.
+    RefusedStream,
     UnansweredAtEnd,
     ClientClosed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::CrossedFin,
         Kind::AfterFin,
         Kind::AfterRst,
         Kind::ResetUnanswered,
         Kind::ClosedUnanswered,
+        Kind::CrossedGoaway,
+        Kind::AfterGoaway,
+        Kind::RefusedStream,
         Kind::UnansweredAtEnd,
         Kind::ClientClosed,
     ];
@@ -48,6 +58,9 @@ impl Kind {
             Kind::AfterRst => "after_rst",
             Kind::ResetUnanswered => "reset_unanswered",
             Kind::ClosedUnanswered => "closed_unanswered",
+            Kind::CrossedGoaway => "crossed_goaway",
+            Kind::AfterGoaway => "after_goaway",
+            Kind::RefusedStream => "refused_stream",
             Kind::UnansweredAtEnd => "unanswered_at_end",
             Kind::ClientClosed => "client_closed",
         }
@@ -210,6 +223,9 @@ pub struct RequestInfo {
     /// The request came inside TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsRequestInfo>,
+    /// HTTP/2: the request's stream id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u32>,
 }
 
 /// What TLS tells of a request.
@@ -328,13 +344,14 @@ pub struct TunnelLayerInfo {
     pub id: Option<u32>,
 }
 
-/// The server's FIN or RST that decided the verdict.
+/// The server's FIN or RST (or HTTP/2 GOAWAY, RST_STREAM) that decided the verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct CloseInfo {
     /// "fin" or "rst"; "tls_alert": the server's TLS alert (such as close_notify) that came
-    /// before its FIN, taken as its close.
+    /// before its FIN, taken as its close; "goaway", "rst_stream": the server's HTTP/2 GOAWAY
+    /// or RST_STREAM frame (the segment of its first byte).
     #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["fin", "rst", "tls_alert"]))]
+    #[schemars(extend("enum" = ["fin", "rst", "tls_alert", "goaway", "rst_stream"]))]
     pub close_type: &'static str,
     pub file: String,
     pub frame: u64,
@@ -343,6 +360,20 @@ pub struct CloseInfo {
     pub ack: Option<u32>,
     /// Did its acknowledgement cover the request's first byte (the server had received it)?
     pub acks_request: bool,
+    /// HTTP/2 (types "goaway" and "rst_stream"): what the frame said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2: Option<H2CloseInfo>,
+}
+
+/// What the server's GOAWAY or RST_STREAM frame said.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct H2CloseInfo {
+    /// GOAWAY: the highest stream id the server may have processed (streams above it were
+    /// not: safe to retry).
+    pub last_stream_id: Option<u32>,
+    pub error_code: u32,
+    /// The error code's name ("NO_ERROR", "REFUSED_STREAM", ...).
+    pub error: &'static str,
 }
 
 /// The server's RST that followed the request.
@@ -396,6 +427,9 @@ pub struct EndpointStats {
     pub keep_alive: BTreeSet<String>,
     pub findings: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
+    /// HTTP/2: the server's GOAWAYs (present when it sent any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goaways: Option<GoAwayStats>,
     pub recommendation: Option<String>,
     /// Distinct `Server` header values in responses (the first 8 in sort order).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -490,6 +524,23 @@ pub struct WhatIf {
     /// Race findings on this endpoint and how many of them that timeout would have avoided.
     pub races: u64,
     pub races_avoided: u64,
+}
+
+/// An HTTP/2 server's GOAWAYs, one per connection (its first), by cause.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct GoAwayStats {
+    pub count: u64,
+    /// "idle" (no stream open: the connection had idled, see `idle`), "request_limit" (after
+    /// the same number of requests on most connections, see `requests_per_connection`),
+    /// "error" (an error code other than NO_ERROR, see `errors`), "other" (streams were open:
+    /// a shutdown). Of at most 4096 connections (a deterministic sample beyond that).
+    pub by_cause: BTreeMap<&'static str, u64>,
+    /// The idle time before the idle GOAWAYs.
+    pub idle: IdleCloses,
+    /// Inferred: the server sends GOAWAY after this many requests on a connection.
+    pub requests_per_connection: Option<u32>,
+    /// GOAWAYs with an error code, by its name.
+    pub errors: BTreeMap<&'static str, u64>,
 }
 
 /// Idle closes by the server: FINs with no request outstanding, after a keep-alive response.
@@ -601,6 +652,9 @@ pub struct Report {
     /// TLS counters (present when TLS was seen).
     #[serde(skip_serializing_if = "TlsStats::is_empty")]
     pub tls: TlsStats,
+    /// HTTP/2 counters (present when HTTP/2 was seen).
+    #[serde(skip_serializing_if = "H2Stats::is_empty")]
+    pub http2: H2Stats,
     /// Problems with the input (the first 100; `summary.warnings` counts all).
     pub warnings: Vec<Warning>,
     /// Live capture only.

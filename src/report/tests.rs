@@ -86,6 +86,7 @@ fn close(close_type: &'static str, frame: u64, ms: f64, acks_request: bool) -> C
         seq: 1_000_000 + frame as u32,
         ack: Some(2_000_000),
         acks_request,
+        h2: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn finding(kind: Kind, request: &str, host: Option<&str>, frame: u64, client_por
             ack: Some(1_000_000),
             retransmissions: 0,
             tls: None,
+            stream: None,
         },
         connection: ConnectionInfo::new(
             u64::from(client_port),
@@ -220,6 +222,7 @@ fn report(inputs: &[&str], packets: u64, findings: Vec<Finding>, info: Vec<Findi
         tcp: FlowStats::default(),
         http: DetectStats::default(),
         tls: Default::default(),
+        http2: Default::default(),
         warnings: Vec::new(),
         capture: None,
         provenance: None,

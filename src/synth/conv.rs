@@ -151,6 +151,11 @@ impl Conversation {
         self.cfg.auto_ack = delay;
     }
 
+    /// The largest payload of the segments [`Conversation::send`] makes from now on.
+    pub fn set_mss(&mut self, mss: u16) {
+        self.cfg.mss = mss;
+    }
+
     pub fn set_rst_reply(&mut self, form: RstReplyForm) {
         self.cfg.rst_reply = form;
     }

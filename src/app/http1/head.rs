@@ -478,10 +478,10 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
 }
 
 /// Bytes of a `Server` header kept.
-const MAX_SERVER_LEN: usize = 64;
+pub(crate) const MAX_SERVER_LEN: usize = 64;
 
 /// The request identity a header carries, if it is one of [`IdHeader`]s with a usable value.
-fn request_id_of(name: &str, value: &[u8]) -> Option<RequestId> {
+pub(crate) fn request_id_of(name: &str, value: &[u8]) -> Option<RequestId> {
     // every one of them starts with x or t: most headers are ruled out by their first byte
     if !matches!(name.as_bytes().first(), Some(b'x' | b'X' | b't' | b'T')) {
         return None;
@@ -529,7 +529,7 @@ pub(super) fn trim_ows(mut s: &[u8]) -> &[u8] {
 }
 
 /// A non-empty run of ASCII digits that fits in a u64.
-pub(super) fn parse_decimal(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }

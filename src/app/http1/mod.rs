@@ -20,6 +20,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use head::{MAX_SERVER_LEN, parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
 use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response};
@@ -189,6 +190,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
                 },
                 request_id: h.request_id,
                 tls: None,
+                stream: None,
             },
         }),
         HttpEvent::RequestEnd { body, .. } => AppEvent::RequestEnd { dir, body: *body },
@@ -200,6 +202,7 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             interim: (100..200).contains(&h.status) && h.status != 101,
             closes_connection: h.connection_close || h.version == 0,
             keep_alive: h.keep_alive.take(),
+            stream: None,
             server: h.server.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
@@ -209,6 +212,9 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             dir,
             anomaly: anomaly.map(|a| (a, take(reason))),
         },
-        HttpEvent::Tunnel { .. } => AppEvent::Tunnel { dir },
+        HttpEvent::Tunnel { offset } => AppEvent::Tunnel {
+            dir,
+            offset: *offset,
+        },
     }
 }

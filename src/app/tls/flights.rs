@@ -107,6 +107,7 @@ impl Flights {
             interim: false,
             closes_connection: false,
             keep_alive: None,
+            stream: None,
             server: None,
         }));
     }
@@ -136,5 +137,9 @@ pub fn closing_event(dir: Dir, start: i64, first: SegMeta) -> AppEvent {
         off: start,
         ..first
     };
-    AppEvent::Closing { dir, close }
+    AppEvent::Closing {
+        dir,
+        close,
+        goaway: None,
+    }
 }

@@ -7,9 +7,11 @@
 //! requests by the same sequence and acknowledgement numbers as on cleartext ones.
 //!
 //! Which inner analyzer reads the plaintext is chosen by ALPN ([`Inner::for_alpn`]): HTTP/1.x
-//! today. An HTTP/2 analyzer (ALPN `h2`) plugs in as another [`Proto`] variant: it takes the same
-//! `on_flow` calls and answers with the same [`AppEvent`]s.
+//! (no ALPN, `http/1.1`, `http/1.0`) or HTTP/2 (`h2`). Both take the same `on_flow` calls and
+//! answer with the same [`AppEvent`]s; the places of requests, responses, stream resets and
+//! GOAWAYs are mapped back to their records.
 
+use crate::app::h2::{self, H2Conn, H2Stats};
 use crate::app::http1::{self, Http1Conn};
 use crate::app::{AppEvent, TlsIdentity};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
@@ -22,8 +24,8 @@ const SPANS: usize = 64;
 /// The analyzers that can read plaintext inside TLS.
 #[derive(Debug)]
 enum Proto {
-    Http1(Http1Conn),
-    // Http2(h2::H2Conn): the HTTP/2 analyzer, for ALPN "h2"
+    Http1(Box<Http1Conn>),
+    Http2(Box<H2Conn>),
 }
 
 /// Where a record's plaintext lies in the plaintext stream, and where the record lies in the
@@ -50,19 +52,29 @@ pub struct Inner {
 impl Inner {
     /// The inner analyzer for the protocol ALPN chose (none chosen: HTTP/1.x); None when no
     /// analyzer reads it yet.
-    pub fn for_alpn(alpn: Option<&str>, conn: &ConnMeta, client: Dir) -> Option<Inner> {
+    pub fn for_alpn(
+        alpn: Option<&str>,
+        conn: &ConnMeta,
+        client: Dir,
+        h2_stats: &mut H2Stats,
+    ) -> Option<Inner> {
+        let conn = ConnMeta {
+            syn_client: Some(client),
+            from_syn: PerDir::new(true, true),
+            ..*conn
+        };
         let proto = match alpn {
-            None | Some("http/1.1" | "http/1.0") => Proto::Http1(Http1Conn::default()),
-            // "h2": hand the plaintext to the HTTP/2 analyzer here once it exists
+            None | Some("http/1.1" | "http/1.0") => Proto::Http1(Box::default()),
+            Some("h2") => {
+                let h = H2Conn::new(&conn, h2::Start::Tls);
+                h.count(h2_stats);
+                Proto::Http2(Box::new(h))
+            }
             Some(_) => return None,
         };
         Some(Inner {
             proto,
-            conn: ConnMeta {
-                syn_client: Some(client),
-                from_syn: PerDir::new(true, true),
-                ..*conn
-            },
+            conn,
             next: PerDir::default(),
             spans: PerDir::default(),
             http1: Vec::new(),
@@ -75,10 +87,10 @@ impl Inner {
     pub fn data(
         &mut self,
         dir: Dir,
-        start: i64,
-        first: SegMeta,
+        (start, first): (i64, SegMeta),
         plain: &[u8],
         tls: &TlsIdentity,
+        h2_stats: &mut H2Stats,
         out: &mut Vec<AppEvent>,
     ) {
         if plain.is_empty() {
@@ -91,17 +103,17 @@ impl Inner {
             bytes: plain,
             meta: first,
         };
-        self.run(&ev, tls, out);
+        self.run(&ev, tls, h2_stats, out);
     }
 
     /// `len` plaintext bytes of a record of `dir` could not be decrypted.
     pub fn gap(
         &mut self,
         dir: Dir,
-        start: i64,
-        first: SegMeta,
+        (start, first): (i64, SegMeta),
         len: u64,
         tls: &TlsIdentity,
+        h2_stats: &mut H2Stats,
         out: &mut Vec<AppEvent>,
     ) {
         let off = self.advance(dir, start, first, len);
@@ -111,17 +123,24 @@ impl Inner {
             len,
             meta: first,
         };
-        self.run(&ev, tls, out);
+        self.run(&ev, tls, h2_stats, out);
     }
 
     /// Direction `dir` ended (close_notify, or the TCP FIN) in segment `meta`.
-    pub fn eof(&mut self, dir: Dir, meta: SegMeta, tls: &TlsIdentity, out: &mut Vec<AppEvent>) {
+    pub fn eof(
+        &mut self,
+        dir: Dir,
+        meta: SegMeta,
+        tls: &TlsIdentity,
+        h2_stats: &mut H2Stats,
+        out: &mut Vec<AppEvent>,
+    ) {
         let ev = FlowEvent::Eof {
             dir,
             off: self.next[dir],
             meta,
         };
-        self.run(&ev, tls, out);
+        self.run(&ev, tls, h2_stats, out);
     }
 
     /// Note a record's place; returns the plaintext offset of its first byte.
@@ -140,13 +159,18 @@ impl Inner {
         plain
     }
 
-    fn run(&mut self, ev: &FlowEvent<'_>, tls: &TlsIdentity, out: &mut Vec<AppEvent>) {
+    fn run(
+        &mut self,
+        ev: &FlowEvent<'_>,
+        tls: &TlsIdentity,
+        h2_stats: &mut H2Stats,
+        out: &mut Vec<AppEvent>,
+    ) {
         self.events.clear();
+        let events = &mut self.events;
         match &mut self.proto {
-            Proto::Http1(h) => {
-                let events = &mut self.events;
-                h.on_flow(&self.conn, ev, &mut self.http1, &mut |e| events.push(e))
-            }
+            Proto::Http1(h) => h.on_flow(&self.conn, ev, &mut self.http1, &mut |e| events.push(e)),
+            Proto::Http2(h) => h.on_flow(&self.conn, ev, h2_stats, &mut |e| events.push(e)),
         }
         for mut e in self.events.drain(..) {
             match &mut e {
@@ -155,6 +179,17 @@ impl Inner {
                     r.identity.tls = Some(Box::new(tls.clone()));
                 }
                 AppEvent::Response(r) => (r.start, r.first) = locate(&self.spans[r.dir], r.start),
+                AppEvent::Closing { dir, close, .. }
+                | AppEvent::StreamReset {
+                    dir, reset: close, ..
+                } => {
+                    let (start, first) = locate(&self.spans[*dir], close.off);
+                    *close = SegMeta {
+                        seq: first.seq_at(start),
+                        off: start,
+                        ..first
+                    };
+                }
                 _ => {}
             }
             out.push(e);

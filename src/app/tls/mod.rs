@@ -86,6 +86,8 @@ impl TlsStats {
 pub struct TlsContext {
     pub keys: Keys,
     pub stats: TlsStats,
+    /// The counters of the HTTP/2 analysis of decrypted connections.
+    pub h2: crate::app::h2::H2Stats,
     /// The messages of the flow event being analysed (a buffer reused).
     events: Vec<AppEvent>,
 }
@@ -199,7 +201,7 @@ impl TlsConn {
             }
             FlowEvent::Eof { dir, meta, .. } => {
                 if let Some(Mode::Decrypting(_, Some(inner))) = &mut st.mode {
-                    inner.eof(dir, meta, &st.identity, out);
+                    inner.eof(dir, meta, &st.identity, &mut ctx.h2, out);
                 }
             }
             FlowEvent::Retransmit { .. } | FlowEvent::Segment { .. } => {}
@@ -314,7 +316,8 @@ impl State {
                 };
                 if inner.is_none() {
                     let client = self.client.unwrap_or(Dir::Fwd);
-                    match Inner::for_alpn(self.identity.alpn.as_deref(), conn, client) {
+                    let alpn = self.identity.alpn.as_deref();
+                    match Inner::for_alpn(alpn, conn, client, &mut ctx.h2) {
                         Some(i) => *inner = Some(Box::new(i)),
                         None => return self.fall_back(Undecrypted::NoInnerAnalyzer, ctx),
                     }
@@ -324,7 +327,14 @@ impl State {
                     ctx.stats.decrypted_connections += 1;
                 }
                 if let Some(i) = inner {
-                    i.data(dir, rec.start, rec.first, plain, &self.identity, out);
+                    i.data(
+                        dir,
+                        (rec.start, rec.first),
+                        plain,
+                        &self.identity,
+                        &mut ctx.h2,
+                        out,
+                    );
                 }
             }
             _ => {}
@@ -347,7 +357,14 @@ impl State {
         ctx.stats.undecrypted(why);
         let len = u64::from(rec.header.len).saturating_sub(cipher::TAG_LEN as u64);
         if let Some(Mode::Decrypting(_, Some(inner))) = &mut self.mode {
-            inner.gap(dir, rec.start, rec.first, len, &self.identity, out);
+            inner.gap(
+                dir,
+                (rec.start, rec.first),
+                len,
+                &self.identity,
+                &mut ctx.h2,
+                out,
+            );
         }
     }
 

@@ -105,11 +105,15 @@ impl<'a> FindingView<'a> {
         cols
     }
 
-    /// Method and target; a request inside TLS that was not decrypted is marked encrypted.
+    /// Method and target; a request inside TLS that was not decrypted is marked encrypted, an
+    /// HTTP/2 request shows its stream.
     fn request(&self) -> String {
         let r = &self.f.request;
-        match &r.tls {
-            Some(t) if t.encrypted => format!("{} {} (encrypted)", r.method, r.target),
+        match (&r.tls, r.stream) {
+            (Some(t), _) if t.encrypted => format!("{} {} (encrypted)", r.method, r.target),
+            (_, Some(s)) if r.method != "HTTP/2" => {
+                format!("{} {} (stream {s})", r.method, r.target)
+            }
             _ => format!("{} {}", r.method, r.target),
         }
     }

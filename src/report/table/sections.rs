@@ -3,7 +3,7 @@
 
 use super::TableOptions;
 use super::text::{Tone, Unit, list_units, paragraph, secs, wrap};
-use crate::report::schema::{CaptureInfo, EndpointStats, Report, Summary};
+use crate::report::schema::{CaptureInfo, EndpointStats, GoAwayStats, Report, Summary};
 
 /// The items joined with `sep`, or "-" when there are none.
 fn joined_or_dash(items: &[impl AsRef<str>], sep: &str) -> String {
@@ -91,8 +91,36 @@ pub(super) fn summary(r: &Report, look: &TableOptions) -> String {
     lines.join("\n")
 }
 
-/// (header, value) of every column of an endpoint.
-fn endpoint_columns(e: &EndpointStats) -> Vec<(&'static str, String)> {
+/// An endpoint's HTTP/2 GOAWAYs by cause: "idle 21 (1.000/1.001/1.012)", "3 after 100
+/// requests", "1 INTERNAL_ERROR", "2 other".
+fn goaway_text(g: Option<&GoAwayStats>) -> String {
+    let Some(g) = g else {
+        return "-".into();
+    };
+    let n = |c: &str| g.by_cause.get(c).copied().unwrap_or(0);
+    let mut parts = Vec::new();
+    if n("idle") > 0 {
+        let i = &g.idle;
+        parts.push(format!(
+            "idle {} ({}/{}/{})",
+            n("idle"),
+            secs(i.min_s),
+            secs(i.median_s),
+            secs(i.max_s)
+        ));
+    }
+    if let Some(r) = g.requests_per_connection {
+        parts.push(format!("{} after {r} requests", n("request_limit")));
+    }
+    parts.extend(g.errors.iter().map(|(e, c)| format!("{c} {e}")));
+    if n("other") > 0 {
+        parts.push(format!("{} other", n("other")));
+    }
+    parts.join("; ")
+}
+
+/// (header, value) of every column of an endpoint; the GOAWAY column when `goaways`.
+fn endpoint_columns(e: &EndpointStats, goaways: bool) -> Vec<(&'static str, String)> {
     let ic = &e.idle_closes;
     let closes = if ic.count == 0 {
         "0".to_string()
@@ -106,25 +134,30 @@ fn endpoint_columns(e: &EndpointStats) -> Vec<(&'static str, String)> {
         )
     };
     let ka: Vec<&str> = e.keep_alive.iter().map(String::as_str).collect();
-    vec![
+    let mut cols = vec![
         ("server", e.server.clone()),
         ("conns", e.connections.to_string()),
         ("requests", e.requests.to_string()),
         ("idle closes (min/median/max s)", closes),
         ("max reuse idle s", secs(e.max_reuse_idle_s)),
         ("keep-alive", joined_or_dash(&ka, "; ")),
-        ("findings", e.findings.to_string()),
-    ]
+    ];
+    if goaways {
+        cols.push(("HTTP/2 GOAWAYs", goaway_text(e.goaways.as_ref())));
+    }
+    cols.push(("findings", e.findings.to_string()));
+    cols
 }
 
 /// The server endpoints: a table, or a block per endpoint when it does not fit.
 pub(super) fn endpoints(endpoints: &[EndpointStats], look: &TableOptions) -> String {
     let mut t = look.table();
+    let goaways = endpoints.iter().any(|e| e.goaways.is_some());
     if let Some(first) = endpoints.first() {
-        t.set_header(endpoint_columns(first).into_iter().map(|(h, _)| h));
+        t.set_header(endpoint_columns(first, goaways).into_iter().map(|(h, _)| h));
     }
     for e in endpoints {
-        t.add_row(endpoint_columns(e).into_iter().map(|(_, v)| v));
+        t.add_row(endpoint_columns(e, goaways).into_iter().map(|(_, v)| v));
     }
     let table = t.to_string();
     if look.shows(&table) {
@@ -133,7 +166,7 @@ pub(super) fn endpoints(endpoints: &[EndpointStats], look: &TableOptions) -> Str
     let p = look.painter();
     let mut blocks = Vec::new();
     for e in endpoints {
-        let cols = endpoint_columns(e);
+        let cols = endpoint_columns(e, goaways);
         let units: Vec<Unit> = cols[1..]
             .iter()
             .map(|(h, v)| Unit::new(format!("{h} {v}")))
