@@ -453,14 +453,7 @@ impl Detector {
                 .clone();
             let verdict = h2::goaway_verdict(&req, ex.h2.as_deref())
                 .unwrap_or_else(|| verdict::decide(&req, &closes, client));
-            if let Some(c) = verdict.peer_close() {
-                self.front(conn, client, &req, Answer::Closed, c.event().at);
-            }
-            let ladder = ex
-                .trace
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map(|t| t.ladder(client, rel, &conn.handshake));
+            let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
             self.out.failures.push(FailedRequest {
                 verdict,
                 ladder,
@@ -481,6 +474,25 @@ impl Detector {
         }
     }
 
+    /// `req` of connection `conn` got `verdict`: a close answered it (for the client leg);
+    /// returns the connection's ladder, when its segments were traced.
+    fn judged(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        req: &PendingRequest,
+        verdict: &Verdict,
+        trace: Option<&ladder::Trace>,
+        rel: RelativeSeq,
+    ) -> Option<crate::report::schema::Ladder> {
+        if let Some(c) = verdict.peer_close() {
+            self.front(conn, client, req, Answer::Closed, c.event().at);
+        }
+        trace
+            .filter(|t| !t.is_empty())
+            .map(|t| t.ladder(client, rel, &conn.handshake))
+    }
+
     /// Give `req` of connection `conn` its verdict while the connection goes on (a refused
     /// HTTP/2 stream): its finding learns at the connection's end where it was captured.
     fn judge_open(
@@ -497,14 +509,7 @@ impl Detector {
             server: i64::from(conn.from_syn[server]),
         };
         self.open.insert(conn.id, client);
-        if let Some(c) = verdict.peer_close() {
-            self.front(conn, client, &req, Answer::Closed, c.event().at);
-        }
-        let ladder = ex
-            .trace
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|t| t.ladder(client, rel, &conn.handshake));
+        let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
         self.out.failures.push(FailedRequest {
             verdict,
             ladder,
