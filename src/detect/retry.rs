@@ -17,8 +17,9 @@
 //! - **Causality**: a retry is sent after its sender could know of the failure: after the close
 //!   reached it. At the capture point that is the close's capture time plus the round trip
 //!   between the capture point and the client (the client's turn-around in the handshake: near
-//!   the proxy almost nothing, near the upstream a full round trip), and not before the failed
-//!   request itself.
+//!   the proxy almost nothing, near the upstream a full round trip; with an identity header
+//!   half of it, as round trips vary, see [`TURN_SHARE`]), and not before the failed request
+//!   itself.
 //! - **One to one**: a request repeats at most one failed attempt; failures are decided in the
 //!   order their senders learnt of them and each takes its earliest causal candidate (same key,
 //!   client address and server, equal body digests where both are known); the retry may go on
@@ -58,6 +59,14 @@ pub(crate) const MAX_CHANCE: f64 = 0.01;
 const RATE_SPAN_FACTOR: f64 = 1000.0;
 /// ... and at most this many seconds before it.
 const HISTORY_S: f64 = 5.0;
+/// The share of the measured round trip (the client's turn-around in the handshake) after
+/// which a retry can follow a close: the path's round trip varies, and a handshake's may be
+/// longer than the one when the race happened (the lab's delay line under load: a retry
+/// captured at the upstream 5.8 ms after the RST, on a path whose handshakes took 6.3-7.9 ms).
+/// A request with the failure's identity header counts from there; one without, in the rest of
+/// the round trip, makes the outcome ambiguous (a quick retry, or a fresh request sent before
+/// the close arrived).
+const TURN_SHARE: f64 = 0.5;
 /// The longest chain of failed retries of one request followed back.
 const MAX_CHAIN: usize = 16;
 /// Attempts kept at most (the oldest go first beyond it).
@@ -238,8 +247,11 @@ struct Pending {
     exact: Option<ExactId>,
     digest: Option<u64>,
     group: u64,
-    /// The earliest capture time of a retry.
+    /// When its sender knew of it, seen from the capture point (the close plus the measured
+    /// round trip).
     known_at: Timestamp,
+    /// The earliest capture time of a retry, as round trips vary ([`TURN_SHARE`]).
+    earliest: Timestamp,
     decided: Option<Decided>,
 }
 
@@ -353,9 +365,12 @@ impl RetryMatcher {
             (Some(c), Some(p)) => c.min(p),
             (c, p) => c.or(p).unwrap_or(0.0),
         };
-        let known_at = failure
-            .close
-            .map_or(a.at.ts, |c| c.add_secs(turn).max(a.at.ts));
+        let after = |share: f64| {
+            failure
+                .close
+                .map_or(a.at.ts, |c| c.add_secs(turn * share).max(a.at.ts))
+        };
+        let (known_at, earliest) = (after(1.0), after(TURN_SHARE));
         let id = self.next_failure;
         self.next_failure += 1;
         let group = a.group();
@@ -373,6 +388,7 @@ impl RetryMatcher {
                 digest: a.digest,
                 group,
                 known_at,
+                earliest,
                 decided: None,
             },
         );
@@ -478,7 +494,7 @@ impl RetryMatcher {
             return Decided::Lost;
         };
         let until = p.known_at.add_secs(self.window);
-        let start = group.after(p.at.ordinal).max(group.at_or_after(p.known_at));
+        let start = group.after(p.at.ordinal).max(group.at_or_after(p.earliest));
         let mut first: Option<usize> = None;
         let mut count = 0u32;
         let mut crowded = false;
@@ -492,7 +508,7 @@ impl RetryMatcher {
                 crowded = true;
                 break;
             }
-            if !s.claimed && s.at.ts >= p.known_at && s.repeats(p) {
+            if !s.claimed && s.at.ts >= p.earliest && s.repeats(p) {
                 count += 1;
                 first.get_or_insert(j);
             }
@@ -502,7 +518,11 @@ impl RetryMatcher {
             return Decided::Lost;
         };
         let r = group.slots[first];
-        let reaction = r.departure(p.known_at).secs_since(p.known_at).max(0.0);
+        if p.exact.is_none() && r.at.ts < p.known_at {
+            // within the round trip's variation: a quick retry or a fresh request
+            return Decided::Ambiguous { candidates: count };
+        }
+        let reaction = r.departure(p.earliest).secs_since(p.known_at).max(0.0);
         let certain = match p.exact {
             Some(_) => true,
             // the rule for sizes is the new connection's first request (`repeats_by_size`)

@@ -624,7 +624,7 @@ mod matcher {
         // SYN-ACK passed, so it learns of a FIN captured at 1.010 s no earlier than 1.030 s
         let mut f = attempt(1, 3, 10, 1.0);
         f.client_turn = Some(0.020);
-        for (t, retried) in [(1.025, false), (1.032, true)] {
+        for (t, retried) in [(1.015, false), (1.032, true)] {
             let got = decide(&[f.clone(), attempt(2, 0, 14, t)], &[(0, 1.010)]);
             assert_eq!(got[0].1 != Decided::Lost, retried, "{t}");
             if retried {
@@ -634,6 +634,14 @@ mod matcher {
                 assert!((m.reaction_s - 0.002).abs() < 1e-6, "{m:?}");
             }
         }
+        // round trips vary: between half and all of it, a request is a quick retry or a fresh
+        // one; with the failure's identity header it is the retry
+        let got = decide(&[f.clone(), attempt(2, 0, 14, 1.025)], &[(0, 1.010)]);
+        assert_eq!(got[0].1, Decided::Ambiguous { candidates: 1 });
+        let (mut fx, mut rx) = (f.clone(), attempt(2, 0, 14, 1.025));
+        (fx.exact, rx.exact) = (id(3), id(3));
+        let got = decide(&[fx, rx], &[(0, 1.010)]);
+        assert_eq!(retried_by(&got[0].1), Some(14));
         // captured at the proxy: the same request 5 ms after the FIN is a retry, one sent
         // before it is not
         let f = attempt(1, 3, 10, 1.0);

@@ -8,7 +8,7 @@ mod ladder;
 mod plot;
 
 use super::Renderer;
-use super::schema::{EndpointStats, Finding, Report};
+use super::schema::{EndpointStats, Finding, Ladder, Report};
 use super::ticket::{self, FULL_FINDINGS};
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -284,35 +284,40 @@ fn finding(s: &mut String, n: usize, f: &Finding) {
     );
     let _ = writeln!(s, "<p class=\"evidence\">{}</p>", esc(&f.evidence));
     if let Some(l) = &f.ladder {
-        let near = match l.captured_near {
-            Some("client") => {
-                "near the client (on the proxy host): arrows leave the client or reach it at their capture time"
-            }
-            Some("server") => {
-                "near the server: arrows leave the server or reach it at their capture time"
-            }
-            Some(_) => "between client and server",
-            None => "at an unknown point (no handshake in the capture)",
-        };
-        let delay = l.far_delay_s.map_or(String::new(), |d| {
-            format!(
-                "; the far end is drawn {:.3} ms away (half the handshake's round trip)",
-                d * 1000.0
-            )
-        });
-        let earlier = if l.earlier_segments > 0 {
-            format!(
-                " The connection's {} earlier segment(s) are not shown.",
-                l.earlier_segments
-            )
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            s,
-            "<p class=\"note\">Captured {near}{delay}. Sequence numbers are relative (as Wireshark shows them).{earlier}</p>"
-        );
-        s.push_str(&ladder::svg(f, l));
+        ladder_section(s, f, l);
     }
     s.push_str("</div>\n");
+}
+
+/// A finding's ladder diagram with a line on where it was captured.
+fn ladder_section(s: &mut String, f: &Finding, l: &Ladder) {
+    let near = match l.captured_near {
+        Some("client") => {
+            "near the client (on the proxy host): arrows leave the client or reach it at their capture time"
+        }
+        Some("server") => {
+            "near the server: arrows leave the server or reach it at their capture time"
+        }
+        Some(_) => "between client and server",
+        None => "at an unknown point (no handshake in the capture)",
+    };
+    let delay = l.far_delay_s.map_or(String::new(), |d| {
+        format!(
+            "; the far end is drawn {:.3} ms away (half the handshake's round trip)",
+            d * 1000.0
+        )
+    });
+    let earlier = if l.earlier_segments > 0 {
+        format!(
+            " The connection's {} earlier segment(s) are not shown.",
+            l.earlier_segments
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "<p class=\"note\">Captured {near}{delay}. Sequence numbers are relative (as Wireshark shows them).{earlier}</p>"
+    );
+    s.push_str(&ladder::svg(f, l));
 }
