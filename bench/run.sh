@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# Throughput benchmark: tcprace vs. tcpdump on a synthetic capture of >= 1M packets.
+# Throughput and scale benchmark: tcprace against the read floor (a bare libpcap read loop,
+# bench/readloop.c) and tcpdump, on synthetic captures of >= 1M packets; thread scaling; memory
+# with 500,000 open connections; JSON Lines memory.
 #
-#   bench/run.sh            # generates bench/out/bench.pcap if missing, 3 runs each (best-of)
-#   RUNS=5 bench/run.sh
-#   BENCH_FILE=/path/other.pcap bench/run.sh
-#   TLS=1 bench/run.sh      # the same traffic as TLS 1.3 without keys (bench/out/bench-tls.pcap)
+#   bench/run.sh                 # RUNS=5 (paired runs); CALLGRIND=0 skips the instruction counts
+#   THREADS="1 2 4 8 16" bench/run.sh
+#   OPEN=500000 bench/run.sh     # connections in the open-connections run
+#   TLS=1 bench/run.sh           # also the many-pair traffic as TLS 1.3 without keys
+#   ONLY_OPEN=1 bench/run.sh     # only the open-connections and JSON Lines runs
+#   BENCH_FILE=x.pcap bench/run.sh  # only this capture (BENCH_SMALL=y.pcap for callgrind)
+#   BUILD=0 bench/run.sh         # the binaries as they are
 #
-# Prints packets, tcprace seconds, packets/s, tcpdump seconds, ratio and tcprace's peak RSS,
-# and writes the same lines to bench/out/results.txt.
+# Captures (generated once into bench/out/ by examples/mkbench.rs):
+#   bench.pcap          the many-pair capture (250 clients, 24 servers)
+#   onepair.pcap        one proxy address to one upstream address (--one-pair)
+#   open.pcap           OPEN connections left open (--open)
+#   bench-tls.pcap      with TLS=1: bench.pcap's traffic as TLS 1.3 without keys (--tls)
+#
+# Prints (and writes to bench/out/results.txt), per capture: packets; wall seconds (median of
+# RUNS paired runs: readloop, tcpdump -r F -w /dev/null, tcprace --threads 1, tcprace at each
+# of THREADS, in turn); packets/s; the median of the per-run ratios tcprace/readloop and
+# tcprace/tcpdump; user+system cpu; peak RSS; instructions per packet under callgrind
+# (repeatable on a noisy machine, unlike wall times; counted on the same traffic with
+# SMALL_CONNECTIONS connections, default 10,000, as callgrind runs ~50x slower); whether the report is byte-identical for
+# every thread count. Then the open-connections run and JSON Lines against JSON.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=bench/out
-if [ "${TLS:-0}" = 1 ]; then
-    FILE=${BENCH_FILE:-$OUT/bench-tls.pcap}
-    MKBENCH_ARGS=(--tls)
-else
-    FILE=${BENCH_FILE:-$OUT/bench.pcap}
-    MKBENCH_ARGS=()
-fi
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
+CALLGRIND=${CALLGRIND:-1}
+OPEN=${OPEN:-500000}
+CORES=$(nproc)
+THREADS=${THREADS:-"1 2 4"}
 mkdir -p "$OUT"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -31,69 +44,176 @@ need_pkg() { # need_pkg EXECUTABLE PACKAGE
 }
 need_pkg /usr/bin/time time
 need_pkg tcpdump tcpdump
+need_pkg cc gcc
+[ -f /usr/include/pcap/pcap.h ] || need_pkg /usr/include/pcap/pcap.h libpcap-dev
+if [ "$CALLGRIND" = 1 ]; then need_pkg valgrind valgrind; fi
 
-echo "building (release) ..." >&2
-cargo build --release --examples --bins
-
-if [ ! -s "$FILE" ]; then
-    echo "generating $FILE ..." >&2
-    target/release/examples/mkbench "$FILE" "${MKBENCH_ARGS[@]}"
+if [ "${BUILD:-1}" = 1 ]; then
+    echo "building (release) ..." >&2
+    cargo build --release --examples --bins >&2
 fi
+cc -O2 -o "$OUT/readloop" bench/readloop.c -lpcap
+TCPRACE=target/release/tcprace
+MKBENCH=target/release/examples/mkbench
 
-if [ -s "$FILE.meta" ]; then
-    PACKETS=$(sed -n 's/^packets=//p' "$FILE.meta")
-else
-    PACKETS=$(tcpdump -nr "$FILE" 2>/dev/null | wc -l)
-fi
+gen() { # gen FILE ARGS...: generate once
+    local f=$1
+    shift
+    if [ ! -s "$f" ]; then
+        echo "generating $f ..." >&2
+        "$MKBENCH" "$f" "$@" >/dev/null
+    fi
+}
+gen "$OUT/bench.pcap"
+gen "$OUT/onepair.pcap" --one-pair
+gen "$OUT/open.pcap" --open "$OPEN"
 
 TIMES=$(mktemp)
 trap 'rm -f "$TIMES"' EXIT
 
-# best_of NAME OK_EXIT_CODES CMD...: runs CMD $RUNS times under /usr/bin/time; sets
-# BEST_S (fastest wall time, seconds) and PEAK_KB (largest max RSS, KiB). Stdout -> /dev/null.
-best_of() {
-    local name=$1 ok=$2
-    shift 2
-    BEST_S=""
-    PEAK_KB=0
-    for i in $(seq "$RUNS"); do
-        local rc=0
-        /usr/bin/time -f '%e %M' -o "$TIMES" "$@" >/dev/null || rc=$?
-        if [[ " $ok " != *" $rc "* ]]; then
-            echo "$name: run $i exited with $rc (expected one of: $ok)" >&2
-            return 1
-        fi
-        read -r s kb < <(tail -n 1 "$TIMES") # time prepends a line when the exit code is not 0
-        echo "$name run $i: ${s}s, ${kb} KiB" >&2
-        if [ -z "$BEST_S" ] || awk -v a="$s" -v b="$BEST_S" 'BEGIN{exit !(a<b)}'; then BEST_S=$s; fi
-        if [ "$kb" -gt "$PEAK_KB" ]; then PEAK_KB=$kb; fi
-    done
+# timed NAME CMD...: one run under /usr/bin/time; sets WALL, CPU (user+sys) and KB (max RSS).
+# Exit codes 0 and 1 (findings) are fine.
+timed() {
+    local name=$1 rc=0
+    shift
+    /usr/bin/time -f '%e %U %S %M' -o "$TIMES" "$@" >/dev/null 2>"$OUT/$name.stderr" || rc=$?
+    if [ "$rc" -gt 1 ]; then
+        echo "$name exited with $rc:" >&2
+        cat "$OUT/$name.stderr" >&2
+        exit 1
+    fi
+    read -r WALL u s KB < <(tail -n 1 "$TIMES")
+    CPU=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
 }
 
-TCPRACE=target/release/tcprace
-TR_S=n/a TR_PPS=n/a TR_MB=n/a RATIO=n/a
-# Exit code 1 = findings present (the bench file has races); 0 = no findings.
-if [ -x "$TCPRACE" ] && best_of tcprace "0 1" "$TCPRACE" --format json "$FILE"; then
-    TR_S=$BEST_S
-    TR_MB=$(awk -v k="$PEAK_KB" 'BEGIN{printf "%.1f", k/1024}')
-    TR_PPS=$(awk -v p="$PACKETS" -v s="$TR_S" 'BEGIN{ if (s>0) printf "%.0f", p/s; else print "inf" }')
-else
-    echo "tcprace timing unavailable" >&2
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+# instructions COMMAND...: instructions executed (all threads), under callgrind
+instructions() {
+    { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } |
+        sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -n 1
+}
+
+report() { echo "$*" | tee -a "$OUT/results.txt"; }
+: >"$OUT/results.txt"
+report "tcprace benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $CORES cores, $RUNS paired runs"
+
+bench_capture() { # bench_capture FILE LABEL SMALL: SMALL (the same traffic, fewer connections) for callgrind
+    local file=$1 label=$2 small=$3
+    local packets
+    packets=$("$OUT/readloop" "$file" | cut -d' ' -f1)
+    declare -A wall cpu kb
+    local names=(readloop tcpdump)
+    for t in $THREADS; do names+=("t$t"); done
+    for n in "${names[@]}"; do wall[$n]=""; cpu[$n]=""; kb[$n]=0; done
+    local r_floor="" r_dump="" c_floor="" c_dump=""
+    for i in $(seq "$RUNS"); do
+        timed readloop "$OUT/readloop" "$file"
+        local floor=$WALL floor_cpu=$CPU
+        wall[readloop]+="$WALL "; cpu[readloop]+="$CPU "; kb[readloop]=$KB
+        timed tcpdump tcpdump -r "$file" -w /dev/null
+        local dump=$WALL dump_cpu=$CPU
+        wall[tcpdump]+="$WALL "; cpu[tcpdump]+="$CPU "; kb[tcpdump]=$KB
+        for t in $THREADS; do
+            timed "t$t" "$TCPRACE" --threads "$t" --no-progress --format json "$file"
+            wall[t$t]+="$WALL "; cpu[t$t]+="$CPU "
+            [ "$KB" -gt "${kb[t$t]}" ] && kb[t$t]=$KB
+            if [ "$t" = "$(echo $THREADS | cut -d' ' -f1)" ]; then
+                r_floor+="$(awk -v a="$WALL" -v b="$floor" 'BEGIN{printf "%.3f", a/b}') "
+                r_dump+="$(awk -v a="$WALL" -v b="$dump" 'BEGIN{printf "%.3f", a/b}') "
+                c_floor+="$(awk -v a="$CPU" -v b="$floor_cpu" 'BEGIN{printf "%.3f", a/b}') "
+                c_dump+="$(awk -v a="$CPU" -v b="$dump_cpu" 'BEGIN{printf "%.3f", a/b}') "
+            fi
+        done
+    done
+    report ""
+    report "== $label: $file, $packets packets"
+    report "$(printf '%-22s %9s %9s %12s %9s' '' 'wall s' 'cpu s' 'packets/s' 'RSS MB')"
+    local base=""
+    for n in "${names[@]}"; do
+        local w c p
+        w=$(echo "${wall[$n]}" | tr ' ' '\n' | grep . | median)
+        c=$(echo "${cpu[$n]}" | tr ' ' '\n' | grep . | median)
+        p=$(awk -v n="$packets" -v s="$w" 'BEGIN{ if (s>0) printf "%.0f", n/s; else print "inf" }')
+        local what=$n
+        case $n in
+            tcpdump) what="tcpdump -r -w /dev/null" ;;
+            t*) what="tcprace --threads ${n#t}" ;;
+        esac
+        report "$(printf '%-22s %9s %9s %12s %9.1f' "$what" "$w" "$c" "$p" "$(awk -v k="${kb[$n]}" 'BEGIN{print k/1024}')")"
+        case $n in t[0-9]*) [ -z "$base" ] && base=$w ;; esac
+    done
+    report "tcprace (first of THREADS) / readloop, median of per-run ratios: $(echo "$r_floor" | tr ' ' '\n' | grep . | median)"
+    report "tcprace (first of THREADS) / tcpdump, median of per-run ratios:  $(echo "$r_dump" | tr ' ' '\n' | grep . | median)"
+    report "cpu (user+sys), median of per-run ratios: tcprace / readloop $(echo "$c_floor" | tr ' ' '\n' | grep . | median), tcprace / tcpdump $(echo "$c_dump" | tr ' ' '\n' | grep . | median)"
+    for n in readloop tcpdump t$(echo $THREADS | cut -d' ' -f1); do
+        c=$(echo "${cpu[$n]}" | tr ' ' '\n' | grep . | median)
+        report "cpu per packet, $n: $(awk -v c="$c" -v n="$packets" 'BEGIN{printf "%.3f", c*1e6/n}') us"
+    done
+    report "thread scaling (wall, median): $(for t in $THREADS; do
+        w=$(echo "${wall[t$t]}" | tr ' ' '\n' | grep . | median)
+        printf '%s: %ss (x%s)  ' "$t" "$w" "$(awk -v a="$base" -v b="$w" 'BEGIN{printf "%.2f", a/b}')"
+    done)"
+    # the same report for every thread count
+    local sums=""
+    for t in $THREADS; do
+        sums+="$({ "$TCPRACE" --threads "$t" --no-progress --format json "$file" 2>/dev/null || true; } | md5sum | cut -c1-12) "
+    done
+    if [ "$(echo "$sums" | tr ' ' '\n' | grep . | sort -u | wc -l)" = 1 ]; then
+        report "report identical for threads $THREADS: yes ($sums)"
+    else
+        report "report identical for threads $THREADS: NO ($sums)"
+    fi
+    if [ "$CALLGRIND" = 1 ]; then
+        local i_floor i_dump
+        packets=$("$OUT/readloop" "$small" | cut -d' ' -f1)
+        i_floor=$(instructions "$OUT/readloop" "$small")
+        i_dump=$(instructions tcpdump -r "$small" -w /dev/null)
+        local line="instructions/packet (callgrind, $small: $packets packets): readloop $((i_floor / packets)), tcpdump $((i_dump / packets))"
+        for t in 1 2; do
+            local i
+            i=$(instructions "$TCPRACE" --threads "$t" --no-progress --format json "$small")
+            line+=", tcprace --threads $t $((i / packets)) ($(awk -v a="$i" -v b="$i_floor" 'BEGIN{printf "%.2f", a/b}')x readloop, $(awk -v a="$i" -v b="$i_dump" 'BEGIN{printf "%.2f", a/b}')x tcpdump)"
+        done
+        report "$line"
+    fi
+}
+
+SMALL="--connections ${SMALL_CONNECTIONS:-10000} --min-packets 0"
+# shellcheck disable=SC2086
+gen "$OUT/bench-small.pcap" $SMALL
+# shellcheck disable=SC2086
+gen "$OUT/onepair-small.pcap" --one-pair $SMALL
+if [ -n "${BENCH_FILE:-}" ]; then
+    # one capture of your own (BENCH_SMALL: a smaller one for callgrind, else the same)
+    bench_capture "$BENCH_FILE" "$BENCH_FILE" "${BENCH_SMALL:-$BENCH_FILE}"
+    exit 0
+fi
+if [ -z "${ONLY_OPEN:-}" ]; then
+    bench_capture "$OUT/bench.pcap" "many IP pairs" "$OUT/bench-small.pcap"
+    bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)" "$OUT/onepair-small.pcap"
+    if [ "${TLS:-0}" = 1 ]; then
+        gen "$OUT/bench-tls.pcap" --tls
+        # shellcheck disable=SC2086
+        gen "$OUT/bench-tls-small.pcap" --tls $SMALL
+        bench_capture "$OUT/bench-tls.pcap" "many IP pairs, TLS 1.3 without keys" "$OUT/bench-tls-small.pcap"
+    fi
 fi
 
-best_of tcpdump "0" tcpdump -r "$FILE" -w /dev/null
-TD_S=$BEST_S
-if [ "$TR_S" != n/a ]; then
-    RATIO=$(awk -v a="$TR_S" -v b="$TD_S" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "inf" }')
-fi
+# memory: connections left open
+report ""
+report "== $OPEN open connections: $OUT/open.pcap"
+timed open "$TCPRACE" --no-progress --format json "$OUT/open.pcap"
+open_kb=$KB
+open_cpu=$CPU
+gen "$OUT/open-small.pcap" --open 1000
+timed open-small "$TCPRACE" --no-progress --format json "$OUT/open-small.pcap"
+report "peak RSS $(awk -v k="$open_kb" 'BEGIN{printf "%.1f", k/1024}') MB (1,000 open: $(awk -v k="$KB" 'BEGIN{printf "%.1f", k/1024}') MB), cpu $open_cpu s: $(awk -v a="$open_kb" -v b="$KB" -v n="$OPEN" 'BEGIN{printf "%.0f", (a-b)*1024/(n-1000)}') bytes per open connection"
 
-{
-    echo "file:                    $FILE"
-    echo "packets:                 $PACKETS"
-    echo "tcprace seconds:         $TR_S"
-    echo "tcprace packets/s:       $TR_PPS"
-    echo "tcpdump seconds:         $TD_S"
-    echo "ratio tcprace/tcpdump:   $RATIO"
-    echo "tcprace peak RSS MB:     $TR_MB"
-    echo "runs (best-of):          $RUNS"
-} | tee "$OUT/results.txt"
+# JSON Lines against JSON: memory independent of the findings
+report ""
+report "== JSON Lines against JSON, $OUT/bench.pcap"
+for f in json jsonl; do
+    timed "$f" "$TCPRACE" --threads 1 --no-progress --format "$f" "$OUT/bench.pcap"
+    report "--format $f: peak RSS $(awk -v k="$KB" 'BEGIN{printf "%.1f", k/1024}') MB, cpu $CPU s"
+done

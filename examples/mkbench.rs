@@ -1,7 +1,8 @@
 //! Writes a large synthetic capture for benchmarking:
 //!
 //! ```text
-//! cargo run --release --example mkbench -- OUT.pcap [--connections N] [--min-packets M] [--seed S] [--tls]
+//! cargo run --release --example mkbench -- OUT.pcap [--connections N] [--min-packets M] [--seed S]
+//!     [--tls] [--one-pair] [--open N]
 //! ```
 //!
 //! About 100,000 short keep-alive connections (1-5 requests each) between 250 clients and 24
@@ -15,6 +16,13 @@
 //! server's ServerHello, ChangeCipherSpec and encrypted handshake, the client's Finished, then
 //! each request and response sealed in opaque application_data records (16 KB at most, 17
 //! bytes of overhead each: the inner type and a 16-byte tag).
+//!
+//! `--one-pair`: a proxy capture: every connection from one proxy address (192.0.2.1, ports
+//! 32768-60999 in turn) to one upstream (198.51.100.1:8080).
+//!
+//! `--open N`: instead, N connections that stay open: each a handshake and one answered
+//! request, then idle to the end of the capture (20,000 new connections a second, from as many
+//! client addresses as their ports need), for the memory an open idle connection costs.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -338,8 +346,74 @@ impl Ord for Pending {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: mkbench OUT.pcap [--connections N] [--min-packets M] [--seed S] [--tls]");
+    eprintln!(
+        "usage: mkbench OUT.pcap [--connections N] [--min-packets M] [--seed S] [--tls] [--one-pair] [--open N]"
+    );
     std::process::exit(2);
+}
+
+/// One connection that stays open: a handshake and one answered request, then idle.
+fn open_connection(
+    rng: &mut Rng,
+    id: u32,
+    start: Timestamp,
+    client: SocketAddr,
+    server: &Server,
+    body: &[u8],
+) -> Vec<Packet> {
+    let cfg = ConvConfig::new(client, server.addr)
+        .id(id)
+        .isn(rng.next_u64() as u32, rng.next_u64() as u32)
+        .delay(Duration::from_secs_f64(0.0005))
+        .vantage(Vantage::Client);
+    let mut c = Conversation::new(cfg);
+    let t = c.handshake(start);
+    c.send(Side::Client, t, &request(rng, &server.host));
+    let resp_t = after_ms(t, 1.0);
+    c.send(Side::Server, resp_t, &response(rng, body, false));
+    c.ack(Side::Client, after_ms(resp_t, 0.5));
+    c.packets()
+}
+
+/// The `--open N` capture: N connections left open; returns the packets written.
+fn write_open<W: std::io::Write>(
+    w: &mut PcapWriter<W>,
+    rng: &mut Rng,
+    n: u64,
+    body: &[u8],
+) -> std::io::Result<u64> {
+    let server = Server {
+        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 8080),
+        host: "svc1.example.com".into(),
+    };
+    let mut heap: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut start = Timestamp::from_secs_nanos(BASE_SECS, 0);
+    for i in 0..n {
+        start = start.add_secs(1.0 / 20_000.0);
+        while let Some(Reverse(top)) = heap.peek() {
+            if top.ts > start {
+                break;
+            }
+            let Reverse(e) = heap.pop().expect("peeked");
+            w.write_packet(Link::Ethernet, &e.p)?;
+        }
+        let host = (i / 60_000) as u32;
+        let ip = Ipv4Addr::from(0x0a00_0000 | (host << 8) | 1);
+        let client = SocketAddr::new(IpAddr::V4(ip), 1024 + (i % 60_000) as u16);
+        for p in open_connection(rng, i as u32, start, client, &server, body) {
+            seq += 1;
+            heap.push(Reverse(Pending {
+                ts: p.ts,
+                n: seq,
+                p,
+            }));
+        }
+    }
+    while let Some(Reverse(e)) = heap.pop() {
+        w.write_packet(Link::Ethernet, &e.p)?;
+    }
+    Ok(w.frames())
 }
 
 fn main() -> std::io::Result<()> {
@@ -349,6 +423,8 @@ fn main() -> std::io::Result<()> {
     let mut min_packets: u64 = 1_000_000;
     let mut seed: u64 = 0x7c9_2026;
     let mut tls = false;
+    let mut one_pair = false;
+    let mut open: Option<u64> = None;
     while let Some(a) = args.next() {
         let num = |args: &mut dyn Iterator<Item = String>| -> u64 {
             args.next()
@@ -360,6 +436,8 @@ fn main() -> std::io::Result<()> {
             "--min-packets" => min_packets = num(&mut args),
             "--seed" => seed = num(&mut args),
             "--tls" => tls = true,
+            "--one-pair" => one_pair = true,
+            "--open" => open = Some(num(&mut args)),
             "-h" | "--help" => usage(),
             _ if out.is_none() && !a.starts_with('-') => out = Some(a),
             _ => usage(),
@@ -380,6 +458,26 @@ fn main() -> std::io::Result<()> {
         BufWriter::with_capacity(1 << 20, file),
         PcapOptions::for_link(Link::Ethernet),
     )?;
+    if let Some(open) = open {
+        let packets = write_open(&mut w, &mut rng, open, &body)?;
+        w.finish()?.flush()?;
+        let meta = format!(
+            "packets={packets}\nconnections={open}\nopen_at_end={open}\ngeneration_seconds={:.2}\nseed={seed}\n",
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::write(format!("{out}.meta"), &meta)?;
+        print!("{meta}");
+        return Ok(());
+    }
+    let servers = if one_pair {
+        vec![Server {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 8080),
+            host: "svc1.example.com".into(),
+        }]
+    } else {
+        servers
+    };
+    let clients = if one_pair { 1 } else { N_CLIENTS };
     let mut heap: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
     let mut n: u64 = 0;
     let mut stats = Stats::default();
@@ -396,7 +494,7 @@ fn main() -> std::io::Result<()> {
             let Reverse(e) = heap.pop().expect("peeked");
             w.write_packet(Link::Ethernet, &e.p)?;
         }
-        let ci = rng.below(u64::from(N_CLIENTS)) as usize;
+        let ci = rng.below(u64::from(clients)) as usize;
         let port = next_port[ci];
         next_port[ci] = if port == 60999 { 32768 } else { port + 1 };
         let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (ci + 1) as u8)), port);
@@ -426,7 +524,7 @@ fn main() -> std::io::Result<()> {
     let bytes = std::fs::metadata(&out)?.len();
 
     let meta = format!(
-        "packets={packets}\nconnections={}\nrequests={}\ncrossed_fin={}\nafter_fin={}\nbytes={bytes}\nmax_buffered_packets={}\ngeneration_seconds={secs:.2}\nseed={seed}\n",
+        "packets={packets}\nconnections={}\nrequests={}\ncrossed_fin={}\nafter_fin={}\nbytes={bytes}\nmax_buffered_packets={}\ngeneration_seconds={secs:.2}\nseed={seed}\none_pair={one_pair}\n",
         stats.connections,
         stats.requests,
         stats.crossed_fin,

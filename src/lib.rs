@@ -47,19 +47,11 @@ pub(crate) mod decode;
 pub(crate) mod detect;
 pub mod engine;
 pub(crate) mod flow;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod report;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;
 pub mod time;
-
-/// Entry points for fuzzing (the cargo-fuzz targets in `fuzz/`): bytes in, never a panic.
-#[doc(hidden)]
-pub mod fuzzing {
-    /// The HTTP/2 analysis of a connection whose client sent `client` (from its preface on)
-    /// and whose server sent `server`, in segments of `segment` bytes; returns the number of
-    /// messages found.
-    pub fn h2(client: &[u8], server: &[u8], segment: usize) -> usize {
-        crate::app::h2::fuzz_one(client, server, segment)
-    }
-}

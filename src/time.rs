@@ -28,9 +28,10 @@ impl Timestamp {
         self.0 as f64 / 1e9
     }
 
-    /// `self - earlier` in seconds (negative when `earlier` is later).
+    /// `self - earlier` in seconds (negative when `earlier` is later); exact over the whole
+    /// range (the difference of two extreme timestamps does not overflow).
     pub fn secs_since(self, earlier: Timestamp) -> f64 {
-        (self.0 - earlier.0) as f64 / 1e9
+        (i128::from(self.0) - i128::from(earlier.0)) as f64 / 1e9
     }
 
     /// Add a duration given in seconds.
@@ -95,6 +96,15 @@ mod tests {
         let t = Timestamp::from_secs_nanos(1_700_000_000, 123_456_789);
         assert_eq!(t.to_iso8601(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(Timestamp(0).to_iso8601(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn differences_of_extreme_timestamps_do_not_overflow() {
+        let (lo, hi) = (Timestamp(i64::MIN), Timestamp(i64::MAX));
+        assert!(hi.secs_since(lo) > 1.8e10);
+        assert!(lo.secs_since(hi) < -1.8e10);
+        assert_eq!(hi.add_secs(1e12), hi);
+        assert_eq!(lo.add_secs(-1e12), lo);
     }
 
     #[test]

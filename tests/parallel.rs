@@ -1,6 +1,8 @@
-//! The parallel (sharded) analysis gives the same report as one analyzer over the whole input:
-//! on every scenario fixture read as one stream, on the corpus, and on a generated capture with
-//! many hosts, races and retries spread over the shards.
+//! The parallel (sharded) analysis gives the same report as one analyzer over the whole input,
+//! for 1, 2, 3 and 4 threads: on every scenario fixture read as one stream, on the corpus, and
+//! on a generated capture with many hosts, races and retries spread over the shards (a retry
+//! goes on another connection, mostly in another shard). Streamed findings (JSON Lines) come
+//! out byte for byte the same, in the same order, for any number of threads.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use tcprace::capture::{FileSource, Next, PacketSource};
 use tcprace::engine::{Analyzer, Config, RunOptions};
-use tcprace::report::{JsonRenderer, Report};
+use tcprace::report::{JsonLinesRenderer, JsonRenderer, Report};
 use tcprace::synth::{
     ConvConfig, Conversation, Encap, Link, Nat, PcapOptions, PcapWriter, Side, Vantage, after_ms,
     merge,
@@ -55,10 +57,37 @@ fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap()
 }
 
-/// Both paths agree (on the report, or on failing); returns the report.
+/// The driver loop with JSON Lines (findings streamed as their verdicts become final) on
+/// `threads` threads: the output.
+fn streamed(files: &[String], threads: usize) -> Result<String, String> {
+    let mut src = FileSource::open(files).map_err(|e| e.to_string())?;
+    let opts = RunOptions {
+        config: Config::default(),
+        threads,
+        max_warnings: 0,
+        record: None,
+    };
+    let mut out = Vec::new();
+    let mut renderer = JsonLinesRenderer::new(&mut out);
+    let report =
+        tcprace::engine::run(&mut src, &opts, &mut renderer, &mut ()).map_err(|e| e.to_string())?;
+    tcprace::report::Renderer::finish(&mut renderer, &report).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+/// Both paths agree (on the report, or on failing) for 1 to 4 threads, and so do the streamed
+/// findings; returns the report.
 fn check_same(files: &[String]) -> Option<Report> {
     let one = single(files);
-    for shards in [2, 3] {
+    let lines = streamed(files, 1);
+    for shards in [2, 4] {
+        let other = streamed(files, shards);
+        assert_eq!(
+            lines, other,
+            "{files:?}: JSON Lines differ with {shards} threads"
+        );
+    }
+    for shards in [1, 2, 3, 4] {
         let many = sharded(files, shards);
         match (&one, &many) {
             (Ok(a), Ok(b)) => {
@@ -241,6 +270,14 @@ fn generated_capture_with_races_and_retries_in_every_shard() {
         .collect();
     assert!(retried.len() > 100, "{} retried", retried.len());
     assert!(retried.contains(&0) && retried.contains(&1));
+    // many a retry went on a connection of the other shard: matched after the shards
+    let across = r
+        .findings
+        .iter()
+        .filter_map(|f| f.retry.as_ref().map(|t| (f.request.frame, t.frame)))
+        .filter(|&(a, b)| shard_of_frame[a as usize - 1] != shard_of_frame[b as usize - 1])
+        .count();
+    assert!(across > 30, "{across} retries in the other shard");
     assert!(r.findings.iter().any(|f| f.retry.is_none()));
     assert!(r.tcp.connections_split_by_new_syn > 0);
     assert!(r.endpoints.iter().all(|e| e.idle_closes.count > 0));

@@ -184,9 +184,11 @@ pub enum AppEvent {
     ResponseEnd {
         dir: Dir,
     },
-    /// The analyzer lost the message framing of direction `dir` and looks for the next message.
+    /// The analyzer lost the message framing of direction `dir` and looks for the next message;
+    /// `anomaly`: the sender broke the framing (what, and in words).
     Desync {
         dir: Dir,
+        anomaly: Option<(Anomaly, String)>,
     },
     /// The connection became a tunnel (HTTP 101, CONNECT 2xx): no more messages of this
     /// protocol on `dir` from stream offset `offset` on.
@@ -211,6 +213,19 @@ pub enum AppEvent {
         error: u32,
         reset: CloseEvent,
     },
+}
+
+/// A message that breaks its protocol's framing: counted by name, and warned about with its
+/// file and frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Anomaly {
+    /// A Content-Length that is not a number (RFC 9112 6.3: the framing is lost).
+    InvalidContentLength,
+    /// Content-Length values that differ (in one field or in several).
+    ConflictingContentLength,
+    /// A head longer than the head cap (64 KiB, or more than 512 header fields), or one that
+    /// never ends.
+    HeadOverCap,
 }
 
 /// The application analyzer of one connection, chosen on its first bytes.

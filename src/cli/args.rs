@@ -136,6 +136,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1_000_000, help_heading = ANALYSIS)]
     pub max_connections: usize,
 
+    /// Analyse on N threads, the connections split between them (the report is the same for
+    /// any N) [default: the cores available].
+    #[arg(long, value_name = "N", help_heading = ANALYSIS)]
+    pub threads: Option<usize>,
+
     /// Also decode UDP packets to this port as VXLAN (besides 4789 and Linux's default 8472);
     /// repeatable.
     #[arg(long = "vxlan-port", value_name = "PORT", help_heading = ANALYSIS)]

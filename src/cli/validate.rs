@@ -14,8 +14,8 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Threads the analysis of files is split into (at most; one per core).
-const THREADS: usize = 2;
+/// `--threads` above this is refused.
+const MAX_THREADS: usize = 1024;
 /// Seconds values above this are refused (about 31 years).
 const MAX_SECS: f64 = 1e9;
 /// `--width` below this (but 0) is refused.
@@ -198,9 +198,8 @@ impl Args {
                     .into(),
             );
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(THREADS));
         let ticket = super::ticket::Ticket::of(&self)?;
-        let mut run = self.run_options(threads)?;
+        let mut run = self.run_options()?;
         ticket.configure(&mut run, self.format());
         Ok(Command::Files(FilesRun {
             ticket,
@@ -267,7 +266,19 @@ impl Args {
         }
     }
 
-    fn run_options(&self, threads: usize) -> Result<RunOptions, String> {
+    /// `--threads`, or the cores available.
+    fn threads(&self) -> Result<usize, String> {
+        match self.threads {
+            Some(n) if n > MAX_THREADS => {
+                Err(format!("--threads {n}: expected at most {MAX_THREADS}"))
+            }
+            Some(n) => at_least_one("--threads", n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+
+    fn run_options(&self) -> Result<RunOptions, String> {
+        let threads = self.threads()?;
         Ok(RunOptions {
             config: Config {
                 detect: DetectConfig {
@@ -367,7 +378,7 @@ impl Args {
                 "--report applies to capture files (write one with -w, then --report)".into(),
             );
         }
-        let mut run = self.run_options(1)?;
+        let mut run = self.run_options()?;
         ticket.configure(&mut run, self.format());
         let metrics = self.metrics.as_ref().map(|addr| {
             let m = Arc::new(Metrics::new(self.metrics_max_servers));

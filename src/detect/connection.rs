@@ -1,80 +1,18 @@
 //! How a finding names its connection: its addresses, those on the other side of a NAT when it
 //! was captured on both, the tunnel it was captured in, and the sentences that say so in the
 //! evidence. A finding decided while its connection goes on (a refused HTTP/2 stream) learns
-//! that at the connection's end ([`OpenConnections`]).
+//! that at the connection's end (the verdict stage holds it until then).
 
 use crate::decode::{Tunnel, TunnelKind};
 use crate::flow::{ConnEnd, Dir};
-use crate::report::schema::{ConnectionInfo, Finding, NatInfo, TunnelInfo, TunnelLayerInfo};
-use rustc_hash::FxHashMap;
-
-/// Findings held back at most per connection (beyond, they go out without the capture's
-/// tunnel and NAT).
-const MAX_HELD: usize = 1024;
-
-/// Connections that have findings decided before their end, by connection id: the direction
-/// their client sent, and the findings already final, held until the end says where the
-/// connection was captured (its tunnel and other side of a NAT are known only then).
-#[derive(Debug, Default)]
-pub(super) struct OpenConnections {
-    by_conn: FxHashMap<u64, (Dir, Vec<Finding>)>,
-}
-
-impl OpenConnections {
-    /// Connection `conn`, whose client sent `client`, has a finding before its end.
-    pub fn open(&mut self, conn: u64, client: Dir) {
-        self.by_conn.entry(conn).or_insert((client, Vec::new()));
-    }
-
-    /// A final finding: held when its connection goes on (`None`), else given back.
-    pub fn hold(&mut self, f: Finding) -> Option<Finding> {
-        match self.by_conn.get_mut(&f.connection.id) {
-            Some((_, held)) if held.len() < MAX_HELD => {
-                held.push(f);
-                None
-            }
-            _ => Some(f),
-        }
-    }
-
-    /// Connection `end` ended: completes `waiting` (its findings not yet final) and returns
-    /// those held, completed; `None` when it had none before its end.
-    pub fn end<'a>(
-        &mut self,
-        end: &ConnEnd,
-        waiting: impl Iterator<Item = &'a mut Finding>,
-    ) -> Option<Vec<Finding>> {
-        let (client, mut held) = self.by_conn.remove(&end.conn.id)?;
-        for f in waiting {
-            complete(f, end, client);
-        }
-        for f in &mut held {
-            complete(f, end, client);
-        }
-        Some(held)
-    }
-
-    /// End of the analysis: every finding still held (each connection has ended by now).
-    pub fn drain(&mut self) -> impl Iterator<Item = Finding> + '_ {
-        self.by_conn.drain().flat_map(|(_, (_, held))| held)
-    }
-}
-
-/// Name in `f` where its connection, ended with `end`, was captured: its addresses on both
-/// sides of a NAT and its tunnel, in the connection and in the evidence.
-pub(super) fn complete(f: &mut Finding, end: &ConnEnd, client: Dir) {
-    f.connection = connection_info(end, client);
-    let tunnel = end.tunnel.as_ref().map(|(_, t)| t);
-    f.evidence
-        .push_str(&describe_capture(&f.connection, tunnel));
-}
+use crate::report::schema::{ConnectionInfo, NatInfo, TunnelInfo, TunnelLayerInfo};
 
 fn role(d: Dir, client: Dir) -> &'static str {
     if d == client { "client" } else { "server" }
 }
 
 /// The report's description of a finished connection whose client sent direction `client`.
-fn connection_info(end: &ConnEnd, client: Dir) -> ConnectionInfo {
+pub(super) fn connection_info(end: &ConnEnd, client: Dir) -> ConnectionInfo {
     let server = client.other();
     let conn = &end.conn;
     ConnectionInfo {
@@ -114,7 +52,7 @@ fn layer_name(kind: TunnelKind, id: Option<u32>) -> String {
 
 /// Sentences on where the connection was captured (a NAT's both sides, a tunnel), to follow
 /// the verdict's evidence; empty when it was captured plainly.
-fn describe_capture(c: &ConnectionInfo, tunnel: Option<&Tunnel>) -> String {
+pub(super) fn describe_capture(c: &ConnectionInfo, tunnel: Option<&Tunnel>) -> String {
     let mut text = String::new();
     if c.nat.is_some() {
         text.push_str(&format!(

@@ -147,15 +147,9 @@ impl EndpointTally {
         client: Dir,
     ) -> Option<f64> {
         self.connections += 1;
-        self.requests += ex.requests;
-        self.responses += ex.responses;
-        for ka in std::mem::take(&mut ex.keep_alive) {
-            add_keep_alive(&mut self.keep_alive, ka);
-        }
-        for s in std::mem::take(&mut ex.server_software) {
-            add_keep_alive(&mut self.server_software, s);
-        }
-        self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle);
+        self.requests += u64::from(ex.requests);
+        self.responses += u64::from(ex.responses);
+        self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle());
         if let Some(g) = ex.h2.as_ref().and_then(|h| h.sample) {
             self.goaways.get_or_insert_default().add(&g, conn);
         }
@@ -165,6 +159,20 @@ impl EndpointTally {
             self.idle_hist.add(idle);
         }
         idle
+    }
+
+    /// A `Keep-Alive` value of a response of this server.
+    pub fn add_keep_alive(&mut self, ka: &str) {
+        if !self.keep_alive.contains(ka) {
+            add_keep_alive(&mut self.keep_alive, ka.to_string());
+        }
+    }
+
+    /// A `Server` value of a response of this server.
+    pub fn add_server_software(&mut self, s: &str) {
+        if !self.server_software.contains(s) {
+            add_keep_alive(&mut self.server_software, s.to_string());
+        }
     }
 
     /// A client reused a connection to this server after `idle` s.
@@ -262,7 +270,7 @@ impl EndpointTally {
 /// recommendations, one per kind of finding.
 pub(crate) fn merge_endpoints(
     shards: Vec<Vec<EndpointTally>>,
-    findings: &[Finding],
+    found: FindingTally,
 ) -> (Vec<EndpointStats>, Vec<String>) {
     let mut by_server: BTreeMap<String, EndpointTally> = BTreeMap::new();
     for ep in shards.into_iter().flatten() {
@@ -274,25 +282,24 @@ pub(crate) fn merge_endpoints(
         }
     }
     let mut sides: BTreeMap<String, ClientSide> = BTreeMap::new();
-    for f in findings.iter().filter(|f| f.kind.is_finding()) {
-        let Some(ep) = by_server.get_mut(&f.connection.server) else {
+    for (server, (counts, seen)) in found.servers {
+        let Some(ep) = by_server.get_mut(&server) else {
             continue;
         };
-        ep.add_finding(f, f.idle_race);
-        let side = sides.entry(f.connection.server.clone()).or_default();
-        if let (true, Some(idle)) = (is_race(f), f.idle_before_s) {
-            side.race_idles.push(idle);
-        }
-        if let Some(e) = &f.client_effect {
-            side.closed_clients |= e.closed_without_response;
-            if let Some(proxy) = by_server.get(&e.proxy) {
-                for s in &proxy.server_software {
-                    if !side.proxy_servers.contains(s) {
-                        side.proxy_servers.push(s.clone());
-                    }
+        ep.merge(counts);
+        let mut side = ClientSide {
+            closed_clients: seen.closed_clients,
+            race_idles: seen.race_idles,
+            ..ClientSide::default()
+        };
+        for proxy in seen.proxies.iter().filter_map(|p| by_server.get(p)) {
+            for s in &proxy.server_software {
+                if !side.proxy_servers.contains(s) {
+                    side.proxy_servers.push(s.clone());
                 }
             }
         }
+        sides.insert(server, side);
     }
     let mut recommendations = Vec::new();
     let stats = by_server
@@ -305,6 +312,67 @@ pub(crate) fn merge_endpoints(
         })
         .collect();
     (stats, recommendations)
+}
+
+/// What the final findings add to their servers' statistics, counted as they become final (so
+/// that findings streamed as JSON Lines need not be kept): per server (as the findings name
+/// it), the counts, and what the proxy's side showed for the advice.
+#[derive(Debug, Default)]
+pub(crate) struct FindingTally {
+    servers: BTreeMap<String, (EndpointTally, SideSeen)>,
+}
+
+/// What the findings on a server showed of the proxy's side.
+#[derive(Debug, Default)]
+struct SideSeen {
+    /// Idle times before the race findings' requests.
+    race_idles: Vec<f64>,
+    closed_clients: bool,
+    /// The proxies' addresses their clients reached (at most 8).
+    proxies: BTreeSet<String>,
+}
+
+impl FindingTally {
+    /// A final verdict (counted when it is a finding).
+    pub fn add(&mut self, f: &Finding) {
+        if !f.kind.is_finding() {
+            return;
+        }
+        let Ok(addr) = f.connection.server.parse::<SocketAddr>() else {
+            return;
+        };
+        let (counts, seen) = self
+            .servers
+            .entry(f.connection.server.clone())
+            .or_insert_with(|| (EndpointTally::new(addr), SideSeen::default()));
+        counts.add_finding(f, f.idle_race);
+        if let (true, Some(idle)) = (is_race(f), f.idle_before_s) {
+            seen.race_idles.push(idle);
+        }
+        if let Some(e) = &f.client_effect {
+            seen.closed_clients |= e.closed_without_response;
+            if seen.proxies.len() < MAX_KEEP_ALIVE_VALUES {
+                seen.proxies.insert(e.proxy.clone());
+            }
+        }
+    }
+
+    /// Add another part's counts (every finding in exactly one).
+    pub fn absorb(&mut self, other: FindingTally) {
+        for (server, (counts, seen)) in other.servers {
+            match self.servers.get_mut(&server) {
+                Some((c, s)) => {
+                    c.merge(counts);
+                    s.race_idles.extend(seen.race_idles);
+                    s.closed_clients |= seen.closed_clients;
+                    s.proxies.extend(seen.proxies);
+                }
+                None => {
+                    self.servers.insert(server, (counts, seen));
+                }
+            }
+        }
+    }
 }
 
 /// A finding of the keep-alive race (or of a stale reuse after the server's idle close).
@@ -342,7 +410,7 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// the client had not closed first.
 fn idle_close(ex: &Exchanges, closes: &Closes, client: Dir) -> Option<f64> {
     let fin = closes.fin[client.other()]?;
-    let (end, close_delimited) = ex.last_response_end?;
+    let (end, close_delimited) = ex.last_response_end()?;
     if close_delimited || fin.at.ts < end {
         return None;
     }
@@ -400,7 +468,10 @@ mod tests {
         let mut a2 = a.clone();
         a2.max_reuse_idle = Some(5.0);
         let other = endpoint("10.0.0.0:80", [(1, 2.0)].into_iter(), &["x"]);
-        let (merged, recs) = merge_endpoints(vec![vec![a2, other.clone()], vec![b]], &[]);
+        let (merged, recs) = merge_endpoints(
+            vec![vec![a2, other.clone()], vec![b]],
+            FindingTally::default(),
+        );
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0], other.into_stats(&ClientSide::default()).0);
         let m = &merged[1];

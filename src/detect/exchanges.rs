@@ -1,17 +1,21 @@
 //! The request/response exchanges of one connection: requests waiting for their response, and
 //! what the endpoint statistics need (idle times, keep-alive values).
+//!
+//! At most [`MAX_PENDING`] requests wait for their response per connection; the requests after
+//! them are counted (`untracked`) until the responses catch up, so that responses still answer
+//! the requests in order, and get no verdict.
 
 use super::h2::H2Exchanges;
 use super::ladder::{Trace, Traced};
-use super::retry::Attempt;
 use crate::app::{Identity, Response};
 use crate::flow::{CloseEvent, Dir, FrameRef, SeqNumber};
 use crate::time::Timestamp;
-use smallvec::SmallVec;
-use std::collections::VecDeque;
+use thin_vec::ThinVec;
 
 /// Bound on responses waiting for their request.
 const MAX_EARLY_RESPONSES: usize = 64;
+/// Requests waiting for their response, tracked at most per connection.
+pub(crate) const MAX_PENDING: usize = 1024;
 
 /// A request on a connection, from its head until its response or verdict.
 #[derive(Clone, Debug)]
@@ -29,48 +33,172 @@ pub(crate) struct PendingRequest {
     /// Idle time before it, since the previous response ended.
     pub idle_before: Option<f64>,
     pub retransmissions: u32,
-    /// The request as the retry matcher knows it.
-    pub attempt: Attempt,
+    /// Hash of what a retry repeats (the retry matcher's key).
+    pub key: u64,
+    /// Digest of the body, once complete.
+    pub digest: Option<u64>,
 }
 
-/// The exchanges of one connection.
+/// The requests waiting for their response, in order: a thin vector (one word in line, nothing
+/// allocated while the connection is idle) read from `head`; answered requests are dropped
+/// when all are answered, or in one go when they are half of it (amortised O(1)).
 #[derive(Debug, Default)]
+pub(super) struct PendingQueue {
+    items: ThinVec<PendingRequest>,
+    head: u32,
+}
+
+impl PendingQueue {
+    pub fn len(&self) -> usize {
+        self.items.len() - self.head as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The requests waiting, oldest first.
+    pub fn as_slice(&self) -> &[PendingRequest] {
+        &self.items[self.head as usize..]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [PendingRequest] {
+        let head = self.head as usize;
+        &mut self.items[head..]
+    }
+
+    pub fn front(&self) -> Option<&PendingRequest> {
+        self.as_slice().first()
+    }
+
+    pub fn back_mut(&mut self) -> Option<&mut PendingRequest> {
+        self.as_mut_slice().last_mut()
+    }
+
+    fn push_back(&mut self, r: PendingRequest) {
+        if self.items.capacity() == 0 {
+            // the common case: one request in flight
+            self.items.reserve_exact(1);
+        }
+        self.items.push(r);
+    }
+
+    /// The oldest request was answered.
+    fn pop_front(&mut self) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        self.head += 1;
+        if self.is_empty() {
+            // an idle connection keeps no queue
+            *self = PendingQueue::default();
+        } else if self.head >= 16 && self.head as usize * 2 >= self.items.len() {
+            self.items.drain(..self.head as usize);
+            self.head = 0;
+        }
+        true
+    }
+
+    /// Position of the request on HTTP/2 stream `stream`.
+    pub fn position_of_stream(&self, stream: u32) -> Option<usize> {
+        self.as_slice()
+            .iter()
+            .position(|p| p.identity.stream == Some(stream))
+    }
+
+    /// Take the `i`-th request waiting (an HTTP/2 stream answered or reset out of order).
+    pub fn remove(&mut self, i: usize) -> Option<PendingRequest> {
+        if i >= self.len() {
+            return None;
+        }
+        let r = self.items.remove(self.head as usize + i);
+        if self.is_empty() {
+            *self = PendingQueue::default();
+        }
+        Some(r)
+    }
+
+    /// All the requests waiting, oldest first (the queue is emptied).
+    pub fn take_all(&mut self) -> impl Iterator<Item = PendingRequest> {
+        let PendingQueue { items, head } = std::mem::take(self);
+        items.into_iter().skip(head as usize)
+    }
+}
+
+/// `Exchanges::last_response_end` before any response ended.
+const NO_END: i64 = i64::MIN;
+
+/// The exchanges of one connection.
+#[derive(Debug)]
 pub struct Exchanges {
     /// The client's direction, once known (from the handshake or the first message).
     pub(super) client: Option<Dir>,
-    pub(super) pending: VecDeque<PendingRequest>,
+    pub(super) pending: PendingQueue,
+    /// Requests after the pending ones that are not tracked (more than `MAX_PENDING` waited),
+    /// in order: responses answer them after the pending ones.
+    pub(super) untracked: u32,
     pub(super) next_index: u32,
-    pub(super) requests: u64,
-    pub(super) responses: u64,
+    pub(super) requests: u32,
+    pub(super) responses: u32,
     /// A message was seen: the connection counts as HTTP.
     pub(super) http: bool,
-    /// When the last final response ended, and whether it ended the connection's keep-alive
-    /// (Connection: close or read-until-close).
-    pub(super) last_response_end: Option<(Timestamp, bool)>,
-    pub(super) max_reuse_idle: Option<f64>,
-    /// Distinct Keep-Alive header values (usually one).
-    pub(super) keep_alive: SmallVec<[String; 1]>,
-    /// Distinct `Server` header values (usually one).
-    pub(super) server_software: SmallVec<[String; 1]>,
+    /// When the last final response ended (nanoseconds, `NO_END`: none yet), and whether it
+    /// ended the connection's keep-alive (Connection: close or read-until-close): see
+    /// `last_response_end()`.
+    last_end: i64,
+    last_end_closes: bool,
+    /// The longest idle time before a reuse (NaN: none).
+    max_reuse_idle: f64,
+    /// A hash of the last Keep-Alive header value (0: none), which the endpoint statistics
+    /// already have.
+    pub(super) keep_alive_seen: u64,
     last_response_close: bool,
     in_response: bool,
     /// The server's framing was lost (a head that did not parse, or a gap in a head).
     pub(super) server_desync: bool,
-    /// The server's close signal in its protocol (a TLS alert), when it sent one.
-    pub(super) close_signal: Option<CloseEvent>,
+    /// The server's close signal in its protocol (a TLS alert), when it sent one (out of line:
+    /// rare).
+    pub(super) close_signal: Option<Box<CloseEvent>>,
     /// Responses seen before any request they could answer (the capture put the server's
-    /// direction first): how many client bytes each one's segment acknowledged.
-    early_responses: VecDeque<i64>,
-    /// HTTP/2: the server's GOAWAYs.
+    /// direction first): how many client bytes each one's segment acknowledged (out of line:
+    /// rare).
+    early_responses: ThinVec<i64>,
+    /// HTTP/2: the server's GOAWAYs (out of line: most connections have none).
     pub(super) h2: Option<Box<H2Exchanges>>,
-    /// The connection's last segments (when the flow stage traces them).
-    pub(super) trace: Trace,
+    /// The connection's last segments, when the flow stage traces them (the flight recorder;
+    /// out of line: none otherwise).
+    pub(super) trace: Option<Box<Trace>>,
+}
+
+impl Default for Exchanges {
+    fn default() -> Exchanges {
+        Exchanges {
+            client: None,
+            pending: PendingQueue::default(),
+            untracked: 0,
+            next_index: 0,
+            requests: 0,
+            responses: 0,
+            http: false,
+            last_end: NO_END,
+            last_end_closes: false,
+            max_reuse_idle: f64::NAN,
+            keep_alive_seen: 0,
+            last_response_close: false,
+            in_response: false,
+            server_desync: false,
+            close_signal: None,
+            early_responses: ThinVec::new(),
+            h2: None,
+            trace: None,
+        }
+    }
 }
 
 impl Exchanges {
     /// A segment of the connection (traced for the ladder diagrams).
     pub fn on_segment(&mut self, dir: Dir, flags: u8, len: u32, meta: crate::flow::SegMeta) {
-        self.trace.push(Traced {
+        self.trace.get_or_insert_default().push(Traced {
             dir,
             flags,
             len,
@@ -78,24 +206,67 @@ impl Exchanges {
         });
     }
 
-    /// A segment of direction `dir` repeated bytes already delivered.
-    pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) {
+    /// A segment of direction `dir` repeated bytes already delivered; returns the pending
+    /// requests looked at (those it repeated the first byte of, found by binary search).
+    pub fn on_retransmit(&mut self, dir: Dir, off: i64, len: u64) -> usize {
         if Some(dir) != self.client {
-            return;
+            return 0;
         }
-        for r in self.pending.iter_mut() {
-            if off <= r.start && r.start < off + len as i64 {
-                r.retransmissions += 1;
+        // the pending requests are in stream order: those starting in [off, off + len)
+        let end = off.saturating_add(len.min(i64::MAX as u64) as i64);
+        let pending = self.pending.as_mut_slice();
+        let from = pending.partition_point(|r| r.start < off);
+        let mut looked = 0;
+        for r in &mut pending[from..] {
+            looked += 1;
+            if r.start >= end {
+                break;
             }
+            r.retransmissions += 1;
         }
+        looked
+    }
+
+    /// Track a new request (false: more than `MAX_PENDING` wait, it is counted as untracked).
+    pub(super) fn push_pending(&mut self, req: PendingRequest) -> bool {
+        if self.untracked > 0 || self.pending.len() >= MAX_PENDING {
+            self.untracked = self.untracked.saturating_add(1);
+            return false;
+        }
+        self.pending.push_back(req);
+        true
+    }
+
+    /// A final response answers the first pending request, or the first untracked one; false
+    /// when no request waited.
+    fn pop_pending(&mut self) -> bool {
+        if self.pending.pop_front() {
+            return true;
+        }
+        if self.untracked > 0 {
+            self.untracked -= 1;
+            return true;
+        }
+        false
+    }
+
+    /// When the last final response ended, and whether it ended the connection's keep-alive.
+    pub(super) fn last_response_end(&self) -> Option<(Timestamp, bool)> {
+        (self.last_end != NO_END)
+            .then(|| (Timestamp::from_nanos(self.last_end), self.last_end_closes))
+    }
+
+    /// The longest idle time before the client reused the connection.
+    pub(super) fn max_reuse_idle(&self) -> Option<f64> {
+        (!self.max_reuse_idle.is_nan()).then_some(self.max_reuse_idle)
     }
 
     /// A request starting at `start` was already answered by a response the capture showed
     /// earlier (its ack covers the request).
     pub(super) fn answered_early(&mut self, start: i64) -> bool {
-        let answered = self.early_responses.front().is_some_and(|&ack| ack > start);
+        let answered = self.early_responses.first().is_some_and(|&ack| ack > start);
         if answered {
-            self.early_responses.pop_front();
+            self.early_responses.remove(0);
         }
         answered
     }
@@ -103,43 +274,34 @@ impl Exchanges {
     /// The idle time before a request sent at `ts` (when the connection was idle), noted for
     /// the longest reuse.
     pub(super) fn idle_before(&mut self, ts: Timestamp) -> Option<f64> {
-        let idle = match self.last_response_end {
-            Some((end, _)) if self.pending.is_empty() && !self.in_response => {
+        let idle = match self.last_response_end() {
+            Some((end, _))
+                if self.pending.is_empty() && self.untracked == 0 && !self.in_response =>
+            {
                 Some(ts.secs_since(end).max(0.0))
             }
             _ => None,
         }?;
-        self.max_reuse_idle = Some(self.max_reuse_idle.map_or(idle, |m: f64| m.max(idle)));
+        self.max_reuse_idle = self.max_reuse_idle.max(idle);
         Some(idle)
     }
 
-    /// A final response began; returns the request it answers, if one was waiting.
-    pub(super) fn on_final_response(&mut self, r: &Response) -> Option<PendingRequest> {
-        self.responses += 1;
-        if let Some(ka) = &r.keep_alive
-            && self.keep_alive.len() < 8
-            && !self.keep_alive.contains(ka)
-        {
-            self.keep_alive.push(ka.clone());
-        }
-        if let Some(s) = &r.server
-            && self.server_software.len() < 8
-            && !self.server_software.contains(s)
-        {
-            self.server_software.push(s.clone());
-        }
+    /// A final response began; false when no request was waiting for it.
+    pub(super) fn on_final_response(&mut self, r: &Response) -> bool {
+        self.responses = self.responses.saturating_add(1);
         self.in_response = true;
         self.last_response_close = r.closes_connection;
         match r.stream {
             // HTTP/2: the request on the same stream
-            Some(s) => {
-                let i = self
-                    .pending
-                    .iter()
-                    .position(|p| p.identity.stream == Some(s))?;
-                self.pending.remove(i)
-            }
-            None => self.pending.pop_front(),
+            Some(s) => match self.pending.position_of_stream(s) {
+                Some(i) => self.pending.remove(i).is_some(),
+                None if self.untracked > 0 => {
+                    self.untracked -= 1;
+                    true
+                }
+                None => false,
+            },
+            None => self.pop_pending(),
         }
     }
 
@@ -153,7 +315,7 @@ impl Exchanges {
     pub(super) fn wait_for_request(&mut self, ack_off: Option<i64>) -> bool {
         match ack_off {
             Some(ack) if self.early_responses.len() < MAX_EARLY_RESPONSES => {
-                self.early_responses.push_back(ack);
+                self.early_responses.push(ack);
                 true
             }
             _ => false,
@@ -164,7 +326,8 @@ impl Exchanges {
     pub(super) fn on_response_end(&mut self, ts: Timestamp) {
         if self.in_response {
             self.in_response = false;
-            self.last_response_end = Some((ts, self.last_response_close));
+            self.last_end = ts.nanos().max(NO_END + 1);
+            self.last_end_closes = self.last_response_close;
         }
     }
 }

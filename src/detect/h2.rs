@@ -44,15 +44,18 @@ pub(crate) struct GoAwaySample {
 
 /// The server sent a GOAWAY (`close` is its first byte).
 pub(super) fn on_goaway(ex: &mut Exchanges, conn: &ConnMeta, close: CloseEvent, g: GoAway) {
-    let taken = ex.requests
-        - ex.pending
+    let taken = u64::from(ex.requests).saturating_sub(
+        ex.pending
+            .as_slice()
             .iter()
             .filter(|p| p.identity.stream.is_some_and(|s| s > g.last_stream))
-            .count() as u64;
-    let idle = match ex.last_response_end {
+            .count() as u64,
+    );
+    let idle = match ex.last_response_end() {
         _ if ex.in_response()
             || ex
                 .pending
+                .as_slice()
                 .iter()
                 .any(|p| p.identity.stream.is_none_or(|s| s <= g.last_stream)) =>
         {
@@ -115,11 +118,7 @@ impl Detector {
         error: u32,
         reset: CloseEvent,
     ) {
-        let Some(i) = ex
-            .pending
-            .iter()
-            .position(|p| p.identity.stream == Some(stream))
-        else {
+        let Some(i) = ex.pending.position_of_stream(stream) else {
             return;
         };
         if refusing(ex.h2.as_deref(), Some(stream)).is_some() {
@@ -133,7 +132,7 @@ impl Detector {
         }
         let Some(client) = ex.client else { return };
         let verdict = Verdict::RefusedStream { reset };
-        self.judge(conn, client, &req, &verdict, &ex.trace, None);
+        self.judge_open(conn, client, req, verdict, ex);
     }
 }
 

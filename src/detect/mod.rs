@@ -4,8 +4,13 @@
 //! [`retry`]) and per server endpoint statistics ([`endpoints`]).
 //!
 //! It never looks at bytes: its input is the application stage's messages ([`AppEvent`]), the
-//! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]). A verdict
-//! waits for its retry window to pass before it is final.
+//! flow stage's retransmissions, and each finished connection's closes ([`ConnEnd`]).
+//!
+//! It works in two parts: the [`Detector`] (one per shard of the input) follows each
+//! connection's exchanges and gives the requests left without response their verdicts when the
+//! connection ends; the [`Verdicts`] stage (one for the whole input) takes what every shard
+//! found ([`Records`]), finds the retries across connections, and makes each finding final once
+//! its retry window has passed.
 
 mod advice;
 pub(crate) mod client_leg;
@@ -18,31 +23,33 @@ mod h2;
 mod histogram;
 mod ladder;
 mod recommend;
+mod records;
 mod retry;
 #[cfg(test)]
 mod tests;
 mod tls;
 mod verdict;
+mod verdicts;
 
-pub(crate) use endpoints::{EndpointTally, merge_endpoints};
+pub(crate) use endpoints::{EndpointTally, FindingTally, merge_endpoints};
 pub use exchanges::Exchanges;
+#[cfg(test)]
+pub(crate) use exchanges::MAX_PENDING;
+pub use records::Records;
+pub use verdicts::Verdicts;
 
-use crate::app::{AppEvent, BodyDigest, Identity, Request, Response};
+use crate::app::{Anomaly, AppEvent, BodyDigest, Identity, Request, Response};
 use crate::flow::{ConnEnd, ConnMeta, Dir, FrameRef, SegMeta};
-use crate::report::schema::{
-    CloseInfo, ConnectionInfo, Finding, Outcome, RequestInfo, RetryInfo, RstInfo,
-};
+use crate::report::schema::ConnectionInfo;
 use crate::time::Timestamp;
 use client_leg::{Answer, FrontExchange, front_key};
-use connection::OpenConnections;
-use evidence::{IdleRange, RelativeSeq};
+use evidence::RelativeSeq;
 use exchanges::PendingRequest;
-use ladder::Trace;
-use retry::{Attempt, Decided, Failure, RetryMatcher};
+use records::{Digest, FailedRequest, IdleClose};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use verdict::Verdict;
 
 /// Counters of the application and detect stages.
@@ -58,6 +65,16 @@ pub struct DetectStats {
     /// Requests taken as answered because the server sent data after them while its HTTP
     /// framing was lost (no verdict for them).
     pub unframed_responses: u64,
+    /// Requests not tracked (no verdict) because more than 1024 requests of their connection
+    /// were waiting for responses.
+    pub requests_beyond_pending_cap: u64,
+    /// Messages whose Content-Length is not a number: their framing is lost (RFC 9112 6.3).
+    pub invalid_content_length: u64,
+    /// Messages with differing Content-Length values: their framing is lost.
+    pub conflicting_content_length: u64,
+    /// Heads longer than 64 KiB or with more than 512 header fields (or that never end): the
+    /// framing is lost.
+    pub heads_over_cap: u64,
 }
 
 impl DetectStats {
@@ -72,6 +89,10 @@ impl DetectStats {
             tunnels,
             responses_without_request,
             unframed_responses,
+            requests_beyond_pending_cap,
+            invalid_content_length,
+            conflicting_content_length,
+            heads_over_cap,
         } = *other;
         self.http_connections += http_connections;
         self.requests += requests;
@@ -81,6 +102,18 @@ impl DetectStats {
         self.tunnels += tunnels;
         self.responses_without_request += responses_without_request;
         self.unframed_responses += unframed_responses;
+        self.requests_beyond_pending_cap += requests_beyond_pending_cap;
+        self.invalid_content_length += invalid_content_length;
+        self.conflicting_content_length += conflicting_content_length;
+        self.heads_over_cap += heads_over_cap;
+    }
+
+    fn count_anomaly(&mut self, a: Anomaly) {
+        match a {
+            Anomaly::InvalidContentLength => self.invalid_content_length += 1,
+            Anomaly::ConflictingContentLength => self.conflicting_content_length += 1,
+            Anomaly::HeadOverCap => self.heads_over_cap += 1,
+        }
     }
 }
 
@@ -91,8 +124,8 @@ fn retry_key(id: &Identity) -> u64 {
     h.finish()
 }
 
-/// Told of each request and each idle close of a server as the detect stage sees them (live
-/// metrics); shared by the shards of the input.
+/// Told of each request and each idle close of a server as the verdict stage takes them
+/// (live metrics; one stage for all shards, so nothing is counted twice).
 pub trait DetectObserver: Send + Sync + std::fmt::Debug {
     fn request(&self, server: SocketAddr);
     /// The server closed a connection idle for `idle_s` seconds.
@@ -118,61 +151,40 @@ impl Default for DetectConfig {
     }
 }
 
-/// A verdict waiting for its outcome.
-#[derive(Debug)]
-struct Awaiting {
-    finding: Finding,
-    /// A `reset_unanswered` that was the keep-alive race.
-    idle_reset: bool,
-}
-
-/// The detect stage's state across connections.
+/// The detect stage's per-connection part, one per shard of the input: requests and
+/// responses, verdicts on the requests left without response when their connections end, the
+/// endpoint statistics of the connections; what the verdict stage needs goes to its
+/// [`Records`].
+#[derive(Default)]
 pub struct Detector {
-    inputs: Vec<String>,
-    retries: RetryMatcher,
-    /// By (connection, request index).
-    awaiting: FxHashMap<(u64, u32), Awaiting>,
-    ready: Vec<Finding>,
     endpoints: FxHashMap<SocketAddr, EndpointTally>,
-    /// The server's idle closes seen so far, per client address and server.
-    idle_closes: FxHashMap<(IpAddr, SocketAddr), IdleRange>,
-    /// Connections with findings decided before their end.
-    open: OpenConnections,
     stats: DetectStats,
-    observer: Option<std::sync::Arc<dyn DetectObserver>>,
-    /// Requests with their answers since the last call to `take_fronts` (for the client leg).
-    fronts: Vec<FrontExchange>,
+    out: Records,
+    /// Warnings about the input (framing broken by its sender), with the frame they are about.
+    warnings: Vec<(FrameRef, String)>,
+    /// Connections with findings decided before their end (refused HTTP/2 streams), and the
+    /// direction their client sent.
+    open: FxHashMap<u64, Dir>,
     /// The capture time of the analysis.
     now: Timestamp,
+    /// The most requests waiting on one connection, and the pending requests looked at for
+    /// retransmissions (the tests bound them).
+    #[cfg(test)]
+    pub(crate) work: (usize, u64),
 }
 
 impl Detector {
-    /// `settle`: seconds after which a failure's competitors have arrived (the flow stage
-    /// hands a closed connection over after its linger time).
-    pub fn new(cfg: DetectConfig, inputs: Vec<String>, settle: f64) -> Detector {
-        Detector {
-            inputs,
-            retries: RetryMatcher::new(cfg.retry_window, settle),
-            awaiting: FxHashMap::default(),
-            ready: Vec::new(),
-            endpoints: FxHashMap::default(),
-            idle_closes: FxHashMap::default(),
-            open: OpenConnections::default(),
-            stats: DetectStats::default(),
-            observer: cfg.observer,
-            fronts: Vec::new(),
-            now: Timestamp::default(),
-        }
+    pub fn new() -> Detector {
+        Detector::default()
+    }
+
+    pub fn stats(&self) -> &DetectStats {
+        &self.stats
     }
 
     /// The capture time advanced (requests answered from now on were known by then).
     pub fn set_now(&mut self, now: Timestamp) {
         self.now = now;
-    }
-
-    /// The requests answered (or closed) since the last call.
-    pub(crate) fn take_fronts(&mut self) -> Vec<FrontExchange> {
-        std::mem::take(&mut self.fronts)
     }
 
     fn endpoint(&mut self, server: SocketAddr) -> &mut EndpointTally {
@@ -181,7 +193,8 @@ impl Detector {
             .or_insert_with(|| EndpointTally::new(server))
     }
 
-    /// Request `p` on connection `conn` (client direction `client`) got `answer` at `at`.
+    /// Request `p` on connection `conn` (client direction `client`) got `answer` at `at`: for
+    /// the client leg, in the records.
     fn front(
         &mut self,
         conn: &ConnMeta,
@@ -194,7 +207,7 @@ impl Detector {
         if p.identity.method.is_empty() {
             return;
         }
-        self.fronts.push(FrontExchange {
+        self.out.fronts.push(FrontExchange {
             conn: conn.id,
             index: p.index,
             key: front_key(&p.identity.method, &p.identity.target),
@@ -207,15 +220,23 @@ impl Detector {
         });
     }
 
-    pub fn stats(&self) -> &DetectStats {
-        &self.stats
+    /// The records for the verdict stage since the last epoch (emptied by it).
+    pub fn records(&mut self) -> &mut Records {
+        &mut self.out
     }
 
-    fn file_name(&self, at: FrameRef) -> String {
-        self.inputs
-            .get(at.input as usize)
-            .cloned()
-            .unwrap_or_default()
+    /// A segment of the connection with exchanges `ex` repeated bytes already delivered.
+    pub fn on_retransmit(&mut self, ex: &mut Exchanges, dir: crate::flow::Dir, off: i64, len: u64) {
+        let _looked = ex.on_retransmit(dir, off, len);
+        #[cfg(test)]
+        {
+            self.work.1 += _looked as u64;
+        }
+    }
+
+    /// The warnings about the input since the last call: (frame, message).
+    pub fn take_warnings(&mut self) -> std::vec::Drain<'_, (FrameRef, String)> {
+        self.warnings.drain(..)
     }
 
     /// Handle a message of connection `conn`; `at` is the segment that completed it.
@@ -242,10 +263,14 @@ impl Detector {
             } if dir == client => self.on_request_end(conn, ex, body),
             AppEvent::Response(r) if r.dir != client => self.on_response(conn, client, ex, &r, at),
             AppEvent::ResponseEnd { dir } if dir != client => ex.on_response_end(at.at.ts),
-            AppEvent::Desync { dir } => {
+            AppEvent::Desync { dir, anomaly } => {
                 self.stats.http_desyncs += 1;
                 if dir != client {
                     ex.server_desync = true;
+                }
+                if let Some((anomaly, reason)) = anomaly {
+                    self.stats.count_anomaly(anomaly);
+                    self.warnings.push((at.at, format!("HTTP: {reason}")));
                 }
             }
             AppEvent::Tunnel { .. } => self.stats.tunnels += 1,
@@ -254,7 +279,7 @@ impl Detector {
                 close,
                 goaway: None,
             } if dir != client => {
-                ex.close_signal.get_or_insert(close);
+                ex.close_signal.get_or_insert(Box::new(close));
             }
             AppEvent::Closing {
                 dir,
@@ -275,49 +300,42 @@ impl Detector {
         let first = r.first;
         let index = ex.next_index;
         ex.next_index += 1;
-        ex.requests += 1;
+        ex.requests = ex.requests.saturating_add(1);
         self.stats.requests += 1;
-        if let Some(o) = &self.observer {
-            o.request(conn.addrs[r.dir.other()]);
-        }
-        let attempt = Attempt {
-            conn: conn.id,
-            index,
-            at: first.at,
-            opened: conn.handshake.syn.filter(|_| index == 0),
-            client: conn.addrs[r.dir].ip(),
-            server: conn.addrs[r.dir.other()],
-            key: tls::retry_key(&r.identity)
-                .or_else(|| h2::retry_key(&r.identity, conn.id))
-                .unwrap_or_else(|| retry_key(&r.identity)),
-            exact: r.identity.request_id.map(|id| retry::ExactId {
-                hash: id.hash,
-                label: id.header.name(),
-            }),
-            digest: None,
-            client_turn: conn.handshake.client_turn(),
-            size_only: retry::size_only(&r.identity),
+        let idle_before = if ex.answered_early(r.start) {
+            None
+        } else {
+            Some(ex.idle_before(first.at.ts))
         };
-        self.retries.on_attempt(attempt.clone());
-        if ex.answered_early(r.start) {
-            return;
-        }
-        let idle_before = ex.idle_before(first.at.ts);
-        if let Some(idle) = idle_before {
-            self.endpoint(attempt.server).add_reuse(idle);
-        }
-        ex.pending.push_back(PendingRequest {
+        let req = PendingRequest {
             index,
             start: r.start,
             at: first.at,
             seq: first.seq_at(r.start),
             ack: first.ack,
             ack_off: first.ack_off,
+            key: tls::retry_key(&r.identity)
+                .or_else(|| h2::retry_key(&r.identity, conn.id))
+                .unwrap_or_else(|| retry_key(&r.identity)),
             identity: r.identity,
-            idle_before,
+            idle_before: idle_before.flatten(),
             retransmissions: 0,
-            attempt,
-        });
+            digest: None,
+        };
+        let pair = (conn.addrs[r.dir].ip(), conn.addrs[r.dir.other()]);
+        let syn = conn.handshake.syn;
+        let attempt = records::attempt_of(&req, conn.id, pair, syn, conn.handshake.client_turn());
+        self.out.attempts.push(attempt);
+        if let Some(Some(idle)) = idle_before {
+            self.endpoint(pair.1).add_reuse(idle);
+        }
+        if idle_before.is_some() && !ex.push_pending(req) {
+            self.stats.requests_beyond_pending_cap += 1;
+        }
+        #[cfg(test)]
+        {
+            self.work.0 = self.work.0.max(ex.pending.len());
+        }
     }
 
     /// The client's last request's body ended, all of it captured.
@@ -328,13 +346,19 @@ impl Detector {
         let mut h = rustc_hash::FxHasher::default();
         body.hash(&mut h);
         let digest = h.finish();
-        if let Some(p) = ex.pending.back_mut().filter(|p| p.index == index) {
-            p.attempt.digest = Some(digest);
-        }
-        let group = ex.pending.back().map(|p| p.attempt.group());
-        if let Some(group) = group {
-            self.retries.on_digest(group, conn.id, index, digest);
-        }
+        let Some(client) = ex.client else {
+            return;
+        };
+        let Some(p) = ex.pending.back_mut().filter(|p| p.index == index) else {
+            return;
+        };
+        p.digest = Some(digest);
+        let a = records::attempt_of(p, conn.id, records::pair(conn, client), None, None);
+        self.out.digests.push(Digest {
+            group: a.group(),
+            at: (conn.id, index, a.at.ordinal),
+            digest,
+        });
     }
 
     fn on_response(
@@ -350,22 +374,48 @@ impl Detector {
             return;
         }
         self.stats.responses += 1;
-        match ex.on_final_response(r) {
-            Some(p) => self.front(conn, client, &p, Answer::Response(r.status), r.first.at),
-            None if !ex.wait_for_request(at.ack_off) => self.stats.responses_without_request += 1,
-            None => {}
+        if let Some(ka) = &r.keep_alive {
+            // the endpoint's values, once per connection (usually one value on each)
+            let mut h = rustc_hash::FxHasher::default();
+            ka.hash(&mut h);
+            let seen = h.finish() | 1;
+            if ex.keep_alive_seen != seen {
+                ex.keep_alive_seen = seen;
+                let server = conn.addrs[r.dir];
+                self.endpoints
+                    .entry(server)
+                    .or_insert_with(|| EndpointTally::new(server))
+                    .add_keep_alive(ka);
+            }
+        }
+        if let Some(software) = &r.server {
+            self.endpoint(conn.addrs[r.dir])
+                .add_server_software(software);
+        }
+        // the request it answers, if one was waiting (and tracked)
+        let answered = match r.stream {
+            Some(stream) => ex
+                .pending
+                .position_of_stream(stream)
+                .map(|i| &ex.pending.as_slice()[i]),
+            None => ex.pending.front(),
+        };
+        if let Some(p) = answered {
+            self.front(conn, client, p, Answer::Response(r.status), r.first.at);
+        }
+        if !ex.on_final_response(r) && !ex.wait_for_request(at.ack_off) {
+            self.stats.responses_without_request += 1;
         }
     }
 
-    /// A connection ended: give its unanswered requests their verdicts and add it to the
-    /// endpoint statistics. `now` is the capture time (verdicts wait for the retry window).
-    pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
-        let id = end.conn.id;
-        let waiting = (self.awaiting.iter_mut())
-            .filter(|((conn, _), _)| *conn == id)
-            .map(|(_, a)| &mut a.finding);
-        if let Some(held) = self.open.end(end, waiting) {
-            self.ready.extend(held);
+    /// A connection ended: give its unanswered requests their verdicts (for the verdict stage)
+    /// and add it to the endpoint statistics.
+    pub fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges) {
+        if let Some(client) = self.open.remove(&end.conn.id) {
+            // its findings decided before its end learn where it was captured
+            let c = connection::connection_info(end, client);
+            let note = connection::describe_capture(&c, end.tunnel.as_ref().map(|(_, t)| t));
+            self.out.ended.push((end.conn.id, c, note));
         }
         let (true, Some(client)) = (ex.http, ex.client) else {
             return;
@@ -373,22 +423,28 @@ impl Detector {
         let server = client.other();
         let conn = &end.conn;
         let server_addr = conn.addrs[server];
-        let pair = (conn.addrs[client].ip(), server_addr);
-        let idle_close =
-            self.endpoint(server_addr)
-                .add_connection(conn.id, ex, &end.closes, client);
+        let idle_close = self
+            .endpoints
+            .entry(server_addr)
+            .or_insert_with(|| EndpointTally::new(server_addr))
+            .add_connection(conn.id, ex, &end.closes, client);
         if let Some(idle) = idle_close {
-            if let Some(o) = &self.observer {
-                o.idle_close(server_addr, idle);
-            }
-            self.idle_closes.entry(pair).or_default().add(idle);
+            self.out.idle_closes.push(IdleClose {
+                client: conn.addrs[client].ip(),
+                server: server_addr,
+                idle,
+            });
         }
-        if ex.pending.is_empty() {
-            return self.tick(now);
-        }
-        let (closes, by_signal) = tls::with_close_signal(&end.closes, ex.close_signal, server);
-        let pending = std::mem::take(&mut ex.pending);
-        for req in &pending {
+        let rel = RelativeSeq {
+            client: i64::from(conn.from_syn[client]),
+            server: i64::from(conn.from_syn[server]),
+        };
+        // how the findings name the connection: made for the first failed request only
+        // (formatting addresses costs more than the rest of a connection's end)
+        let mut described: Option<(ConnectionInfo, String)> = None;
+        let signal = ex.close_signal.as_deref().copied();
+        let (closes, by_signal) = tls::with_close_signal(&end.closes, signal, server);
+        for req in ex.pending.take_all() {
             if ex.server_desync
                 && req
                     .ack_off
@@ -400,193 +456,94 @@ impl Detector {
                 self.stats.unframed_responses += 1;
                 continue;
             }
-            let verdict = h2::goaway_verdict(req, ex.h2.as_deref())
-                .unwrap_or_else(|| verdict::decide(req, &closes, client));
-            self.judge(
-                conn,
-                client,
+            let (connection, capture_note) = described
+                .get_or_insert_with(|| {
+                    let c = connection::connection_info(end, client);
+                    let note =
+                        connection::describe_capture(&c, end.tunnel.as_ref().map(|(_, t)| t));
+                    (c, note)
+                })
+                .clone();
+            let verdict = h2::goaway_verdict(&req, ex.h2.as_deref())
+                .unwrap_or_else(|| verdict::decide(&req, &closes, client));
+            let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
+            self.out.failures.push(FailedRequest {
+                verdict,
+                ladder,
+                server_rst: closes.rst[server],
+                rel,
+                conn: conn.id,
+                client: conn.addrs[client],
+                server: server_addr,
+                syn: conn.handshake.syn,
+                client_turn: conn.handshake.client_turn(),
+                untracked_after: u64::from(ex.untracked),
+                alert_before_fin: by_signal.then_some(end.closes.fin[server]),
+                connection,
+                capture_note,
+                open: false,
                 req,
-                &verdict,
-                &ex.trace,
-                Some((end, by_signal)),
-            );
+            });
         }
-        ex.pending = pending;
-        self.tick(now);
     }
 
-    /// Give `req` of connection `conn` its finding for `verdict`, to wait for its outcome.
-    /// `trace`: the connection's last segments, for the ladder diagram; `end`: the connection's
-    /// end, and whether a TLS alert stood for the server's FIN (none: the connection goes on, as
-    /// for a refused HTTP/2 stream).
-    fn judge(
+    /// `req` of connection `conn` got `verdict`: a close answered it (for the client leg);
+    /// returns the connection's ladder, when its segments were traced.
+    fn judged(
         &mut self,
         conn: &ConnMeta,
         client: Dir,
         req: &PendingRequest,
         verdict: &Verdict,
-        trace: &Trace,
-        end: Option<(&ConnEnd, bool)>,
+        trace: Option<&ladder::Trace>,
+        rel: RelativeSeq,
+    ) -> Option<crate::report::schema::Ladder> {
+        if let Some(c) = verdict.peer_close() {
+            self.front(conn, client, req, Answer::Closed, c.event().at);
+        }
+        trace
+            .filter(|t| !t.is_empty())
+            .map(|t| t.ladder(client, rel, &conn.handshake))
+    }
+
+    /// Give `req` of connection `conn` its verdict while the connection goes on (a refused
+    /// HTTP/2 stream): its finding learns at the connection's end where it was captured.
+    fn judge_open(
+        &mut self,
+        conn: &ConnMeta,
+        client: Dir,
+        req: PendingRequest,
+        verdict: Verdict,
+        ex: &Exchanges,
     ) {
         let server = client.other();
-        let server_addr = conn.addrs[server];
-        let pair = (conn.addrs[client].ip(), server_addr);
         let rel = RelativeSeq {
             client: i64::from(conn.from_syn[client]),
             server: i64::from(conn.from_syn[server]),
         };
-        let connection = ConnectionInfo::new(conn.id, conn.addrs[client], server_addr);
-        let server_rst = end.and_then(|(e, _)| e.closes.rst[server]);
-        let idle = self.idle_closes.get(&pair);
-        let idle_reset = evidence::is_idle_reset(verdict, req, idle);
-        let mut finding = self.finding(req, verdict, server_rst, rel, &connection, idle);
-        match end {
-            Some((e, by_signal)) => {
-                if by_signal {
-                    tls::close_by_alert(&mut finding, e.closes.fin[server]);
-                }
-                connection::complete(&mut finding, e, client);
-            }
-            None => self.open.open(conn.id, client),
-        }
-        if !trace.is_empty() {
-            finding.ladder = Some(trace.ladder(client, rel, &conn.handshake));
-        }
-        if let Some(c) = verdict.peer_close() {
-            self.front(conn, client, req, Answer::Closed, c.event().at);
-        }
-        self.awaiting.insert(
-            (conn.id, req.index),
-            Awaiting {
-                finding,
-                idle_reset,
-            },
-        );
-        self.retries.on_failure(Failure {
-            attempt: req.attempt.clone(),
-            close: verdict.peer_close().map(|c| c.event().at.ts),
+        self.open.insert(conn.id, client);
+        let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
+        self.out.failures.push(FailedRequest {
+            verdict,
+            ladder,
+            server_rst: None,
+            rel,
+            conn: conn.id,
+            client: conn.addrs[client],
+            server: conn.addrs[server],
+            syn: conn.handshake.syn,
+            client_turn: conn.handshake.client_turn(),
+            untracked_after: u64::from(ex.untracked),
+            alert_before_fin: None,
+            connection: ConnectionInfo::new(conn.id, conn.addrs[client], conn.addrs[server]),
+            capture_note: String::new(),
+            open: true,
+            req,
         });
     }
 
-    /// The finding (outcome lost until a retry is found) for a verdict.
-    fn finding(
-        &self,
-        req: &PendingRequest,
-        verdict: &Verdict,
-        server_rst: Option<SegMeta>,
-        rel: RelativeSeq,
-        connection: &ConnectionInfo,
-        idle: Option<&IdleRange>,
-    ) -> Finding {
-        let peer_close = verdict.peer_close();
-        let (method, target) = h2::request_name(&req.identity)
-            .unwrap_or_else(|| tls::request_name(&req.identity, req.index));
-        Finding {
-            kind: verdict.kind(),
-            outcome: Outcome::Lost,
-            request: RequestInfo {
-                method,
-                target,
-                host: req.identity.host.clone(),
-                file: self.file_name(req.at),
-                frame: req.at.frame,
-                time: req.at.ts,
-                index: req.index,
-                seq: req.seq.0,
-                ack: req.ack.map(|a| a.0),
-                retransmissions: req.retransmissions,
-                tls: req.identity.tls.as_deref().map(tls::request_info),
-                stream: req.identity.stream,
-            },
-            connection: connection.clone(),
-            peer_close: peer_close.map(|p| {
-                let c = p.event();
-                CloseInfo {
-                    close_type: p.type_name(),
-                    file: self.file_name(c.at),
-                    frame: c.at.frame,
-                    time: c.at.ts,
-                    seq: c.seq.0,
-                    ack: c.ack.map(|a| a.0),
-                    acks_request: verdict::acks_request(&c, req),
-                    h2: h2::close_info(p),
-                }
-            }),
-            rst: server_rst.map(|r| RstInfo {
-                file: self.file_name(r.at),
-                frame: r.at.frame,
-                time: r.at.ts,
-                seq: r.seq.0,
-                ack: r.ack.map(|a| a.0),
-                has_ack: r.ack.is_some(),
-                reply_form: Some(r.seq) == req.ack,
-            }),
-            fin_to_request_s: peer_close.map(|p| req.at.ts.secs_since(p.event().at.ts)),
-            idle_before_s: req.idle_before,
-            retry: None,
-            retry_candidates: None,
-            evidence: evidence::describe(verdict, req, rel, server_rst.as_ref(), idle),
-            client_effect: None,
-            ladder: None,
-            flagged_frames: None,
-            idle_race: false,
-        }
-    }
-
-    /// Capture time advanced to `now`: verdicts whose outcome is decided become final.
-    pub fn tick(&mut self, now: Timestamp) {
-        self.retries.tick(now);
-        self.take_decided();
-    }
-
-    fn take_decided(&mut self) {
-        for (conn, index, decided) in self.retries.take_decided() {
-            if let Some(a) = self.awaiting.remove(&(conn, index)) {
-                self.finalize(a, decided);
-            }
-        }
-    }
-
-    fn finalize(&mut self, a: Awaiting, decided: Decided) {
-        let mut f = a.finding;
-        match decided {
-            Decided::Retried(m) => {
-                f.outcome = Outcome::Retried;
-                f.retry = Some(RetryInfo {
-                    file: self.file_name(m.at),
-                    frame: m.at.frame,
-                    time: m.at.ts,
-                    connection: m.conn,
-                    matched_by: m.by.unwrap_or("timing"),
-                    reaction_s: m.reaction_s,
-                });
-                if m.by == Some(retry::BY_SIZE) {
-                    f.evidence
-                        .push_str(&tls::size_match_evidence(m.conn, m.at.frame));
-                }
-            }
-            Decided::Lost => f.outcome = Outcome::Lost,
-            Decided::Ambiguous { candidates } => {
-                f.outcome = Outcome::Ambiguous;
-                f.retry_candidates = Some(candidates);
-            }
-        }
-        f.idle_race = a.idle_reset;
-        // held while its connection goes on
-        self.ready.extend(self.open.hold(f));
-    }
-
-    /// Verdicts that became final since the last call (for streaming output).
-    pub fn take_ready(&mut self) -> Vec<Finding> {
-        std::mem::take(&mut self.ready)
-    }
-
-    /// End of the analysis: every waiting verdict becomes final; returns the endpoint
-    /// statistics to merge ([`merge_endpoints`]).
+    /// End of the analysis: the endpoint statistics to merge ([`merge_endpoints`]).
     pub(crate) fn finish(&mut self) -> Vec<EndpointTally> {
-        self.retries.finish();
-        self.take_decided();
-        self.ready.extend(self.open.drain());
         self.endpoints.drain().map(|(_, e)| e).collect()
     }
 }

@@ -4,7 +4,8 @@
 //! any ordered stream of these records (one shard's, or a merge of shards' in ordinal order):
 //! - [`Attempt`]s: every request as it was seen (its connection, index, capture time and
 //!   ordinal, the hash of what a retry repeats, an identity header if any, its body digest once
-//!   known, the client's turn-around on its connection);
+//!   known, the client's turn-around on its connection), in the order of their ordinals (a
+//!   request whose head took long to arrive may come a little late: it is put in its place);
 //! - [`Failure`]s: attempts that got no response, with the capture time of the close that told
 //!   their sender;
 //! - ticks of capture time.
@@ -32,11 +33,20 @@
 //!   reaction times of the failure, and the chance that a fresh one landed between the failure
 //!   and the candidate, from the time so covered, is at most [`MAX_CHANCE`]. Otherwise the
 //!   outcome is `ambiguous`, with the number of candidates.
+//!
+//! Cost: the attempts that can repeat each other (same key, client, server and identity
+//! header) form a group, kept in the order of their ordinals; a decision looks only at its
+//! group's attempts around the failure's time (found by binary search) and its group's other
+//! failures, and at most [`MAX_SCAN`] of each: a window crowded beyond that holds too many
+//! look-alikes for a match by timing to be stated (the outcome is `ambiguous` when a candidate
+//! was among those looked at, `lost` otherwise). Failures wait for their deadline in a heap.
+//! Every record costs O(1) amortised, however many identical requests are outstanding.
 
 use crate::flow::FrameRef;
 use crate::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHasher};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
@@ -60,7 +70,11 @@ const TURN_SHARE: f64 = 0.5;
 /// The longest chain of failed retries of one request followed back.
 const MAX_CHAIN: usize = 16;
 /// Attempts kept at most (the oldest go first beyond it).
-const MAX_ATTEMPTS: usize = 1 << 20;
+const MAX_ATTEMPTS: usize = 1 << 18;
+/// Attempts, or other failures, examined at most per decision.
+pub(crate) const MAX_SCAN: usize = 256;
+/// (client, server) pairs whose turn-around is remembered at most.
+const MAX_TURNS: usize = 1 << 16;
 
 /// An identity that names one request (a header's value): attempts with equal ones are the
 /// same request.
@@ -102,41 +116,18 @@ pub(crate) fn size_only(id: &crate::app::Identity) -> bool {
 }
 
 impl Attempt {
-    /// The group of attempts that can repeat each other.
+    /// The group of attempts that can repeat each other: same key, client, server and
+    /// identity header.
     pub fn group(&self) -> u64 {
         let mut h = FxHasher::default();
-        (self.key, self.client, self.server).hash(&mut h);
+        (
+            self.key,
+            self.client,
+            self.server,
+            self.exact.map(|e| e.hash),
+        )
+            .hash(&mut h);
         h.finish()
-    }
-
-    /// Could `self` repeat `failed`? (apart from time)
-    fn repeats(&self, failed: &Attempt) -> bool {
-        self.conn != failed.conn
-            && self.at.ordinal > failed.at.ordinal
-            && self.key == failed.key
-            && self.client == failed.client
-            && self.server == failed.server
-            && self.exact == failed.exact
-            && match (self.digest, failed.digest) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
-            && self.repeats_by_size(failed)
-    }
-
-    /// Sizes alone say little: a request known by its size repeats a failure only as the first
-    /// request on a new connection (the proxy's retry after the pooled one died).
-    fn repeats_by_size(&self, failed: &Attempt) -> bool {
-        !failed.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
-    }
-
-    /// When its sender decided to send it: its connection's SYN when it opened one after
-    /// `after`, else the request itself.
-    fn departure(&self, after: Timestamp) -> Timestamp {
-        match self.opened {
-            Some(syn) if self.index == 0 && syn >= after => syn,
-            _ => self.at.ts,
-        }
     }
 }
 
@@ -172,25 +163,95 @@ pub(crate) enum Decided {
     },
 }
 
-/// A retained attempt.
-#[derive(Debug)]
+/// A retained attempt: what a decision needs of it.
+#[derive(Clone, Copy, Debug)]
 struct Slot {
-    attempt: Attempt,
-    /// Decided as the retry of a failure.
+    conn: u64,
+    index: u32,
     claimed: bool,
+    /// Known by its size only.
+    size_only: bool,
+    at: FrameRef,
+    /// Its connection's SYN, when it is the connection's first request.
+    opened: Option<Timestamp>,
+    digest: Option<u64>,
+}
+
+impl Slot {
+    fn of(a: &Attempt) -> Slot {
+        Slot {
+            conn: a.conn,
+            index: a.index,
+            claimed: false,
+            size_only: a.size_only,
+            at: a.at,
+            opened: a.opened,
+            digest: a.digest,
+        }
+    }
+
+    /// Could `self` repeat the failed `f` of the same group? (apart from time)
+    fn repeats(&self, f: &Pending) -> bool {
+        self.conn != f.conn
+            && self.at.ordinal > f.at.ordinal
+            && match (self.digest, f.digest) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+            && self.repeats_by_size(f)
+    }
+
+    /// Sizes alone say little: a request known by its size repeats a failure only as the first
+    /// request on a new connection (the proxy's retry after the pooled one died).
+    fn repeats_by_size(&self, f: &Pending) -> bool {
+        !f.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
+    }
+
+    /// When its sender decided to send it: its connection's SYN when it opened one after
+    /// `after`, else the request itself.
+    fn departure(&self, after: Timestamp) -> Timestamp {
+        match self.opened {
+            Some(syn) if self.index == 0 && syn >= after => syn,
+            _ => self.at.ts,
+        }
+    }
+}
+
+/// The attempts of a group in ordinal order, and the ids of its failures.
+#[derive(Debug, Default)]
+struct Group {
+    slots: VecDeque<Slot>,
+    failures: VecDeque<u64>,
+}
+
+impl Group {
+    /// Position of the first slot after ordinal `ordinal`.
+    fn after(&self, ordinal: u64) -> usize {
+        self.slots.partition_point(|s| s.at.ordinal <= ordinal)
+    }
+
+    /// Position of the first slot captured at or after `ts` (slots are in ordinal order, which
+    /// is capture order but where the capture's clock stepped back).
+    fn at_or_after(&self, ts: Timestamp) -> usize {
+        self.slots.partition_point(|s| s.at.ts < ts)
+    }
 }
 
 /// A failure waiting for its outcome, or decided and kept while later ones may compete.
 #[derive(Debug)]
 struct Pending {
-    failure: Failure,
+    conn: u64,
+    index: u32,
+    size_only: bool,
+    at: FrameRef,
+    exact: Option<ExactId>,
+    digest: Option<u64>,
     group: u64,
     /// When its sender knew of it, seen from the capture point (the close plus the measured
     /// round trip).
     known_at: Timestamp,
     /// The earliest capture time of a retry, as round trips vary ([`TURN_SHARE`]).
     earliest: Timestamp,
-    deadline: Timestamp,
     decided: Option<Decided>,
 }
 
@@ -199,14 +260,23 @@ struct Pending {
 pub(crate) struct RetryMatcher {
     window: f64,
     settle: f64,
-    groups: FxHashMap<u64, VecDeque<Slot>>,
+    groups: FxHashMap<u64, Group>,
     /// (capture time, group) of every retained attempt, in arrival order: eviction order.
     arrivals: VecDeque<(Timestamp, u64)>,
-    failures: Vec<Pending>,
+    /// Failures by id (undecided, or decided and still able to contest).
+    failures: FxHashMap<u64, Pending>,
+    next_failure: u64,
+    /// Undecided failures by deadline: (deadline, known_at, ordinal, id).
+    due: BinaryHeap<Reverse<(Timestamp, u64)>>,
+    /// Decided failures by the time they stop mattering: (time, id).
+    expiry: BinaryHeap<Reverse<(Timestamp, u64)>>,
     /// The smallest client turn-around seen per (client, server address).
     turns: FxHashMap<(IpAddr, SocketAddr), f64>,
     first_seen: Option<Timestamp>,
     decided: Vec<(u64, u32, Decided)>,
+    /// Attempts and failures looked at (the tests bound it).
+    #[cfg(test)]
+    work: std::cell::Cell<u64>,
 }
 
 impl RetryMatcher {
@@ -219,44 +289,76 @@ impl RetryMatcher {
             settle,
             groups: FxHashMap::default(),
             arrivals: VecDeque::new(),
-            failures: Vec::new(),
+            failures: FxHashMap::default(),
+            next_failure: 0,
+            due: BinaryHeap::new(),
+            expiry: BinaryHeap::new(),
             turns: FxHashMap::default(),
             first_seen: None,
             decided: Vec::new(),
+            #[cfg(test)]
+            work: std::cell::Cell::new(0),
         }
     }
 
+    /// Count `n` attempts or failures looked at.
+    #[cfg(test)]
+    fn looked(&self, n: usize) {
+        self.work.set(self.work.get() + n as u64);
+    }
+
+    #[cfg(not(test))]
+    fn looked(&self, _n: usize) {}
+
     /// A request was seen.
-    pub fn on_attempt(&mut self, a: Attempt) {
+    pub fn on_attempt(&mut self, a: &Attempt) {
         self.first_seen.get_or_insert(a.at.ts);
         if let Some(t) = a.client_turn {
-            let e = self.turns.entry((a.client, a.server)).or_insert(t);
-            *e = e.min(t);
+            let full = self.turns.len() >= MAX_TURNS;
+            match self.turns.get_mut(&(a.client, a.server)) {
+                Some(e) => *e = e.min(t),
+                None if !full => {
+                    self.turns.insert((a.client, a.server), t);
+                }
+                None => {}
+            }
         }
         let group = a.group();
         self.arrivals.push_back((a.at.ts, group));
-        self.groups.entry(group).or_default().push_back(Slot {
-            attempt: a,
-            claimed: false,
-        });
+        let slots = &mut self.groups.entry(group).or_default().slots;
+        // in its place by ordinal: almost always at the end
+        let mut pos = slots.len();
+        while pos > 0 && slots.len() - pos < MAX_SCAN && slots[pos - 1].at.ordinal > a.at.ordinal {
+            pos -= 1;
+        }
+        let steps = slots.len() - pos + 1;
+        slots.insert(pos, Slot::of(a));
+        self.looked(steps);
         if self.arrivals.len() > MAX_ATTEMPTS {
             self.evict_oldest();
         }
     }
 
-    /// The body of attempt (`conn`, `index`) of `group` ended with this digest.
-    pub fn on_digest(&mut self, group: u64, conn: u64, index: u32, digest: u64) {
-        if let Some(s) = self.groups.get_mut(&group).and_then(|g| {
-            g.iter_mut()
-                .rev()
-                .find(|s| s.attempt.conn == conn && s.attempt.index == index)
-        }) {
-            s.attempt.digest = Some(digest);
+    /// The body of attempt (`conn`, `index`) of `group`, first seen at `ordinal`, ended with
+    /// this digest.
+    pub fn on_digest(&mut self, group: u64, at: (u64, u32, u64), digest: u64) {
+        let (conn, index, ordinal) = at;
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let end = g.after(ordinal);
+        let from = end.saturating_sub(MAX_SCAN);
+        let found = (from..end)
+            .rev()
+            .find(|&i| g.slots[i].conn == conn && g.slots[i].index == index);
+        if let Some(i) = found {
+            g.slots[i].digest = Some(digest);
         }
+        self.looked(end - found.unwrap_or(from));
     }
 
     /// An attempt got no response.
-    pub fn on_failure(&mut self, failure: Failure) {
+    pub fn on_failure(&mut self, failure: &Failure) {
         let a = &failure.attempt;
         let pair_turn = self.turns.get(&(a.client, a.server)).copied();
         let turn = match (a.client_turn, pair_turn) {
@@ -269,23 +371,41 @@ impl RetryMatcher {
                 .map_or(a.at.ts, |c| c.add_secs(turn * share).max(a.at.ts))
         };
         let (known_at, earliest) = (after(1.0), after(TURN_SHARE));
-        self.failures.push(Pending {
-            group: a.group(),
-            deadline: known_at.add_secs(self.window + self.settle),
-            known_at,
-            earliest,
-            failure,
-            decided: None,
-        });
+        let id = self.next_failure;
+        self.next_failure += 1;
+        let group = a.group();
+        self.groups.entry(group).or_default().failures.push_back(id);
+        self.due
+            .push(Reverse((known_at.add_secs(self.window + self.settle), id)));
+        self.failures.insert(
+            id,
+            Pending {
+                conn: a.conn,
+                index: a.index,
+                size_only: a.size_only,
+                at: a.at,
+                exact: a.exact,
+                digest: a.digest,
+                group,
+                known_at,
+                earliest,
+                decided: None,
+            },
+        );
     }
 
     /// Capture time advanced to `now`: decide the failures whose time came, forget what no
     /// later decision needs.
     pub fn tick(&mut self, now: Timestamp) {
         self.decide_until(Some(now));
-        let keep_failures = now.add_secs(-(self.window + self.settle));
-        self.failures
-            .retain(|p| p.decided.is_none() || p.known_at.add_secs(self.window) >= keep_failures);
+        let keep = now.add_secs(-(self.window + self.settle));
+        while let Some(&Reverse((until, id))) = self.expiry.peek() {
+            if until >= keep {
+                break;
+            }
+            self.expiry.pop();
+            self.forget_failure(id);
+        }
         let edge = now.add_secs(-(self.window + self.settle + HISTORY_S));
         while self.arrivals.front().is_some_and(|&(ts, _)| ts < edge) {
             self.evict_oldest();
@@ -296,6 +416,10 @@ impl RetryMatcher {
     pub fn finish(&mut self) {
         self.decide_until(None);
         self.failures.clear();
+        self.expiry.clear();
+        for g in self.groups.values_mut() {
+            g.failures.clear();
+        }
     }
 
     /// Outcomes decided since the last call: (connection, index, outcome).
@@ -303,13 +427,38 @@ impl RetryMatcher {
         std::mem::take(&mut self.decided)
     }
 
+    /// Attempts and failures retained, and attempts and failures looked at so far (for the
+    /// bounds on memory and work).
+    #[cfg(test)]
+    pub fn footprint(&self) -> (usize, usize, u64) {
+        (self.arrivals.len(), self.failures.len(), self.work.get())
+    }
+
     fn evict_oldest(&mut self) {
         if let Some((_, group)) = self.arrivals.pop_front()
             && let Some(g) = self.groups.get_mut(&group)
         {
-            g.pop_front();
-            if g.is_empty() {
+            g.slots.pop_front();
+            if g.slots.is_empty() && g.failures.is_empty() {
                 self.groups.remove(&group);
+            }
+        }
+    }
+
+    fn forget_failure(&mut self, id: u64) {
+        let Some(p) = self.failures.remove(&id) else {
+            return;
+        };
+        if let Some(g) = self.groups.get_mut(&p.group) {
+            while g
+                .failures
+                .front()
+                .is_some_and(|f| !self.failures.contains_key(f))
+            {
+                g.failures.pop_front();
+            }
+            if g.slots.is_empty() && g.failures.is_empty() {
+                self.groups.remove(&p.group);
             }
         }
     }
@@ -317,128 +466,156 @@ impl RetryMatcher {
     /// Decide the undecided failures whose deadline is at or before `now` (all: `None`), in
     /// the order their senders learnt of them.
     fn decide_until(&mut self, now: Option<Timestamp>) {
-        let mut due: Vec<usize> = (0..self.failures.len())
-            .filter(|&i| {
-                let p = &self.failures[i];
-                p.decided.is_none() && now.is_none_or(|n| p.deadline <= n)
-            })
-            .collect();
-        due.sort_by_key(|&i| {
-            let p = &self.failures[i];
-            (p.known_at, p.failure.attempt.at.ordinal)
-        });
-        for i in due {
-            let d = self.decide(i);
-            let p = &mut self.failures[i];
+        let mut due = Vec::new();
+        while let Some(&Reverse((deadline, id))) = self.due.peek() {
+            if now.is_some_and(|n| deadline > n) {
+                break;
+            }
+            self.due.pop();
+            if let Some(p) = self.failures.get(&id) {
+                due.push((p.known_at, p.at.ordinal, p.conn, p.index, id));
+            }
+        }
+        due.sort_unstable();
+        for (known_at, .., id) in due {
+            let d = self.decide(id);
+            let p = self.failures.get_mut(&id).expect("a due failure");
             p.decided = Some(d);
-            let a = &p.failure.attempt;
-            self.decided.push((a.conn, a.index, d));
+            self.decided.push((p.conn, p.index, d));
+            let until = known_at.add_secs(self.window);
+            self.expiry.push(Reverse((until, id)));
         }
     }
 
-    /// The outcome of failure `i`; claims its retry.
-    fn decide(&mut self, i: usize) -> Decided {
-        let p = &self.failures[i];
-        let f = &p.failure.attempt;
+    /// The outcome of failure `id`; claims its retry.
+    fn decide(&mut self, id: u64) -> Decided {
+        let p = &self.failures[&id];
         let Some(group) = self.groups.get(&p.group) else {
             return Decided::Lost;
         };
         let until = p.known_at.add_secs(self.window);
-        let mut cands: Vec<usize> = (0..group.len())
-            .filter(|&j| {
-                let s = &group[j];
-                !s.claimed
-                    && s.attempt.at.ts >= p.earliest
-                    && s.attempt.at.ts <= until
-                    && s.attempt.repeats(f)
-            })
-            .collect();
-        cands.sort_by_key(|&j| group[j].attempt.at.ordinal);
-        let Some(&first) = cands.first() else {
+        let start = group.after(p.at.ordinal).max(group.at_or_after(p.earliest));
+        let mut first: Option<usize> = None;
+        let mut count = 0u32;
+        let mut crowded = false;
+        for (n, j) in (start..group.slots.len()).enumerate() {
+            self.looked(1);
+            let s = &group.slots[j];
+            if s.at.ts > until {
+                break;
+            }
+            if n >= MAX_SCAN {
+                crowded = true;
+                break;
+            }
+            if !s.claimed && s.at.ts >= p.earliest && s.repeats(p) {
+                count += 1;
+                first.get_or_insert(j);
+            }
+        }
+        // (in a crowded window, the candidates beyond the scan are not seen)
+        let Some(first) = first else {
             return Decided::Lost;
         };
-        let r = &group[first].attempt;
-        if f.exact.is_none() && r.at.ts < p.known_at {
+        let r = group.slots[first];
+        if p.exact.is_none() && r.at.ts < p.known_at {
             // within the round trip's variation: a quick retry or a fresh request
-            return Decided::Ambiguous {
-                candidates: cands.len() as u32,
-            };
+            return Decided::Ambiguous { candidates: count };
         }
         let reaction = r.departure(p.earliest).secs_since(p.known_at).max(0.0);
-        let certain = match f.exact {
+        let certain = match p.exact {
             Some(_) => true,
             // the rule for sizes is the new connection's first request (`repeats_by_size`)
-            None if f.size_only => true,
-            None => !self.contested(i, r) && self.chance(p, r, reaction) <= MAX_CHANCE,
+            None if p.size_only => true,
+            None => {
+                !crowded
+                    && !self.contested(id, &r)
+                    && self.chance(p, group, &r, reaction) <= MAX_CHANCE
+            }
         };
         if !certain {
-            return Decided::Ambiguous {
-                candidates: cands.len() as u32,
-            };
+            return Decided::Ambiguous { candidates: count };
         }
         let m = RetryMatch {
             at: r.at,
             conn: r.conn,
             reaction_s: reaction,
-            by: f.exact.map(|e| e.label).or(f.size_only.then_some(BY_SIZE)),
+            by: p.exact.map(|e| e.label).or(p.size_only.then_some(BY_SIZE)),
         };
-        if let Some(g) = self.groups.get_mut(&p.group) {
-            g[first].claimed = true;
+        let g = p.group;
+        if let Some(g) = self.groups.get_mut(&g) {
+            g.slots[first].claimed = true;
         }
         Decided::Retried(m)
     }
 
-    /// Could another failure, not settled as retried by another request, claim `r`?
-    fn contested(&self, i: usize, r: &Attempt) -> bool {
-        self.failures.iter().enumerate().any(|(j, q)| {
-            j != i
-                && q.group == self.failures[i].group
-                && !matches!(q.decided, Some(Decided::Retried(_)))
+    /// Could another failure, not settled as retried by another request, claim `r`? (Yes
+    /// when too many failures of the group compete to tell.)
+    fn contested(&self, id: u64, r: &Slot) -> bool {
+        let p = &self.failures[&id];
+        let Some(g) = self.groups.get(&p.group) else {
+            return false;
+        };
+        let others = g.failures.iter().filter(|&&q| q != id);
+        for (n, q) in others.filter_map(|q| self.failures.get(q)).enumerate() {
+            self.looked(1);
+            if n >= MAX_SCAN {
+                return true;
+            }
+            if !matches!(q.decided, Some(Decided::Retried(_)))
                 && r.at.ts >= q.known_at
                 && r.at.ts <= q.known_at.add_secs(self.window)
-                && r.repeats(&q.failure.attempt)
-        })
+                && r.repeats(q)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// The attempts that `p`'s request repeats: the failures retried by it, by those, and so
     /// on (a proxy's retry that failed again and was retried once more).
-    fn earlier_attempts(&self, p: &Pending) -> Vec<(u64, u32)> {
+    fn earlier_attempts(&self, p: &Pending, g: &Group) -> Vec<(u64, u32)> {
         let mut chain = Vec::new();
-        let mut cur = &p.failure.attempt;
+        let mut cur = (p.conn, p.at.ordinal);
         while chain.len() < MAX_CHAIN {
-            let Some(q) = self.failures.iter().find(|q| {
-                q.group == p.group
-                    && matches!(q.decided, Some(Decided::Retried(m))
-                        if m.conn == cur.conn && m.at.ordinal == cur.at.ordinal)
-            }) else {
+            let retried_cur = |q: &&Pending| {
+                matches!(q.decided, Some(Decided::Retried(m))
+                    if (m.conn, m.at.ordinal) == cur)
+            };
+            let failures = g.failures.iter().take(MAX_SCAN);
+            let Some(q) = failures
+                .filter_map(|id| self.failures.get(id))
+                .find(retried_cur)
+            else {
                 break;
             };
-            cur = &q.failure.attempt;
-            chain.push((cur.conn, cur.index));
+            self.looked(1);
+            cur = (q.conn, q.at.ordinal);
+            chain.push((q.conn, q.index));
         }
         chain
     }
 
-    /// Is `a` explained as the retry of a failure of the group that came with or after the
-    /// candidate `r` (the candidate failed too, and `a` repeats it)? Such a request is not a
-    /// fresh one and says nothing of the group's rate.
-    fn retries_a_later_failure(&self, group: u64, r: &Attempt, a: &Attempt) -> bool {
-        self.failures.iter().any(|q| {
-            let fa = &q.failure.attempt;
-            q.group == group
-                && fa.at.ordinal >= r.at.ordinal
+    /// Is `a` explained as the retry of a failure of the group `g` that came with or after
+    /// the candidate `r` (the candidate failed too, and `a` repeats it)? Such a request is not
+    /// a fresh one and says nothing of the group's rate.
+    fn retries_a_later_failure(&self, g: &Group, r: &Slot, a: &Slot) -> bool {
+        let failures = g.failures.iter().take(MAX_SCAN);
+        failures.filter_map(|id| self.failures.get(id)).any(|q| {
+            self.looked(1);
+            q.at.ordinal >= r.at.ordinal
                 && a.at.ts >= q.known_at
                 && a.at.ts <= q.known_at.add_secs(self.window)
-                && a.repeats(fa)
+                && a.repeats(q)
         })
     }
 
     /// The chance that a fresh request of the same group came within `reaction` s after the
     /// failure, from the rate of the same request around it: the other attempts of the group
     /// within `RATE_SPAN_FACTOR` times the reaction before and after (bounded by the history
-    /// kept and the window); 1 when there are any.
-    fn chance(&self, p: &Pending, r: &Attempt, reaction: f64) -> f64 {
-        let f = &p.failure.attempt;
+    /// kept and the window); 1 when there are any (or too many to look through).
+    fn chance(&self, p: &Pending, g: &Group, r: &Slot, reaction: f64) -> f64 {
         let span = (reaction * RATE_SPAN_FACTOR).max(1e-4);
         let seen = self
             .first_seen
@@ -447,23 +624,27 @@ impl RetryMatcher {
         let after = span.min(self.window);
         let lo = p.known_at.add_secs(-before);
         let hi = p.known_at.add_secs(reaction + after);
-        let chain = self.earlier_attempts(p);
-        let others = self.groups.get(&p.group).map_or(0, |g| {
-            g.iter()
-                .filter(|s| {
-                    let a = &s.attempt;
-                    a.exact.is_none()
-                        && (a.conn, a.index) != (f.conn, f.index)
-                        && (a.conn, a.index) != (r.conn, r.index)
-                        && a.at.ts >= lo
-                        && a.at.ts <= hi
-                        && !chain.contains(&(a.conn, a.index))
-                        && !self.retries_a_later_failure(p.group, r, a)
-                })
-                .count()
-        });
-        if others > 0 {
-            return 1.0;
+        let mine = |s: &Slot| {
+            (s.conn, s.index) == (p.conn, p.index) || (s.conn, s.index) == (r.conn, r.index)
+        };
+        let chain = self.earlier_attempts(p, g);
+        let mut looked = 0;
+        for s in g.slots.range(g.at_or_after(lo)..) {
+            self.looked(1);
+            if s.at.ts > hi {
+                break;
+            }
+            looked += 1;
+            if looked > MAX_SCAN {
+                return 1.0;
+            }
+            if s.at.ts >= lo
+                && !mine(s)
+                && !chain.contains(&(s.conn, s.index))
+                && !self.retries_a_later_failure(g, r, s)
+            {
+                return 1.0;
+            }
         }
         reaction / (before + after + reaction).max(1e-9)
     }

@@ -1,10 +1,58 @@
 use super::*;
 use crate::app::Identity;
+use crate::flow::FrameRef;
 use crate::flow::{CloseEvent, Closes, Dir, EndReason, HandshakeTimes, PerDir, SeqNumber};
-use crate::report::schema::Kind;
+use crate::report::schema::{Finding, Kind, Outcome};
+use crate::time::Timestamp;
 
 /// Seconds a failure waits for its competitors (the engine's close linger and two ticks).
 const SETTLE: f64 = 2.2;
+
+/// The two parts of the detect stage over one shard, as the engine runs them: an epoch ends
+/// with each connection and at each tick.
+struct Detect {
+    d: Detector,
+    v: Verdicts,
+    now: Timestamp,
+}
+
+impl Detect {
+    fn new(cfg: DetectConfig, inputs: Vec<String>, settle: f64) -> Detect {
+        Detect {
+            d: Detector::new(),
+            v: Verdicts::new(&cfg, inputs, settle, cfg.retry_window + 2.0 * settle),
+            now: Timestamp::default(),
+        }
+    }
+
+    fn on_message(&mut self, conn: &ConnMeta, ex: &mut Exchanges, ev: AppEvent, at: &SegMeta) {
+        self.d.on_message(conn, ex, ev, at);
+    }
+
+    fn finish_conn(&mut self, end: &ConnEnd, ex: &mut Exchanges, now: Timestamp) {
+        self.d.finish_conn(end, ex);
+        self.tick(now);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        self.v.epoch(&mut [self.d.records()], self.now);
+    }
+
+    fn take_ready(&mut self) -> Vec<Finding> {
+        self.v.take_ready().collect()
+    }
+
+    /// The endpoint statistics of the connections, and what the findings add to them.
+    fn finish(&mut self) -> (Vec<EndpointTally>, FindingTally) {
+        self.tick(self.now);
+        (self.d.finish(), self.v.finish())
+    }
+
+    fn stats(&self) -> &DetectStats {
+        self.d.stats()
+    }
+}
 
 fn at(frame: u64, secs: f64) -> FrameRef {
     FrameRef {
@@ -31,7 +79,7 @@ fn conn(id: u64, client_port: u16) -> ConnMeta {
 
 /// Request `target` at client offset `start` sent in frame `f` carrying `ack_off`.
 fn request(
-    d: &mut Detector,
+    d: &mut Detect,
     c: &ConnMeta,
     ex: &mut Exchanges,
     target: &str,
@@ -53,7 +101,7 @@ fn request(
 
 /// A request with `identity` at client offset `start` sent in frame `f` carrying `ack_off`.
 fn send(
-    d: &mut Detector,
+    d: &mut Detect,
     c: &ConnMeta,
     ex: &mut Exchanges,
     identity: Identity,
@@ -76,7 +124,7 @@ fn send(
 }
 
 /// A final keep-alive response by the server, completed by segment `m`.
-fn response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
+fn response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, m: SegMeta) {
     let r = Response {
         dir: Dir::Rev,
         start: 0,
@@ -122,7 +170,7 @@ fn end_of(
 }
 
 /// One answered request (ends at 1.0 s), then GET /x at client offset 30.
-fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Exchanges {
+fn keepalive_then(d: &mut Detect, c: &ConnMeta, t: f64, ack_off: i64) -> Exchanges {
     let mut ex = Exchanges::default();
     request(d, c, &mut ex, "/first", 0, at(4, 0.5), 0);
     let m = SegMeta {
@@ -135,7 +183,7 @@ fn keepalive_then(d: &mut Detector, c: &ConnMeta, t: f64, ack_off: i64) -> Excha
     ex
 }
 
-fn one(d: &mut Detector) -> Finding {
+fn one(d: &mut Detect) -> Finding {
     d.finish();
     let mut r = d.take_ready();
     assert_eq!(r.len(), 1, "{r:?}");
@@ -148,7 +196,7 @@ fn secs(s: f64) -> Timestamp {
 
 #[test]
 fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
@@ -170,7 +218,7 @@ fn fin_and_request_that_do_not_acknowledge_each_other_crossed() {
 
 #[test]
 fn request_acknowledging_the_fin_is_after_fin() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 41);
     let fin = close(at(6, 1.5), 40, Some(30));
@@ -180,7 +228,7 @@ fn request_acknowledging_the_fin_is_after_fin() {
 
 #[test]
 fn fin_acknowledging_the_request_is_closed_unanswered() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     let fin = close(at(9, 30.0), 40, Some(60));
@@ -191,7 +239,7 @@ fn fin_acknowledging_the_request_is_closed_unanswered() {
 #[test]
 fn rst_before_or_after_the_request() {
     for (rst_frame, kind) in [(6, Kind::AfterRst), (9, Kind::ResetUnanswered)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let t = rst_frame as f64 / 4.0;
@@ -205,7 +253,7 @@ fn rst_before_or_after_the_request() {
 
 #[test]
 fn no_close_is_informational_and_client_close_first_too() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(9.0));
@@ -233,7 +281,7 @@ fn same_request_on_another_connection_within_the_window_is_a_retry() {
         (0.3, Outcome::Ambiguous),
         (1.5, Outcome::Lost),
     ] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = keepalive_then(&mut d, &c, 2.0, 40);
         let fin = close(at(6, 1.99), 40, Some(30));
@@ -256,7 +304,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     let c = conn(1, 1000);
     let fin = || Some(close(at(4, 5.0), 40, Some(30)));
     // the server's response (its segment acknowledges the 30 request bytes) comes first
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         at: at(2, 0.1),
@@ -269,7 +317,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
     d.finish();
     assert!(d.take_ready().is_empty());
     // a response whose ack does not cover the request does not answer it
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let mut ex = Exchanges::default();
     let m = SegMeta {
         ack_off: Some(0),
@@ -284,7 +332,7 @@ fn a_response_captured_before_its_request_answers_it_by_ack() {
 #[test]
 fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lost() {
     for (server_bytes, verdicts) in [(Some(100), 0), (None, 1)] {
-        let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+        let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
         let c = conn(1, 1000);
         let mut ex = Exchanges::default();
         request(&mut d, &c, &mut ex, "/a", 0, at(1, 0.0), 0);
@@ -292,7 +340,15 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
             at: at(2, 0.1),
             ..SegMeta::default()
         };
-        d.on_message(&c, &mut ex, AppEvent::Desync { dir: Dir::Rev }, &m);
+        d.on_message(
+            &c,
+            &mut ex,
+            AppEvent::Desync {
+                dir: Dir::Rev,
+                anomaly: None,
+            },
+            &m,
+        );
         let mut end = end_of(&c, None, Some(close(at(3, 5.0), 100, Some(30))), None);
         end.stream_end[Dir::Rev] = server_bytes;
         d.finish_conn(&end, &mut ex, secs(9.0));
@@ -304,7 +360,7 @@ fn no_verdict_when_the_server_sent_data_after_the_request_but_its_framing_was_lo
 
 #[test]
 fn idle_closes_and_recommendation() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     for (n, idle) in [(1u64, 1.0), (2, 1.2), (3, 0.9)] {
         let c = conn(n, 1000 + n as u16);
         let mut ex = Exchanges::default();
@@ -322,8 +378,8 @@ fn idle_closes_and_recommendation() {
     let mut ex = keepalive_then(&mut d, &c, 1.95, 40);
     let fin = close(at(6, 1.99), 40, Some(30));
     d.finish_conn(&end_of(&c, None, Some(fin), None), &mut ex, secs(10.0));
-    let tallies = d.finish();
-    let (eps, _) = merge_endpoints(vec![tallies], &d.take_ready());
+    let (tallies, found) = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], found);
     assert_eq!(eps.len(), 1);
     let e = &eps[0];
     assert_eq!(e.connections, 4);
@@ -346,7 +402,7 @@ fn idle_closes_and_recommendation() {
 
 /// An encrypted request at client offset `start`, first record `len` bytes, in frame `f`.
 fn tls_request(
-    d: &mut Detector,
+    d: &mut Detect,
     c: &ConnMeta,
     ex: &mut Exchanges,
     len: u16,
@@ -380,7 +436,7 @@ fn new_conn(id: u64, client_port: u16, syn: f64) -> ConnMeta {
 /// another connection is not), and the finding says it was matched by size.
 #[test]
 fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let (c1, c2, c3) = (conn(1, 1000), conn(2, 1001), new_conn(3, 1002, 2.05));
     let mut ex1 = Exchanges::default();
     tls_request(&mut d, &c1, &mut ex1, 113, 500, at(10, 2.0), 900);
@@ -415,7 +471,7 @@ fn encrypted_requests_are_retried_by_size_on_a_new_connections_first_request() {
 /// alert (but not the FIN, sent later) was sent after the close signal.
 #[test]
 fn a_server_alert_before_its_fin_is_the_close() {
-    let mut d = Detector::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec!["a.pcap".into()], SETTLE);
     let c = conn(1, 1000);
     // the alert (31 bytes at server offset 40) before the FIN at 71; the request acked the
     // alert, not the FIN (on the FIN alone the two would have crossed)
@@ -453,7 +509,7 @@ mod matcher {
 
     /// Request `index` on connection `conn` (port 1000 + conn), captured at `t` in frame
     /// `frame`.
-    fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
+    pub(super) fn attempt(conn: u64, index: u32, frame: u64, t: f64) -> Attempt {
         Attempt {
             conn,
             index,
@@ -480,15 +536,18 @@ mod matcher {
     fn decide(attempts: &[Attempt], failures: &[(usize, f64)]) -> Vec<(u64, Decided)> {
         let mut m = RetryMatcher::new(1.0, SETTLE);
         // another request opened the capture well before
-        m.on_attempt(Attempt {
+        m.on_attempt(&Attempt {
             key: 99,
             ..attempt(99, 0, 1, 0.0)
         });
-        for a in attempts {
-            m.on_attempt(a.clone());
+        // the engine hands the attempts over in the order of their ordinals
+        let mut sorted: Vec<&Attempt> = attempts.iter().collect();
+        sorted.sort_by_key(|a| a.at.ordinal);
+        for a in sorted {
+            m.on_attempt(a);
         }
         for &(i, close) in failures {
-            m.on_failure(Failure {
+            m.on_failure(&Failure {
                 attempt: attempts[i].clone(),
                 close: Some(secs(close)),
             });
@@ -657,6 +716,60 @@ mod matcher {
     }
 }
 
+// ---- bounded cost ----
+
+mod bounds {
+    use super::super::retry::{Attempt, Decided, Failure, MAX_SCAN, RetryMatcher};
+    use super::matcher::attempt;
+    use super::*;
+
+    /// `n` identical requests pipelined on one connection (a few per packet) after the server
+    /// closed it, all failing: the attempts and failures looked at grow linearly with `n`
+    /// (each failure's window holds every later request).
+    fn pipelined(n: u64, with_retry: bool) -> (u64, Vec<Decided>) {
+        let mut m = RetryMatcher::new(1.0, SETTLE);
+        let attempts: Vec<Attempt> = (0..n)
+            .map(|i| attempt(1, i as u32, 10 + i / 4, 1.0 + (i / 4) as f64 * 1e-6))
+            .collect();
+        for a in &attempts {
+            m.on_attempt(a);
+        }
+        if with_retry {
+            m.on_attempt(&attempt(2, 0, 10 + n, 1.5));
+        }
+        for a in &attempts {
+            m.on_failure(&Failure {
+                attempt: a.clone(),
+                close: Some(secs(0.5)),
+            });
+        }
+        m.tick(secs(10.0));
+        let (attempts_kept, failures_kept, work) = m.footprint();
+        assert!(attempts_kept <= n as usize + 1);
+        assert!(failures_kept <= n as usize);
+        let decided = m.take_decided().into_iter().map(|(_, _, d)| d).collect();
+        (work, decided)
+    }
+
+    #[test]
+    fn identical_pipelined_failures_cost_linear_work() {
+        for n in [2_000u64, 20_000] {
+            for with_retry in [false, true] {
+                let (work, decided) = pipelined(n, with_retry);
+                assert_eq!(decided.len(), n as usize);
+                assert!(
+                    work <= 4 * (MAX_SCAN as u64 + 4) * n,
+                    "{n} failures: {work} looked at"
+                );
+                // a single later request cannot be told from a fresh one amid so many
+                if !with_retry {
+                    assert!(decided.iter().all(|d| *d == Decided::Lost));
+                }
+            }
+        }
+    }
+}
+
 // ---- HTTP/2 ----
 
 fn h2_identity(method: &str, target: &str, stream: u32) -> Identity {
@@ -674,7 +787,7 @@ fn h2_identity(method: &str, target: &str, stream: u32) -> Identity {
 /// The client's HEADERS for `request` ("METHOD target", or "" for a head not decoded) on
 /// `stream` at client offset `start`, sent in frame `f` carrying `ack_off`.
 fn h2_request(
-    d: &mut Detector,
+    d: &mut Detect,
     c: &ConnMeta,
     ex: &mut Exchanges,
     request: &str,
@@ -685,7 +798,7 @@ fn h2_request(
     send(d, c, ex, h2_identity(method, target, stream), at_ack);
 }
 
-fn h2_response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, stream: u32, m: SegMeta) {
+fn h2_response(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, stream: u32, m: SegMeta) {
     let r = Response {
         dir: Dir::Rev,
         start: m.off,
@@ -701,7 +814,7 @@ fn h2_response(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, stream: u32, 
     d.on_message(c, ex, AppEvent::ResponseEnd { dir: Dir::Rev }, &m);
 }
 
-fn goaway(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, g: CloseEvent, last_stream: u32) {
+fn goaway(d: &mut Detect, c: &ConnMeta, ex: &mut Exchanges, g: CloseEvent, last_stream: u32) {
     let ev = AppEvent::Closing {
         dir: Dir::Rev,
         close: g,
@@ -718,7 +831,7 @@ fn goaway(d: &mut Detector, c: &ConnMeta, ex: &mut Exchanges, g: CloseEvent, las
 /// the client had acknowledged it.
 #[test]
 fn goaway_decides_the_streams_above_its_last_stream_id() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
     h2_request(&mut d, &c, &mut ex, "GET /1", 1, (24, at(4, 0.1), 9));
@@ -769,7 +882,7 @@ fn goaway_decides_the_streams_above_its_last_stream_id() {
 
 #[test]
 fn refused_stream_is_decided_at_once_and_its_retry_found() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
     // history for the retry matcher's rarity test
@@ -803,7 +916,7 @@ fn refused_stream_is_decided_at_once_and_its_retry_found() {
 
 #[test]
 fn other_stream_resets_and_client_resets_give_no_verdict() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let c = conn(1, 1000);
     let mut ex = Exchanges::default();
     h2_request(&mut d, &c, &mut ex, "GET /a", 1, (24, at(4, 1.0), 9));
@@ -819,13 +932,18 @@ fn other_stream_resets_and_client_resets_give_no_verdict() {
         d.on_message(&c, &mut ex, ev, &reset);
     }
     // the server's CANCEL ended stream 1; the client's own reset of 3 leaves it waiting
-    let left: Vec<_> = ex.pending.iter().map(|p| p.identity.stream).collect();
+    let left: Vec<_> = ex
+        .pending
+        .as_slice()
+        .iter()
+        .map(|p| p.identity.stream)
+        .collect();
     assert_eq!(left, [Some(3)]);
 }
 
 #[test]
 fn undecoded_heads_are_named_by_their_stream_and_never_matched() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     let mut findings = Vec::new();
     for (id, port) in [(1, 1000), (2, 1001)] {
         let c = conn(id, port);
@@ -846,7 +964,7 @@ fn undecoded_heads_are_named_by_their_stream_and_never_matched() {
 
 #[test]
 fn goaways_by_cause_per_endpoint() {
-    let mut d = Detector::new(DetectConfig::default(), vec![], SETTLE);
+    let mut d = Detect::new(DetectConfig::default(), vec![], SETTLE);
     // three connections capped after 2 requests: GOAWAY right after the second response
     for id in 1..=3u64 {
         let c = conn(id, 1000 + id as u16);
@@ -894,7 +1012,8 @@ fn goaways_by_cause_per_endpoint() {
     h2_response(&mut d, &c, &mut ex, 1, close(at(901, 50.01), 9, Some(64)));
     goaway(&mut d, &c, &mut ex, close(at(902, 52.01), 60, Some(64)), 1);
     d.finish_conn(&end_of(&c, None, None, None), &mut ex, secs(53.0));
-    let (eps, _) = merge_endpoints(vec![d.finish()], &[]);
+    let (tallies, _) = d.finish();
+    let (eps, _) = merge_endpoints(vec![tallies], FindingTally::default());
     let g = eps[0].goaways.as_ref().unwrap();
     assert_eq!(g.count, 4);
     assert_eq!(g.requests_per_connection, Some(2));

@@ -1,22 +1,30 @@
-//! One packet at a time through decode -> flow -> app -> detect. The analyzer knows nothing of
-//! where packets come from, so files, stdin and live interfaces feed it alike; verdicts become
-//! final as capture time passes (`findings_since`).
+//! One packet at a time through decode -> flow -> app -> detect, on one thread: the analysis
+//! of the whole input, or the driver's own shard of it with the verdict stage that takes every
+//! shard's records. The analyzer knows nothing of where packets come from, so files, stdin and
+//! live interfaces feed it alike; verdicts become final as capture time passes
+//! (`findings_since`).
 
 use super::Config;
 use super::front::Front;
 use super::result::{ShardResult, WarningKey, merge};
-use crate::app::tls::Keys;
-use crate::app::{AppConn, Scratch};
+use super::shard::Shard;
 use crate::capture::{Packet, PacketRef, Warning};
-use crate::decode::{Decoded, Decoder};
-use crate::detect::client_leg::{ClientLegs, SharedLegs};
-use crate::detect::{Detector, Exchanges};
-use crate::flow::{ConnEnd, ConnMeta, FlowEvent, FlowHandler, FlowTable, FrameRef, Sighting};
+use crate::decode::Decoded;
+use crate::detect::{Records, Verdicts};
+use crate::flow::Sighting;
+use crate::report::WarningPrinter;
 use crate::report::schema::{Finding, Report};
 use crate::time::Timestamp;
+use std::sync::{Arc, Mutex};
 
 /// Seconds of capture time between ticks (verdicts waiting for time become final).
 pub(crate) const TICK_S: f64 = 0.1;
+/// Packets, and captured bytes, at most between two epochs of the analysis: an epoch ends at
+/// every tick, and after this many packets or bytes without one (a capture whose clock stands
+/// still, or requests pipelined by the thousand), so that what the shards hand the verdict
+/// stage per epoch stays bounded (a request takes at least 16 bytes).
+pub(crate) const EPOCH_PACKETS: u64 = 4096;
+pub(crate) const EPOCH_BYTES: u64 = 256 * 1024;
 
 /// Seconds of capture time after a request by which a verdict on it is usually final: its
 /// connection finished (the close's linger), the retry window passed, and the competitors
@@ -25,176 +33,198 @@ pub(crate) fn final_after(cfg: &Config) -> f64 {
     cfg.detect.retry_window + 2.0 * (cfg.table.close_linger + 2.0 * TICK_S)
 }
 
-/// The later stages' state of one connection.
-#[derive(Default)]
-struct ConnAnalysis {
-    app: AppConn,
-    exchanges: Exchanges,
+/// When the epochs of the analysis end, from the capture time of the whole input.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Clock {
+    pub now: Timestamp,
+    last_tick: Timestamp,
+    packets: u64,
+    bytes: u64,
 }
 
-/// The analysis engine of the input, or of a shard of it.
+impl Clock {
+    /// A packet of `len` captured bytes captured at `ts` was analysed: whether an epoch ends
+    /// after it.
+    pub fn after_packet(&mut self, ts: Timestamp, len: usize) -> bool {
+        self.now = self.now.max(ts);
+        self.packets += 1;
+        self.bytes += len as u64;
+        if self.now.secs_since(self.last_tick) >= TICK_S {
+            self.tick(self.now);
+            return true;
+        }
+        if self.packets >= EPOCH_PACKETS || self.bytes >= EPOCH_BYTES {
+            (self.packets, self.bytes) = (0, 0);
+            return true;
+        }
+        false
+    }
+
+    /// Capture time advanced to `now` with no packet (a live source was idle): a tick.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        self.last_tick = self.now;
+        (self.packets, self.bytes) = (0, 0);
+    }
+}
+
+/// The analysis engine of the input, or of the driver's shard of it.
 pub struct Analyzer {
     config: Config,
-    decoder: Decoder,
-    /// The front (decoder and copy filter) of an analyzer that sees the whole input; the
-    /// shards' packets come through the dispatcher's.
+    /// The front (decoder and copy filter) of an analyzer fed packet by packet
+    /// ([`Analyzer::on_packet_ref`]); a sharded run's packets come through the dispatcher's.
     front: Option<Box<Front>>,
-    table: FlowTable<ConnAnalysis>,
-    detector: Detector,
-    scratch: Scratch,
-    now: Timestamp,
-    last_tick: Timestamp,
-    inputs: Vec<String>,
-    /// Counters, warnings and final verdicts so far (the rest of it is filled at the end).
-    result: ShardResult,
-    /// The client-leg links, shared with the other shards, and this shard's number there.
-    legs: SharedLegs,
-    shard: usize,
-    /// Which connection each packet belonged to, and the connections finished (for the
-    /// flight recorder).
-    conns: ConnLog,
+    shard: Shard,
+    verdicts: Verdicts,
+    clock: Clock,
+    /// The final verdicts (the findings, counted and kept), as results to merge.
+    found: ShardResult,
+    /// Findings streamed (handed out as they became final) and whether they are also kept.
+    streaming: Option<bool>,
+    /// Final verdicts not yet handed out (streaming).
+    fresh: Vec<Finding>,
+    /// The shards' results, once the input ended.
+    finished: Vec<ShardResult>,
+    /// The other shards' running totals, as of the last epoch.
+    others: Totals,
 }
 
-/// The connection of the last packet and the connections finished since the last call, when
-/// kept ([`Analyzer::log_connections`]).
-#[derive(Debug, Default)]
-struct ConnLog {
-    enabled: bool,
-    last: Option<u64>,
-    ended: Vec<u64>,
+/// Running totals of a shard.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Totals {
+    pub packets: u64,
+    pub open_connections: usize,
+    pub requests: u64,
+    pub evicted: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, t: &Totals) {
+        self.packets += t.packets;
+        self.open_connections += t.open_connections;
+        self.requests += t.requests;
+        self.evicted += t.evicted;
+    }
 }
 
 impl Analyzer {
     pub fn new(cfg: Config, inputs: Vec<String>) -> Analyzer {
-        let legs = ClientLegs::shared(1, inputs.clone(), final_after(&cfg));
-        Analyzer::shard(cfg, inputs, legs, 0)
-    }
-
-    /// The analyzer of shard `shard` of an analysis whose shards share `legs`.
-    pub(crate) fn shard(
-        cfg: Config,
-        inputs: Vec<String>,
-        legs: SharedLegs,
-        shard: usize,
-    ) -> Analyzer {
         Analyzer {
-            decoder: cfg.decoder(),
-            front: None,
-            table: FlowTable::new(cfg.table),
-            // a closed connection reaches the detector after its linger time, at a tick
-            detector: Detector::new(
-                cfg.detect.clone(),
-                inputs.clone(),
+            shard: Shard::new(&cfg, inputs.clone(), None),
+            // a closed connection reaches the verdict stage after its linger time, at a tick
+            verdicts: Verdicts::new(
+                &cfg.detect,
+                inputs,
                 cfg.table.close_linger + 2.0 * TICK_S,
+                final_after(&cfg),
             ),
-            scratch: Scratch::new(Keys::new(cfg.tls_keys.clone())),
-            now: Timestamp::default(),
-            last_tick: Timestamp::default(),
-            inputs: inputs.clone(),
-            result: ShardResult::new(inputs),
-            legs,
-            shard,
-            conns: ConnLog::default(),
+            clock: Clock::default(),
+            found: ShardResult::default(),
+            streaming: None,
+            fresh: Vec::new(),
+            finished: Vec::new(),
+            others: Totals::default(),
+            front: None,
             config: cfg,
         }
+    }
+
+    /// Findings are handed out as they become final ([`Analyzer::take_fresh`]); `keep`: they
+    /// are kept for the final report too.
+    pub(super) fn stream_findings(&mut self, keep: bool) {
+        self.streaming = Some(keep);
     }
 
     /// Keep the connection of each packet and the connections finished (the table must trace
     /// segments: [`crate::flow::TableConfig::trace_segments`]).
     pub(crate) fn log_connections(&mut self) {
-        self.conns.enabled = true;
+        self.shard.conns.enabled = true;
     }
 
     /// The connection the last packet belonged to (when logged), cleared by the call.
     pub(crate) fn take_last_connection(&mut self) -> Option<u64> {
-        self.conns.last.take()
+        self.shard.conns.last.take()
     }
 
     /// The connections finished since the last call (when logged).
     pub(crate) fn take_ended(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.conns.ended)
+        std::mem::take(&mut self.shard.conns.ended)
     }
 
     /// Count a packet that was not analysed (filtered out, or not decodable).
     pub fn skip(&mut self, reason: &'static str) {
-        self.result.skip(reason);
+        self.shard.result.skip(reason);
     }
 
     /// Record a problem with the input (after the packets analysed so far).
     pub fn warn(&mut self, w: Warning) {
-        self.warn_at((self.result.packets, 1), w);
+        self.warn_at((self.shard.result.packets, 1), w);
     }
 
     /// Record a problem with the input at its place `key` in the input (the warnings of a
     /// shard, to be merged).
     pub fn warn_at(&mut self, key: WarningKey, w: Warning) {
-        self.result.warn_at(key, w);
+        self.shard.warn_at(key, w);
     }
 
-    /// Connections currently tracked.
+    /// Connections currently tracked (by the other shards: as of the last epoch).
     pub fn open_connections(&self) -> usize {
-        self.table.open_connections()
+        self.shard.open_connections() + self.others.open_connections
     }
 
-    /// Connections finished early because the table was full, so far.
+    /// Connections finished early because the table was full, so far (by the other shards:
+    /// as of the last epoch).
     pub fn connections_evicted(&self) -> u64 {
-        self.table.stats().connections_evicted
+        self.shard.connections_evicted() + self.others.evicted
     }
 
-    /// Packets analysed so far.
+    /// Packets analysed so far (by the other shards: as of the last epoch).
     pub fn packets(&self) -> u64 {
-        self.result.packets
+        self.shard.result.packets + self.others.packets
     }
 
-    /// Requests seen so far (for running totals).
+    /// Requests seen so far (by the other shards: as of the last epoch; for running totals).
     pub fn requests(&self) -> u64 {
-        self.detector.stats().requests
+        self.shard.requests() + self.others.requests
     }
 
-    /// Analyse one packet. Returns a warning when the packet was malformed.
-    pub fn on_packet(&mut self, pkt: &Packet) -> Option<Warning> {
-        self.on_packet_ref(pkt.as_ref())
+    /// The other shards' running totals, as of the last epoch.
+    pub(super) fn set_other_totals(&mut self, t: Totals) {
+        self.others = t;
+    }
+
+    /// Print the warnings about the input as they come, with `printer`.
+    pub(super) fn print_warnings(&mut self, printer: Arc<Mutex<WarningPrinter>>) {
+        self.shard.set_printer(printer);
+    }
+
+    /// Analyse one packet (problems with it are recorded as warnings).
+    pub fn on_packet(&mut self, pkt: &Packet) {
+        self.on_packet_ref(pkt.as_ref());
     }
 
     /// `on_packet` for a packet borrowed from its source; lets capture time advance.
-    pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) -> Option<Warning> {
-        let now = self.now.max(pkt.ts);
-        let mut front = self
+    pub fn on_packet_ref(&mut self, pkt: PacketRef<'_>) {
+        let now = self.clock.now.max(pkt.ts);
+        let ordinal = self.shard.result.packets + 1;
+        let front = self
             .front
-            .take()
-            .unwrap_or_else(|| Box::new(Front::new(&self.config)));
+            .get_or_insert_with(|| Box::new(Front::new(&self.config)));
         let mut decoded = front.decode(&pkt);
         let sighting = front.check(&mut decoded, pkt.ts);
-        let warning = self.on_decoded(pkt, &decoded, &sighting, self.result.packets + 1, now);
-        self.front = Some(front);
-        if self.now.secs_since(self.last_tick) >= TICK_S {
-            self.tick(self.now);
+        self.shard
+            .on_decoded(pkt, &decoded, &sighting, ordinal, now);
+        if self.clock.after_packet(pkt.ts, pkt.data.len()) {
+            self.end_epoch(self.clock.now, &mut []);
         }
-        warning
     }
 
-    /// Analyse one packet of a shard of the input, which the dispatcher's front found to be a
-    /// TCP segment with `sighting`: `ordinal` is its position among the analysed packets of
-    /// the whole input, `now` the capture time of the whole input (the latest timestamp so
-    /// far, this packet's included). Time does not advance by itself: the caller calls
-    /// [`Analyzer::tick`] when the whole input's analyzer would.
-    pub(super) fn on_routed(
-        &mut self,
-        pkt: PacketRef<'_>,
-        ordinal: u64,
-        now: Timestamp,
-        sighting: &Sighting<'_>,
-    ) -> Option<Warning> {
-        let mut decoded = self.decoder.decode(pkt.linktype, pkt.data, pkt.orig_len);
-        if let (Decoded::Tcp(seg), Some(m)) = (&mut decoded, sighting.moved) {
-            m.to.apply(seg);
-        }
-        self.on_decoded(pkt, &decoded, sighting, ordinal, now)
-    }
-
-    /// Analyse one packet that went through a front (this analyzer's or the dispatcher's),
-    /// decoded to `decoded`, with what the copy filter found. Returns a warning when the
-    /// packet was malformed.
+    /// Analyse one packet of the driver's shard of the input, which went through the
+    /// dispatcher's front (decoded to `decoded`, with what the copy filter found): `ordinal` is
+    /// its position among the analysed packets of the whole input, `now` the capture time of
+    /// the whole input (the latest timestamp so far, this packet's included). Time does not
+    /// advance by itself: the caller ends the epochs ([`Analyzer::end_epoch`]) where the whole
+    /// input's analyzer would.
     pub(super) fn on_decoded(
         &mut self,
         pkt: PacketRef<'_>,
@@ -202,178 +232,139 @@ impl Analyzer {
         sighting: &Sighting<'_>,
         ordinal: u64,
         now: Timestamp,
-    ) -> Option<Warning> {
-        self.result.count_packet(pkt.orig_len, pkt.ts);
-        self.now = self.now.max(now);
-        self.detector.set_now(self.now);
-        match decoded {
-            &Decoded::Skip(reason, ref detail) => {
-                self.result.skip(reason.as_str());
-                if !reason.is_malformed() {
-                    return None;
-                }
-                let w = Warning {
-                    file: self.inputs.get(pkt.input).cloned().unwrap_or_default(),
-                    frame: Some(pkt.frame),
-                    message: format!(
-                        "malformed packet: {}",
-                        detail.as_deref().unwrap_or("bad headers")
-                    ),
-                };
-                self.warn_at((ordinal, 0), w.clone());
-                Some(w)
-            }
-            Decoded::Tcp(seg) => {
-                self.result.tcp_segments += 1;
-                let at = FrameRef {
-                    input: pkt.input as u32,
-                    frame: pkt.frame,
-                    ordinal,
-                    ts: pkt.ts,
-                };
-                let mut downstream = Downstream {
-                    detector: &mut self.detector,
-                    scratch: &mut self.scratch,
-                    now: self.now,
-                    conns: &mut self.conns,
-                };
-                self.table.process(seg, at, sighting, &mut downstream);
-                None
-            }
-        }
+    ) {
+        self.shard.on_decoded(pkt, decoded, sighting, ordinal, now);
     }
 
     /// Let capture time advance to `now` (also called by live sources in quiet periods):
     /// closed connections are finished and verdicts whose retry window closed become final.
     pub fn tick(&mut self, now: Timestamp) {
-        self.now = self.now.max(now);
-        self.detector.set_now(self.now);
-        self.last_tick = self.now;
-        if let Some(front) = &mut self.front {
-            front.tick(self.now);
-        }
-        let mut downstream = Downstream {
-            detector: &mut self.detector,
-            scratch: &mut self.scratch,
-            now: self.now,
-            conns: &mut self.conns,
-        };
-        self.table.expire(self.now, &mut downstream);
-        self.detector.tick(self.now);
-        self.collect(true);
+        self.clock.tick(now);
+        self.end_epoch(self.clock.now, &mut []);
     }
 
-    /// Hand the final verdicts and the answered requests to the client-leg links; take the
-    /// verdicts they decided. `progress`: every packet up to `now` has been analysed.
-    fn collect(&mut self, progress: bool) {
-        let ready = self.detector.take_ready();
-        let fronts = self.detector.take_fronts();
-        let Ok(mut legs) = self.legs.lock() else {
-            return;
-        };
-        legs.add_fronts(fronts);
-        // at the end of the input, after the last progress reported
-        let at = if progress {
-            self.now
-        } else {
-            Timestamp::from_nanos(self.now.0 + 1)
-        };
-        for f in ready {
-            legs.add_final(self.shard, f, at);
+    /// The end of an epoch at capture time `now`, with the other shards' records of it.
+    pub(super) fn end_epoch(&mut self, now: Timestamp, others: &mut [&mut Records]) {
+        if let Some(front) = &mut self.front {
+            front.tick(now);
         }
-        if progress {
-            legs.progress(self.shard, self.now);
+        let own = self.shard.end_epoch(now);
+        match others {
+            [] => self.verdicts.epoch(&mut [own], now),
+            _ => {
+                let mut parts: Vec<&mut Records> = Vec::with_capacity(others.len() + 1);
+                parts.push(own);
+                parts.extend(others.iter_mut().map(|r| &mut **r));
+                self.verdicts.epoch(&mut parts, now);
+            }
         }
-        for f in legs.take_decided(Some(self.shard)) {
-            self.result.add_verdict(f);
+        self.collect();
+    }
+
+    /// The end of an epoch of the driver's shard at capture time `now`: its records, for the
+    /// verdict stage once the other shards' are in ([`Analyzer::verdict_epoch`]).
+    pub(super) fn end_shard_epoch(&mut self, now: Timestamp) -> Records {
+        std::mem::take(self.shard.end_epoch(now))
+    }
+
+    /// Every shard's records of an epoch that ended at capture time `now`, for the verdict
+    /// stage.
+    pub(super) fn verdict_epoch(&mut self, now: Timestamp, parts: &mut [&mut Records]) {
+        self.verdicts.epoch(parts, now);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        for f in self.verdicts.take_ready() {
+            match self.streaming {
+                Some(_) => self.fresh.push(f),
+                None => self.found.add_verdict(f, true),
+            }
         }
+    }
+
+    /// The verdicts that became final since the last call (streaming): each finding is handed
+    /// to `each`, then kept for the report or dropped.
+    pub(super) fn take_fresh<E>(
+        &mut self,
+        mut each: impl FnMut(&Finding) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let keep = self.streaming.unwrap_or(true);
+        let mut fresh = std::mem::take(&mut self.fresh);
+        let mut result = Ok(());
+        for f in fresh.drain(..) {
+            if result.is_ok() && f.kind.is_finding() {
+                result = each(&f);
+            }
+            self.found.add_verdict(f, keep);
+        }
+        self.fresh = fresh;
+        result
     }
 
     /// Final findings from position `since` on (pass the `finding_count` of the last call to
-    /// stream them as they become final). They stay in the final report as well.
+    /// follow them as they become final). They stay in the final report as well.
     pub fn findings_since(&self, since: usize) -> &[Finding] {
-        let all = &self.result.findings;
+        let all = &self.found.findings;
         &all[since.min(all.len())..]
     }
 
     /// Number of final findings so far.
     pub fn finding_count(&self) -> usize {
-        self.result.findings.len()
+        self.found.verdicts.findings() as usize
     }
 
     /// End of input: finish every connection and build the report.
-    pub fn finish(self) -> Report {
-        let now = self.now;
-        merge(vec![self.into_result(now)])
+    pub fn finish(mut self) -> Report {
+        let now = self.clock.now;
+        self.end_input(now, Vec::new());
+        self.into_report()
     }
 
-    /// End of input of a shard, whose capture time is `now`: finish every connection and
-    /// return the results, to be merged with the other shards' by [`merge`].
-    pub fn into_result(mut self, now: Timestamp) -> ShardResult {
-        self.now = self.now.max(now);
-        let mut downstream = Downstream {
-            detector: &mut self.detector,
-            scratch: &mut self.scratch,
-            now: self.now,
-            conns: &mut self.conns,
-        };
-        self.table.drain(&mut downstream);
-        self.result.endpoints = self.detector.finish();
-        self.collect(false);
-        self.result.legs = Some(self.legs.clone());
-        self.result.flow = self.table.stats().clone();
-        self.result.detect = self.detector.stats().clone();
-        self.result.tls = std::mem::take(&mut self.scratch.tls.stats);
-        self.result.h2 = std::mem::take(&mut self.scratch.h2);
-        self.result.h2.add(&self.scratch.tls.h2);
-        self.result
+    /// End of input at capture time `now`, with the other shards' results and last records:
+    /// every connection is finished, every verdict made final (streaming: to be taken).
+    pub(super) fn end_input(&mut self, now: Timestamp, others: Vec<(ShardResult, Records)>) {
+        let (result, mut own) = self.shard.finish(now);
+        let (mut results, mut records): (Vec<ShardResult>, Vec<Records>) =
+            others.into_iter().unzip();
+        let mut parts: Vec<&mut Records> = vec![&mut own];
+        parts.extend(records.iter_mut());
+        self.verdicts.epoch(&mut parts, now);
+        self.found.found = self.verdicts.finish();
+        self.collect();
+        results.insert(0, result);
+        self.finished = results;
     }
-}
 
-/// The stages after flow (app, detect), as the connection table's handler.
-struct Downstream<'a> {
-    detector: &'a mut Detector,
-    scratch: &'a mut Scratch,
-    now: Timestamp,
-    conns: &'a mut ConnLog,
-}
+    /// The report, after [`Analyzer::end_input`] (and the last findings taken).
+    pub(super) fn into_report(mut self) -> Report {
+        let _ = self.take_fresh(|_| Ok::<(), ()>(()));
+        let mut results = std::mem::take(&mut self.finished);
+        results.push(self.found);
+        merge(results)
+    }
 
-impl FlowHandler<ConnAnalysis> for Downstream<'_> {
-    fn on_event(&mut self, conn: &ConnMeta, st: &mut ConnAnalysis, ev: FlowEvent<'_>) {
-        match ev {
-            FlowEvent::Retransmit { dir, off, len, .. } => {
-                st.exchanges.on_retransmit(dir, off, len);
-                return;
-            }
-            FlowEvent::Segment {
-                dir,
-                flags,
-                len,
-                meta,
-            } => {
-                self.conns.last = Some(conn.id);
-                st.exchanges.on_segment(dir, flags, len, meta);
-                return;
-            }
-            _ => {}
+    /// What the hostile-input tests bound, now.
+    #[cfg(test)]
+    pub(super) fn footprint(&self) -> super::tests::Footprint {
+        let (table_slots, open, max_pending, retransmit_work) = self.shard.footprint();
+        let (attempts, failures, retry_work) = self.verdicts.footprint();
+        super::tests::Footprint {
+            table_slots,
+            open,
+            max_pending,
+            retransmit_work,
+            attempts,
+            failures,
+            retry_work,
+            informational_kept: self.found.informational.len(),
         }
-        let ConnAnalysis { app, exchanges } = st;
-        let detector = &mut *self.detector;
-        let at = ev.meta();
-        app.on_flow(conn, &ev, self.scratch, &mut |msg| {
-            detector.on_message(conn, exchanges, msg, at)
-        });
     }
 
-    fn on_duplicate(&mut self, conn: u64) {
-        self.conns.last = Some(conn);
-    }
-
-    fn on_end(&mut self, end: ConnEnd, st: &mut ConnAnalysis) {
-        self.detector.finish_conn(&end, &mut st.exchanges, self.now);
-        if self.conns.enabled {
-            self.conns.ended.push(end.conn.id);
-        }
+    /// End of input of the driver's shard with no other: its results.
+    #[cfg(test)]
+    pub(super) fn into_result(mut self, now: Timestamp) -> ShardResult {
+        self.shard.finish(now).0
     }
 }
 
@@ -402,7 +393,8 @@ mod tests {
             orig_len: 14,
             data: &data,
         };
-        a.on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
+        a.shard
+            .on_routed(pkt, ordinal, pkt.ts, &Sighting::default());
     }
 
     #[test]

@@ -90,12 +90,12 @@ struct LiveHooks<'a> {
 }
 
 impl LiveHooks<'_> {
-    fn stop_reason(&self, analyzer: &Analyzer) -> Option<StopReason> {
+    fn stop_reason(&self, read: u64) -> Option<StopReason> {
         if self.stop.load(Ordering::Relaxed) {
             return Some(StopReason::Signal);
         }
         // every packet captured is analysed
-        if self.count.is_some_and(|n| analyzer.packets() >= n) {
+        if self.count.is_some_and(|n| read >= n) {
             return Some(StopReason::Count);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -162,7 +162,7 @@ impl RunHooks for LiveHooks<'_> {
         analyzer: &Analyzer,
         read: u64,
     ) -> ControlFlow<()> {
-        if let Some(why) = self.stop_reason(analyzer) {
+        if let Some(why) = self.stop_reason(read) {
             self.stopped_by = Some(why);
             return ControlFlow::Break(());
         }

@@ -15,6 +15,9 @@ mod parallel;
 mod recorder;
 mod result;
 mod run;
+mod shard;
+#[cfg(test)]
+mod tests;
 
 pub use analyzer::Analyzer;
 pub use parallel::shard_of;

@@ -3,8 +3,7 @@
 use crate::app::h2::H2Stats;
 use crate::app::tls::TlsStats;
 use crate::capture::Warning;
-use crate::detect::client_leg::SharedLegs;
-use crate::detect::{DetectStats, EndpointTally, merge_endpoints};
+use crate::detect::{DetectStats, EndpointTally, FindingTally, merge_endpoints};
 use crate::flow::FlowStats;
 use crate::report::schema::{Finding, Kind, Outcome, Report, SCHEMA_VERSION, Summary, Tool};
 use crate::time::Timestamp;
@@ -12,6 +11,9 @@ use std::collections::BTreeMap;
 
 /// Warnings kept in the report (all are counted).
 pub(crate) const MAX_KEPT_WARNINGS: usize = 100;
+/// Informational records kept in the report: the first ones in the order of the capture (all
+/// are counted, by kind).
+pub(crate) const MAX_KEPT_INFORMATIONAL: usize = 1000;
 
 /// Where a warning belongs in the input: (ordinal of the last analysed packet, n), n = 0 for
 /// the warning about that packet itself and 1, 2, ... for those that followed it. Orders the
@@ -35,12 +37,13 @@ pub struct ShardResult {
     pub(super) warnings_total: u64,
     pub(super) findings: Vec<Finding>,
     pub(super) informational: Vec<Finding>,
+    /// Final verdicts counted: findings, informational records, by kind and by outcome.
+    pub(super) verdicts: VerdictCounts,
     pub(super) endpoints: Vec<EndpointTally>,
     pub(super) flow: FlowStats,
     pub(super) detect: DetectStats,
-    /// The client-leg links the shards share (findings still waiting there are final at the
-    /// merge).
-    pub(super) legs: Option<SharedLegs>,
+    /// What the final findings add to their servers' statistics (the verdict stage's).
+    pub(super) found: FindingTally,
     pub(super) tls: TlsStats,
     pub(super) h2: H2Stats,
 }
@@ -76,13 +79,28 @@ impl ShardResult {
         }
     }
 
-    /// A final verdict: a finding, or an informational record.
-    pub(super) fn add_verdict(&mut self, f: Finding) {
+    /// A final verdict, counted; kept unless it is a finding and `keep_findings` is false
+    /// (streamed output that has written it), or an informational record beyond the first
+    /// `MAX_KEPT_INFORMATIONAL` in the order of the capture.
+    pub(super) fn add_verdict(&mut self, f: Finding, keep_findings: bool) {
+        self.verdicts.count(&f);
         if f.kind.is_finding() {
-            self.findings.push(f);
+            if keep_findings {
+                self.findings.push(f);
+            }
         } else {
             self.informational.push(f);
+            if self.informational.len() >= 2 * MAX_KEPT_INFORMATIONAL {
+                self.trim_informational();
+            }
         }
+    }
+
+    /// Keep the first `MAX_KEPT_INFORMATIONAL` informational records, in report order.
+    fn trim_informational(&mut self) {
+        let inputs = &self.inputs;
+        self.informational.sort_by_key(|f| report_order(inputs, f));
+        self.informational.truncate(MAX_KEPT_INFORMATIONAL);
     }
 
     /// Add another shard's results.
@@ -108,25 +126,66 @@ impl ShardResult {
         self.warnings_total += p.warnings_total;
         self.findings.extend(p.findings);
         self.informational.extend(p.informational);
+        self.verdicts.add(&p.verdicts);
         self.flow.add(&p.flow);
         self.detect.add(&p.detect);
         self.tls.add(&p.tls);
+        self.found.absorb(p.found);
         self.h2.add(&p.h2);
     }
 
     /// Findings in the order of the report: input, frame, connection, request.
     fn sort_findings(&mut self) {
         let inputs = &self.inputs;
-        let order = |f: &Finding| {
-            (
-                inputs.iter().position(|i| *i == f.request.file),
-                f.request.frame,
-                f.connection.id,
-                f.request.index,
-            )
-        };
-        self.findings.sort_by_key(order);
-        self.informational.sort_by_key(order);
+        self.findings.sort_by_key(|f| report_order(inputs, f));
+        self.trim_informational();
+    }
+}
+
+/// Where a finding is in the report: input, frame, connection, request.
+fn report_order(inputs: &[String], f: &Finding) -> (Option<usize>, u64, u64, u32) {
+    (
+        inputs.iter().position(|i| *i == f.request.file),
+        f.request.frame,
+        f.connection.id,
+        f.request.index,
+    )
+}
+
+/// Final verdicts counted.
+#[derive(Debug, Default)]
+pub(super) struct VerdictCounts {
+    findings: u64,
+    informational: u64,
+    by_kind: BTreeMap<&'static str, u64>,
+    by_outcome: BTreeMap<&'static str, u64>,
+}
+
+impl VerdictCounts {
+    fn count(&mut self, f: &Finding) {
+        *self.by_kind.entry(f.kind.as_str()).or_default() += 1;
+        if f.kind.is_finding() {
+            self.findings += 1;
+            *self.by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+        } else {
+            self.informational += 1;
+        }
+    }
+
+    fn add(&mut self, other: &VerdictCounts) {
+        self.findings += other.findings;
+        self.informational += other.informational;
+        for (k, n) in &other.by_kind {
+            *self.by_kind.entry(k).or_default() += n;
+        }
+        for (k, n) in &other.by_outcome {
+            *self.by_outcome.entry(k).or_default() += n;
+        }
+    }
+
+    /// Findings so far.
+    pub(super) fn findings(&self) -> u64 {
+        self.findings
     }
 }
 
@@ -136,19 +195,9 @@ impl ShardResult {
 pub fn merge(shards: Vec<ShardResult>) -> Report {
     let mut all = ShardResult::default();
     let mut endpoints = Vec::with_capacity(shards.len());
-    let mut legs = None;
     for mut p in shards {
         endpoints.push(std::mem::take(&mut p.endpoints));
-        legs = legs.or(p.legs.take());
         all.absorb(p);
-    }
-    if let Some(legs) = legs
-        && let Ok(mut l) = legs.lock()
-    {
-        l.finish();
-        for f in l.take_decided(None) {
-            all.add_verdict(f);
-        }
     }
     all.sort_findings();
     // each shard kept its first warnings: the first of all are among them
@@ -159,7 +208,8 @@ pub fn merge(shards: Vec<ShardResult>) -> Report {
         .take(MAX_KEPT_WARNINGS)
         .map(|(_, w)| w)
         .collect();
-    let (endpoints, recommendations) = merge_endpoints(endpoints, &all.findings);
+    let found = std::mem::take(&mut all.found);
+    let (endpoints, recommendations) = merge_endpoints(endpoints, found);
     build_report(all, endpoints, recommendations, warnings)
 }
 
@@ -197,11 +247,11 @@ fn summary(p: &ShardResult) -> Summary {
         Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     let mut by_outcome: BTreeMap<&'static str, u64> =
         Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
-    for f in p.findings.iter().chain(&p.informational) {
-        *by_kind.entry(f.kind.as_str()).or_default() += 1;
+    for (k, n) in &p.verdicts.by_kind {
+        *by_kind.entry(k).or_default() += n;
     }
-    for f in &p.findings {
-        *by_outcome.entry(f.outcome.as_str()).or_default() += 1;
+    for (o, n) in &p.verdicts.by_outcome {
+        *by_outcome.entry(o).or_default() += n;
     }
     Summary {
         packets: p.packets,
@@ -217,8 +267,8 @@ fn summary(p: &ShardResult) -> Summary {
         http_connections: p.detect.http_connections,
         requests: p.detect.requests,
         responses: p.detect.responses,
-        findings: p.findings.len() as u64,
-        informational: p.informational.len() as u64,
+        findings: p.verdicts.findings,
+        informational: p.verdicts.informational,
         by_kind,
         by_outcome,
         skipped_packets: p.skipped.values().sum(),

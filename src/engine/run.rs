@@ -1,14 +1,12 @@
 //! The driver loop, one for every kind of run: packets from a [`PacketSource`] (capture files,
-//! stdin, a live interface) through the analyzers (sharded over threads when the output is not
-//! streamed) to a [`Renderer`], which gets each finding as its verdict becomes final.
+//! stdin, a live interface) through the analyzers (sharded over threads by connection, see
+//! `parallel`) to a [`Renderer`], which gets each finding as its verdict becomes final.
 
 use super::Config;
-use super::analyzer::{Analyzer, TICK_S, final_after};
+use super::analyzer::{Analyzer, Clock};
 use super::parallel::{Shards, print};
 use super::recorder::{FlightRecorder, RecorderConfig};
-use super::result::merge;
 use crate::capture::{Next, PacketSource};
-use crate::detect::client_leg::ClientLegs;
 use crate::report::schema::Report;
 use crate::report::{Renderer, WarningPrinter};
 use crate::time::Timestamp;
@@ -21,7 +19,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub config: Config,
-    /// Threads to analyse on (at most); streamed output is analysed on one.
+    /// Threads to analyse on (shards of the input, by connection); the report is the same for
+    /// any number.
     pub threads: usize,
     /// Print at most this many warnings on stderr (all are counted in the report).
     pub max_warnings: u64,
@@ -91,7 +90,8 @@ pub trait RunHooks {
 impl RunHooks for () {}
 
 /// Analyse everything `source` yields. Findings are handed to `renderer` as they become final
-/// (when it streams); the report is returned, for the caller to finish the rendering with.
+/// (when it streams), in the same order for any number of threads; the report is returned, for
+/// the caller to finish the rendering with.
 pub fn run(
     source: &mut dyn PacketSource,
     opts: &RunOptions,
@@ -99,9 +99,8 @@ pub fn run(
     hooks: &mut dyn RunHooks,
 ) -> Result<Report, RunError> {
     let printer = Arc::new(Mutex::new(WarningPrinter::new(opts.max_warnings)));
-    // streamed findings come in verdict order, and the recorder keeps the input's order: one
-    // analyzer sees everything
-    let shards = if renderer.streams() || opts.record.is_some() {
+    // the recorder keeps the input's order: one analyzer sees everything
+    let shards = if opts.record.is_some() {
         1
     } else {
         opts.threads.max(1)
@@ -115,19 +114,20 @@ pub fn run(
     renderer
         .begin(&inputs)
         .map_err(|e| RunError::output(e, false))?;
-    let legs = ClientLegs::shared(shards, inputs.clone(), final_after(&config));
-    let mut main = Analyzer::shard(config.clone(), inputs.clone(), legs.clone(), 0);
-    let mut others = Shards::start(shards, &config, &inputs, &legs, &printer)?;
+    let mut main = Analyzer::new(config.clone(), inputs.clone());
+    main.print_warnings(printer.clone());
+    if renderer.streams() {
+        main.stream_findings(renderer.keeps_findings());
+    }
+    let mut others = Shards::start(shards, &config, &inputs, &printer, renderer.streams())?;
     if recorder.is_some() {
         main.log_connections();
     }
     let mut kept = 0usize;
     let mut ordinal = 0u64;
-    let mut now = Timestamp::default();
-    let mut last_tick = Timestamp::default();
+    let mut clock = Clock::default();
     // orders the warnings that come between two packets
     let mut warning_seq = 0u64;
-    let mut streamed = 0usize;
     keylog_warnings(opts, &printer, &mut main, &mut warning_seq);
     let result = loop {
         if hooks.before_read(source, &main, ordinal).is_break() {
@@ -137,12 +137,13 @@ pub fn run(
             Ok(n) => n,
             Err(e) => break Err(e.to_string()),
         };
-        match next {
+        let epoch = match next {
             Next::End => break Ok(()),
             Next::Warning(w) => {
                 print(&printer, &w);
                 warning_seq += 1;
                 main.warn_at((ordinal, warning_seq), *w);
+                false
             }
             Next::Skipped(reason, warning) => {
                 if let Some(w) = warning {
@@ -151,50 +152,52 @@ pub fn run(
                     main.warn_at((ordinal, warning_seq), *w);
                 }
                 main.skip(reason);
+                false
             }
             Next::Idle(wall) => {
-                now = now.max(wall);
-                last_tick = now;
-                main.tick(now);
-                others.tick(now);
+                clock.tick(wall);
+                true
             }
             Next::Packet(pkt) => {
                 ordinal += 1;
-                now = now.max(pkt.ts);
-                others.dispatch(&mut main, pkt, ordinal, now, &printer);
+                let now = clock.now.max(pkt.ts);
+                let len = pkt.data.len();
+                others.dispatch(&mut main, pkt, ordinal, now);
                 if let Some(rec) = recorder.as_mut() {
                     rec.packet(main.take_last_connection(), ordinal, &pkt);
-                }
-                if now.secs_since(last_tick) >= TICK_S {
-                    last_tick = now;
-                    main.tick(now);
-                    others.tick(now);
                 }
                 if ordinal.is_multiple_of(PROGRESS_EVERY) {
                     hooks.progress(source.progress().0);
                 }
+                clock.after_packet(now, len)
+            }
+        };
+        if epoch {
+            others.end_epoch(&mut main, clock.now);
+            let rec = &mut recorder;
+            let streamed = main.take_fresh(|f| {
+                if let Some(rec) = rec.as_mut() {
+                    keep_finding(rec, f);
+                }
+                renderer.finding(f)
+            });
+            if let Err(e) = streamed {
+                return Err(RunError::output(e, true));
             }
         }
         if let Some(rec) = recorder.as_mut() {
-            feed_recorder(rec, &mut main, &mut kept, now, last_tick == now);
-        }
-        if main.finding_count() > streamed {
-            for f in main.findings_since(streamed) {
-                if let Err(e) = renderer.finding(f) {
-                    return Err(RunError::output(e, true));
-                }
-            }
-            streamed = main.finding_count();
+            feed_recorder(rec, &mut main, &mut kept, clock.now, epoch);
         }
     };
     // the shard threads end when their channels close, on errors too
-    let mut results = vec![main.into_result(now)];
-    results.extend(others.finish(now));
+    others.finish(&mut main, clock.now);
     result.map_err(RunError::Failed)?;
+    main.take_fresh(|f| renderer.finding(f))
+        .map_err(|e| RunError::output(e, true))?;
     if let Ok(p) = printer.lock() {
         p.done();
     }
-    let mut report = merge(results);
+    let mut report = main.into_report();
     if let Some(mut rec) = recorder {
         for f in &report.findings {
             keep_finding(&mut rec, f);

@@ -25,51 +25,127 @@ pub(super) enum Handshake {
     Established,
 }
 
+/// The addresses of a connection, compactly: IPv4 in line, IPv6 out of line.
+#[derive(Clone, Debug)]
+pub(super) enum Pair {
+    V4 { ip: [u32; 2], port: [u16; 2] },
+    V6(Box<PerDir<SocketAddr>>),
+}
+
+impl Pair {
+    fn new(src: SocketAddr, dst: SocketAddr) -> Pair {
+        match (src, dst) {
+            (SocketAddr::V4(a), SocketAddr::V4(b)) => Pair::V4 {
+                ip: [u32::from(*a.ip()), u32::from(*b.ip())],
+                port: [a.port(), b.port()],
+            },
+            _ => Pair::V6(Box::new(PerDir::new(src, dst))),
+        }
+    }
+
+    /// `addrs[d]` sent direction `d`.
+    pub fn get(&self) -> PerDir<SocketAddr> {
+        match self {
+            Pair::V4 { ip, port } => {
+                let addr = |i: usize| SocketAddr::from((std::net::Ipv4Addr::from(ip[i]), port[i]));
+                PerDir::new(addr(0), addr(1))
+            }
+            Pair::V6(p) => **p,
+        }
+    }
+
+    /// Did `src` send direction Fwd?
+    fn is_fwd(&self, src: SocketAddr) -> bool {
+        match (self, src) {
+            (Pair::V4 { ip, port }, SocketAddr::V4(s)) => {
+                u32::from(*s.ip()) == ip[0] && s.port() == port[0]
+            }
+            (Pair::V6(p), s) => s == p[Dir::Fwd],
+            _ => false,
+        }
+    }
+}
+
+/// Capture times of the handshake, compactly (`NO_TIME`: not seen).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Times([i64; 3]);
+
+const NO_TIME: i64 = i64::MIN;
+
+impl Times {
+    fn get(self) -> HandshakeTimes {
+        let t = |v: i64| (v != NO_TIME).then_some(Timestamp::from_nanos(v));
+        HandshakeTimes {
+            syn: t(self.0[0]),
+            syn_ack: t(self.0[1]),
+            ack: t(self.0[2]),
+        }
+    }
+}
+
 /// TCP state of one connection (one epoch of a 4-tuple).
 #[derive(Debug)]
 pub(super) struct TcpConn {
     pub id: u64,
     /// `addrs[d]` sent direction `d`; `addrs[Fwd]` sent the first packet seen.
-    pub addrs: PerDir<SocketAddr>,
+    pub addrs: Pair,
     pub dirs: PerDir<Endpoint>,
     pub handshake: Handshake,
     /// Direction sent by the client, when known from the SYN.
     pub syn_client: Option<Dir>,
     /// A SYN was answered by RST (connection refused).
     pub refused: bool,
-    /// When the capture saw the handshake's segments.
-    pub times: HandshakeTimes,
+    /// Closed, waiting in the table for its linger time.
+    pub closing: bool,
+    /// When the capture saw the handshake's segments (SYN, SYN-ACK, ACK).
+    times: Times,
     pub last_ts: Timestamp,
     /// Emit a [`FlowEvent::Segment`] for every segment.
     pub trace: bool,
-    /// The tunnel of the first encapsulated segment, and its direction.
-    pub tunnel: Option<(Dir, Tunnel)>,
+    /// The virtual network (VXLAN, Geneve) the connection is in: 0 none, else its VNI + 1.
+    vnet: u32,
+    /// The tunnel of the first encapsulated segment, and its direction (out of line: most
+    /// connections have none).
+    pub tunnel: Option<Box<(Dir, Tunnel)>>,
     /// The other address pair, when the connection was captured on both sides of a NAT.
-    pub twin: Option<Twin>,
+    pub twin: Option<Box<Twin>>,
 }
 
 impl TcpConn {
-    pub fn new(id: u64, src: SocketAddr, dst: SocketAddr, at: FrameRef) -> TcpConn {
+    pub fn new(
+        id: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        vnet: Option<u32>,
+        at: FrameRef,
+    ) -> TcpConn {
         TcpConn {
             id,
-            addrs: PerDir::new(src, dst),
+            addrs: Pair::new(src, dst),
             dirs: PerDir::default(),
             handshake: Handshake::Partial,
             syn_client: None,
             refused: false,
-            times: HandshakeTimes::default(),
+            closing: false,
+            times: Times([NO_TIME; 3]),
             last_ts: at.ts,
             trace: false,
+            vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
             tunnel: None,
             twin: None,
         }
     }
 
+    /// The virtual network the connection is in (its segments' `vnet`).
+    pub fn vnet(&self) -> Option<u32> {
+        self.vnet.checked_sub(1)
+    }
+
     /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
     /// under the other address pair of a NAT.
     pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
-        if let (None, Some(t)) = (self.tunnel, seg.tunnel) {
-            self.tunnel = Some((self.dir_of(seg.src), t));
+        if let (None, Some(t)) = (&self.tunnel, seg.tunnel) {
+            self.tunnel = Some(Box::new((self.dir_of(seg.src), t)));
         }
         let Some(m) = sighting.moved else {
             return;
@@ -82,23 +158,23 @@ impl TcpConn {
         if d == Dir::Rev {
             addrs = PerDir::new(m.from.dst, m.from.src);
         }
-        self.twin = Some(Twin {
+        self.twin = Some(Box::new(Twin {
             addrs,
             near: self.dir_of(m.first_sender),
-        });
+        }));
         stats.nat_twin_connections += 1;
     }
 
     pub fn meta(&self) -> ConnMeta {
         ConnMeta {
             id: self.id,
-            addrs: self.addrs,
+            addrs: self.addrs.get(),
             syn_client: self.syn_client,
             from_syn: PerDir::new(
                 self.dirs[Dir::Fwd].seen_from_syn(),
                 self.dirs[Dir::Rev].seen_from_syn(),
             ),
-            handshake: self.times,
+            handshake: self.times.get(),
         }
     }
 
@@ -108,19 +184,19 @@ impl TcpConn {
         ConnEnd {
             conn: self.meta(),
             closes: Closes {
-                fin: PerDir::new(fwd.fin, rev.fin),
-                rst: PerDir::new(fwd.rst, rev.rst),
+                fin: PerDir::new(fwd.fin(), rev.fin()),
+                rst: PerDir::new(fwd.rst(), rev.rst()),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
-            tunnel: self.tunnel,
-            twin: self.twin,
+            tunnel: self.tunnel.as_deref().copied(),
+            twin: self.twin.as_deref().copied(),
             why,
         }
     }
 
     /// Direction of a segment from `src`.
     pub fn dir_of(&self, src: SocketAddr) -> Dir {
-        if src == self.addrs[Dir::Fwd] {
+        if self.addrs.is_fwd(src) {
             Dir::Fwd
         } else {
             Dir::Rev
@@ -130,7 +206,7 @@ impl TcpConn {
     /// Both directions closed (FIN or RST), or either reset.
     pub fn is_closed(&self) -> bool {
         let [fwd, rev] = &self.dirs.0;
-        self.refused || fwd.rst.is_some() || rev.rst.is_some() || (fwd.closed() && rev.closed())
+        self.refused || fwd.rst().is_some() || rev.rst().is_some() || (fwd.closed() && rev.closed())
     }
 
     /// Would this segment start a new connection on the same 4-tuple?
@@ -144,7 +220,7 @@ impl TcpConn {
             Some(isn) => isn != SeqNumber(seg.seq),
             // a SYN after data, FIN or RST was seen in that direction starts anew; a SYN-ACK
             // following a SYN we saw (handshake in progress) does not
-            None => d.seen_segment && (d.bytes > 0 || d.closed() || self.is_closed()),
+            None => d.seen_segment && (d.delivered || d.closed() || self.is_closed()),
         }
     }
 
@@ -172,9 +248,7 @@ impl TcpConn {
         }
         if let Some(a) = meta.ack_off {
             let sender = &mut self.dirs[d];
-            if sender.highest_ack.is_none_or(|h| a > h) {
-                sender.highest_ack = Some(a);
-            }
+            sender.note_ack(a);
             // the receiver acknowledged bytes the capture never showed: a gap in the other
             // direction
             self.dirs[d.other()].ack_reveals_gap(d.other(), a, meta, stats, emit);
@@ -222,15 +296,15 @@ impl TcpConn {
             if flags.ack() {
                 if self.handshake != Handshake::Established {
                     self.handshake = Handshake::SynReceived;
-                    self.times.syn_ack = Some(ts);
+                    self.times.0[1] = ts.nanos();
                 }
                 self.syn_client.get_or_insert(d.other());
             } else {
                 if self.handshake == Handshake::Partial {
                     self.handshake = Handshake::SynSent;
                 }
-                if self.times.syn_ack.is_none() {
-                    self.times.syn = Some(ts);
+                if self.times.0[1] == NO_TIME {
+                    self.times.0[0] = ts.nanos();
                 }
                 self.syn_client.get_or_insert(d);
             }
@@ -241,7 +315,7 @@ impl TcpConn {
             && !flags.syn()
         {
             self.handshake = Handshake::Established;
-            self.times.ack = Some(ts);
+            self.times.0[2] = ts.nanos();
         }
     }
 
@@ -249,7 +323,7 @@ impl TcpConn {
     fn note_segment(&mut self, d: Dir, seg: &Segment<'_>, at: FrameRef) -> SegMeta {
         let seq = SeqNumber(seg.seq);
         let sender = &mut self.dirs[d];
-        if sender.space.is_none() {
+        if sender.space().is_none() {
             sender.init_space(seq, 0);
         }
         sender.seen_segment = true;
@@ -257,10 +331,10 @@ impl TcpConn {
         let ack = seg.flags.ack().then_some(SeqNumber(seg.ack));
         let ack_off = ack.and_then(|ack| {
             let receiver = &mut self.dirs[d.other()];
-            if receiver.space.is_none() {
+            if receiver.space().is_none() {
                 receiver.init_space(ack, 0);
             }
-            receiver.space.map(|s| s.offset(ack))
+            receiver.space().map(|s| s.offset(ack))
         });
         SegMeta {
             at,
@@ -297,8 +371,8 @@ impl TcpConn {
             return;
         }
         let sender = &mut self.dirs[d];
-        if sender.rst.is_none() {
-            sender.rst = Some(CloseEvent { off, ..meta });
+        if sender.rst().is_none() {
+            sender.set_rst(CloseEvent { off, ..meta });
         }
     }
 
@@ -307,7 +381,7 @@ impl TcpConn {
             stats.fin_before_handshake += 1;
             return;
         }
-        if let Some(prev) = self.dirs[d].fin {
+        if let Some(prev) = self.dirs[d].fin() {
             if prev.off != fin_off {
                 stats.conflicting_fin += 1;
             }
@@ -317,7 +391,7 @@ impl TcpConn {
             stats.fin_out_of_window += 1;
             return;
         }
-        self.dirs[d].fin = Some(CloseEvent {
+        self.dirs[d].set_fin(CloseEvent {
             off: fin_off,
             ..meta
         });
@@ -334,7 +408,7 @@ impl TcpConn {
     /// Lenient where the capture does not tell (no window seen, scale unknown).
     fn in_window(&self, d: Dir, off: i64) -> bool {
         let recv = &self.dirs[d.other()];
-        let Some(rcv_nxt) = recv.highest_ack else {
+        let Some(rcv_nxt) = recv.highest_ack() else {
             return true;
         };
         if !recv.seen_segment {

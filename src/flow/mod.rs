@@ -318,3 +318,16 @@ impl FlowStats {
         self.nat_twin_connections += nat_twin_connections;
     }
 }
+
+/// Bytes of a tracked connection's box, with the later stages' state `T`.
+#[cfg(test)]
+pub fn tracked_size<T>() -> usize {
+    table::tracked_size::<T>()
+}
+
+/// Bytes the table spends per connection besides its box (slot, index entry at the lowest
+/// load).
+#[cfg(test)]
+pub fn table_bytes_per_connection() -> usize {
+    table::bytes_per_connection()
+}

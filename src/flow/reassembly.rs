@@ -49,7 +49,7 @@ impl Endpoint {
         if off > self.next {
             stats.out_of_order_segments += 1;
             if self.held.len() >= OOO_MAX_SEGMENTS
-                || self.held_bytes + span.captured.len() > OOO_MAX_BYTES
+                || self.held_bytes() + span.captured.len() > OOO_MAX_BYTES
             {
                 // no room: give up waiting for the missing bytes before the earliest held segment
                 stats.reorder_buffer_overflows += 1;
@@ -65,7 +65,6 @@ impl Endpoint {
                 return;
             }
             let pos = self.held.partition_point(|h| h.off <= off);
-            self.held_bytes += span.captured.len();
             self.held.insert(
                 pos,
                 Held {
@@ -107,7 +106,7 @@ impl Endpoint {
                 bytes: &captured[skip..],
                 meta,
             });
-            self.bytes += (cap_end - self.next) as u64;
+            self.delivered = true;
             self.next = cap_end;
         }
         let end = span.end();
@@ -121,7 +120,7 @@ impl Endpoint {
                 meta,
             });
             stats.gap_bytes += len;
-            self.bytes += len;
+            self.delivered = true;
             self.next = end;
         }
     }
@@ -129,7 +128,6 @@ impl Endpoint {
     fn drain_held<F: FnMut(FlowEvent<'_>)>(&mut self, d: Dir, stats: &mut FlowStats, emit: &mut F) {
         while self.held.first().is_some_and(|h| h.off <= self.next) {
             let h = self.held.remove(0);
-            self.held_bytes -= h.data.len();
             let span = Span {
                 off: h.off,
                 captured: &h.data,
@@ -161,7 +159,7 @@ impl Endpoint {
             });
             stats.gaps += 1;
             stats.gap_bytes += len;
-            self.bytes += len;
+            self.delivered = true;
             self.next = to;
         }
         self.drain_held(d, stats, emit);
@@ -178,7 +176,7 @@ impl Endpoint {
         emit: &mut F,
     ) {
         // a FIN occupies one sequence number but no byte
-        let data_end = match self.fin {
+        let data_end = match self.fin() {
             Some(f) => ack_off.min(f.off),
             None => ack_off,
         };
@@ -197,7 +195,7 @@ impl Endpoint {
 
     /// Once the bytes up to the FIN are delivered, the direction ends.
     pub fn try_eof<F: FnMut(FlowEvent<'_>)>(&mut self, d: Dir, emit: &mut F) {
-        if let Some(f) = self.fin
+        if let Some(f) = self.fin()
             && !self.fin_delivered
             && self.next >= f.off
         {
@@ -221,8 +219,8 @@ impl Endpoint {
         while let Some(first) = self.held.first().map(|h| h.off) {
             self.skip_to(d, first, meta, stats, emit);
         }
-        if let Some(f) = self.fin {
-            self.skip_to(d, f.off, meta, stats, emit);
+        if let Some(off) = self.fin().map(|f| f.off) {
+            self.skip_to(d, off, meta, stats, emit);
             self.try_eof(d, emit);
         }
     }

@@ -1,13 +1,19 @@
 //! The connection table: 4-tuple -> current connection, with the timeouts and the cap that
 //! finish connections.
+//!
+//! Every cost is O(1) per packet (amortised): the connections are kept in a slab with an
+//! intrusive list in order of activity (the most recently active first), so the least
+//! recently active one is at hand when the cap is reached or when connections fall idle;
+//! closed connections wait for their linger time in a heap by deadline.
 
 use super::conn::TcpConn;
 use super::copies::Sighting;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
 use crate::time::Timestamp;
-use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use hashbrown::HashTable;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 /// Lookup key of a 4-tuple in a virtual network, the same for both directions: each endpoint
@@ -48,12 +54,26 @@ impl TupleKey {
     }
 }
 
+impl TupleKey {
+    fn hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        Hash::hash(self, &mut h);
+        h.finish()
+    }
+
+    /// The key of connection `tcp`.
+    fn of_conn(tcp: &TcpConn) -> TupleKey {
+        let [a, b] = tcp.addrs.get().0;
+        TupleKey::of(a, b, tcp.vnet())
+    }
+}
+
 /// A tracked connection: its TCP state and the later stages' state `T`.
 #[derive(Debug)]
 struct Tracked<T> {
     tcp: TcpConn,
     user: T,
-    closing_since: Option<Timestamp>,
 }
 
 /// Timeouts of the connection table, in seconds of capture time.
@@ -108,13 +128,37 @@ pub trait FlowHandler<T> {
     fn on_duplicate(&mut self, _conn: u64) {}
 }
 
+/// No slot: the end of the activity list.
+const NIL: u32 = u32::MAX;
+
+/// A place for a connection, linked into the activity list while it holds one (into the free
+/// list otherwise, by `next`).
+struct Slot<T> {
+    /// Towards the more recently active.
+    prev: u32,
+    /// Towards the less recently active.
+    next: u32,
+    /// Capture time of the input when the connection was last active (never decreases along
+    /// the list).
+    active: Timestamp,
+    conn: Option<Box<Tracked<T>>>,
+}
+
 /// The connection table.
 pub struct FlowTable<T> {
     cfg: TableConfig,
-    conns: FxHashMap<TupleKey, Box<Tracked<T>>>,
-    /// Connections that closed, in order of closing (linger deadlines are in the same order).
-    closing: VecDeque<(Timestamp, TupleKey, u64)>,
-    last_sweep: Timestamp,
+    /// 4-tuple -> slot (the keys are the slots' connections': 4 bytes an entry).
+    index: HashTable<u32>,
+    slots: Vec<Slot<T>>,
+    /// First free slot (`NIL`: none).
+    free: u32,
+    /// The most and the least recently active connection.
+    head: u32,
+    tail: u32,
+    /// Capture time: the latest timestamp seen.
+    now: Timestamp,
+    /// Closed connections by the end of their linger time: (deadline, id, slot).
+    closing: BinaryHeap<Reverse<(Timestamp, u64, u32)>>,
     stats: FlowStats,
 }
 
@@ -122,19 +166,35 @@ impl<T: Default> FlowTable<T> {
     pub fn new(cfg: TableConfig) -> FlowTable<T> {
         FlowTable {
             cfg,
-            conns: FxHashMap::default(),
-            closing: VecDeque::new(),
-            last_sweep: Timestamp::default(),
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: NIL,
+            head: NIL,
+            tail: NIL,
+            now: Timestamp::default(),
+            closing: BinaryHeap::new(),
             stats: FlowStats::default(),
         }
     }
 
     pub fn open_connections(&self) -> usize {
-        self.conns.len()
+        self.index.len()
+    }
+
+    /// Slots allocated: the most connections tracked at once.
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn stats(&self) -> &FlowStats {
         &self.stats
+    }
+
+    /// Capture time of the whole input advanced to `now` (a shard of the input gets it with
+    /// each packet, so that activity and linger times are the same however the input is split).
+    pub fn advance(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
     }
 
     /// Process a segment: finds (or starts) its connection, updates its TCP state and passes
@@ -148,120 +208,222 @@ impl<T: Default> FlowTable<T> {
         sighting: &Sighting<'_>,
         h: &mut H,
     ) {
+        self.now = self.now.max(at.ts);
         let key = TupleKey::of(seg.src, seg.dst, seg.vnet);
+        let hash = key.hash();
         if seg.tunnel.is_some() {
             self.stats.tunnelled_segments += 1;
         }
         if sighting.duplicate {
             self.stats.duplicate_segments += 1;
-            if let Some(t) = self.conns.get_mut(&key) {
-                t.tcp.note_view(seg, sighting, &mut self.stats);
-                if t.tcp.trace {
-                    h.on_duplicate(t.tcp.id);
+            if let Some(s) = self.find(hash, &key) {
+                let tracked = self.slots[s as usize]
+                    .conn
+                    .as_deref_mut()
+                    .expect("a live slot");
+                tracked.tcp.note_view(seg, sighting, &mut self.stats);
+                if tracked.tcp.trace {
+                    h.on_duplicate(tracked.tcp.id);
                 }
             }
             return;
         }
         // one lookup on the hot path: the packet belongs to a known connection
-        let tracked = match self.conns.get_mut(&key) {
-            Some(t)
+        let found = self.find(hash, &key);
+        let slot = match found.map(|s| (s, self.tracked(s))) {
+            Some((s, t))
                 if at.ts.secs_since(t.tcp.last_ts) <= self.cfg.idle_timeout
                     && !t.tcp.is_new_epoch(seg) =>
             {
-                t
+                s
             }
             found => {
-                if let Some(t) = found {
+                if let Some((s, t)) = found {
                     if t.tcp.is_new_epoch(seg) {
                         self.stats.connections_split_by_new_syn += 1;
                     } else {
                         self.stats.connections_split_by_silence += 1;
                     }
-                    let old = self.conns.remove(&key).expect("present");
-                    self.finish(old, EndReason::Superseded, h);
-                } else if self.conns.len() >= self.cfg.max_connections {
-                    self.evict_oldest(h);
+                    self.finish_slot(s, super::EndReason::Superseded, h);
+                } else if self.index.len() >= self.cfg.max_connections {
+                    self.stats.connections_evicted += 1;
+                    self.finish_slot(self.tail, EndReason::Evicted, h);
                 }
                 self.stats.connections += 1;
                 // the id is the ordinal of the connection's first packet: unique (a packet
                 // starts at most one connection) and the same however the input is split
-                let mut tcp = TcpConn::new(at.ordinal, seg.src, seg.dst, at);
+                let mut tcp = TcpConn::new(at.ordinal, seg.src, seg.dst, seg.vnet, at);
                 tcp.trace = self.cfg.trace_segments;
                 let t = Box::new(Tracked {
                     tcp,
                     user: T::default(),
-                    closing_since: None,
                 });
-                self.conns.entry(key).insert_entry(t).into_mut()
+                let s = self.allocate(t);
+                let slots = &self.slots;
+                self.index
+                    .insert_unique(hash, s, |&i| Self::slot_key(slots, i).hash());
+                s
             }
         };
-        if tracked.closing_since.is_some() && !seg.flags.rst() && seg.payload_len > 0 {
+        self.touch(slot);
+        let now = self.now;
+        let tracked = self.slots[slot as usize]
+            .conn
+            .as_deref_mut()
+            .expect("a live slot");
+        if tracked.tcp.closing && !seg.flags.rst() && seg.payload_len > 0 {
             self.stats.late_segments_after_close += 1;
         }
         if seg.tunnel.is_some() || sighting.moved.is_some() {
             tracked.tcp.note_view(seg, sighting, &mut self.stats);
         }
-        let Tracked { tcp, user, .. } = &mut **tracked;
+        let Tracked { tcp, user, .. } = tracked;
         tcp.on_segment(seg, at, &mut self.stats, &mut |conn, ev| {
             h.on_event(conn, user, ev)
         });
-        if tracked.closing_since.is_none() && tracked.tcp.is_closed() {
-            tracked.closing_since = Some(at.ts);
-            self.closing.push_back((at.ts, key, tracked.tcp.id));
+        if !tracked.tcp.closing && tracked.tcp.is_closed() {
+            tracked.tcp.closing = true;
+            let deadline = now.add_secs(self.cfg.close_linger);
+            self.closing.push(Reverse((deadline, tracked.tcp.id, slot)));
         }
     }
 
     /// Finish connections whose linger or idle time has passed at capture time `now`.
     pub fn expire<H: FlowHandler<T>>(&mut self, now: Timestamp, h: &mut H) {
-        while let Some(&(since, key, id)) = self.closing.front() {
-            if now.secs_since(since) < self.cfg.close_linger {
+        self.now = self.now.max(now);
+        while let Some(&Reverse((deadline, id, slot))) = self.closing.peek() {
+            if deadline > now {
                 break;
             }
-            self.closing.pop_front();
-            if self.conns.get(&key).is_some_and(|t| t.tcp.id == id) {
-                let t = self.conns.remove(&key).expect("present");
-                self.finish(t, EndReason::Closed, h);
+            self.closing.pop();
+            let live = self.slots[slot as usize]
+                .conn
+                .as_ref()
+                .is_some_and(|t| t.tcp.id == id);
+            if live {
+                self.finish_slot(slot, EndReason::Closed, h);
             }
         }
-        // idle connections: a full sweep at most once per tenth of the idle timeout
-        if now.secs_since(self.last_sweep) >= self.cfg.idle_timeout / 10.0 {
-            self.last_sweep = now;
-            let idle = self.cfg.idle_timeout;
-            let mut stale: Vec<(u64, TupleKey)> = self
-                .conns
-                .iter()
-                .filter(|(_, t)| now.secs_since(t.tcp.last_ts) > idle)
-                .map(|(k, t)| (t.tcp.id, *k))
-                .collect();
-            stale.sort_unstable_by_key(|&(id, _)| id);
-            for (_, key) in stale {
-                let t = self.conns.remove(&key).expect("present");
-                self.finish(t, EndReason::Idle, h);
-            }
+        // idle connections: the least recently active first
+        let edge = now.add_secs(-self.cfg.idle_timeout);
+        while self.tail != NIL && self.slots[self.tail as usize].active < edge {
+            self.finish_slot(self.tail, EndReason::Idle, h);
         }
     }
 
     /// Finish every connection (end of input), oldest first.
     pub fn drain<H: FlowHandler<T>>(&mut self, h: &mut H) {
-        let mut all: Vec<Box<Tracked<T>>> = self.conns.drain().map(|(_, t)| t).collect();
-        all.sort_unstable_by_key(|t| t.tcp.id);
+        let mut live: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.conn.as_ref().map(|t| (t.tcp.id, i as u32)))
+            .collect();
+        live.sort_unstable();
+        for (_, slot) in live {
+            self.finish_slot(slot, EndReason::EndOfInput, h);
+        }
         self.closing.clear();
-        for t in all {
-            self.finish(t, EndReason::EndOfInput, h);
+    }
+
+    /// The slot of the connection with `key` (whose hash is `hash`).
+    fn find(&self, hash: u64, key: &TupleKey) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| Self::slot_key(slots, i) == *key)
+            .copied()
+    }
+
+    /// The key of the connection in slot `i`.
+    fn slot_key(slots: &[Slot<T>], i: u32) -> TupleKey {
+        let t = slots[i as usize].conn.as_deref().expect("an indexed slot");
+        TupleKey::of_conn(&t.tcp)
+    }
+
+    fn tracked(&self, slot: u32) -> &Tracked<T> {
+        self.slots[slot as usize]
+            .conn
+            .as_deref()
+            .expect("a live slot")
+    }
+
+    /// A slot for a new connection (not linked yet).
+    fn allocate(&mut self, t: Box<Tracked<T>>) -> u32 {
+        let slot = Slot {
+            prev: NIL,
+            next: NIL,
+            active: self.now,
+            conn: Some(t),
+        };
+        if self.free != NIL {
+            let s = self.free;
+            self.free = self.slots[s as usize].next;
+            self.slots[s as usize] = slot;
+            s
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
         }
     }
 
-    fn evict_oldest<H: FlowHandler<T>>(&mut self, h: &mut H) {
-        let oldest = self
-            .conns
-            .iter()
-            .min_by_key(|(_, t)| (t.tcp.last_ts, t.tcp.id))
-            .map(|(k, _)| *k);
-        if let Some(key) = oldest {
-            self.stats.connections_evicted += 1;
-            let t = self.conns.remove(&key).expect("present");
-            self.finish(t, EndReason::Evicted, h);
+    /// Take `s` out of the activity list.
+    fn unlink(&mut self, s: u32) {
+        let (prev, next) = {
+            let x = &self.slots[s as usize];
+            (x.prev, x.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
         }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+    }
+
+    /// `s` was active now: to the head of the list.
+    fn touch(&mut self, s: u32) {
+        let now = self.now;
+        if self.head == s {
+            self.slots[s as usize].active = now;
+            return;
+        }
+        let linked = self.slots[s as usize].prev != NIL || self.tail == s;
+        if linked {
+            self.unlink(s);
+        }
+        let old = self.head;
+        {
+            let x = &mut self.slots[s as usize];
+            x.prev = NIL;
+            x.next = old;
+            x.active = now;
+        }
+        match old {
+            NIL => self.tail = s,
+            o => self.slots[o as usize].prev = s,
+        }
+        self.head = s;
+    }
+
+    /// Finish the connection in slot `s` and free the slot.
+    fn finish_slot<H: FlowHandler<T>>(&mut self, s: u32, why: EndReason, h: &mut H) {
+        self.unlink(s);
+        let Some(t) = self.slots[s as usize].conn.take() else {
+            return;
+        };
+        let key = TupleKey::of_conn(&t.tcp);
+        if let Ok(e) = self.index.find_entry(key.hash(), |&i| i == s) {
+            e.remove();
+        }
+        {
+            let x = &mut self.slots[s as usize];
+            x.prev = NIL;
+            x.next = self.free;
+        }
+        self.free = s;
+        self.finish(t, why, h);
     }
 
     /// Deliver what the connection still holds, then hand it over.
@@ -274,4 +436,16 @@ impl<T: Default> FlowTable<T> {
         tcp.flush(&mut self.stats, &mut |conn, ev| h.on_event(conn, user, ev));
         h.on_end(tcp.end(why), user);
     }
+}
+
+#[cfg(test)]
+pub(super) fn tracked_size<T>() -> usize {
+    std::mem::size_of::<Tracked<T>>()
+}
+
+/// The slot, and the index entry (4 bytes and a control byte) at the table's lowest load
+/// (7/16, just after it doubled).
+#[cfg(test)]
+pub(super) fn bytes_per_connection() -> usize {
+    std::mem::size_of::<Slot<()>>() + (5usize * 16).div_ceil(7)
 }

@@ -92,6 +92,7 @@ impl Conn {
                 1,
                 C.parse().unwrap(),
                 S.parse().unwrap(),
+                None,
                 FrameRef::default(),
             ),
             stats: FlowStats::default(),
@@ -183,7 +184,7 @@ fn sequence_numbers_wrap_across_2_pow_32() {
     c.feed(seg(C, S, isn.wrapping_add(11), 8, FIN, b"ab"));
     assert_eq!(c.sink.bytes(Dir::Fwd), b"0123456789ab");
     assert_eq!(c.sink.eofs, vec![(Dir::Fwd, 12)]);
-    let fin = c.tcp.dirs[Dir::Fwd].fin.unwrap();
+    let fin = c.tcp.dirs[Dir::Fwd].fin().unwrap();
     assert_eq!(fin.off, 12);
     assert_eq!(fin.seq, SeqNumber(7)); // wrapped
 }
@@ -194,10 +195,10 @@ fn fin_and_rst_are_recorded_with_offsets() {
     c.handshake(0, 0);
     c.feed(seg(C, S, 1, 1, PSH, b"GET / HTTP/1.1\r\n\r\n"));
     c.feed(seg(S, C, 1, 1, FIN, b""));
-    let fin = c.tcp.dirs[Dir::Rev].fin.unwrap();
+    let fin = c.tcp.dirs[Dir::Rev].fin().unwrap();
     assert_eq!((fin.off, fin.ack_off), (0, Some(0)));
     c.feed(seg(S, C, 2, 0, RST, b""));
-    let rst = c.tcp.dirs[Dir::Rev].rst.unwrap();
+    let rst = c.tcp.dirs[Dir::Rev].rst().unwrap();
     assert_eq!((rst.off, rst.ack), (1, None));
     assert!(c.tcp.is_closed());
     assert_eq!(c.sink.eofs, vec![(Dir::Rev, 0)]);
@@ -209,14 +210,14 @@ fn rst_or_fin_before_the_handshake_is_not_a_close() {
     c.feed(seg(C, S, 1000, 0, SYN, b""));
     c.feed(seg(S, C, 777, 0, RST, b""));
     c.feed(seg(S, C, 778, 0, TcpFlags::FIN, b""));
-    assert!(c.tcp.dirs[Dir::Rev].rst.is_none() && c.tcp.dirs[Dir::Rev].fin.is_none());
+    assert!(c.tcp.dirs[Dir::Rev].rst().is_none() && c.tcp.dirs[Dir::Rev].fin().is_none());
     assert_eq!(c.stats.rst_before_handshake, 1);
     assert_eq!(c.stats.fin_before_handshake, 1);
     c.feed(seg(S, C, 5000, 1001, SYN | ACK, b""));
     assert_eq!(c.tcp.handshake, Handshake::SynReceived);
     // data and FIN before the client acknowledged the SYN-ACK: still not a close
     c.feed(seg(S, C, 5001, 1001, FIN, b"early"));
-    assert!(c.tcp.dirs[Dir::Rev].fin.is_none());
+    assert!(c.tcp.dirs[Dir::Rev].fin().is_none());
     c.feed(seg(C, S, 1001, 5001, ACK, b""));
     assert_eq!(c.tcp.handshake, Handshake::Established);
     assert!(!c.tcp.is_closed());
@@ -237,7 +238,7 @@ fn rst_far_outside_the_window_is_ignored() {
     c.handshake(0, 0);
     c.feed(seg(C, S, 1, 1, PSH, b"x"));
     c.feed(seg(S, C, 1 << 30, 0, RST, b""));
-    assert!(c.tcp.dirs[Dir::Rev].rst.is_none());
+    assert!(c.tcp.dirs[Dir::Rev].rst().is_none());
     assert_eq!(c.stats.rst_out_of_window, 1);
 }
 
@@ -260,7 +261,7 @@ fn syn_with_data_fin_with_data_and_rst_with_data() {
         FIN | TcpFlags::PSH,
         b"HTTP/1.1 204 No Content\r\n\r\n",
     ));
-    let fin = c.tcp.dirs[Dir::Rev].fin.unwrap();
+    let fin = c.tcp.dirs[Dir::Rev].fin().unwrap();
     assert_eq!(fin.off, 27);
     assert_eq!(c.sink.eofs, vec![(Dir::Rev, 27)]);
     // a repeated FIN is not a second close
@@ -272,11 +273,11 @@ fn syn_with_data_fin_with_data_and_rst_with_data() {
         FIN | TcpFlags::PSH,
         b"HTTP/1.1 204 No Content\r\n\r\n",
     ));
-    assert_eq!(c.tcp.dirs[Dir::Rev].fin.unwrap().at.frame, 4);
+    assert_eq!(c.tcp.dirs[Dir::Rev].fin().unwrap().at.frame, 4);
     assert_eq!(c.stats.conflicting_fin, 0);
     // an RST's payload is diagnostic text, never stream data
     c.feed(seg(C, S, 29, 79, RST | ACK, b"reset reason"));
-    assert!(c.tcp.dirs[Dir::Fwd].rst.is_some());
+    assert!(c.tcp.dirs[Dir::Fwd].rst().is_some());
     assert_eq!(c.sink.bytes(Dir::Fwd), b"GET / HTTP/1.1\r\n\r\n");
 }
 
@@ -288,7 +289,7 @@ fn mid_stream_pickup_maps_acks_into_the_other_direction() {
     assert_eq!(c.tcp.handshake, Handshake::Partial);
     assert!(!c.tcp.dirs[Dir::Fwd].seen_from_syn());
     assert_eq!(c.sink.bytes(Dir::Rev), b"HTTP/1.1 200 OK\r\n\r\n");
-    assert_eq!(c.tcp.dirs[Dir::Rev].highest_ack, Some(19));
+    assert_eq!(c.tcp.dirs[Dir::Rev].highest_ack(), Some(19));
 }
 
 #[derive(Default)]

@@ -14,7 +14,6 @@ use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::io::{self, Write};
 
 /// The report as one pretty-printed JSON document.
@@ -36,19 +35,15 @@ impl<W: Write> Renderer for JsonRenderer<W> {
     }
 }
 
-/// JSON Lines: findings as they become final, then the summary.
+/// JSON Lines: findings as they become final, then the summary. The findings it wrote are
+/// not kept: the summary record never lists them.
 pub struct JsonLinesRenderer<W: Write> {
     out: W,
-    /// (connection id, request index) of the findings written so far.
-    written: HashSet<(u64, u32)>,
 }
 
 impl<W: Write> JsonLinesRenderer<W> {
     pub fn new(out: W) -> Self {
-        JsonLinesRenderer {
-            out,
-            written: HashSet::new(),
-        }
+        JsonLinesRenderer { out }
     }
 
     fn write_line(&mut self, record: &Value) -> io::Result<()> {
@@ -63,16 +58,18 @@ impl<W: Write> Renderer for JsonLinesRenderer<W> {
         true
     }
 
+    fn keeps_findings(&self) -> bool {
+        false
+    }
+
     fn finding(&mut self, f: &Finding) -> io::Result<()> {
-        self.written.insert((f.connection.id, f.request.index));
         self.write_line(&FINDING_RECORD.value(f)?)
     }
 
+    /// The summary; `r.findings` are written first if the report was not streamed to it.
     fn finish(&mut self, r: &Report) -> io::Result<()> {
         for f in &r.findings {
-            if !self.written.contains(&(f.connection.id, f.request.index)) {
-                self.write_line(&FINDING_RECORD.value(f)?)?;
-            }
+            self.write_line(&FINDING_RECORD.value(f)?)?;
         }
         self.write_line(&SUMMARY_RECORD.value(r)?)
     }

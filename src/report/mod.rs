@@ -56,6 +56,12 @@ pub trait Renderer {
         false
     }
 
+    /// Whether a streaming renderer needs the findings again in the final report (if not, they
+    /// are dropped once written, and memory does not grow with their number).
+    fn keeps_findings(&self) -> bool {
+        true
+    }
+
     /// The start of the run, with the names of the inputs.
     fn begin(&mut self, _inputs: &[String]) -> io::Result<()> {
         Ok(())

@@ -698,6 +698,6 @@ pub struct FlaggedFile {
 impl Report {
     /// Process exit code: 1 when there are findings, else 0.
     pub fn exit_code(&self) -> i32 {
-        i32::from(!self.findings.is_empty())
+        i32::from(self.summary.findings > 0)
     }
 }

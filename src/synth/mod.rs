@@ -28,6 +28,7 @@ mod config;
 mod conv;
 mod encap;
 pub mod h2;
+pub mod hostile;
 mod pcap;
 mod segment;
 mod wire;

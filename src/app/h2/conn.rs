@@ -171,7 +171,7 @@ impl State {
                 if self.heads[dir].fail(Undecodable::Missing) {
                     stats.error(Undecodable::Missing.as_str());
                 }
-                emit(AppEvent::Desync { dir });
+                emit(AppEvent::Desync { dir, anomaly: None });
             }
             Framing::Resynced => {}
         }

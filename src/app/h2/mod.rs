@@ -163,10 +163,12 @@ pub fn is_server_preface(bytes: &[u8]) -> bool {
 /// The entry point for fuzzing: run arbitrary bytes through an HTTP/2 connection as a client
 /// direction (prior knowledge) and a server direction, in segments of the given sizes. Never
 /// panics; returns the number of events.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn fuzz_one(client: &[u8], server: &[u8], segment: usize) -> usize {
     tests_support::run(client, server, segment.max(1))
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod tests_support {
     //! Feeding bytes through an [`H2Conn`] as flow events (fuzzing, unit tests).
 

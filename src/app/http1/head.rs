@@ -1,17 +1,18 @@
 //! Heads: request and status lines with their header sections, parsed with httparse across any
 //! number of segments (bounded), and what the framing needs from them (RFC 9112 section 6).
 
-use super::body::BodyHasher;
 use super::chunked::CHUNK_SIZE_START;
 use super::sniff::{find_lf, leading_newlines};
 use super::stream::{HttpStream, MethodKind, Mode};
 use super::{HttpEvent, RequestHead, ResponseHead, Role};
-use crate::app::{IdHeader, RequestId};
+use crate::app::{Anomaly, IdHeader, RequestId};
 use crate::flow::SegMeta;
 use std::hash::{Hash, Hasher};
 
 /// Largest head (request/status line plus header section) buffered across segments.
 pub(super) const HEAD_CAP: usize = 64 * 1024;
+/// Largest head buffer kept for the next head once a head is complete.
+const KEPT_BUF: usize = 4 * 1024;
 /// Header slots tried first, then on `TooManyHeaders` once more with the larger count.
 const HEADERS_SMALL: usize = 64;
 const HEADERS_LARGE: usize = 512;
@@ -39,17 +40,17 @@ impl HttpStream {
                             "{} head at offset {off} exceeds {HEAD_CAP} bytes",
                             self.noun()
                         );
-                        self.desync(off, reason, false, out);
+                        self.desync_by(off, reason, Some(Anomaly::HeadOverCap), false, out);
                         HEAD_CAP
                     } else {
                         self.buffer(off, d, seg);
                         d.len()
                     }
                 }
-                Parsed::Invalid(e) => {
+                Parsed::Invalid(e, anomaly) => {
                     let at = off + leading_newlines(d) as i64;
                     let reason = format!("invalid {} head at offset {at}: {e}", self.noun());
-                    self.desync(at, reason, false, out);
+                    self.desync_by(at, reason, anomaly, false, out);
                     1
                 }
             };
@@ -66,7 +67,7 @@ impl HttpStream {
         let used = match parse_head(&buf, is_request) {
             Parsed::Done(h) => {
                 let len = h.len;
-                self.apply(start, h, self.buf_first, out);
+                self.apply(start, h, self.first_meta(), out);
                 if len >= old {
                     len - old
                 } else {
@@ -81,24 +82,24 @@ impl HttpStream {
                         "{} head at offset {start} exceeds {HEAD_CAP} bytes",
                         self.noun()
                     );
-                    self.desync(start, reason, false, out);
+                    self.desync_by(start, reason, Some(Anomaly::HeadOverCap), false, out);
                     n
                 } else {
                     self.buf = buf;
                     return n;
                 }
             }
-            Parsed::Invalid(e) => {
+            Parsed::Invalid(e, anomaly) => {
                 let at = start + leading_newlines(&buf) as i64;
                 let reason = format!("invalid {} head at offset {at}: {e}", self.noun());
-                self.desync(at, reason, false, out);
+                self.desync_by(at, reason, anomaly, false, out);
                 // Rescan the buffered bytes (after the bad head's first byte), then `d`.
                 self.reprocess(start + 1, &buf[1..old], out);
                 0
             }
         };
-        if self.buf.capacity() == 0 {
-            // Keep the allocation for the next head.
+        if self.buf.capacity() == 0 && buf.capacity() <= KEPT_BUF {
+            // Keep the allocation for the next head (a small one: connections idle for long)
             self.buf = buf;
             self.buf.clear();
         }
@@ -122,7 +123,10 @@ impl HttpStream {
                     _ => None,
                 };
                 self.upgrade_pending = upgrade || method == "CONNECT";
-                self.body = Some(BodyHasher::default());
+                self.body = match h.framing {
+                    Framing::Chunked | Framing::Length(1..) => Some(Box::default()),
+                    _ => None,
+                };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
                     head_end,
@@ -144,6 +148,9 @@ impl HttpStream {
                             "request at offset {start}: Transfer-Encoding without final chunked, body length unknown"
                         );
                         self.desync(head_end, reason, true, out);
+                    }
+                    Framing::BadLength(anomaly, reason) => {
+                        self.bad_length(start, head_end, anomaly, reason, out);
                     }
                     _ => self.finish(head_end, out),
                 }
@@ -188,15 +195,43 @@ impl HttpStream {
                     Framing::Length(0) => self.finish(head_end, out),
                     Framing::Length(n) => self.mode = Mode::Body { remaining: n },
                     Framing::OtherCoding | Framing::None => self.mode = Mode::UntilClose,
+                    Framing::BadLength(anomaly, reason) => {
+                        self.bad_length(start, head_end, anomaly, reason, out);
+                    }
                 }
             }
         }
     }
 }
 
+impl HttpStream {
+    /// The message at `start` whose head ends at `head_end` has a Content-Length that is
+    /// invalid or conflicting: its framing is an unrecoverable error (RFC 9112 6.3). The
+    /// message counts (it was reported); the next one is looked for from the end of its head.
+    fn bad_length(
+        &mut self,
+        start: i64,
+        head_end: i64,
+        anomaly: Anomaly,
+        reason: String,
+        out: &mut Vec<HttpEvent>,
+    ) {
+        let reason = format!(
+            "{} at offset {start}: {reason}: its body's length is unknown, the framing is lost until the next {} line",
+            self.noun(),
+            if self.role == Role::Client {
+                "request"
+            } else {
+                "status"
+            }
+        );
+        self.desync_by(head_end, reason, Some(anomaly), true, out);
+    }
+}
+
 // ---- head parsing ----
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Framing {
     /// No Content-Length or Transfer-Encoding.
     None,
@@ -204,6 +239,8 @@ enum Framing {
     Chunked,
     /// Transfer-Encoding whose last coding is not chunked.
     OtherCoding,
+    /// A Content-Length that is invalid or conflicting (no Transfer-Encoding): what, in words.
+    BadLength(Anomaly, String),
 }
 
 #[derive(Debug)]
@@ -238,7 +275,8 @@ struct Head {
 #[derive(Debug)]
 enum Parsed {
     Partial,
-    Invalid(String),
+    /// What was wrong; an anomaly when a cap on heads was exceeded.
+    Invalid(String, Option<Anomaly>),
     Done(Head),
 }
 
@@ -248,14 +286,15 @@ fn parse_head(bytes: &[u8], is_request: bool) -> Parsed {
         Err(httparse::Error::TooManyHeaders) => {
             let mut more = vec![httparse::EMPTY_HEADER; HEADERS_LARGE];
             match parse_with(bytes, is_request, &mut more) {
-                Err(httparse::Error::TooManyHeaders) => {
-                    Parsed::Invalid(format!("more than {HEADERS_LARGE} header fields"))
-                }
-                Err(e) => Parsed::Invalid(e.to_string()),
+                Err(httparse::Error::TooManyHeaders) => Parsed::Invalid(
+                    format!("more than {HEADERS_LARGE} header fields"),
+                    Some(Anomaly::HeadOverCap),
+                ),
+                Err(e) => Parsed::Invalid(e.to_string(), None),
                 Ok(p) => p,
             }
         }
-        Err(e) => Parsed::Invalid(e.to_string()),
+        Err(e) => Parsed::Invalid(e.to_string(), None),
         Ok(p) => p,
     }
 }
@@ -298,10 +337,7 @@ fn parse_with<'b>(
             let hdrs: &[httparse::Header<'b>] = resp.headers;
             (len, resp.version.unwrap_or(1), start_line, hdrs)
         };
-    let facts = match header_facts(hdrs) {
-        Ok(f) => f,
-        Err(reason) => return Ok(Parsed::Invalid(reason)),
-    };
+    let facts = header_facts(hdrs);
     Ok(Parsed::Done(Head {
         len,
         lead: leading_newlines(&bytes[..len]),
@@ -328,13 +364,13 @@ pub(super) struct Facts {
     pub(super) server: Option<String>,
 }
 
-pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, String> {
+pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
     let mut host = None;
     let mut connection_close = false;
     let mut keep_alive: Option<String> = None;
     let mut keep_alive_timeout = None;
     let mut content_length: Option<u64> = None;
-    let mut cl_error: Option<String> = None;
+    let mut cl_error: Option<(Anomaly, String)> = None;
     let mut te_present = false;
     let mut chunked = false;
     let mut request_id: Option<RequestId> = None;
@@ -351,16 +387,20 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
                 match parse_decimal(trim_ows(part)) {
                     None => {
                         cl_error.get_or_insert_with(|| {
-                            format!(
-                                "invalid Content-Length {:?}",
-                                String::from_utf8_lossy(value)
+                            let v = String::from_utf8_lossy(&value[..value.len().min(64)]);
+                            (
+                                Anomaly::InvalidContentLength,
+                                format!("invalid Content-Length {v:?}"),
                             )
                         });
                     }
                     Some(n) => match content_length {
                         Some(prev) if prev != n => {
                             cl_error.get_or_insert_with(|| {
-                                format!("conflicting Content-Length values {prev} and {n}")
+                                (
+                                    Anomaly::ConflictingContentLength,
+                                    format!("conflicting Content-Length values {prev} and {n}"),
+                                )
                             });
                         }
                         _ => content_length = Some(n),
@@ -421,12 +461,12 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
         Framing::Chunked
     } else if te_present {
         Framing::OtherCoding
-    } else if let Some(e) = cl_error {
-        return Err(e);
+    } else if let Some((anomaly, reason)) = cl_error {
+        Framing::BadLength(anomaly, reason)
     } else {
         content_length.map_or(Framing::None, Framing::Length)
     };
-    Ok(Facts {
+    Facts {
         host,
         connection_close,
         keep_alive,
@@ -434,7 +474,7 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Result<Facts, St
         framing,
         request_id,
         server,
-    })
+    }
 }
 
 /// Bytes of a `Server` header kept.

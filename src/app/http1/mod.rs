@@ -23,7 +23,7 @@ mod tests;
 pub(crate) use head::{MAX_SERVER_LEN, parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
-use super::{AppEvent, BodyDigest, Identity, Request, RequestId, Response};
+use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
@@ -97,6 +97,8 @@ pub enum HttpEvent {
     Desync {
         offset: i64,
         reason: String,
+        /// The sender broke the framing (rather than the capture missing bytes).
+        anomaly: Option<Anomaly>,
     },
     /// 101 Switching Protocols or CONNECT 2xx: no more HTTP on this direction.
     Tunnel {
@@ -204,7 +206,12 @@ fn app_event(dir: Dir, ev: &mut HttpEvent) -> AppEvent {
             server: h.server.take(),
         }),
         HttpEvent::ResponseEnd { .. } => AppEvent::ResponseEnd { dir },
-        HttpEvent::Desync { .. } => AppEvent::Desync { dir },
+        HttpEvent::Desync {
+            reason, anomaly, ..
+        } => AppEvent::Desync {
+            dir,
+            anomaly: anomaly.map(|a| (a, take(reason))),
+        },
         HttpEvent::Tunnel { offset } => AppEvent::Tunnel {
             dir,
             offset: *offset,

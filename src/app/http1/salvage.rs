@@ -29,7 +29,7 @@ impl HttpStream {
                 });
             }
         }
-        let facts = header_facts(&headers).ok();
+        let facts = Some(header_facts(&headers));
         let (host, connection_close, keep_alive, keep_alive_timeout, request_id, server) =
             match facts {
                 Some(f) => (
@@ -55,7 +55,7 @@ impl HttpStream {
                 let Some(version) = version(v) else { return };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
-                    first: self.buf_first,
+                    first: self.first_meta(),
                     head_end: gap_at,
                     method: String::from_utf8_lossy(m).into_owned(),
                     target: String::from_utf8_lossy(t).into_owned(),
@@ -78,7 +78,7 @@ impl HttpStream {
                 };
                 out.push(HttpEvent::Response(ResponseHead {
                     start,
-                    first: self.buf_first,
+                    first: self.first_meta(),
                     head_end: gap_at,
                     status,
                     version,

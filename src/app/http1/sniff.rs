@@ -66,10 +66,13 @@ impl HttpStream {
             Role::Server => (false, true),
             _ => (true, true),
         };
+        if self.resync_in_lines {
+            return self.scan_in_line(off, d, seg, allow_req, allow_status);
+        }
         let unknown = self.role == Role::Unknown;
         let mut d = d;
         if unknown {
-            let left = SCAN_BUDGET.saturating_sub(self.scanned);
+            let left = SCAN_BUDGET.saturating_sub(u64::from(self.scanned));
             if (d.len() as u64) > left {
                 d = &d[..left as usize];
             }
@@ -117,6 +120,68 @@ impl HttpStream {
             }
         };
         self.scanned_used(unknown, used)
+    }
+
+    /// After a framing error: look for the next request (or status) line anywhere in the line
+    /// at the start of `d` (after what an earlier segment left undecided in `buf`), behind
+    /// bytes of the body whose length was unknown. Returns the bytes of `d` used: up to the
+    /// start line found (whose head follows), or the whole line.
+    fn scan_in_line(
+        &mut self,
+        off: i64,
+        d: &[u8],
+        seg: &SegMeta,
+        allow_req: bool,
+        allow_status: bool,
+    ) -> usize {
+        let carried = self.buf.len();
+        let (base, first) = if carried > 0 {
+            (self.buf_start, self.first_meta())
+        } else {
+            (off, *seg)
+        };
+        let take = take_line(d, LINE_CAP);
+        // the bytes carried over and the line's (copied only when there are carried bytes)
+        let mut joined = std::mem::take(&mut self.buf);
+        let joined: &[u8] = if carried > 0 {
+            joined.extend_from_slice(&d[..take]);
+            &joined
+        } else {
+            &d[..take]
+        };
+        for p in 0..joined.len() {
+            let rest = &joined[p..];
+            let may_start = match rest[0] {
+                b'H' if allow_status && may_start_token(rest, b"HTTP/1.") => true,
+                b'G' | b'H' | b'P' | b'D' | b'O' | b'T' | b'C' => {
+                    allow_req && COMMON_METHODS.iter().any(|m| may_start_token(rest, m))
+                }
+                _ => false,
+            };
+            if !may_start {
+                continue;
+            }
+            let meta = if p < carried { first } else { *seg };
+            match classify(rest, true, allow_req, allow_status) {
+                c @ (Class::Request | Class::Status) => {
+                    self.resync_in_lines = false;
+                    self.found_start_line(c);
+                    if p < carried {
+                        // the line began in the bytes carried over: the head starts with them
+                        self.buffer(base + p as i64, &joined[p..carried], &meta);
+                        return 0;
+                    }
+                    return p - carried;
+                }
+                Class::NeedMore => {
+                    // it goes on in the next segment
+                    self.buffer(base + p as i64, rest, &meta);
+                    return take;
+                }
+                Class::No => {}
+            }
+        }
+        take
     }
 
     /// A request line makes this direction the client's, a status line the server's; the
@@ -247,6 +312,13 @@ fn classify_request(b: &[u8], strict: bool) -> Class {
         }
     }
     Class::NeedMore
+}
+
+/// Could `b` start with `token` (a method, followed by SP, or `HTTP/1.`)? Also when `b` is
+/// cut short within it.
+fn may_start_token(b: &[u8], token: &[u8]) -> bool {
+    let n = b.len().min(token.len());
+    b[..n] == token[..n]
 }
 
 /// Bytes of `d` up to and including the first LF, at most `max`.

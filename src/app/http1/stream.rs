@@ -3,8 +3,10 @@
 use super::body::BodyHasher;
 use super::chunked::Chunk;
 use super::{HttpEvent, Role};
+use crate::app::Anomaly;
 use crate::flow::SegMeta;
 use std::collections::VecDeque;
+use thin_vec::ThinVec;
 
 /// Most request methods remembered for response framing.
 const METHOD_FIFO_CAP: usize = 1024;
@@ -15,6 +17,76 @@ pub(super) enum MethodKind {
     Other,
     Head,
     Connect,
+}
+
+impl MethodKind {
+    fn bits(self) -> u64 {
+        match self {
+            MethodKind::Other => 0,
+            MethodKind::Head => 1,
+            MethodKind::Connect => 2,
+        }
+    }
+
+    fn of_bits(b: u64) -> MethodKind {
+        match b & 3 {
+            1 => MethodKind::Head,
+            2 => MethodKind::Connect,
+            _ => MethodKind::Other,
+        }
+    }
+}
+
+/// The methods of the requests whose responses have not been framed yet, in order: the first
+/// 28 packed in two bits each with their count in the top byte (in line: one request or a few
+/// in flight is the common case), the others out of line.
+#[derive(Debug, Default)]
+pub(super) struct MethodQueue {
+    packed: u64,
+    // boxed: a word in line (a VecDeque is four), allocated only beyond 28 in flight
+    #[allow(clippy::box_collection)]
+    more: Option<Box<VecDeque<MethodKind>>>,
+}
+
+impl MethodQueue {
+    const PACKED: u64 = 28;
+
+    fn packed_len(&self) -> u64 {
+        self.packed >> 56
+    }
+
+    pub fn len(&self) -> usize {
+        self.packed_len() as usize + self.more.as_ref().map_or(0, |m| m.len())
+    }
+
+    pub fn push_back(&mut self, m: MethodKind) {
+        let n = self.packed_len();
+        match &mut self.more {
+            None if n < Self::PACKED => {
+                self.packed = (self.packed | m.bits() << (2 * n)) + (1 << 56);
+            }
+            more => more.get_or_insert_default().push_back(m),
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<MethodKind> {
+        let n = self.packed_len();
+        if n == 0 {
+            return None;
+        }
+        let m = MethodKind::of_bits(self.packed);
+        let rest = (self.packed & ((1 << 56) - 1)) >> 2;
+        self.packed = rest | (n - 1) << 56;
+        if let Some(more) = &mut self.more {
+            if let Some(next) = more.pop_front() {
+                self.packed = (self.packed | next.bits() << (2 * (n - 1))) + (1 << 56);
+            }
+            if more.is_empty() {
+                self.more = None;
+            }
+        }
+        Some(m)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,24 +125,28 @@ pub struct HttpStream {
     /// Stream offset of the next expected byte.
     pos: i64,
     /// Undecided line prefix (Detect/Scan) or partial head (Head); bounded.
-    pub(super) buf: Vec<u8>,
+    pub(super) buf: ThinVec<u8>,
     /// Stream offset of `buf[0]`.
     pub(super) buf_start: i64,
-    /// The segment that carried the first byte of `buf` that is not a leading empty line.
-    pub(super) buf_first: SegMeta,
+    /// The segment that carried the first byte of `buf` that is not a leading empty line (out
+    /// of line: most heads fit in one segment and are never buffered).
+    buf_first: Option<Box<SegMeta>>,
     /// `buf` holds only CR and LF bytes so far.
     buf_blank: bool,
     /// Bytes scanned while the side is still unknown (mid-stream pickup budget).
-    pub(super) scanned: u64,
+    pub(super) scanned: u32,
     /// Methods of requests whose responses have not been framed yet (server side).
-    pub(super) methods: VecDeque<MethodKind>,
+    pub(super) methods: MethodQueue,
     /// Final responses framed while `methods` was empty (assumed GET): that many methods pushed
     /// later belong to responses already framed and are dropped, keeping the FIFO aligned.
-    pub(super) unmatched_responses: u64,
+    pub(super) unmatched_responses: u32,
     /// The current request is CONNECT or carries `Upgrade`: after it, non-HTTP means tunnel.
     pub(super) upgrade_pending: bool,
     /// The digest of the current request's body (client side, from its head on).
-    pub(super) body: Option<BodyHasher>,
+    /// (Out of line: only requests with a body have one.)
+    pub(super) body: Option<Box<BodyHasher>>,
+    /// After a framing error: the next message may start anywhere in a line.
+    pub(super) resync_in_lines: bool,
 }
 
 impl HttpStream {
@@ -91,15 +167,16 @@ impl HttpStream {
             },
             started: false,
             pos: 0,
-            buf: Vec::new(),
+            buf: ThinVec::new(),
             buf_start: 0,
-            buf_first: SegMeta::default(),
+            buf_first: None,
             buf_blank: false,
             scanned: 0,
-            methods: VecDeque::new(),
+            methods: MethodQueue::default(),
             unmatched_responses: 0,
             upgrade_pending: false,
             body: None,
+            resync_in_lines: false,
         }
     }
 
@@ -301,13 +378,14 @@ impl HttpStream {
             out.push(HttpEvent::Desync {
                 offset,
                 reason: format!("connection closed at offset {offset} inside {inside}"),
+                anomaly: None,
             });
         }
         if self.role == Role::Unknown {
             self.role = Role::NotHttp;
         }
         self.mode = Mode::Dead;
-        self.buf = Vec::new();
+        self.buf = ThinVec::new();
     }
 
     /// Response side: the next request in order has this method (HEAD and CONNECT change how
@@ -341,13 +419,14 @@ impl HttpStream {
     pub(super) fn become_not_http(&mut self) {
         self.role = Role::NotHttp;
         self.mode = Mode::Dead;
-        self.buf = Vec::new();
-        self.methods = VecDeque::new();
+        self.buf = ThinVec::new();
+        self.methods = MethodQueue::default();
     }
 
     pub(super) fn count_scanned(&mut self, n: u64) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.scanned = self.scanned.saturating_add(n);
-        if self.scanned >= super::sniff::SCAN_BUDGET {
+        if u64::from(self.scanned) >= super::sniff::SCAN_BUDGET {
             self.become_not_http();
         }
     }
@@ -357,14 +436,26 @@ impl HttpStream {
         let blank = data.iter().all(|&c| c == b'\r' || c == b'\n');
         if self.buf.is_empty() {
             self.buf_start = off;
-            self.buf_first = *seg;
+            self.set_first(seg);
             self.buf_blank = blank;
         } else if self.buf_blank && !blank {
             // the message itself starts in this segment, after empty lines
-            self.buf_first = *seg;
+            self.set_first(seg);
             self.buf_blank = false;
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// The segment that carried the first byte of `buf` (not a leading empty line).
+    pub(super) fn first_meta(&self) -> SegMeta {
+        self.buf_first.as_deref().copied().unwrap_or_default()
+    }
+
+    fn set_first(&mut self, seg: &SegMeta) {
+        match &mut self.buf_first {
+            Some(b) => **b = *seg,
+            None => self.buf_first = Some(Box::new(*seg)),
+        }
     }
 
     /// Lose sync at `offset`: report it and look for the next request/status line.
@@ -375,16 +466,42 @@ impl HttpStream {
         at_line_start: bool,
         out: &mut Vec<HttpEvent>,
     ) {
-        out.push(HttpEvent::Desync { offset, reason });
+        self.desync_by(offset, reason, None, at_line_start, out);
+    }
+
+    /// Lose sync at `offset` because the sender broke the framing (`anomaly`); after a bad
+    /// length the next message is looked for anywhere in a line, not only at line starts: a
+    /// body of unknown length runs into it (`AAAAGET / HTTP/1.1`).
+    pub(super) fn desync_by(
+        &mut self,
+        offset: i64,
+        reason: String,
+        anomaly: Option<Anomaly>,
+        at_line_start: bool,
+        out: &mut Vec<HttpEvent>,
+    ) {
+        out.push(HttpEvent::Desync {
+            offset,
+            reason,
+            anomaly,
+        });
         self.buf.clear();
         self.upgrade_pending = false;
+        self.resync_in_lines = matches!(
+            anomaly,
+            Some(Anomaly::InvalidContentLength | Anomaly::ConflictingContentLength)
+        );
         self.mode = Mode::Scan { at_line_start };
     }
 
     /// The current message ends at `end`.
     pub(super) fn finish(&mut self, end: i64, out: &mut Vec<HttpEvent>) {
         out.push(if self.role == Role::Client {
-            let body = self.body.take().and_then(BodyHasher::finish);
+            let body = match self.body.take() {
+                Some(b) => (*b).finish(),
+                // no body: the empty one's digest
+                None => Some(crate::app::BodyDigest { len: 0, crc32: 0 }),
+            };
             HttpEvent::RequestEnd { end, body }
         } else {
             HttpEvent::ResponseEnd { end }
@@ -436,7 +553,7 @@ impl HttpStream {
     /// Process bytes that were buffered from earlier segments again (after a head that did not
     /// parse): messages found in them started in those segments.
     pub(super) fn reprocess(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
-        let first = self.buf_first;
+        let first = self.first_meta();
         self.process(base, data, &first, out);
     }
 }

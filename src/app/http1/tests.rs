@@ -67,7 +67,16 @@ fn show(events: &[HttpEvent]) -> Vec<String> {
                 s
             }
             HttpEvent::ResponseEnd { end } => format!("respend {end}"),
-            HttpEvent::Desync { offset, reason } => format!("desync {offset}: {reason}"),
+            HttpEvent::Desync {
+                offset,
+                reason,
+                anomaly: None,
+            } => format!("desync {offset}: {reason}"),
+            HttpEvent::Desync {
+                offset,
+                reason,
+                anomaly: Some(a),
+            } => format!("desync {offset} {a:?}: {reason}"),
             HttpEvent::Tunnel { offset } => format!("tunnel {offset}"),
         })
         .collect()
@@ -701,16 +710,36 @@ fn detection_and_pickup() {
 }
 
 /// A response with these Content-Length header lines, then a 204: the first desyncs.
-fn bad_length(lines: &str, reason: &str) -> Case {
-    let data = format!("HTTP/1.1 200 OK\r\n{lines}\r\nHTTP/1.1 204 No\r\n\r\n");
-    let a = data.len() - 19;
+fn bad_length(lines: &str, anomaly: &str, reason: &str) -> Case {
+    let head = format!("HTTP/1.1 200 OK\r\n{lines}\r\n");
+    // the body of unknown length runs into the next status line
+    let data = format!("{head}AAAAHTTP/1.1 204 No\r\n\r\n");
+    let (a, n) = (head.len(), data.len());
     case(format!("Content-Length {lines:?}"))
         .data(&[data.as_bytes()])
         .split()
         .expect(&[
-            format!("desync 0: invalid response head at offset 0: {reason}"),
-            format!("resp 204 {a}-{}", data.len()),
-            format!("respend {}", data.len()),
+            format!("resp 200 0-{a}"),
+            format!("desync {a} {anomaly}: response at offset 0: {reason}: its body's length is unknown, the framing is lost until the next status line"),
+            format!("resp 204 {}-{n}", a + 4),
+            format!("respend {n}"),
+        ])
+}
+
+/// The same for a request: reported, then the next request is found behind the body's bytes
+/// (not read as a method `AAAAGET`).
+fn bad_request_length(lines: &str, anomaly: &str, reason: &str) -> Case {
+    let head = format!("POST /a HTTP/1.1\r\n{lines}\r\n");
+    let data = format!("{head}AAAAGET /next HTTP/1.1\r\n\r\n");
+    let (a, n) = (head.len(), data.len());
+    case(format!("request Content-Length {lines:?}"))
+        .data(&[data.as_bytes()])
+        .split()
+        .expect(&[
+            format!("req POST /a 0-{a}"),
+            format!("desync {a} {anomaly}: request at offset 0: {reason}: its body's length is unknown, the framing is lost until the next request line"),
+            format!("req GET /next {}-{n}", a + 4),
+            format!("reqend {n}"),
         ])
 }
 
@@ -753,20 +782,50 @@ fn malformed_heads() {
                 "req GET /ok 46-66",
                 "reqend 66",
             ]),
-        bad_length("Content-Length: 12a\r\n", "invalid Content-Length \"12a\""),
-        bad_length("Content-Length: -1\r\n", "invalid Content-Length \"-1\""),
+        bad_length(
+            "Content-Length: 12a\r\n",
+            "InvalidContentLength",
+            "invalid Content-Length \"12a\"",
+        ),
+        bad_length(
+            "Content-Length: -1\r\n",
+            "InvalidContentLength",
+            "invalid Content-Length \"-1\"",
+        ),
         bad_length(
             "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "ConflictingContentLength",
             "conflicting Content-Length values 5 and 6",
         ),
         bad_length(
             "Content-Length: 5, 6\r\n",
+            "ConflictingContentLength",
             "conflicting Content-Length values 5 and 6",
         ),
         bad_length(
             "Content-Length: 99999999999999999999999\r\n",
+            "InvalidContentLength",
             "invalid Content-Length \"99999999999999999999999\"",
         ),
+        bad_request_length(
+            "Content-Length: 4x\r\n",
+            "InvalidContentLength",
+            "invalid Content-Length \"4x\"",
+        ),
+        bad_request_length(
+            "Content-Length: 4\r\nContent-Length: 5\r\n",
+            "ConflictingContentLength",
+            "conflicting Content-Length values 4 and 5",
+        ),
+        case("after a bad length, a method's first letter in the body is not a method")
+            .data(&[b"POST /a HTTP/1.1\r\nContent-Length: x\r\n\r\nAAAAGGET /n HTTP/1.1\r\n\r\n"])
+            .split()
+            .expect(&[
+                "req POST /a 0-39",
+                "desync 39 InvalidContentLength: request at offset 0: invalid Content-Length \"x\": its body's length is unknown, the framing is lost until the next request line",
+                "req GET /n 44-63",
+                "reqend 63",
+            ]),
         case("100 headers: parsed again with a larger array")
             .data(&[&hundred])
             .expect(&[
@@ -775,7 +834,7 @@ fn malformed_heads() {
             ]),
         case("600 headers: too many")
             .data(&[&six_hundred])
-            .expect(&["desync 0: invalid response head at offset 0: more than 512 header fields"]),
+            .expect(&["desync 0 HeadOverCap: invalid response head at offset 0: more than 512 header fields"]),
     ]);
 }
 
@@ -811,7 +870,7 @@ fn huge_head_beyond_cap() {
         assert_eq!(
             show(&ev),
             vec![
-                "desync 0: invalid response head at offset 0: more than 512 header fields"
+                "desync 0 HeadOverCap: invalid response head at offset 0: more than 512 header fields"
                     .to_string(),
                 format!("resp 200 {a}-{}", data.len()),
                 format!("respend {}", data.len()),
@@ -976,4 +1035,31 @@ fn a_request_body_digest_does_not_depend_on_its_segments() {
     s.on_gap(head.len() as i64, 5, &mut ev);
     s.on_data(head.len() as i64 + 5, &body[5..], &M, &mut ev);
     assert_eq!(end(&ev), Some(None));
+}
+
+#[test]
+fn the_method_queue_keeps_its_order_past_what_it_packs() {
+    use super::stream::{MethodKind, MethodQueue};
+    let kinds = [MethodKind::Other, MethodKind::Head, MethodKind::Connect];
+    let mut q = MethodQueue::default();
+    let mut want = std::collections::VecDeque::new();
+    // pushes and pops interleaved, up to 100 in the queue
+    for i in 0..1000usize {
+        if i % 7 < 4 || want.len() < 3 {
+            let k = kinds[(i * 7 + i / 13) % 3];
+            q.push_back(k);
+            want.push_back(k);
+        } else {
+            assert_eq!(q.pop_front(), want.pop_front(), "{i}");
+        }
+        if want.len() > 100 {
+            assert_eq!(q.pop_front(), want.pop_front(), "{i}");
+        }
+        assert_eq!(q.len(), want.len());
+    }
+    while let Some(k) = want.pop_front() {
+        assert_eq!(q.pop_front(), Some(k));
+    }
+    assert_eq!(q.pop_front(), None);
+    assert_eq!(std::mem::size_of::<MethodQueue>(), 16);
 }

@@ -254,7 +254,7 @@ impl State {
             }
             Framing::Lost => {
                 ctx.stats.framing_lost += 1;
-                out.push(AppEvent::Desync { dir });
+                out.push(AppEvent::Desync { dir, anomaly: None });
             }
         }
     }

@@ -12,6 +12,10 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError, PcapNGReader};
 use std::io::{self, Read};
 
+/// Interfaces kept per section: a section describing more (a hostile file can describe
+/// millions) has the others ignored, with a warning.
+pub(super) const MAX_INTERFACES: usize = 4096;
+
 /// Initial size of the read buffer of a pcapng input; it grows on demand (see `NgFile::grow`).
 /// (pcap-parser reports some corrupt blocks differently depending on the buffer size.)
 const BUF_SIZE: usize = 64 * 1024;
@@ -95,12 +99,25 @@ impl Iface {
         (iface, warn)
     }
 
-    fn timestamp(&self, high: u32, low: u32) -> Timestamp {
+    /// The timestamp of a packet block, and what was wrong when it is beyond the range of
+    /// timestamps (about 1678-2262: an extreme if_tsoffset): then it is clamped to the range.
+    fn timestamp(&self, high: u32, low: u32) -> (Timestamp, Option<String>) {
         let t = (u64::from(high) << 32) | u64::from(low);
-        let secs = i64::try_from(t / self.units).unwrap_or(i64::MAX);
+        let secs = i128::from(t / self.units) + i128::from(self.offset);
         let frac = u128::from(t % self.units);
-        let nanos = (frac * 1_000_000_000 / u128::from(self.units)) as i64;
-        Timestamp::from_secs_nanos(secs.saturating_add(self.offset), nanos)
+        let nanos = (frac * 1_000_000_000 / u128::from(self.units)) as i128;
+        let ns = secs * 1_000_000_000 + nanos;
+        match i64::try_from(ns) {
+            Ok(ns) => (Timestamp::from_nanos(ns), None),
+            Err(_) => {
+                let clamped = if ns < 0 { i64::MIN } else { i64::MAX };
+                let why = format!(
+                    "{secs} s with the interface's if_tsoffset of {} s is beyond the range of timestamps, clamped",
+                    self.offset
+                );
+                (Timestamp::from_nanos(clamped), Some(why))
+            }
+        }
     }
 }
 
@@ -111,6 +128,17 @@ impl ReadState {
         match block {
             Block::SectionHeader(shb) => self.section_header(len, shb),
             Block::InterfaceDescription(idb) => {
+                if self.ifaces.len() >= MAX_INTERFACES {
+                    self.ifaces_beyond += 1;
+                    if self.ifaces_beyond > 1 {
+                        return Act::Consume(len);
+                    }
+                    let msg = format!(
+                        "section with more than {MAX_INTERFACES} interfaces: the others are \
+                         ignored and the packets captured on them skipped"
+                    );
+                    return Act::WarnConsume(len, None, msg);
+                }
                 let (iface, warn) = Iface::new(idb, self.ng_be);
                 self.ifaces.push(iface);
                 match warn {
@@ -139,6 +167,7 @@ impl ReadState {
         }
         self.ng_be = shb.big_endian();
         self.ifaces.clear();
+        self.ifaces_beyond = 0;
         Act::Consume(len)
     }
 
@@ -161,8 +190,17 @@ impl ReadState {
             );
         };
         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
-        let (linktype, ts) = (iface.linktype, iface.timestamp(epb.ts_high, epb.ts_low));
-        self.deliver(len, input, linktype, ts, epb.origlen, data, None, out)
+        let (ts, bad_time) = iface.timestamp(epb.ts_high, epb.ts_low);
+        self.deliver(
+            len,
+            input,
+            iface.linktype,
+            ts,
+            epb.origlen,
+            data,
+            bad_time,
+            out,
+        )
     }
 
     fn simple_packet(
@@ -240,7 +278,7 @@ impl ReadState {
                 ),
             );
         };
-        let ts = iface.timestamp(u32_at(d, 4, be), u32_at(d, 8, be));
+        let (ts, bad_time) = iface.timestamp(u32_at(d, 4, be), u32_at(d, 8, be));
         let (linktype, orig) = (iface.linktype, u32_at(d, 16, be));
         self.deliver(
             len,
@@ -249,7 +287,7 @@ impl ReadState {
             ts,
             orig,
             &d[20..20 + caplen],
-            None,
+            bad_time,
             out,
         )
     }

@@ -18,6 +18,8 @@ pub(super) struct ReadState {
     /// Byte order of the current pcapng section.
     pub(super) ng_be: bool,
     pub(super) ifaces: Vec<Iface>,
+    /// Interfaces of the current section beyond `MAX_INTERFACES` (ignored).
+    pub(super) ifaces_beyond: u64,
     /// Number of the last frame handled.
     pub(super) frame: u64,
     /// Timestamp of the last packet (used for simple packet blocks, which have none).
@@ -77,6 +79,7 @@ impl ReadState {
             format,
             ng_be: false,
             ifaces: Vec::new(),
+            ifaces_beyond: 0,
             frame: 0,
             last_ts: Timestamp::default(),
             warned_caplen: false,
@@ -236,7 +239,7 @@ impl ReadState {
         ts: Timestamp,
         orig_len: u32,
         data: &[u8],
-        bad_fraction: Option<String>,
+        bad_time: Option<String>,
         out: &mut Batch,
     ) -> Act {
         let frame = self.frame + 1;
@@ -253,7 +256,7 @@ impl ReadState {
                     ),
                 );
             }
-            if let Some(what) = bad_fraction
+            if let Some(what) = bad_time
                 && !self.warned_frac
             {
                 self.warned_frac = true;

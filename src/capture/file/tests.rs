@@ -669,3 +669,29 @@ fn shared_corpus() {
     assert!(files > 0);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn pcapng_interfaces_beyond_the_cap_are_ignored_with_one_warning() {
+    use super::pcapng::MAX_INTERFACES;
+    let n = MAX_INTERFACES as u64 + 5_000;
+    let mut bytes = Vec::new();
+    crate::synth::hostile::pcapng_interfaces(&mut bytes, n).unwrap();
+    let out = read_bytes(&bytes);
+    // the packets on interface 0 are read, those on the last interface (beyond the cap) not
+    assert_eq!(out.packets.len(), 2);
+    let cap_warnings = out
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("more than 4096 interfaces"))
+        .count();
+    assert_eq!(cap_warnings, 1, "{:?}", out.warnings);
+    let skipped = out
+        .warnings
+        .iter()
+        .filter(|w| {
+            w.message
+                .contains(&format!("packet on interface {}", n - 1))
+        })
+        .count();
+    assert_eq!(skipped, 2, "{:?}", out.warnings);
+}

@@ -1,0 +1,151 @@
+//! What the per-connection part of the detect stage ([`Detector`](super::Detector), one per
+//! shard of the input) hands to the verdict stage ([`Verdicts`](super::Verdicts), one for the
+//! whole input) at the end of each epoch of the input (between two ticks): every request as the
+//! retry matcher needs it, body digests, the servers' idle closes, and the requests that got no
+//! response with their verdicts. The verdict stage takes them in an order that does not depend
+//! on how the input was split, so the findings are the same for any number of shards.
+
+use super::evidence::RelativeSeq;
+use super::exchanges::PendingRequest;
+use super::retry::{Attempt, ExactId, Failure};
+use super::verdict::Verdict;
+use crate::flow::{CloseEvent, ConnMeta, SegMeta};
+use crate::report::schema::{ConnectionInfo, Ladder};
+use crate::time::Timestamp;
+use std::net::{IpAddr, SocketAddr};
+
+/// A request's body digest, once its body ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Digest {
+    pub group: u64,
+    /// (connection, request index, ordinal of its first byte).
+    pub at: (u64, u32, u64),
+    pub digest: u64,
+}
+
+/// A server's idle close (seconds idle before its FIN) on a connection from `client`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdleClose {
+    pub client: IpAddr,
+    pub server: SocketAddr,
+    pub idle: f64,
+}
+
+/// A request that got no response, with its verdict and what its finding needs.
+#[derive(Debug)]
+pub(crate) struct FailedRequest {
+    pub req: PendingRequest,
+    pub verdict: Verdict,
+    /// The server's RST, if any.
+    pub server_rst: Option<SegMeta>,
+    pub rel: RelativeSeq,
+    pub conn: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// The capture time of the connection's SYN.
+    pub syn: Option<Timestamp>,
+    /// The client's turn-around on the connection (handshake), in seconds.
+    pub client_turn: Option<f64>,
+    /// Requests after this one on its connection that were not tracked: more than
+    /// [`MAX_PENDING`](super::exchanges::MAX_PENDING) were waiting for a response.
+    pub untracked_after: u64,
+    /// The verdict rests on the server's TLS alert, which came before its FIN (this one).
+    pub alert_before_fin: Option<Option<CloseEvent>>,
+    /// How the finding names the connection (with a NAT's other side and a tunnel).
+    pub connection: ConnectionInfo,
+    /// Sentences on where the connection was captured, to end the evidence.
+    pub capture_note: String,
+    /// The connection's last segments as a ladder (when the flow stage traced them).
+    pub ladder: Option<Ladder>,
+    /// Decided while its connection goes on: the finding waits for the connection's end
+    /// (`Records::ended`) to say where it was captured.
+    pub open: bool,
+}
+
+impl FailedRequest {
+    /// The request as the retry matcher knows it.
+    pub fn attempt(&self) -> Attempt {
+        attempt_of(
+            &self.req,
+            self.conn,
+            (self.client.ip(), self.server),
+            self.syn,
+            self.client_turn,
+        )
+    }
+
+    /// The failure for the retry matcher.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            attempt: self.attempt(),
+            close: self.verdict.peer_close().map(|c| c.event().at.ts),
+        }
+    }
+}
+
+/// The request `req` of connection `conn` from `pair.0` to `pair.1` as the retry matcher knows
+/// it; `syn`: the capture time of the connection's SYN.
+pub(crate) fn attempt_of(
+    req: &PendingRequest,
+    conn: u64,
+    pair: (IpAddr, SocketAddr),
+    syn: Option<Timestamp>,
+    client_turn: Option<f64>,
+) -> Attempt {
+    Attempt {
+        conn,
+        index: req.index,
+        at: req.at,
+        opened: syn.filter(|_| req.index == 0),
+        client: pair.0,
+        server: pair.1,
+        key: req.key,
+        exact: req.identity.request_id.map(|id| ExactId {
+            hash: id.hash,
+            label: id.header.name(),
+        }),
+        digest: req.digest,
+        client_turn,
+        size_only: super::retry::size_only(&req.identity),
+    }
+}
+
+/// The client and server of `conn` whose client direction is known.
+pub(crate) fn pair(conn: &ConnMeta, client: crate::flow::Dir) -> (IpAddr, SocketAddr) {
+    (conn.addrs[client].ip(), conn.addrs[client.other()])
+}
+
+/// The records of one epoch of one shard.
+#[derive(Debug, Default)]
+pub struct Records {
+    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) digests: Vec<Digest>,
+    pub(crate) idle_closes: Vec<IdleClose>,
+    pub(crate) failures: Vec<FailedRequest>,
+    /// Requests with their answers (or closes), for the client leg.
+    pub(crate) fronts: Vec<super::client_leg::FrontExchange>,
+    /// Connections that had findings before their end, ended: their description and the
+    /// sentences on where they were captured.
+    pub(crate) ended: Vec<(u64, ConnectionInfo, String)>,
+}
+
+impl Records {
+    pub fn clear(&mut self) {
+        self.attempts.clear();
+        self.digests.clear();
+        self.idle_closes.clear();
+        self.failures.clear();
+        self.fronts.clear();
+        self.ended.clear();
+    }
+
+    /// Move `other`'s records to the end of these.
+    pub fn append(&mut self, other: &mut Records) {
+        self.attempts.append(&mut other.attempts);
+        self.digests.append(&mut other.digests);
+        self.idle_closes.append(&mut other.idle_closes);
+        self.failures.append(&mut other.failures);
+        self.fronts.append(&mut other.fronts);
+        self.ended.append(&mut other.ended);
+    }
+}
