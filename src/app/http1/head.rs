@@ -383,30 +383,7 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
         {
             request_id = Some(id);
         } else if name.eq_ignore_ascii_case("content-length") {
-            for part in value.split(|&c| c == b',') {
-                match parse_decimal(trim_ows(part)) {
-                    None => {
-                        cl_error.get_or_insert_with(|| {
-                            let v = String::from_utf8_lossy(&value[..value.len().min(64)]);
-                            (
-                                Anomaly::InvalidContentLength,
-                                format!("invalid Content-Length {v:?}"),
-                            )
-                        });
-                    }
-                    Some(n) => match content_length {
-                        Some(prev) if prev != n => {
-                            cl_error.get_or_insert_with(|| {
-                                (
-                                    Anomaly::ConflictingContentLength,
-                                    format!("conflicting Content-Length values {prev} and {n}"),
-                                )
-                            });
-                        }
-                        _ => content_length = Some(n),
-                    },
-                }
-            }
+            content_length_values(value, &mut content_length, &mut cl_error);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             te_present = true;
             for part in value.split(|&c| c == b',') {
@@ -423,28 +400,7 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
                 connection_close = true;
             }
         } else if name.eq_ignore_ascii_case("keep-alive") {
-            let v = String::from_utf8_lossy(trim_ows(value));
-            match &mut keep_alive {
-                Some(s) => {
-                    s.push_str(", ");
-                    s.push_str(&v);
-                }
-                None => keep_alive = Some(v.into_owned()),
-            }
-            for param in value.split(|&c| c == b',') {
-                let Some(eq) = param.iter().position(|&c| c == b'=') else {
-                    continue;
-                };
-                if trim_ows(&param[..eq]).eq_ignore_ascii_case(b"timeout") {
-                    let mut v = trim_ows(&param[eq + 1..]);
-                    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
-                        v = &v[1..v.len() - 1];
-                    }
-                    if let Some(t) = parse_decimal(v).and_then(|t| u32::try_from(t).ok()) {
-                        keep_alive_timeout.get_or_insert(t);
-                    }
-                }
-            }
+            keep_alive_values(value, &mut keep_alive, &mut keep_alive_timeout);
         } else if name.eq_ignore_ascii_case("host") && host.is_none() {
             host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
         } else if name.eq_ignore_ascii_case("server") && server.is_none() {
@@ -474,6 +430,65 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
         framing,
         request_id,
         server,
+    }
+}
+
+/// The values of a Content-Length header (a list of equal values is one value, RFC 9110 8.6);
+/// the first problem is kept.
+fn content_length_values(
+    value: &[u8],
+    content_length: &mut Option<u64>,
+    cl_error: &mut Option<(Anomaly, String)>,
+) {
+    for part in value.split(|&c| c == b',') {
+        match parse_decimal(trim_ows(part)) {
+            None => {
+                cl_error.get_or_insert_with(|| {
+                    let v = String::from_utf8_lossy(&value[..value.len().min(64)]);
+                    (
+                        Anomaly::InvalidContentLength,
+                        format!("invalid Content-Length {v:?}"),
+                    )
+                });
+            }
+            Some(n) => match *content_length {
+                Some(prev) if prev != n => {
+                    cl_error.get_or_insert_with(|| {
+                        (
+                            Anomaly::ConflictingContentLength,
+                            format!("conflicting Content-Length values {prev} and {n}"),
+                        )
+                    });
+                }
+                _ => *content_length = Some(n),
+            },
+        }
+    }
+}
+
+/// A Keep-Alive header: its text (several headers joined) and its `timeout` parameter.
+fn keep_alive_values(value: &[u8], keep_alive: &mut Option<String>, timeout: &mut Option<u32>) {
+    let v = String::from_utf8_lossy(trim_ows(value));
+    match keep_alive {
+        Some(s) => {
+            s.push_str(", ");
+            s.push_str(&v);
+        }
+        None => *keep_alive = Some(v.into_owned()),
+    }
+    for param in value.split(|&c| c == b',') {
+        let Some(eq) = param.iter().position(|&c| c == b'=') else {
+            continue;
+        };
+        if trim_ows(&param[..eq]).eq_ignore_ascii_case(b"timeout") {
+            let mut v = trim_ows(&param[eq + 1..]);
+            if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+                v = &v[1..v.len() - 1];
+            }
+            if let Some(t) = parse_decimal(v).and_then(|t| u32::try_from(t).ok()) {
+                timeout.get_or_insert(t);
+            }
+        }
     }
 }
 
