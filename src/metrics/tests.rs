@@ -172,3 +172,17 @@ fn a_thousand_servers_make_at_most_the_limit_of_labels_and_a_bounded_exposition(
     );
     assert!(text.len() < 250_000, "{} bytes", text.len());
 }
+
+#[test]
+fn counting_keeps_findings_only_for_an_output_that_needs_them_again() {
+    use crate::report::{Format, Renderer, TableOptions, renderer};
+    let counting = |format| {
+        let inner = renderer(format, std::io::sink(), true, &TableOptions::default());
+        CountingRenderer::new(inner, Arc::new(Metrics::new(2)))
+    };
+    // JSON Lines writes each finding once: a week-long run keeps none of them
+    assert!(counting(Format::Jsonl).streams());
+    assert!(!counting(Format::Jsonl).keeps_findings());
+    // one JSON document at the end needs them all
+    assert!(counting(Format::Json).keeps_findings());
+}
