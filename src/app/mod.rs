@@ -307,11 +307,11 @@ impl AppConn {
                     emit(e)
                 });
                 if let Some(up) = up.as_mut().filter(|u| !u.idle()) {
-                    up.on_flow(conn, ev, &mut scratch.h2, emit);
+                    up.on_flow(ev, &mut scratch.h2, emit);
                 }
             }
             AppConn::Tls(t) => t.on_flow(conn, ev, &mut scratch.tls, emit),
-            AppConn::H2(h) => h.on_flow(conn, ev, &mut scratch.h2, emit),
+            AppConn::H2(h) => h.on_flow(ev, &mut scratch.h2, emit),
         }
     }
 }

@@ -106,13 +106,11 @@ impl H2Conn {
     /// Feed one flow event; each message it completes is handed to `emit`.
     pub fn on_flow(
         &mut self,
-        conn: &ConnMeta,
         ev: &FlowEvent<'_>,
         stats: &mut H2Stats,
         emit: &mut dyn FnMut(AppEvent),
     ) {
         let H2Conn { readers, st } = self;
-        let _ = conn;
         match *ev {
             FlowEvent::Data {
                 dir,

@@ -214,7 +214,7 @@ pub(crate) mod tests_support {
                     },
                 };
                 off[dir] += bytes.len() as i64;
-                h.on_flow(&conn, &ev, &mut stats, &mut |_: AppEvent| n += 1);
+                h.on_flow(&ev, &mut stats, &mut |_: AppEvent| n += 1);
             }
             if !any {
                 return n;

@@ -65,7 +65,7 @@ impl Feed {
     fn seg(&mut self, h: &mut H2Conn, stats: &mut H2Stats, dir: Dir, bytes: &[u8]) {
         let ev = self.data(dir, bytes);
         let (frame, events) = (self.frame, &mut self.events);
-        h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
+        h.on_flow(&ev, stats, &mut |e| events.push((frame, e)));
     }
 
     /// One segment through a whole application analyzer (chosen by content).
@@ -84,7 +84,7 @@ impl Feed {
             meta,
         };
         let (frame, events) = (self.frame, &mut self.events);
-        h.on_flow(&self.conn, &ev, stats, &mut |e| events.push((frame, e)));
+        h.on_flow(&ev, stats, &mut |e| events.push((frame, e)));
     }
 
     fn requests(&self) -> Vec<Seen> {

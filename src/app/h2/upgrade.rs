@@ -10,7 +10,7 @@
 
 use super::{H2Conn, H2Stats, is_preface_start, is_server_preface};
 use crate::app::AppEvent;
-use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir};
+use crate::flow::{Dir, FlowEvent, PerDir};
 
 /// What follows the HTTP/1.x tunnels of a connection.
 #[derive(Debug, Default)]
@@ -45,7 +45,6 @@ impl Upgrade {
     /// A flow event of the connection, after the HTTP/1.x analysis had it.
     pub fn on_flow(
         &mut self,
-        conn: &ConnMeta,
         ev: &FlowEvent<'_>,
         stats: &mut H2Stats,
         emit: &mut dyn FnMut(AppEvent),
@@ -81,7 +80,7 @@ impl Upgrade {
             h2.begin(dir, start);
         }
         if let Some(h2) = &mut self.h2 {
-            h2.on_flow(conn, ev, stats, emit);
+            h2.on_flow(ev, stats, emit);
         }
     }
 }

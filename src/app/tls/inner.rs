@@ -170,7 +170,7 @@ impl Inner {
         let events = &mut self.events;
         match &mut self.proto {
             Proto::Http1(h) => h.on_flow(&self.conn, ev, &mut self.http1, &mut |e| events.push(e)),
-            Proto::Http2(h) => h.on_flow(&self.conn, ev, h2_stats, &mut |e| events.push(e)),
+            Proto::Http2(h) => h.on_flow(ev, h2_stats, &mut |e| events.push(e)),
         }
         for mut e in self.events.drain(..) {
             match &mut e {
