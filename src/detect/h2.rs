@@ -9,7 +9,7 @@
 //!   (`after_goaway`, a client bug), else they crossed in flight (`crossed_goaway`);
 //! - a server's RST_STREAM with REFUSED_STREAM on a stream no GOAWAY covers is
 //!   `refused_stream`, decided at once (the connection goes on; the finding is held until
-//!   it ends, for its tunnel and NAT: see `connection::OpenConnections`);
+//!   it ends, for its tunnel and NAT: see `Verdicts::open` in verdicts.rs);
 //! - streams at or below the last stream id that got no response get the HTTP/1.x verdicts
 //!   from the TCP closes.
 
