@@ -31,7 +31,11 @@ impl Timestamp {
     /// `self - earlier` in seconds (negative when `earlier` is later); exact over the whole
     /// range (the difference of two extreme timestamps does not overflow).
     pub fn secs_since(self, earlier: Timestamp) -> f64 {
-        (i128::from(self.0) - i128::from(earlier.0)) as f64 / 1e9
+        match self.0.checked_sub(earlier.0) {
+            // the common case, without the cost of an i128 conversion on every packet
+            Some(d) => d as f64 / 1e9,
+            None => (i128::from(self.0) - i128::from(earlier.0)) as f64 / 1e9,
+        }
     }
 
     /// Add a duration given in seconds.

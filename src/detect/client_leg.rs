@@ -22,10 +22,10 @@
 use crate::flow::FrameRef;
 use crate::report::schema::{ClientEffect, Finding, Kind, Outcome};
 use crate::time::Timestamp;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 /// A client's request reaches the proxy at most this long before the proxy's upstream request.
@@ -42,6 +42,9 @@ const HOLD_S: f64 = 5.0;
 const ORDER_SLACK_S: f64 = 1.0;
 /// Exchanges kept at most (beyond it new ones are not kept).
 const MAX_FRONTS: usize = 1 << 20;
+/// Client addresses remembered at most to tell which exchanges may be a client leg (beyond
+/// it every exchange is kept).
+const MAX_CLIENTS: usize = 1 << 16;
 
 /// The hash of what a proxy forwards unchanged: method and target.
 pub(crate) fn front_key(method: &str, target: &str) -> u64 {
@@ -122,6 +125,10 @@ pub(crate) struct ClientLegs {
     /// they were known, but for the interleaving of shards within a tick.
     fronts: FxHashMap<u64, VecDeque<FrontExchange>>,
     kept: usize,
+    /// The addresses that sent requests so far (proxies among them): only an exchange with
+    /// one of them (or a loopback address) as its server can be a client leg, the others are
+    /// not kept. `None` once more than `MAX_CLIENTS` were seen: every exchange is kept.
+    clients: Option<FxHashSet<IpAddr>>,
     /// Exchanges known longer than this before the decided time are forgotten.
     retain_s: f64,
     last_prune: Timestamp,
@@ -142,14 +149,36 @@ impl ClientLegs {
             progress: vec![None; shards.max(1)],
             inputs,
             retain_s: final_s + MARGIN_S,
+            clients: Some(FxHashSet::default()),
             ..ClientLegs::default()
         }))
+    }
+
+    /// Requests were sent from these addresses (before, or in the same epoch as, the
+    /// exchanges handed over next).
+    pub fn add_clients(&mut self, clients: impl IntoIterator<Item = IpAddr>) {
+        let Some(set) = &mut self.clients else {
+            return;
+        };
+        set.extend(clients);
+        if set.len() > MAX_CLIENTS {
+            self.clients = None;
+        }
+    }
+
+    /// Whether an exchange with `server` could be a client leg: a finding's proxy (the client
+    /// of its request, which was handed over no later than the exchange) is its server.
+    fn may_be_leg(&self, server: IpAddr) -> bool {
+        server.is_loopback() || self.clients.as_ref().is_none_or(|c| c.contains(&server))
     }
 
     pub fn add_fronts(&mut self, fronts: impl IntoIterator<Item = FrontExchange>) {
         for f in fronts {
             if self.kept >= MAX_FRONTS {
                 return;
+            }
+            if !self.may_be_leg(f.server.ip()) {
+                continue;
             }
             self.fronts.entry(f.key).or_default().push_back(f);
             self.kept += 1;
@@ -567,6 +596,8 @@ mod proxy_tests {
             other.server = "10.0.0.8:80".parse().unwrap();
             let mut at_proxy = front(8, 99.0, "/b", Answer::Response(502), 102.0);
             at_proxy.server = "10.0.0.1:443".parse().unwrap();
+            // the proxy (10.0.0.1) sent requests upstream; so did 10.0.0.8
+            l.add_clients(["10.0.0.1".parse().unwrap(), "10.0.0.8".parse().unwrap()]);
             l.add_fronts([other, at_proxy]);
             l.add_final(0, failure(1, 10, 100.0, "/a", Kind::CrossedFin), ts(3000.0));
             l.add_final(0, failure(2, 20, 100.0, "/b", Kind::CrossedFin), ts(3000.0));
@@ -574,5 +605,32 @@ mod proxy_tests {
         let out = decide(&legs);
         assert!(out[0].client_effect.is_none());
         assert_eq!(out[1].client_effect.as_ref().unwrap().status, Some(502));
+    }
+
+    /// An exchange can only be a client leg when its server sent requests itself (a proxy)
+    /// or is on loopback: the others (a plain upstream capture's) are not kept.
+    #[test]
+    fn exchanges_with_servers_that_never_sent_a_request_are_not_kept() {
+        let legs = ClientLegs::shared(1, vec!["p.pcap".into()], 5.0);
+        let mut l = legs.lock().unwrap();
+        let at = |conn, server: &str| {
+            let mut f = front(conn, 99.0, "/a", Answer::Response(200), 102.0);
+            f.server = server.parse().unwrap();
+            f
+        };
+        l.add_clients(["10.0.0.1".parse().unwrap()]);
+        l.add_fronts([
+            at(1, "10.0.0.9:8000"),
+            at(2, "10.0.0.1:443"),
+            at(3, "127.0.0.1:8080"),
+            at(4, "[::1]:8080"),
+        ]);
+        let kept: Vec<u64> = l.fronts.values().flatten().map(|f| f.conn).collect();
+        assert_eq!(kept, [2, 3, 4]);
+        assert_eq!(l.kept, 3);
+        // beyond the bound on remembered clients, every exchange is kept
+        l.add_clients((0..=MAX_CLIENTS as u32).map(|i| IpAddr::from(i.to_be_bytes())));
+        l.add_fronts([at(5, "10.0.0.9:8000")]);
+        assert_eq!(l.kept, 4);
     }
 }

@@ -32,7 +32,7 @@ pub(super) fn request_name(id: &Identity, index: u32) -> (String, String) {
             "TLS".into(),
             format!("request #{} ({} bytes)", index + 1, t.record_len),
         ),
-        _ => (id.method.clone(), id.target.clone()),
+        _ => (id.method.to_string(), id.target.to_string()),
     }
 }
 

@@ -146,6 +146,7 @@ impl Verdicts {
             .fronts
             .sort_unstable_by_key(|e| (e.known_at, e.answer_at.ordinal, e.conn, e.index));
         if let Ok(mut legs) = self.legs.lock() {
+            legs.add_clients(records.attempts.iter().map(|a| a.client));
             legs.add_fronts(records.fronts.drain(..));
         }
         records
@@ -238,7 +239,7 @@ impl Verdicts {
             request: RequestInfo {
                 method,
                 target,
-                host: req.identity.host.clone(),
+                host: req.identity.host.as_ref().map(|h| h.to_string()),
                 file: self.file_name(req.at),
                 frame: req.at.frame,
                 time: req.at.ts,

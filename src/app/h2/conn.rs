@@ -444,8 +444,8 @@ fn fragment<'a>(h: &FrameHeader, p: &'a [u8]) -> Option<&'a [u8]> {
 /// The identity of a request on `stream`: from its head when decoded, else the stream alone.
 fn identity(stream: u32, heads: Option<Heads>, end_stream: bool) -> Identity {
     let mut id = Identity {
-        method: String::new(),
-        target: String::new(),
+        method: Default::default(),
+        target: Default::default(),
         host: None,
         body_len: end_stream.then_some(0),
         request_id: None,

@@ -22,15 +22,15 @@ pub const MAX_BLOCK: usize = super::frame::MAX_KEPT;
 /// What a header block says about a request or a response.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Heads {
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub authority: Option<String>,
-    pub host: Option<String>,
+    pub method: Option<crate::app::Text>,
+    pub path: Option<crate::app::Text>,
+    pub authority: Option<crate::app::Text>,
+    pub host: Option<crate::app::Text>,
     pub status: Option<u16>,
     pub content_length: Option<u64>,
     pub request_id: Option<RequestId>,
     /// The `server` header (its first bytes), as HTTP/1.x keeps it.
-    pub server: Option<String>,
+    pub server: Option<crate::app::Text>,
 }
 
 /// Why a direction's heads are no longer decoded.
@@ -111,7 +111,7 @@ impl HeadDecoder {
 
 impl Heads {
     fn add(&mut self, name: &[u8], value: Cow<'_, [u8]>) {
-        let text = || String::from_utf8_lossy(&value).into_owned();
+        let text = || crate::app::lossy_text(&value);
         match name {
             b":method" => self.method = Some(text()),
             b":path" => self.path = Some(text()),
@@ -123,7 +123,7 @@ impl Heads {
             b"content-length" => self.content_length = parse_decimal(&value),
             b"server" if self.server.is_none() => {
                 let v = &value[..value.len().min(crate::app::http1::MAX_SERVER_LEN)];
-                self.server = Some(String::from_utf8_lossy(v).into_owned());
+                self.server = Some(crate::app::lossy_text(v));
             }
             _ => {
                 if self.request_id.is_none()
@@ -136,7 +136,7 @@ impl Heads {
     }
 
     /// The request's Host: `:authority`, else the `host` header.
-    pub fn take_host(&mut self) -> Option<String> {
+    pub fn take_host(&mut self) -> Option<crate::app::Text> {
         self.authority.take().or_else(|| self.host.take())
     }
 }

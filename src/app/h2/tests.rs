@@ -94,9 +94,9 @@ impl Feed {
                 AppEvent::Request(r) => Some((
                     r.first.at.frame,
                     r.start,
-                    r.identity.method.clone(),
-                    r.identity.target.clone(),
-                    r.identity.host.clone(),
+                    r.identity.method.to_string(),
+                    r.identity.target.to_string(),
+                    r.identity.host.as_ref().map(|h| h.to_string()),
                     r.identity.stream,
                 )),
                 _ => None,
@@ -580,7 +580,7 @@ fn a_response_carries_its_server_header() {
     f.seg(&mut h, &mut stats, S, &answers);
     let servers: Vec<Option<String>> = (f.events.iter())
         .filter_map(|(_, e)| match e {
-            AppEvent::Response(r) => Some(r.server.clone()),
+            AppEvent::Response(r) => Some(r.server.as_ref().map(|s| s.to_string())),
             _ => None,
         })
         .collect();

@@ -5,7 +5,7 @@ use super::chunked::CHUNK_SIZE_START;
 use super::sniff::{find_lf, leading_newlines};
 use super::stream::{HttpStream, MethodKind, Mode};
 use super::{HttpEvent, RequestHead, ResponseHead, Role};
-use crate::app::{Anomaly, IdHeader, RequestId};
+use crate::app::{Anomaly, IdHeader, RequestId, Text, lossy_text};
 use crate::flow::SegMeta;
 use std::hash::{Hash, Hasher};
 
@@ -246,8 +246,8 @@ enum Framing {
 #[derive(Debug)]
 enum StartLine {
     Request {
-        method: String,
-        target: String,
+        method: crate::app::Text,
+        target: crate::app::Text,
         upgrade: bool,
     },
     Response {
@@ -263,13 +263,13 @@ struct Head {
     lead: usize,
     version: u8,
     start_line: StartLine,
-    host: Option<String>,
+    host: Option<crate::app::Text>,
     connection_close: bool,
-    keep_alive: Option<String>,
+    keep_alive: Option<crate::app::Text>,
     keep_alive_timeout: Option<u32>,
     framing: Framing,
     request_id: Option<RequestId>,
-    server: Option<String>,
+    server: Option<crate::app::Text>,
 }
 
 #[derive(Debug)]
@@ -315,8 +315,8 @@ fn parse_with<'b>(
             let hdrs: &[httparse::Header<'b>] = req.headers;
             let upgrade = hdrs.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade"));
             let start_line = StartLine::Request {
-                method: method.to_owned(),
-                target: req.path.unwrap_or("").to_owned(),
+                method: Text::from(method),
+                target: Text::from(req.path.unwrap_or("")),
                 upgrade,
             };
             (len, req.version.unwrap_or(1), start_line, hdrs)
@@ -354,20 +354,20 @@ fn parse_with<'b>(
 }
 
 pub(super) struct Facts {
-    pub(super) host: Option<String>,
+    pub(super) host: Option<crate::app::Text>,
     pub(super) connection_close: bool,
-    pub(super) keep_alive: Option<String>,
+    pub(super) keep_alive: Option<crate::app::Text>,
     pub(super) keep_alive_timeout: Option<u32>,
     framing: Framing,
     pub(super) request_id: Option<RequestId>,
     /// The `Server` header (what software answered).
-    pub(super) server: Option<String>,
+    pub(super) server: Option<crate::app::Text>,
 }
 
 pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
     let mut host = None;
     let mut connection_close = false;
-    let mut keep_alive: Option<String> = None;
+    let mut keep_alive: Option<Text> = None;
     let mut keep_alive_timeout = None;
     let mut content_length: Option<u64> = None;
     let mut cl_error: Option<(Anomaly, String)> = None;
@@ -378,38 +378,49 @@ pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {
     for h in headers {
         let name = h.name;
         let value = h.value;
-        if let Some(id) = request_id_of(name, value)
-            && request_id.is_none_or(|r| id.header < r.header)
-        {
-            request_id = Some(id);
-        } else if name.eq_ignore_ascii_case("content-length") {
-            content_length_values(value, &mut content_length, &mut cl_error);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            te_present = true;
-            for part in value.split(|&c| c == b',') {
-                let coding = trim_ows(part.split(|&c| c == b';').next().unwrap_or(b""));
-                if !coding.is_empty() {
-                    chunked = coding.eq_ignore_ascii_case(b"chunked");
+        // by length first: most headers are none of these
+        match name.len() {
+            4 if name.eq_ignore_ascii_case("host") => {
+                if host.is_none() {
+                    host = Some(lossy_text(trim_ows(value)));
                 }
             }
-        } else if name.eq_ignore_ascii_case("connection") {
-            if value
-                .split(|&c| c == b',')
-                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"))
-            {
-                connection_close = true;
+            6 if name.eq_ignore_ascii_case("server") => {
+                if server.is_none() {
+                    let v = trim_ows(value);
+                    server = Some(lossy_text(&v[..v.len().min(MAX_SERVER_LEN)]));
+                }
             }
-        } else if name.eq_ignore_ascii_case("keep-alive") {
-            keep_alive_values(value, &mut keep_alive, &mut keep_alive_timeout);
-        } else if name.eq_ignore_ascii_case("host") && host.is_none() {
-            host = Some(String::from_utf8_lossy(trim_ows(value)).into_owned());
-        } else if name.eq_ignore_ascii_case("server") && server.is_none() {
-            let v = trim_ows(value);
-            let v = &v[..v.len().min(MAX_SERVER_LEN)];
-            server = Some(match std::str::from_utf8(v) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(v).into_owned(),
-            });
+            10 if name.eq_ignore_ascii_case("connection") => {
+                if value
+                    .split(|&c| c == b',')
+                    .any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"))
+                {
+                    connection_close = true;
+                }
+            }
+            10 if name.eq_ignore_ascii_case("keep-alive") => {
+                keep_alive_values(value, &mut keep_alive, &mut keep_alive_timeout);
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                content_length_values(value, &mut content_length, &mut cl_error);
+            }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                te_present = true;
+                for part in value.split(|&c| c == b',') {
+                    let coding = trim_ows(part.split(|&c| c == b';').next().unwrap_or(b""));
+                    if !coding.is_empty() {
+                        chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+            }
+            _ => {
+                if let Some(id) = request_id_of(name, value)
+                    && request_id.is_none_or(|r| id.header < r.header)
+                {
+                    request_id = Some(id);
+                }
+            }
         }
     }
     let framing = if chunked {
@@ -467,14 +478,14 @@ fn content_length_values(
 }
 
 /// A Keep-Alive header: its text (several headers joined) and its `timeout` parameter.
-fn keep_alive_values(value: &[u8], keep_alive: &mut Option<String>, timeout: &mut Option<u32>) {
-    let v = String::from_utf8_lossy(trim_ows(value));
+fn keep_alive_values(value: &[u8], keep_alive: &mut Option<Text>, timeout: &mut Option<u32>) {
+    let v = lossy_text(trim_ows(value));
     match keep_alive {
         Some(s) => {
             s.push_str(", ");
             s.push_str(&v);
         }
-        None => *keep_alive = Some(v.into_owned()),
+        None => *keep_alive = Some(v),
     }
     for param in value.split(|&c| c == b',') {
         let Some(eq) = param.iter().position(|&c| c == b'=') else {

@@ -47,9 +47,9 @@ pub struct RequestHead {
     pub head_end: i64,
     /// The segment that carried the first byte of the request line.
     pub first: SegMeta,
-    pub method: String,
-    pub target: String,
-    pub host: Option<String>,
+    pub method: crate::app::Text,
+    pub target: crate::app::Text,
+    pub host: Option<crate::app::Text>,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     /// `Connection: close` present.
@@ -71,9 +71,9 @@ pub struct ResponseHead {
     /// `Keep-Alive: timeout=N`.
     pub keep_alive_timeout: Option<u32>,
     /// Raw `Keep-Alive` header value, if any.
-    pub keep_alive: Option<String>,
+    pub keep_alive: Option<crate::app::Text>,
     /// The `Server` header, if any.
-    pub server: Option<String>,
+    pub server: Option<crate::app::Text>,
 }
 
 /// What the framing of one direction finds, with stream offsets.
