@@ -150,7 +150,7 @@ impl EndpointTally {
         self.requests += u64::from(ex.requests);
         self.responses += u64::from(ex.responses);
         self.max_reuse_idle = max_opt(self.max_reuse_idle, ex.max_reuse_idle());
-        if let Some(g) = ex.h2.as_ref().and_then(|h| h.sample) {
+        if let Some(g) = ex.h2().and_then(|h| h.sample) {
             self.goaways.get_or_insert_default().add(&g, conn);
         }
         let idle = idle_close(ex, closes, client);

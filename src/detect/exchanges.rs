@@ -156,18 +156,23 @@ pub struct Exchanges {
     in_response: bool,
     /// The server's framing was lost (a head that did not parse, or a gap in a head).
     pub(super) server_desync: bool,
-    /// The server's close signal in its protocol (a TLS alert), when it sent one (out of line:
-    /// rare).
-    pub(super) close_signal: Option<Box<CloseEvent>>,
+    /// What few connections have, out of line (one word in line for all of it).
+    rare: Option<Box<Rare>>,
+}
+
+/// The rare parts of [`Exchanges`].
+#[derive(Debug, Default)]
+struct Rare {
+    /// The server's close signal in its protocol (a TLS alert), when it sent one.
+    close_signal: Option<CloseEvent>,
     /// Responses seen before any request they could answer (the capture put the server's
-    /// direction first): how many client bytes each one's segment acknowledged (out of line:
-    /// rare).
+    /// direction first): how many client bytes each one's segment acknowledged.
     early_responses: ThinVec<i64>,
-    /// HTTP/2: the server's GOAWAYs (out of line: most connections have none).
-    pub(super) h2: Option<Box<H2Exchanges>>,
-    /// The connection's last segments, when the flow stage traces them (the flight recorder;
-    /// out of line: none otherwise).
-    pub(super) trace: Option<Box<Trace>>,
+    /// HTTP/2: the server's GOAWAYs.
+    h2: Option<H2Exchanges>,
+    /// The connection's last segments, when the flow stage traces them (the ladder diagrams,
+    /// the flight recorder).
+    trace: Option<Trace>,
 }
 
 impl Default for Exchanges {
@@ -187,10 +192,7 @@ impl Default for Exchanges {
             last_response_close: false,
             in_response: false,
             server_desync: false,
-            close_signal: None,
-            early_responses: ThinVec::new(),
-            h2: None,
-            trace: None,
+            rare: None,
         }
     }
 }
@@ -198,7 +200,8 @@ impl Default for Exchanges {
 impl Exchanges {
     /// A segment of the connection (traced for the ladder diagrams).
     pub fn on_segment(&mut self, dir: Dir, flags: u8, len: u32, meta: crate::flow::SegMeta) {
-        self.trace.get_or_insert_default().push(Traced {
+        let rare = self.rare.get_or_insert_default();
+        rare.trace.get_or_insert_default().push(Traced {
             dir,
             flags,
             len,
@@ -264,9 +267,12 @@ impl Exchanges {
     /// A request starting at `start` was already answered by a response the capture showed
     /// earlier (its ack covers the request).
     pub(super) fn answered_early(&mut self, start: i64) -> bool {
-        let answered = self.early_responses.first().is_some_and(|&ack| ack > start);
+        let Some(rare) = &mut self.rare else {
+            return false;
+        };
+        let answered = rare.early_responses.first().is_some_and(|&ack| ack > start);
         if answered {
-            self.early_responses.remove(0);
+            rare.early_responses.remove(0);
         }
         answered
     }
@@ -305,6 +311,31 @@ impl Exchanges {
         }
     }
 
+    /// The server's close signal in its protocol (a TLS alert), the first one it sent.
+    pub(super) fn close_signal(&self) -> Option<CloseEvent> {
+        self.rare.as_ref().and_then(|r| r.close_signal)
+    }
+
+    /// The server sent a close signal in its protocol (the first one counts).
+    pub(super) fn on_close_signal(&mut self, close: CloseEvent) {
+        let rare = self.rare.get_or_insert_default();
+        rare.close_signal.get_or_insert(close);
+    }
+
+    /// HTTP/2: the server's GOAWAYs, if it sent any.
+    pub(super) fn h2(&self) -> Option<&H2Exchanges> {
+        self.rare.as_ref().and_then(|r| r.h2.as_ref())
+    }
+
+    pub(super) fn h2_mut(&mut self) -> &mut H2Exchanges {
+        self.rare.get_or_insert_default().h2.get_or_insert_default()
+    }
+
+    /// The connection's last segments, when traced.
+    pub(super) fn trace(&self) -> Option<&Trace> {
+        self.rare.as_ref().and_then(|r| r.trace.as_ref())
+    }
+
     /// A final response began and has not ended.
     pub(super) fn in_response(&self) -> bool {
         self.in_response
@@ -313,13 +344,15 @@ impl Exchanges {
     /// A response with no request waiting: its request may come later in the capture, the
     /// ack of the response's segment will tell. False when there is no room to wait.
     pub(super) fn wait_for_request(&mut self, ack_off: Option<i64>) -> bool {
-        match ack_off {
-            Some(ack) if self.early_responses.len() < MAX_EARLY_RESPONSES => {
-                self.early_responses.push(ack);
-                true
-            }
-            _ => false,
+        let Some(ack) = ack_off else {
+            return false;
+        };
+        let early = &mut self.rare.get_or_insert_default().early_responses;
+        if early.len() >= MAX_EARLY_RESPONSES {
+            return false;
         }
+        early.push(ack);
+        true
     }
 
     /// The final response ended at `ts`.

@@ -68,7 +68,7 @@ pub(super) fn on_goaway(ex: &mut Exchanges, conn: &ConnMeta, close: CloseEvent, 
             .or(conn.handshake.syn)
             .map(|t| close.at.ts.secs_since(t).max(0.0)),
     };
-    let h = ex.h2.get_or_insert_default();
+    let h = ex.h2_mut();
     let lowest = h.goaways.iter().map(|(_, g)| g.last_stream).min();
     match lowest {
         None => {
@@ -121,7 +121,7 @@ impl Detector {
         let Some(i) = ex.pending.position_of_stream(stream) else {
             return;
         };
-        if refusing(ex.h2.as_deref(), Some(stream)).is_some() {
+        if refusing(ex.h2(), Some(stream)).is_some() {
             return;
         }
         let Some(req) = ex.pending.remove(i) else {

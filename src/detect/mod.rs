@@ -279,7 +279,7 @@ impl Detector {
                 close,
                 goaway: None,
             } if dir != client => {
-                ex.close_signal.get_or_insert(Box::new(close));
+                ex.on_close_signal(close);
             }
             AppEvent::Closing {
                 dir,
@@ -442,9 +442,10 @@ impl Detector {
         // how the findings name the connection: made for the first failed request only
         // (formatting addresses costs more than the rest of a connection's end)
         let mut described: Option<(ConnectionInfo, String)> = None;
-        let signal = ex.close_signal.as_deref().copied();
+        let signal = ex.close_signal();
         let (closes, by_signal) = tls::with_close_signal(&end.closes, signal, server);
-        for req in ex.pending.take_all() {
+        let mut pending = std::mem::take(&mut ex.pending);
+        for req in pending.take_all() {
             if ex.server_desync
                 && req
                     .ack_off
@@ -464,9 +465,9 @@ impl Detector {
                     (c, note)
                 })
                 .clone();
-            let verdict = h2::goaway_verdict(&req, ex.h2.as_deref())
+            let verdict = h2::goaway_verdict(&req, ex.h2())
                 .unwrap_or_else(|| verdict::decide(&req, &closes, client));
-            let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
+            let ladder = self.judged(conn, client, &req, &verdict, ex.trace(), rel);
             self.out.failures.push(FailedRequest {
                 verdict,
                 ladder,
@@ -522,7 +523,7 @@ impl Detector {
             server: i64::from(conn.from_syn[server]),
         };
         self.open.insert(conn.id, client);
-        let ladder = self.judged(conn, client, &req, &verdict, ex.trace.as_deref(), rel);
+        let ladder = self.judged(conn, client, &req, &verdict, ex.trace(), rel);
         self.out.failures.push(FailedRequest {
             verdict,
             ladder,

@@ -290,18 +290,19 @@ impl FlowHandler<ConnAnalysis> for Downstream<'_> {
 #[cfg(test)]
 mod tests {
     /// The state of an idle connection (its box in the table: the TCP state and the later
-    /// stages'), with the table's slot and index entry, stays within ~600 bytes: 500,000 open
-    /// connections in 300 MB. (Rare state is out of line, allocated only when needed.)
+    /// stages'), with the table's slot and index entry, stays within ~500 bytes (the goal was
+    /// 600: 500,000 open connections in 300 MB, with the requests' histories). Rare state is
+    /// out of line, allocated only when needed.
     #[test]
-    fn an_idle_connection_fits_in_600_bytes() {
+    fn an_idle_connection_fits_in_500_bytes() {
         let boxed = crate::flow::tracked_size::<super::ConnAnalysis>();
         // a malloc chunk: the size and its header, in 16-byte steps
         let chunk = (boxed + 8).div_ceil(16) * 16;
         let table = crate::flow::table_bytes_per_connection();
         assert!(
-            chunk + table <= 640,
+            chunk + table <= 512,
             "{boxed} bytes in a box, {table} in the table"
         );
-        assert!(boxed <= 576, "{boxed}");
+        assert!(boxed <= 464, "{boxed}");
     }
 }

@@ -104,11 +104,18 @@ pub(super) struct TcpConn {
     pub trace: bool,
     /// The virtual network (VXLAN, Geneve) the connection is in: 0 none, else its VNI + 1.
     vnet: u32,
-    /// The tunnel of the first encapsulated segment, and its direction (out of line: most
-    /// connections have none).
-    pub tunnel: Option<Box<(Dir, Tunnel)>>,
+    /// Where it was seen besides its own addresses (out of line: most connections have
+    /// neither a tunnel nor a NAT twin).
+    views: Option<Box<Views>>,
+}
+
+/// Where a connection was seen besides its own addresses.
+#[derive(Debug, Default)]
+struct Views {
+    /// The tunnel of the first encapsulated segment, and its direction.
+    tunnel: Option<(Dir, Tunnel)>,
     /// The other address pair, when the connection was captured on both sides of a NAT.
-    pub twin: Option<Box<Twin>>,
+    twin: Option<Twin>,
 }
 
 impl TcpConn {
@@ -131,8 +138,7 @@ impl TcpConn {
             last_ts: at.ts,
             trace: false,
             vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
-            tunnel: None,
-            twin: None,
+            views: None,
         }
     }
 
@@ -144,13 +150,18 @@ impl TcpConn {
     /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
     /// under the other address pair of a NAT.
     pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
-        if let (None, Some(t)) = (&self.tunnel, seg.tunnel) {
-            self.tunnel = Some(Box::new((self.dir_of(seg.src), t)));
+        if let Some(t) = seg.tunnel
+            && self.views.as_ref().is_none_or(|v| v.tunnel.is_none())
+        {
+            let d = self.dir_of(seg.src);
+            self.views.get_or_insert_default().tunnel = Some((d, t));
         }
         let Some(m) = sighting.moved else {
             return;
         };
-        if self.twin.is_some() || (m.from.src == m.to.src && m.from.dst == m.to.dst) {
+        if self.views.as_ref().is_some_and(|v| v.twin.is_some())
+            || (m.from.src == m.to.src && m.from.dst == m.to.dst)
+        {
             return;
         }
         let d = self.dir_of(m.to.src);
@@ -158,10 +169,8 @@ impl TcpConn {
         if d == Dir::Rev {
             addrs = PerDir::new(m.from.dst, m.from.src);
         }
-        self.twin = Some(Box::new(Twin {
-            addrs,
-            near: self.dir_of(m.first_sender),
-        }));
+        let near = self.dir_of(m.first_sender);
+        self.views.get_or_insert_default().twin = Some(Twin { addrs, near });
         stats.nat_twin_connections += 1;
     }
 
@@ -188,8 +197,8 @@ impl TcpConn {
                 rst: PerDir::new(fwd.rst(), rev.rst()),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
-            tunnel: self.tunnel.as_deref().copied(),
-            twin: self.twin.as_deref().copied(),
+            tunnel: self.views.as_ref().and_then(|v| v.tunnel),
+            twin: self.views.as_ref().and_then(|v| v.twin),
             why,
         }
     }

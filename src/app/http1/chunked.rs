@@ -21,10 +21,11 @@ pub(super) enum Chunk {
     /// The CRLF after chunk data.
     DataEnd { cr: bool },
     /// Trailer section after the last chunk, ended by an empty line.
+    /// (u32: both stay within `TRAILER_CAP`, and the state of every stream is kept small)
     Trailer {
-        line_len: u64,
+        line_len: u32,
         first_cr: bool,
-        total: u64,
+        total: u32,
     },
 }
 
@@ -35,9 +36,15 @@ pub(super) struct SizeLine {
     digits: u8,
     /// Past the size digits (extension / whitespace), skipping to LF.
     ext: bool,
-    ext_len: u64,
+    /// Within `CHUNK_EXT_CAP`.
+    ext_len: u32,
     /// A CR was seen right after the size; LF must follow.
     cr: bool,
+}
+
+/// A length within a cap (u32::MAX beyond: over any cap).
+fn small(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 pub(super) const CHUNK_SIZE_START: Chunk = Chunk::Size(SizeLine {
@@ -75,7 +82,7 @@ impl HttpStream {
                 line_len,
                 first_cr,
                 total,
-            } => self.chunk_trailer(off, d, line_len, first_cr, total, out),
+            } => self.chunk_trailer(off, d, line_len.into(), first_cr, total.into(), out),
             Chunk::Size(line) => self.chunk_size(off, d, line, out),
         }
     }
@@ -129,13 +136,13 @@ impl HttpStream {
             self.mode = Mode::Chunked(Chunk::Trailer {
                 line_len: 0,
                 first_cr: false,
-                total,
+                total: small(total),
             });
         } else {
             self.mode = Mode::Chunked(Chunk::Trailer {
-                line_len,
+                line_len: small(line_len),
                 first_cr,
-                total,
+                total: small(total),
             });
         }
         used
@@ -153,9 +160,10 @@ impl HttpStream {
         while k < d.len() {
             if line.ext {
                 let skip = find_lf(&d[k..]).unwrap_or(d.len() - k);
-                line.ext_len += skip as u64;
+                let ext_len = u64::from(line.ext_len) + skip as u64;
+                line.ext_len = small(ext_len);
                 k += skip;
-                if line.ext_len > CHUNK_EXT_CAP {
+                if ext_len > CHUNK_EXT_CAP {
                     let at = off + k as i64;
                     let reason =
                         format!("chunk extension longer than {CHUNK_EXT_CAP} bytes at offset {at}");

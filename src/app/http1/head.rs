@@ -63,16 +63,16 @@ impl HttpStream {
             return n;
         }
         let buf = std::mem::take(&mut self.buf);
-        let start = self.buf_start;
+        let start = buf.start();
         let used = match parse_head(&buf, is_request) {
             Parsed::Done(h) => {
                 let len = h.len;
-                self.apply(start, h, self.first_meta(), out);
+                self.apply(start, h, buf.first(), out);
                 if len >= old {
                     len - old
                 } else {
                     // Cannot normally happen (the old prefix had no complete head); handle anyway.
-                    self.reprocess(start + len as i64, &buf[len..old], out);
+                    self.reprocess(start + len as i64, &buf[len..old], buf.first(), out);
                     0
                 }
             }
@@ -94,7 +94,7 @@ impl HttpStream {
                 let reason = format!("invalid {} head at offset {at}: {e}", self.noun());
                 self.desync_by(at, reason, anomaly, false, out);
                 // Rescan the buffered bytes (after the bad head's first byte), then `d`.
-                self.reprocess(start + 1, &buf[1..old], out);
+                self.reprocess(start + 1, &buf[1..old], buf.first(), out);
                 0
             }
         };

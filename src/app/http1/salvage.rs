@@ -49,7 +49,7 @@ impl HttpStream {
             b"HTTP/1.1" => Some(1),
             _ => None,
         };
-        let start = self.buf_start;
+        let start = self.buf.start();
         match (self.role, a, b, c) {
             (Role::Client, Some(m), Some(t), Some(v)) if m.iter().all(|&x| is_method_byte(x)) => {
                 let Some(version) = version(v) else { return };

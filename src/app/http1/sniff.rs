@@ -25,13 +25,17 @@ impl HttpStream {
         out: &mut Vec<HttpEvent>,
     ) -> usize {
         let allow_status = !after_upgrade && self.role != Role::Client;
+        let start = if self.buf.is_empty() {
+            off
+        } else {
+            self.buf.start()
+        };
         let (class, used) = if self.buf.is_empty() {
             let c = classify(d, false, true, allow_status);
             if c == Class::NeedMore {
                 self.buffer(off, d, seg);
                 return d.len();
             }
-            self.buf_start = off;
             (c, 0)
         } else {
             let n = take_line(d, LINE_CAP.saturating_sub(self.buf.len()));
@@ -46,9 +50,7 @@ impl HttpStream {
             return used;
         }
         if after_upgrade {
-            out.push(HttpEvent::Tunnel {
-                offset: self.buf_start,
-            });
+            out.push(HttpEvent::Tunnel { offset: start });
         }
         self.become_not_http();
         d.len()
@@ -136,7 +138,7 @@ impl HttpStream {
     ) -> usize {
         let carried = self.buf.len();
         let (base, first) = if carried > 0 {
-            (self.buf_start, self.first_meta())
+            (self.buf.start(), self.first_meta())
         } else {
             (off, *seg)
         };

@@ -6,7 +6,6 @@ use super::{HttpEvent, Role};
 use crate::app::Anomaly;
 use crate::flow::SegMeta;
 use std::collections::VecDeque;
-use thin_vec::ThinVec;
 
 /// Most request methods remembered for response framing.
 const METHOD_FIFO_CAP: usize = 1024;
@@ -115,6 +114,57 @@ pub(super) enum Mode {
     Dead,
 }
 
+/// Bytes buffered across segments (an undecided line start or a partial head) with where they
+/// start: out of line, allocated only when a segment leaves something undecided (most heads
+/// fit in one segment), and kept, cleared, for the next one.
+#[derive(Debug, Default)]
+pub(super) struct HeadBuf(Option<Box<Partial>>);
+
+#[derive(Debug, Default)]
+pub(super) struct Partial {
+    bytes: Vec<u8>,
+    /// Stream offset of the first byte.
+    start: i64,
+    /// The segment that carried the first byte that is not a leading empty line.
+    first: SegMeta,
+    /// Only CR and LF bytes so far.
+    blank: bool,
+}
+
+impl HeadBuf {
+    /// Stream offset of the first byte buffered (0 when empty).
+    pub fn start(&self) -> i64 {
+        self.0.as_ref().map_or(0, |p| p.start)
+    }
+
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        self.0.get_or_insert_default().bytes.extend_from_slice(data);
+    }
+
+    pub fn clear(&mut self) {
+        if let Some(p) = &mut self.0 {
+            p.bytes.clear();
+        }
+    }
+
+    /// The segment that carried the first byte that is not a leading empty line.
+    pub fn first(&self) -> SegMeta {
+        self.0.as_ref().map(|p| p.first).unwrap_or_default()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.bytes.capacity())
+    }
+}
+
+impl std::ops::Deref for HeadBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |p| &p.bytes)
+    }
+}
+
 /// HTTP/1.x framing state for one direction of a connection.
 #[derive(Debug)]
 pub struct HttpStream {
@@ -125,14 +175,7 @@ pub struct HttpStream {
     /// Stream offset of the next expected byte.
     pos: i64,
     /// Undecided line prefix (Detect/Scan) or partial head (Head); bounded.
-    pub(super) buf: ThinVec<u8>,
-    /// Stream offset of `buf[0]`.
-    pub(super) buf_start: i64,
-    /// The segment that carried the first byte of `buf` that is not a leading empty line (out
-    /// of line: most heads fit in one segment and are never buffered).
-    buf_first: Option<Box<SegMeta>>,
-    /// `buf` holds only CR and LF bytes so far.
-    buf_blank: bool,
+    pub(super) buf: HeadBuf,
     /// Bytes scanned while the side is still unknown (mid-stream pickup budget).
     pub(super) scanned: u32,
     /// Methods of requests whose responses have not been framed yet (server side).
@@ -167,10 +210,7 @@ impl HttpStream {
             },
             started: false,
             pos: 0,
-            buf: ThinVec::new(),
-            buf_start: 0,
-            buf_first: None,
-            buf_blank: false,
+            buf: HeadBuf::default(),
             scanned: 0,
             methods: MethodQueue::default(),
             unmatched_responses: 0,
@@ -261,7 +301,7 @@ impl HttpStream {
                     format!(
                         "gap of {len} bytes at offset {offset} inside the {} head started at {}",
                         self.noun(),
-                        self.buf_start
+                        self.buf.start()
                     )
                 };
                 self.desync(offset, reason, true, out);
@@ -370,7 +410,7 @@ impl HttpStream {
             Mode::Head if !self.buf.is_empty() => Some(format!(
                 "the {} head started at {}",
                 self.noun(),
-                self.buf_start
+                self.buf.start()
             )),
             _ => None,
         };
@@ -385,7 +425,7 @@ impl HttpStream {
             self.role = Role::NotHttp;
         }
         self.mode = Mode::Dead;
-        self.buf = ThinVec::new();
+        self.buf = HeadBuf::default();
     }
 
     /// Response side: the next request in order has this method (HEAD and CONNECT change how
@@ -419,7 +459,7 @@ impl HttpStream {
     pub(super) fn become_not_http(&mut self) {
         self.role = Role::NotHttp;
         self.mode = Mode::Dead;
-        self.buf = ThinVec::new();
+        self.buf = HeadBuf::default();
         self.methods = MethodQueue::default();
     }
 
@@ -434,28 +474,22 @@ impl HttpStream {
     /// Buffer bytes of a message (or a candidate message start) at `off`, carried by `seg`.
     pub(super) fn buffer(&mut self, off: i64, data: &[u8], seg: &SegMeta) {
         let blank = data.iter().all(|&c| c == b'\r' || c == b'\n');
-        if self.buf.is_empty() {
-            self.buf_start = off;
-            self.set_first(seg);
-            self.buf_blank = blank;
-        } else if self.buf_blank && !blank {
+        let p = self.buf.0.get_or_insert_default();
+        if p.bytes.is_empty() {
+            p.start = off;
+            p.first = *seg;
+            p.blank = blank;
+        } else if p.blank && !blank {
             // the message itself starts in this segment, after empty lines
-            self.set_first(seg);
-            self.buf_blank = false;
+            p.first = *seg;
+            p.blank = false;
         }
-        self.buf.extend_from_slice(data);
+        p.bytes.extend_from_slice(data);
     }
 
     /// The segment that carried the first byte of `buf` (not a leading empty line).
     pub(super) fn first_meta(&self) -> SegMeta {
-        self.buf_first.as_deref().copied().unwrap_or_default()
-    }
-
-    fn set_first(&mut self, seg: &SegMeta) {
-        match &mut self.buf_first {
-            Some(b) => **b = *seg,
-            None => self.buf_first = Some(Box::new(*seg)),
-        }
+        self.buf.first()
     }
 
     /// Lose sync at `offset`: report it and look for the next request/status line.
@@ -551,9 +585,15 @@ impl HttpStream {
     }
 
     /// Process bytes that were buffered from earlier segments again (after a head that did not
-    /// parse): messages found in them started in those segments.
-    pub(super) fn reprocess(&mut self, base: i64, data: &[u8], out: &mut Vec<HttpEvent>) {
-        let first = self.first_meta();
+    /// parse), the first of which `first` carried: messages found in them started in those
+    /// segments.
+    pub(super) fn reprocess(
+        &mut self,
+        base: i64,
+        data: &[u8],
+        first: SegMeta,
+        out: &mut Vec<HttpEvent>,
+    ) {
         self.process(base, data, &first, out);
     }
 }
