@@ -165,7 +165,8 @@ pub(crate) enum Decided {
     },
 }
 
-/// A retained attempt: what a decision needs of it.
+/// A retained attempt: what a decision needs of it (64 bytes: the history holds every
+/// request of the last seconds).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     conn: u64,
@@ -173,10 +174,13 @@ struct Slot {
     claimed: bool,
     /// Known by its size only.
     size_only: bool,
+    has_opened: bool,
+    has_digest: bool,
     at: FrameRef,
-    /// Its connection's SYN, when it is the connection's first request.
-    opened: Option<Timestamp>,
-    digest: Option<u64>,
+    /// Its connection's SYN, when it is the connection's first request (`has_opened`).
+    opened: Timestamp,
+    /// Its body's digest, once known (`has_digest`).
+    digest: u64,
 }
 
 impl Slot {
@@ -186,17 +190,32 @@ impl Slot {
             index: a.index,
             claimed: false,
             size_only: a.size_only,
+            has_opened: a.opened.is_some(),
+            has_digest: a.digest.is_some(),
             at: a.at,
-            opened: a.opened,
-            digest: a.digest,
+            opened: a.opened.unwrap_or_default(),
+            digest: a.digest.unwrap_or_default(),
         }
+    }
+
+    fn opened(&self) -> Option<Timestamp> {
+        self.has_opened.then_some(self.opened)
+    }
+
+    fn digest(&self) -> Option<u64> {
+        self.has_digest.then_some(self.digest)
+    }
+
+    fn set_digest(&mut self, digest: u64) {
+        self.digest = digest;
+        self.has_digest = true;
     }
 
     /// Could `self` repeat the failed `f` of the same group? (apart from time)
     fn repeats(&self, f: &Pending) -> bool {
         self.conn != f.conn
             && self.at.ordinal > f.at.ordinal
-            && match (self.digest, f.digest) {
+            && match (self.digest(), f.digest) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             }
@@ -206,13 +225,13 @@ impl Slot {
     /// Sizes alone say little: a request known by its size repeats a failure only as the first
     /// request on a new connection (the proxy's retry after the pooled one died).
     fn repeats_by_size(&self, f: &Pending) -> bool {
-        !f.size_only || (self.size_only && self.index == 0 && self.opened.is_some())
+        !f.size_only || (self.size_only && self.index == 0 && self.has_opened)
     }
 
     /// When its sender decided to send it: its connection's SYN when it opened one after
     /// `after`, else the request itself.
     fn departure(&self, after: Timestamp) -> Timestamp {
-        match self.opened {
+        match self.opened() {
             Some(syn) if self.index == 0 && syn >= after => syn,
             _ => self.at.ts,
         }
@@ -354,7 +373,7 @@ impl RetryMatcher {
             .rev()
             .find(|&i| g.slots[i].conn == conn && g.slots[i].index == index);
         if let Some(i) = found {
-            g.slots[i].digest = Some(digest);
+            g.slots[i].set_digest(digest);
         }
         self.looked(end - found.unwrap_or(from));
     }
@@ -549,5 +568,14 @@ impl RetryMatcher {
             g.slots[first].claimed = true;
         }
         Decided::Retried(m)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// The history holds every request of the last seconds: a retained one stays small.
+    #[test]
+    fn a_retained_attempt_takes_64_bytes() {
+        assert!(std::mem::size_of::<super::Slot>() <= 64);
     }
 }
