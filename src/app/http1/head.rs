@@ -8,6 +8,7 @@ use super::{HttpEvent, RequestHead, ResponseHead, Role};
 use crate::app::{Anomaly, IdHeader, RequestId, Text, lossy_text};
 use crate::flow::SegMeta;
 use std::hash::{Hash, Hasher};
+use std::mem::MaybeUninit;
 
 /// Largest head (request/status line plus header section) buffered across segments.
 pub(super) const HEAD_CAP: usize = 64 * 1024;
@@ -281,10 +282,12 @@ enum Parsed {
 }
 
 fn parse_head(bytes: &[u8], is_request: bool) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_SMALL];
+    // (uninitialised slots: filling 64 of them for every head cost more than parsing a
+    // short one)
+    let mut headers = [const { MaybeUninit::uninit() }; HEADERS_SMALL];
     match parse_with(bytes, is_request, &mut headers) {
         Err(httparse::Error::TooManyHeaders) => {
-            let mut more = vec![httparse::EMPTY_HEADER; HEADERS_LARGE];
+            let mut more = vec![MaybeUninit::uninit(); HEADERS_LARGE];
             match parse_with(bytes, is_request, &mut more) {
                 Err(httparse::Error::TooManyHeaders) => Parsed::Invalid(
                     format!("more than {HEADERS_LARGE} header fields"),
@@ -302,12 +305,12 @@ fn parse_head(bytes: &[u8], is_request: bool) -> Parsed {
 fn parse_with<'b>(
     bytes: &'b [u8],
     is_request: bool,
-    headers: &mut [httparse::Header<'b>],
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Parsed, httparse::Error> {
     let (len, version, start_line, hdrs): (usize, u8, StartLine, &[httparse::Header<'b>]) =
         if is_request {
-            let mut req = httparse::Request::new(headers);
-            let len = match req.parse(bytes)? {
+            let mut req = httparse::Request::new(&mut []);
+            let len = match req.parse_with_uninit_headers(bytes, headers)? {
                 httparse::Status::Partial => return Ok(Parsed::Partial),
                 httparse::Status::Complete(n) => n,
             };
@@ -321,12 +324,12 @@ fn parse_with<'b>(
             };
             (len, req.version.unwrap_or(1), start_line, hdrs)
         } else {
-            let mut resp = httparse::Response::new(headers);
+            let mut resp = httparse::Response::new(&mut []);
             let status = httparse::ParserConfig::default()
                 .allow_obsolete_multiline_headers_in_responses(true)
                 .allow_spaces_after_header_name_in_responses(true)
                 .allow_multiple_spaces_in_response_status_delimiters(true)
-                .parse_response(&mut resp, bytes)?;
+                .parse_response_with_uninit_headers(&mut resp, bytes, headers)?;
             let len = match status {
                 httparse::Status::Partial => return Ok(Parsed::Partial),
                 httparse::Status::Complete(n) => n,
