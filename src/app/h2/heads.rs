@@ -1,5 +1,5 @@
 //! Header blocks: a HEADERS (or PUSH_PROMISE) fragment joined with its CONTINUATION frames,
-//! decoded with HPACK (the `loona-hpack` crate) into what names a request or a response. Each
+//! decoded with HPACK (`super::hpack`) into what names a request or a response. Each
 //! direction has its own dynamic table, kept from the first block the capture shows.
 //!
 //! On a connection picked up mid-stream the table's older entries are unknown. Blocks are still
@@ -10,7 +10,6 @@
 
 use crate::app::RequestId;
 use crate::app::http1::{parse_decimal, request_id_of};
-use std::borrow::Cow;
 
 /// The largest dynamic table kept (an encoder may ask for more: its blocks are then not
 /// decoded). Browsers allow servers 64 KiB; most peers keep the default 4 KiB.
@@ -61,7 +60,7 @@ impl Undecodable {
 /// One direction's HPACK decoder, until a block fails.
 #[derive(Default)]
 pub struct HeadDecoder {
-    decoder: Option<Box<loona_hpack::Decoder<'static>>>,
+    decoder: Option<Box<super::hpack::Decoder>>,
     failed: Option<Undecodable>,
 }
 
@@ -93,13 +92,11 @@ impl HeadDecoder {
         if let Some(why) = self.failed {
             return Err(why);
         }
-        let d = self.decoder.get_or_insert_with(|| {
-            let mut d = loona_hpack::Decoder::new();
-            d.set_max_allowed_table_size(MAX_TABLE);
-            Box::new(d)
-        });
+        let d = self
+            .decoder
+            .get_or_insert_with(|| Box::new(super::hpack::Decoder::new(MAX_TABLE)));
         let mut heads = Heads::default();
-        match d.decode_with_cb(block, |name, value| heads.add(&name, value)) {
+        match d.decode(block, |name, value| heads.add(name, value)) {
             Ok(()) => Ok(heads),
             Err(_) => {
                 self.fail(Undecodable::HpackError);
@@ -110,17 +107,17 @@ impl HeadDecoder {
 }
 
 impl Heads {
-    fn add(&mut self, name: &[u8], value: Cow<'_, [u8]>) {
-        let text = || crate::app::lossy_text(&value);
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let text = || crate::app::lossy_text(value);
         match name {
             b":method" => self.method = Some(text()),
             b":path" => self.path = Some(text()),
             b":authority" => self.authority = Some(text()),
             b"host" => self.host = Some(text()),
             b":status" => {
-                self.status = parse_decimal(&value).and_then(|s| u16::try_from(s).ok());
+                self.status = parse_decimal(value).and_then(|s| u16::try_from(s).ok());
             }
-            b"content-length" => self.content_length = parse_decimal(&value),
+            b"content-length" => self.content_length = parse_decimal(value),
             b"server" if self.server.is_none() => {
                 let v = &value[..value.len().min(crate::app::http1::MAX_SERVER_LEN)];
                 self.server = Some(crate::app::lossy_text(v));
@@ -129,7 +126,7 @@ impl Heads {
                 if self.request_id.is_none()
                     && let Ok(name) = std::str::from_utf8(name)
                 {
-                    self.request_id = request_id_of(name, &value);
+                    self.request_id = request_id_of(name, value);
                 }
             }
         }

@@ -23,6 +23,8 @@
 mod conn;
 pub(crate) mod frame;
 mod heads;
+mod hpack;
+mod huffman;
 #[cfg(test)]
 mod tests;
 mod upgrade;
