@@ -14,6 +14,7 @@
 mod body;
 mod chunked;
 mod head;
+mod headbuf;
 mod salvage;
 mod sniff;
 mod stream;
