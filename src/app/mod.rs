@@ -35,9 +35,9 @@ pub fn lossy_text(bytes: &[u8]) -> Text {
 /// What identifies a request, to tell it in a finding and to find its retry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
-    pub method: crate::app::Text,
-    pub target: crate::app::Text,
-    pub host: Option<crate::app::Text>,
+    pub method: Text,
+    pub target: Text,
+    pub host: Option<Text>,
     /// Body length announced by the head (0 without a body; `None` when only its end tells,
     /// as with chunked bodies).
     pub body_len: Option<u64>,
@@ -169,11 +169,11 @@ pub struct Response {
     /// The response ends the connection's keep-alive (`Connection: close`, HTTP/1.0).
     pub closes_connection: bool,
     /// The raw `Keep-Alive` header value, if any.
-    pub keep_alive: Option<crate::app::Text>,
+    pub keep_alive: Option<Text>,
     /// HTTP/2: the stream it answers.
     pub stream: Option<u32>,
     /// The `Server` header value, if any.
-    pub server: Option<crate::app::Text>,
+    pub server: Option<Text>,
 }
 
 /// What an HTTP/2 GOAWAY frame says.

@@ -160,16 +160,17 @@ pub struct Exchanges {
     rare: Option<Box<Rare>>,
 }
 
-/// The rare parts of [`Exchanges`].
+/// The rare parts of [`Exchanges`]. (Each boxed again: the trace alone is common, with
+/// `--report` and `--write-flagged`, and should not carry the others' room.)
 #[derive(Debug, Default)]
 struct Rare {
     /// The server's close signal in its protocol (a TLS alert), when it sent one.
-    close_signal: Option<CloseEvent>,
+    close_signal: Option<Box<CloseEvent>>,
     /// Responses seen before any request they could answer (the capture put the server's
     /// direction first): how many client bytes each one's segment acknowledged.
     early_responses: ThinVec<i64>,
     /// HTTP/2: the server's GOAWAYs.
-    h2: Option<H2Exchanges>,
+    h2: Option<Box<H2Exchanges>>,
     /// The connection's last segments, when the flow stage traces them (the ladder diagrams,
     /// the flight recorder).
     trace: Option<Trace>,
@@ -313,18 +314,20 @@ impl Exchanges {
 
     /// The server's close signal in its protocol (a TLS alert), the first one it sent.
     pub(super) fn close_signal(&self) -> Option<CloseEvent> {
-        self.rare.as_ref().and_then(|r| r.close_signal)
+        self.rare
+            .as_ref()
+            .and_then(|r| r.close_signal.as_deref().copied())
     }
 
     /// The server sent a close signal in its protocol (the first one counts).
     pub(super) fn on_close_signal(&mut self, close: CloseEvent) {
         let rare = self.rare.get_or_insert_default();
-        rare.close_signal.get_or_insert(close);
+        rare.close_signal.get_or_insert(Box::new(close));
     }
 
     /// HTTP/2: the server's GOAWAYs, if it sent any.
     pub(super) fn h2(&self) -> Option<&H2Exchanges> {
-        self.rare.as_ref().and_then(|r| r.h2.as_ref())
+        self.rare.as_ref().and_then(|r| r.h2.as_deref())
     }
 
     pub(super) fn h2_mut(&mut self) -> &mut H2Exchanges {

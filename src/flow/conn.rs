@@ -114,8 +114,9 @@ pub(super) struct TcpConn {
 struct Views {
     /// The tunnel of the first encapsulated segment, and its direction.
     tunnel: Option<(Dir, Tunnel)>,
-    /// The other address pair, when the connection was captured on both sides of a NAT.
-    twin: Option<Twin>,
+    /// The other address pair, when the connection was captured on both sides of a NAT
+    /// (boxed again: in a tunnel capture every connection has a tunnel, few a twin).
+    twin: Option<Box<Twin>>,
 }
 
 impl TcpConn {
@@ -170,7 +171,7 @@ impl TcpConn {
             addrs = PerDir::new(m.from.dst, m.from.src);
         }
         let near = self.dir_of(m.first_sender);
-        self.views.get_or_insert_default().twin = Some(Twin { addrs, near });
+        self.views.get_or_insert_default().twin = Some(Box::new(Twin { addrs, near }));
         stats.nat_twin_connections += 1;
     }
 
@@ -198,7 +199,7 @@ impl TcpConn {
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
             tunnel: self.views.as_ref().and_then(|v| v.tunnel),
-            twin: self.views.as_ref().and_then(|v| v.twin),
+            twin: self.views.as_ref().and_then(|v| v.twin.as_deref().copied()),
             why,
         }
     }
