@@ -107,6 +107,56 @@ fn a_syn_flood_above_the_cap_evicts_and_holds_no_more_than_the_cap() {
     assert_eq!(most.table_slots, 2_000);
 }
 
+/// The running totals a live run copies into its metrics add up every shard's: with two
+/// threads, the evictions seen just before the end are (nearly) all of them, not the driver's
+/// own half.
+#[test]
+fn running_eviction_totals_add_up_every_shard() {
+    struct Last(u64);
+    impl super::RunHooks for Last {
+        fn before_read(
+            &mut self,
+            _: &mut dyn crate::capture::PacketSource,
+            a: &Analyzer,
+            _: u64,
+        ) -> std::ops::ControlFlow<()> {
+            assert!(
+                a.connections_evicted() >= self.0,
+                "running totals never go down"
+            );
+            self.0 = a.connections_evicted();
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let c = Capture::new("syn-shards", |w| {
+        hostile::syn_flood(w, 60_000).unwrap();
+    });
+    let mut src = FileSource::open(&[c.name()]).unwrap();
+    let mut opts = RunOptions {
+        config: Config::default(),
+        threads: 2,
+        max_warnings: 0,
+        record: None,
+    };
+    opts.config.table.max_connections = 2_000;
+    let mut last = Last(0);
+    let mut out = crate::report::renderer(
+        crate::report::Format::Json,
+        std::io::sink(),
+        false,
+        &crate::report::TableOptions::default(),
+    );
+    let r = run(&mut src, &opts, &mut *out, &mut last).unwrap();
+    let all = r.tcp.connections_evicted;
+    assert_eq!(all, 58_000);
+    // the other shard's totals lag by at most an epoch (4,096 packets)
+    assert!(
+        last.0 <= all && last.0 + 2 * 4_096 >= all,
+        "{} of {all}",
+        last.0
+    );
+}
+
 #[test]
 fn identical_pipelined_requests_never_answered_are_tracked_up_to_the_cap() {
     let n = 12_000;
