@@ -104,19 +104,11 @@ pub(super) struct TcpConn {
     pub trace: bool,
     /// The virtual network (VXLAN, Geneve) the connection is in: 0 none, else its VNI + 1.
     vnet: u32,
-    /// Where it was seen besides its own addresses (out of line: most connections have
-    /// neither a tunnel nor a NAT twin).
-    views: Option<Box<Views>>,
-}
-
-/// Where a connection was seen besides its own addresses.
-#[derive(Debug, Default)]
-struct Views {
-    /// The tunnel of the first encapsulated segment, and its direction.
-    tunnel: Option<(Dir, Tunnel)>,
-    /// The other address pair, when the connection was captured on both sides of a NAT
-    /// (boxed again: in a tunnel capture every connection has a tunnel, few a twin).
-    twin: Option<Box<Twin>>,
+    /// The tunnel of the first encapsulated segment, and its direction (out of line: most
+    /// connections have none).
+    pub tunnel: Option<Box<(Dir, Tunnel)>>,
+    /// The other address pair, when the connection was captured on both sides of a NAT.
+    pub twin: Option<Box<Twin>>,
 }
 
 impl TcpConn {
@@ -139,7 +131,8 @@ impl TcpConn {
             last_ts: at.ts,
             trace: false,
             vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
-            views: None,
+            tunnel: None,
+            twin: None,
         }
     }
 
@@ -151,18 +144,13 @@ impl TcpConn {
     /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,
     /// under the other address pair of a NAT.
     pub fn note_view(&mut self, seg: &Segment<'_>, sighting: &Sighting<'_>, stats: &mut FlowStats) {
-        if let Some(t) = seg.tunnel
-            && self.views.as_ref().is_none_or(|v| v.tunnel.is_none())
-        {
-            let d = self.dir_of(seg.src);
-            self.views.get_or_insert_default().tunnel = Some((d, t));
+        if let (None, Some(t)) = (&self.tunnel, seg.tunnel) {
+            self.tunnel = Some(Box::new((self.dir_of(seg.src), t)));
         }
         let Some(m) = sighting.moved else {
             return;
         };
-        if self.views.as_ref().is_some_and(|v| v.twin.is_some())
-            || (m.from.src == m.to.src && m.from.dst == m.to.dst)
-        {
+        if self.twin.is_some() || (m.from.src == m.to.src && m.from.dst == m.to.dst) {
             return;
         }
         let d = self.dir_of(m.to.src);
@@ -170,8 +158,10 @@ impl TcpConn {
         if d == Dir::Rev {
             addrs = PerDir::new(m.from.dst, m.from.src);
         }
-        let near = self.dir_of(m.first_sender);
-        self.views.get_or_insert_default().twin = Some(Box::new(Twin { addrs, near }));
+        self.twin = Some(Box::new(Twin {
+            addrs,
+            near: self.dir_of(m.first_sender),
+        }));
         stats.nat_twin_connections += 1;
     }
 
@@ -198,8 +188,8 @@ impl TcpConn {
                 rst: PerDir::new(fwd.rst(), rev.rst()),
             },
             stream_end: PerDir::new(fwd.stream_end(), rev.stream_end()),
-            tunnel: self.views.as_ref().and_then(|v| v.tunnel),
-            twin: self.views.as_ref().and_then(|v| v.twin.as_deref().copied()),
+            tunnel: self.tunnel.as_deref().copied(),
+            twin: self.twin.as_deref().copied(),
             why,
         }
     }
