@@ -8,8 +8,8 @@
 //! that are not HPACK) leaves the table out of step with the sender's: the direction's heads
 //! are not decoded any more, and its requests are known by their stream ids alone.
 
-use crate::app::RequestId;
 use crate::app::http1::{parse_decimal, request_id_of};
+use crate::app::{RequestId, Text, lossy_text};
 
 /// The largest dynamic table kept (an encoder may ask for more: its blocks are then not
 /// decoded). Browsers allow servers 64 KiB; most peers keep the default 4 KiB.
@@ -21,15 +21,15 @@ pub const MAX_BLOCK: usize = super::frame::MAX_KEPT;
 /// What a header block says about a request or a response.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Heads {
-    pub method: Option<crate::app::Text>,
-    pub path: Option<crate::app::Text>,
-    pub authority: Option<crate::app::Text>,
-    pub host: Option<crate::app::Text>,
+    pub method: Option<Text>,
+    pub path: Option<Text>,
+    pub authority: Option<Text>,
+    pub host: Option<Text>,
     pub status: Option<u16>,
     pub content_length: Option<u64>,
     pub request_id: Option<RequestId>,
     /// The `server` header (its first bytes), as HTTP/1.x keeps it.
-    pub server: Option<crate::app::Text>,
+    pub server: Option<Text>,
 }
 
 /// Why a direction's heads are no longer decoded.
@@ -108,7 +108,7 @@ impl HeadDecoder {
 
 impl Heads {
     fn add(&mut self, name: &[u8], value: &[u8]) {
-        let text = || crate::app::lossy_text(value);
+        let text = || lossy_text(value);
         match name {
             b":method" => self.method = Some(text()),
             b":path" => self.path = Some(text()),
@@ -120,7 +120,7 @@ impl Heads {
             b"content-length" => self.content_length = parse_decimal(value),
             b"server" if self.server.is_none() => {
                 let v = &value[..value.len().min(crate::app::http1::MAX_SERVER_LEN)];
-                self.server = Some(crate::app::lossy_text(v));
+                self.server = Some(lossy_text(v));
             }
             _ => {
                 if self.request_id.is_none()
@@ -133,7 +133,7 @@ impl Heads {
     }
 
     /// The request's Host: `:authority`, else the `host` header.
-    pub fn take_host(&mut self) -> Option<crate::app::Text> {
+    pub fn take_host(&mut self) -> Option<Text> {
         self.authority.take().or_else(|| self.host.take())
     }
 }

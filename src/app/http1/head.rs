@@ -44,7 +44,7 @@ impl HttpStream {
                         self.desync_by(off, reason, Some(Anomaly::HeadOverCap), false, out);
                         HEAD_CAP
                     } else {
-                        self.buffer(off, d, seg);
+                        self.buf.push(off, d, seg);
                         d.len()
                     }
                 }
@@ -58,7 +58,7 @@ impl HttpStream {
         }
         let old = self.buf.len();
         let n = d.len().min((HEAD_CAP + 1).saturating_sub(old));
-        self.buffer(off, &d[..n], seg);
+        self.buf.push(off, &d[..n], seg);
         if self.buf.len() <= HEAD_CAP && find_lf(&d[..n]).is_none() {
             // No new line completed: the head cannot have become complete.
             return n;
@@ -247,8 +247,8 @@ enum Framing {
 #[derive(Debug)]
 enum StartLine {
     Request {
-        method: crate::app::Text,
-        target: crate::app::Text,
+        method: Text,
+        target: Text,
         upgrade: bool,
     },
     Response {
@@ -264,13 +264,13 @@ struct Head {
     lead: usize,
     version: u8,
     start_line: StartLine,
-    host: Option<crate::app::Text>,
+    host: Option<Text>,
     connection_close: bool,
-    keep_alive: Option<crate::app::Text>,
+    keep_alive: Option<Text>,
     keep_alive_timeout: Option<u32>,
     framing: Framing,
     request_id: Option<RequestId>,
-    server: Option<crate::app::Text>,
+    server: Option<Text>,
 }
 
 #[derive(Debug)]
@@ -357,14 +357,14 @@ fn parse_with<'b>(
 }
 
 pub(super) struct Facts {
-    pub(super) host: Option<crate::app::Text>,
+    pub(super) host: Option<Text>,
     pub(super) connection_close: bool,
-    pub(super) keep_alive: Option<crate::app::Text>,
+    pub(super) keep_alive: Option<Text>,
     pub(super) keep_alive_timeout: Option<u32>,
     framing: Framing,
     pub(super) request_id: Option<RequestId>,
     /// The `Server` header (what software answered).
-    pub(super) server: Option<crate::app::Text>,
+    pub(super) server: Option<Text>,
 }
 
 pub(super) fn header_facts(headers: &[httparse::Header<'_>]) -> Facts {

@@ -37,11 +37,12 @@ impl HeadBuf {
         p.bytes.extend_from_slice(data);
     }
 
-    /// Stream offset of the first byte buffered (0 when empty).
+    /// Stream offset of the first byte buffered (meaningful while bytes are buffered).
     pub fn start(&self) -> i64 {
         self.0.as_ref().map_or(0, |p| p.start)
     }
 
+    /// Append to what is buffered (`push` starts a buffer: its offset and segment).
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.0.get_or_insert_default().bytes.extend_from_slice(data);
     }

@@ -24,7 +24,7 @@ mod tests;
 pub(crate) use head::{MAX_SERVER_LEN, parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
-use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response};
+use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response, Text};
 use crate::flow::{ConnMeta, Dir, FlowEvent, PerDir, SegMeta};
 
 /// Which role a direction has, as learnt from its content.
@@ -48,9 +48,9 @@ pub struct RequestHead {
     pub head_end: i64,
     /// The segment that carried the first byte of the request line.
     pub first: SegMeta,
-    pub method: crate::app::Text,
-    pub target: crate::app::Text,
-    pub host: Option<crate::app::Text>,
+    pub method: Text,
+    pub target: Text,
+    pub host: Option<Text>,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     /// `Connection: close` present.
@@ -72,9 +72,9 @@ pub struct ResponseHead {
     /// `Keep-Alive: timeout=N`.
     pub keep_alive_timeout: Option<u32>,
     /// Raw `Keep-Alive` header value, if any.
-    pub keep_alive: Option<crate::app::Text>,
+    pub keep_alive: Option<Text>,
     /// The `Server` header, if any.
-    pub server: Option<crate::app::Text>,
+    pub server: Option<Text>,
 }
 
 /// What the framing of one direction finds, with stream offsets.

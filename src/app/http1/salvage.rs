@@ -5,6 +5,7 @@ use super::head::{header_facts, trim_cr, trim_ows};
 use super::sniff::{find_lf, is_method_byte};
 use super::stream::HttpStream;
 use super::{HttpEvent, RequestHead, ResponseHead, Role};
+use crate::app::lossy_text;
 
 impl HttpStream {
     /// A gap cut the head being buffered (typically a snaplen): when its first line and some
@@ -55,10 +56,10 @@ impl HttpStream {
                 let Some(version) = version(v) else { return };
                 out.push(HttpEvent::Request(RequestHead {
                     start,
-                    first: self.first_meta(),
+                    first: self.buf.first(),
                     head_end: gap_at,
-                    method: crate::app::lossy_text(m),
-                    target: crate::app::lossy_text(t),
+                    method: lossy_text(m),
+                    target: lossy_text(t),
                     host,
                     version,
                     connection_close,
@@ -78,7 +79,7 @@ impl HttpStream {
                 };
                 out.push(HttpEvent::Response(ResponseHead {
                     start,
-                    first: self.first_meta(),
+                    first: self.buf.first(),
                     head_end: gap_at,
                     status,
                     version,

@@ -25,18 +25,13 @@ impl HttpStream {
         out: &mut Vec<HttpEvent>,
     ) -> usize {
         let allow_status = !after_upgrade && self.role != Role::Client;
-        let start = if self.buf.is_empty() {
-            off
-        } else {
-            self.buf.start()
-        };
-        let (class, used) = if self.buf.is_empty() {
+        let (start, class, used) = if self.buf.is_empty() {
             let c = classify(d, false, true, allow_status);
             if c == Class::NeedMore {
-                self.buffer(off, d, seg);
+                self.buf.push(off, d, seg);
                 return d.len();
             }
-            (c, 0)
+            (off, c, 0)
         } else {
             let n = take_line(d, LINE_CAP.saturating_sub(self.buf.len()));
             self.buf.extend_from_slice(&d[..n]);
@@ -44,7 +39,7 @@ impl HttpStream {
             if c == Class::NeedMore {
                 return n;
             }
-            (c, n)
+            (self.buf.start(), c, n)
         };
         if self.found_start_line(class) {
             return used;
@@ -100,7 +95,7 @@ impl HttpStream {
                     self.found_start_line(c);
                 }
                 Class::NeedMore => {
-                    self.buffer(off, d, seg);
+                    self.buf.push(off, d, seg);
                     return self.scanned_used(unknown, d.len());
                 }
                 Class::No => {
@@ -138,7 +133,7 @@ impl HttpStream {
     ) -> usize {
         let carried = self.buf.len();
         let (base, first) = if carried > 0 {
-            (self.buf.start(), self.first_meta())
+            (self.buf.start(), self.buf.first())
         } else {
             (off, *seg)
         };
@@ -170,14 +165,14 @@ impl HttpStream {
                     self.found_start_line(c);
                     if p < carried {
                         // the line began in the bytes carried over: the head starts with them
-                        self.buffer(base + p as i64, &joined[p..carried], &meta);
+                        self.buf.push(base + p as i64, &joined[p..carried], &meta);
                         return 0;
                     }
                     return p - carried;
                 }
                 Class::NeedMore => {
                     // it goes on in the next segment
-                    self.buffer(base + p as i64, rest, &meta);
+                    self.buf.push(base + p as i64, rest, &meta);
                     return take;
                 }
                 Class::No => {}

@@ -421,16 +421,6 @@ impl HttpStream {
         }
     }
 
-    /// Buffer bytes of a message (or a candidate message start) at `off`, carried by `seg`.
-    pub(super) fn buffer(&mut self, off: i64, data: &[u8], seg: &SegMeta) {
-        self.buf.push(off, data, seg);
-    }
-
-    /// The segment that carried the first byte of `buf` (not a leading empty line).
-    pub(super) fn first_meta(&self) -> SegMeta {
-        self.buf.first()
-    }
-
     /// Lose sync at `offset`: report it and look for the next request/status line.
     pub(super) fn desync(
         &mut self,
