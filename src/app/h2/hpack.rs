@@ -38,27 +38,35 @@ type Entry = (Box<[u8]>, Box<[u8]>);
 /// One direction's decoding state.
 #[derive(Debug)]
 pub struct Decoder {
+    table: Table,
+    /// Huffman-decoded name and value of the current field (reused).
+    name_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+/// The dynamic table (RFC 7541 2.3.2, 4).
+#[derive(Debug)]
+struct Table {
     /// Newest first (index 62).
     dynamic: VecDeque<Entry>,
-    /// The entries' size (RFC 7541 4.1).
+    /// The entries' size (4.1).
     size: usize,
     /// The size the encoder set (at most `allowed`).
     max_size: usize,
     /// The largest size an update may set.
     allowed: usize,
-    /// Huffman-decoded name and value of the current field (reused).
-    name_buf: Vec<u8>,
-    value_buf: Vec<u8>,
 }
 
 impl Decoder {
     /// A decoder whose table may grow to `allowed` bytes when the encoder says so.
     pub fn new(allowed: usize) -> Decoder {
         Decoder {
-            dynamic: VecDeque::new(),
-            size: 0,
-            max_size: INITIAL_TABLE.min(allowed),
-            allowed,
+            table: Table {
+                dynamic: VecDeque::new(),
+                size: 0,
+                max_size: INITIAL_TABLE.min(allowed),
+                allowed,
+            },
             name_buf: Vec::new(),
             value_buf: Vec::new(),
         }
@@ -76,16 +84,12 @@ impl Decoder {
             if first & 0x80 != 0 {
                 // indexed field (6.1)
                 let index = integer(block, &mut at, 7)?;
-                let (name, value) = self.entry(index)?;
+                let (name, value) = self.table.entry(index)?;
                 field(name, value);
             } else if first & 0xe0 == 0x20 {
                 // dynamic table size update (6.3)
                 let size = integer(block, &mut at, 5)?;
-                if size > self.allowed {
-                    return Err(HpackError::TableSizeTooLarge);
-                }
-                self.max_size = size;
-                self.evict_to(size);
+                self.table.set_max_size(size)?;
             } else {
                 // literal: with incremental indexing (6.2.1), without (6.2.2), never (6.2.3)
                 let indexing = first & 0x40 != 0;
@@ -105,28 +109,29 @@ impl Decoder {
         indexing: bool,
         field: &mut impl FnMut(&[u8], &[u8]),
     ) -> Result<(), HpackError> {
-        let mut name_buf = std::mem::take(&mut self.name_buf);
-        let mut value_buf = std::mem::take(&mut self.value_buf);
-        let result = (|| {
-            let name: &[u8] = if index == 0 {
-                string(block, at, &mut name_buf)?
-            } else {
-                name_buf.clear();
-                name_buf.extend_from_slice(self.entry(index)?.0);
-                &name_buf
-            };
-            let value = string(block, at, &mut value_buf)?;
-            field(name, value);
-            if indexing {
-                self.insert(name, value);
-            }
-            Ok(())
-        })();
-        self.name_buf = name_buf;
-        self.value_buf = value_buf;
-        result
+        let Decoder {
+            table,
+            name_buf,
+            value_buf,
+        } = self;
+        let name: &[u8] = if index == 0 {
+            string(block, at, name_buf)?
+        } else {
+            // copied: the table changes below
+            name_buf.clear();
+            name_buf.extend_from_slice(table.entry(index)?.0);
+            name_buf
+        };
+        let value = string(block, at, value_buf)?;
+        field(name, value);
+        if indexing {
+            table.insert(name, value);
+        }
+        Ok(())
     }
+}
 
+impl Table {
     /// Entry `index` of the static table then the dynamic one.
     fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
         match index {
@@ -141,6 +146,16 @@ impl Decoder {
                 .map(|(n, v)| (&n[..], &v[..]))
                 .ok_or(HpackError::BadIndex),
         }
+    }
+
+    /// A size update (6.3): at most the allowed size.
+    fn set_max_size(&mut self, size: usize) -> Result<(), HpackError> {
+        if size > self.allowed {
+            return Err(HpackError::TableSizeTooLarge);
+        }
+        self.max_size = size;
+        self.evict_to(size);
+        Ok(())
     }
 
     /// Adds a field to the dynamic table, evicting the oldest to make room (4.4).

@@ -46,9 +46,9 @@ fn decodes_the_rfc_request_examples() {
     ] {
         let mut d = Decoder::new(4096);
         assert_eq!(decode(&mut d, &hex(blocks[0])).unwrap(), first);
-        assert_eq!(d.size, 57);
+        assert_eq!(d.table.size, 57);
         assert_eq!(decode(&mut d, &hex(blocks[1])).unwrap(), second);
-        assert_eq!(d.size, 110);
+        assert_eq!(d.table.size, 110);
         // C.3.3: a literal name, the table then holds three entries
         let third = hex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65");
         let got = decode(&mut d, &third).unwrap();
@@ -57,7 +57,7 @@ fn decodes_the_rfc_request_examples() {
             got[3],
             (b":authority".to_vec(), b"www.example.com".to_vec())
         );
-        assert_eq!(d.size, 164);
+        assert_eq!(d.table.size, 164);
     }
 }
 
@@ -76,7 +76,7 @@ fn the_dynamic_table_evicts_the_oldest() {
     }
     decode(&mut d, &block).unwrap();
     // 40 bytes each: two fit in 100, the first was evicted
-    assert_eq!(d.size, 80);
+    assert_eq!(d.table.size, 80);
     assert_eq!(
         decode(&mut d, &[0x80 | 62]).unwrap(),
         fields(&[("cccc", "3333")])
@@ -92,7 +92,7 @@ fn the_dynamic_table_evicts_the_oldest() {
     big.extend([0x7f, 0]); // a 127-byte value
     big.extend([b'x'; 127]);
     decode(&mut d, &big).unwrap();
-    assert_eq!((d.size, d.dynamic.len()), (0, 0));
+    assert_eq!((d.table.size, d.table.dynamic.len()), (0, 0));
     // beyond the allowed size: an error
     assert_eq!(
         decode(&mut Decoder::new(4096), &[0x3f, 0xe2, 0x1f]),
@@ -120,7 +120,7 @@ fn truncated_and_arbitrary_blocks_never_panic() {
             })
             .collect();
         let _ = decode(&mut d, &block);
-        assert!(d.size <= d.max_size);
+        assert!(d.table.size <= d.table.max_size);
     }
     // integers: too long, too large, cut short
     let mut d = Decoder::new(4096);
