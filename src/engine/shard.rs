@@ -164,16 +164,30 @@ impl Shard {
                     ordinal,
                     ts: pkt.ts,
                 };
-                let mut downstream = Downstream {
-                    detector: &mut self.detector,
-                    scratch: &mut self.scratch,
-                    conns: &mut self.conns,
-                };
-                self.table.advance(self.now);
-                self.table.process(seg, at, sighting, &mut downstream);
+                let now = self.now;
+                let (table, mut downstream) = self.table_and_downstream();
+                table.advance(now);
+                table.process(seg, at, sighting, &mut downstream);
                 self.input_warnings(ordinal);
             }
         }
+    }
+
+    /// Capture time advances to `now` (never back); returns the shard's time.
+    fn advance_to(&mut self, now: Timestamp) -> Timestamp {
+        self.now = self.now.max(now);
+        self.detector.set_now(self.now);
+        self.now
+    }
+
+    /// The connection table and the stages after it (its handler), borrowed side by side.
+    fn table_and_downstream(&mut self) -> (&mut FlowTable<ConnAnalysis>, Downstream<'_>) {
+        let downstream = Downstream {
+            detector: &mut self.detector,
+            scratch: &mut self.scratch,
+            conns: &mut self.conns,
+        };
+        (&mut self.table, downstream)
     }
 
     /// The detector's warnings about the input, as warnings about the packet of `ordinal`.
@@ -196,14 +210,9 @@ impl Shard {
     /// The end of an epoch at capture time `now`: closed and idle connections are finished;
     /// returns what the verdict stage needs of the epoch (to be emptied by it).
     pub fn end_epoch(&mut self, now: Timestamp) -> &mut Records {
-        self.now = self.now.max(now);
-        self.detector.set_now(self.now);
-        let mut downstream = Downstream {
-            detector: &mut self.detector,
-            scratch: &mut self.scratch,
-            conns: &mut self.conns,
-        };
-        self.table.expire(self.now, &mut downstream);
+        let now = self.advance_to(now);
+        let (table, mut downstream) = self.table_and_downstream();
+        table.expire(now, &mut downstream);
         self.input_warnings(self.result.packets);
         self.detector.records()
     }
@@ -211,14 +220,9 @@ impl Shard {
     /// End of input at capture time `now`: every connection is finished; the results, and the
     /// records of the last epoch.
     pub fn finish(&mut self, now: Timestamp) -> (ShardResult, Records) {
-        self.now = self.now.max(now);
-        self.detector.set_now(self.now);
-        let mut downstream = Downstream {
-            detector: &mut self.detector,
-            scratch: &mut self.scratch,
-            conns: &mut self.conns,
-        };
-        self.table.drain(&mut downstream);
+        self.advance_to(now);
+        let (table, mut downstream) = self.table_and_downstream();
+        table.drain(&mut downstream);
         self.input_warnings(u64::MAX);
         self.result.endpoints = self.detector.finish();
         self.result.flow = self.table.stats().clone();
