@@ -39,23 +39,15 @@ pub(super) fn decode_tcp<'a>(
         }
     };
     let hl = t.slice().len();
-    let mut wscale = None;
-    for opt in t.options_iterator() {
-        match opt {
-            Ok(TcpOptionElement::WindowScale(s)) => {
-                wscale = Some(s);
-                break;
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    let flags = TcpFlags(t.slice()[13]);
+    // the window scale counts on SYN segments only: the options of the others are not read
+    let wscale = if flags.syn() { window_scale(&t) } else { None };
     Decoded::Tcp(Segment {
         src: SocketAddr::new(src, t.source_port()),
         dst: SocketAddr::new(dst, t.destination_port()),
         seq: t.sequence_number(),
         ack: t.acknowledgment_number(),
-        flags: TcpFlags(t.slice()[13]),
+        flags,
         window: t.window_size(),
         wscale,
         payload: &seg[hl..],
@@ -65,4 +57,16 @@ pub(super) fn decode_tcp<'a>(
         tunnel: at.tunnel,
         vnet: at.vnet,
     })
+}
+
+/// The window-scale option's shift, if the header has one.
+fn window_scale(t: &TcpHeaderSlice<'_>) -> Option<u8> {
+    for opt in t.options_iterator() {
+        match opt {
+            Ok(TcpOptionElement::WindowScale(s)) => return Some(s),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }

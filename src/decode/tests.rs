@@ -74,6 +74,20 @@ fn check_v6(s: &Segment<'_>) {
     assert_eq!(s.payload_len, PAYLOAD.len() as u32);
 }
 
+#[test]
+fn window_scale_is_read_on_syn_segments_only() {
+    let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, 80, 1000, 65535)
+        .ack(77)
+        .options(&[TcpOptionElement::Noop, TcpOptionElement::WindowScale(7)])
+        .unwrap();
+    let mut v = Vec::new();
+    b.write(&mut v, PAYLOAD).unwrap();
+    let s = tcp(dec(linktype::RAW, &v));
+    assert_eq!((s.wscale, s.options.len()), (None, 4));
+    assert_eq!(tcp(dec(linktype::RAW, &ipv4_tcp())).wscale, Some(7));
+}
+
 fn dec(lt: u32, d: &[u8]) -> Decoded<'_> {
     decode(lt, d, d.len() as u32)
 }
