@@ -138,14 +138,86 @@ impl Records {
         self.fronts.clear();
         self.ended.clear();
     }
+}
 
-    /// Move `other`'s records to the end of these.
-    pub fn append(&mut self, other: &mut Records) {
-        self.attempts.append(&mut other.attempts);
-        self.digests.append(&mut other.digests);
-        self.idle_closes.append(&mut other.idle_closes);
-        self.failures.append(&mut other.failures);
-        self.fronts.append(&mut other.fronts);
-        self.ended.append(&mut other.ended);
+/// Sorts each of `parts` by `key` (in place: cheap, as a shard's records mostly come in that
+/// order already).
+pub(crate) fn sort_parts<'a, T: 'a, K: Ord>(
+    parts: impl IntoIterator<Item = &'a mut Vec<T>>,
+    key: impl Fn(&T) -> K + Copy,
+) {
+    parts.into_iter().for_each(|p| p.sort_unstable_by_key(key));
+}
+
+/// The items of `heads` (each in the order of `key`), in the order of `key` across them: a
+/// merge of the parts, where sorting their concatenation would move every item about again.
+pub(crate) fn merged<I: Iterator, K: Ord, F: Fn(&I::Item) -> K>(
+    heads: impl IntoIterator<Item = I>,
+    key: F,
+) -> Merged<I, F> {
+    Merged {
+        heads: heads.into_iter().map(Iterator::peekable).collect(),
+        key,
+    }
+}
+
+/// See [`merged`].
+pub(crate) struct Merged<I: Iterator, F> {
+    heads: Vec<std::iter::Peekable<I>>,
+    key: F,
+}
+
+impl<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> Iterator for Merged<I, F> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        if let [one] = &mut self.heads[..] {
+            return one.next();
+        }
+        let mut first: Option<(usize, K)> = None;
+        for (i, head) in self.heads.iter_mut().enumerate() {
+            if let Some(item) = head.peek() {
+                let k = (self.key)(item);
+                if first.as_ref().is_none_or(|(_, f)| k < *f) {
+                    first = Some((i, k));
+                }
+            }
+        }
+        self.heads[first?.0].next()
+    }
+}
+
+/// The items of `parts`, each sorted by `key` first ([`sort_parts`]), drained in the order of
+/// `key` across them ([`merged`]).
+pub(crate) fn drain_merged<'a, T: 'a, K: Ord>(
+    parts: impl IntoIterator<Item = &'a mut Vec<T>>,
+    key: impl Fn(&T) -> K + Copy,
+) -> impl Iterator<Item = T> {
+    let heads: Vec<&mut Vec<T>> = parts.into_iter().collect();
+    merged(
+        heads.into_iter().map(|p| {
+            p.sort_unstable_by_key(key);
+            p.drain(..)
+        }),
+        key,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drain_merged;
+
+    #[test]
+    fn parts_drain_in_the_order_of_their_keys() {
+        let mut a = vec![5, 1, 9];
+        let mut b = vec![4, 8];
+        let mut c = vec![];
+        let mut d = vec![7, 2, 3, 6];
+        let all: Vec<i32> = drain_merged([&mut a, &mut b, &mut c, &mut d], |x| *x).collect();
+        assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert!(a.is_empty() && b.is_empty() && d.is_empty());
+        let mut one = vec![(2, 'b'), (1, 'a')];
+        let all: Vec<_> = drain_merged([&mut one], |x| x.0).collect();
+        assert_eq!(all, [(1, 'a'), (2, 'b')]);
     }
 }

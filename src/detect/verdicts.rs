@@ -12,8 +12,8 @@ use super::DetectConfig;
 use super::client_leg::{ClientLegs, SharedLegs};
 use super::endpoints::FindingTally;
 use super::evidence::{self, IdleRange};
-use super::records::{FailedRequest, Records};
-use super::retry::{self, Decided, RetryMatcher};
+use super::records::{FailedRequest, Records, drain_merged, merged, sort_parts};
+use super::retry::{self, Attempt, Decided, RetryMatcher};
 use super::tls;
 use super::verdict;
 use crate::flow::FrameRef;
@@ -106,30 +106,28 @@ impl Verdicts {
     }
 
     fn take(&mut self, parts: &mut [&mut Records]) {
-        let mut all = Records::default();
-        let records: &mut Records = match parts {
-            [one] => one,
-            _ => {
-                for p in parts.iter_mut() {
-                    all.append(p);
-                }
-                &mut all
+        if let Some(o) = &self.observer {
+            for r in parts.iter() {
+                r.attempts.iter().for_each(|a| o.request(a.server));
+                (r.idle_closes.iter()).for_each(|c| o.idle_close(c.server, c.idle));
             }
-        };
-        records
-            .attempts
-            .sort_unstable_by_key(|a| (a.at.ordinal, a.conn, a.index));
-        for a in &records.attempts {
+        }
+        if let Ok(mut legs) = self.legs.lock() {
+            legs.add_clients(
+                parts
+                    .iter()
+                    .flat_map(|r| r.attempts.iter().map(|a| a.client)),
+            );
+        }
+        let order = |a: &Attempt| (a.at.ordinal, a.conn, a.index);
+        sort_parts(parts.iter_mut().map(|r| &mut r.attempts), order);
+        for a in merged(parts.iter().map(|r| r.attempts.iter()), |a| order(a)) {
             self.retries.on_attempt(a);
         }
-        if let Some(o) = &self.observer {
-            records.attempts.iter().for_each(|a| o.request(a.server));
-            (records.idle_closes.iter()).for_each(|c| o.idle_close(c.server, c.idle));
-        }
-        for d in &records.digests {
+        for d in parts.iter().flat_map(|r| r.digests.iter()) {
             self.retries.on_digest(d.group, d.at, d.digest);
         }
-        for c in &records.idle_closes {
+        for c in parts.iter().flat_map(|r| r.idle_closes.iter()) {
             let full = self.idle_closes.len() >= MAX_IDLE_PAIRS;
             match self.idle_closes.get_mut(&(c.client, c.server)) {
                 Some(r) => r.add(c.idle),
@@ -142,24 +140,21 @@ impl Verdicts {
             }
         }
         // the exchanges for the client leg, in an order independent of the split
-        records
-            .fronts
-            .sort_unstable_by_key(|e| (e.known_at, e.answer_at.ordinal, e.conn, e.index));
         if let Ok(mut legs) = self.legs.lock() {
-            legs.add_clients(records.attempts.iter().map(|a| a.client));
-            legs.add_fronts(records.fronts.drain(..));
+            let fronts = parts.iter_mut().map(|r| &mut r.fronts);
+            legs.add_fronts(drain_merged(fronts, |e| {
+                (e.known_at, e.answer_at.ordinal, e.conn, e.index)
+            }));
         }
-        records
-            .failures
-            .sort_unstable_by_key(|f| (f.conn, f.req.index));
-        for f in records.failures.drain(..) {
+        let failures = parts.iter_mut().map(|r| &mut r.failures);
+        for f in drain_merged(failures, |f| (f.conn, f.req.index)) {
             self.on_failure(f);
         }
-        records.ended.sort_unstable_by_key(|e| e.0);
-        for (conn, connection, note) in records.ended.drain(..) {
+        let ended = parts.iter_mut().map(|r| &mut r.ended);
+        for (conn, connection, note) in drain_merged(ended, |e| e.0) {
             self.conn_ended(conn, &connection, &note);
         }
-        records.clear();
+        parts.iter_mut().for_each(|r| r.clear());
     }
 
     /// Connection `conn`, which had findings before its end, ended: its findings, waiting and
