@@ -151,39 +151,50 @@ pub(crate) fn sort_parts<'a, T: 'a, K: Ord>(
 
 /// The items of `heads` (each in the order of `key`), in the order of `key` across them: a
 /// merge of the parts, where sorting their concatenation would move every item about again.
+/// The keys must differ across the parts (each item's key is computed once).
 pub(crate) fn merged<I: Iterator, K: Ord, F: Fn(&I::Item) -> K>(
     heads: impl IntoIterator<Item = I>,
     key: F,
-) -> Merged<I, F> {
-    Merged {
-        heads: heads.into_iter().map(Iterator::peekable).collect(),
+) -> Merged<I, K, F> {
+    let mut m = Merged {
+        heads: Vec::new(),
+        keys: Vec::new(),
         key,
+    };
+    for head in heads {
+        let mut head = head.peekable();
+        if let Some(item) = head.peek() {
+            m.keys.push((m.key)(item));
+            m.heads.push(head);
+        }
     }
+    m
 }
 
-/// See [`merged`].
-pub(crate) struct Merged<I: Iterator, F> {
+/// See [`merged`]: the parts not yet exhausted, and the key of each one's next item.
+pub(crate) struct Merged<I: Iterator, K, F> {
     heads: Vec<std::iter::Peekable<I>>,
+    keys: Vec<K>,
     key: F,
 }
 
-impl<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> Iterator for Merged<I, F> {
+impl<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> Iterator for Merged<I, K, F> {
     type Item = I::Item;
 
     fn next(&mut self) -> Option<I::Item> {
         if let [one] = &mut self.heads[..] {
             return one.next();
         }
-        let mut first: Option<(usize, K)> = None;
-        for (i, head) in self.heads.iter_mut().enumerate() {
-            if let Some(item) = head.peek() {
-                let k = (self.key)(item);
-                if first.as_ref().is_none_or(|(_, f)| k < *f) {
-                    first = Some((i, k));
-                }
+        let (first, _) = self.keys.iter().enumerate().min_by(|a, b| a.1.cmp(b.1))?;
+        let item = self.heads[first].next();
+        match self.heads[first].peek() {
+            Some(next) => self.keys[first] = (self.key)(next),
+            None => {
+                self.heads.swap_remove(first);
+                self.keys.swap_remove(first);
             }
         }
-        self.heads[first?.0].next()
+        item
     }
 }
 
