@@ -8,6 +8,7 @@
 #   OPEN=500000 bench/run.sh     # connections in the open-connections run
 #   TLS=1 bench/run.sh           # also the many-pair traffic as TLS 1.3 without keys
 #   ONLY_OPEN=1 bench/run.sh     # only the open-connections and JSON Lines runs
+#   ONLY_MODEL=1 bench/run.sh    # only the thread model (MODEL_THREADS="1 2 4 8 16")
 #   BENCH_FILE=x.pcap bench/run.sh  # only this capture (BENCH_SMALL=y.pcap for callgrind)
 #   BUILD=0 bench/run.sh         # the binaries as they are
 #
@@ -23,7 +24,9 @@
 # tcprace/tcpdump; user+system cpu; peak RSS; instructions per packet under callgrind
 # (repeatable on a noisy machine, unlike wall times; counted on the same traffic with
 # SMALL_CONNECTIONS connections, default 10,000, as callgrind runs ~50x slower); whether the report is byte-identical for
-# every thread count. Then the open-connections run and JSON Lines against JSON.
+# every thread count. For the one-pair capture, the thread model: the instructions of each
+# thread for each of MODEL_THREADS (the speed-up the busiest thread allows with enough cores).
+# Then the open-connections run and JSON Lines against JSON.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,6 +36,7 @@ CALLGRIND=${CALLGRIND:-1}
 OPEN=${OPEN:-500000}
 CORES=$(nproc)
 THREADS=${THREADS:-"1 2 4"}
+MODEL_THREADS=${MODEL_THREADS:-"1 2 4 8 16"}
 mkdir -p "$OUT"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -179,11 +183,46 @@ bench_capture() { # bench_capture FILE LABEL SMALL: SMALL (the same traffic, few
     fi
 }
 
+# thread_model SMALL: instructions per thread under callgrind (--separate-threads) for each of
+# MODEL_THREADS: the work of each thread, whatever the cores of this machine. With as many cores
+# as threads the busiest thread bounds the wall time: the bound on the speed-up over --threads 1
+# is the busiest thread's instructions with --threads 1 (the driver's; the reader thread runs
+# beside it) over those with N (a model, not a timing: it leaves out memory traffic between
+# cores and the waits on channels).
+thread_model() {
+    local small=$1 packets floor dir one=""
+    packets=$("$OUT/readloop" "$small" | cut -d' ' -f1)
+    floor=$(instructions "$OUT/readloop" "$small")
+    dir=$(mktemp -d)
+    report ""
+    report "== thread model: callgrind per thread, $small, $packets packets (instructions per packet; not timed)"
+    report "$(printf '%-8s %10s %16s %-12s %14s %16s' threads 'in all' 'busiest thread' '(which)' 'speed-up bound' 'busiest/readloop')"
+    for t in $MODEL_THREADS; do
+        rm -f "$dir"/cg*
+        valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg" \
+            "$TCPRACE" --threads "$t" --no-progress --format json "$small" >/dev/null 2>&1 || true
+        local all max which
+        read -r all max which < <(for f in "$dir"/cg-*; do sed -n 's/^totals: *//p' "$f" | head -n 1; done |
+            awk '{s+=$1; if ($1>m) {m=$1; w=NR}} END{printf "%d %d %d\n", s, m, w}')
+        [ -z "$one" ] && one=$max
+        local name="driver"
+        [ "$which" != 1 ] && name="thread $which"
+        report "$(printf '%-8s %10d %16d %-12s %13.2fx %15.2fx' "$t" $((all / packets)) $((max / packets)) "($name)" \
+            "$(awk -v a="$one" -v b="$max" 'BEGIN{print a/b}')" "$(awk -v a="$max" -v b="$floor" 'BEGIN{print a/b}')")"
+    done
+    report "(read loop: $((floor / packets)) instructions per packet)"
+    rm -rf "$dir"
+}
+
 SMALL="--connections ${SMALL_CONNECTIONS:-10000} --min-packets 0"
 # shellcheck disable=SC2086
 gen "$OUT/bench-small.pcap" $SMALL
 # shellcheck disable=SC2086
 gen "$OUT/onepair-small.pcap" --one-pair $SMALL
+if [ -n "${ONLY_MODEL:-}" ]; then
+    thread_model "$OUT/onepair-small.pcap"
+    exit 0
+fi
 if [ -n "${BENCH_FILE:-}" ]; then
     # one capture of your own (BENCH_SMALL: a smaller one for callgrind, else the same)
     bench_capture "$BENCH_FILE" "$BENCH_FILE" "${BENCH_SMALL:-$BENCH_FILE}"
@@ -192,6 +231,7 @@ fi
 if [ -z "${ONLY_OPEN:-}" ]; then
     bench_capture "$OUT/bench.pcap" "many IP pairs" "$OUT/bench-small.pcap"
     bench_capture "$OUT/onepair.pcap" "one IP pair (proxy to upstream)" "$OUT/onepair-small.pcap"
+    if [ "$CALLGRIND" = 1 ]; then thread_model "$OUT/onepair-small.pcap"; fi
     if [ "${TLS:-0}" = 1 ]; then
         gen "$OUT/bench-tls.pcap" --tls
         # shellcheck disable=SC2086

@@ -190,7 +190,7 @@ impl<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> Iterator for Merged<I, K, F> {
         match self.heads[first].peek() {
             Some(next) => self.keys[first] = (self.key)(next),
             None => {
-                self.heads.swap_remove(first);
+                let _ = self.heads.swap_remove(first);
                 self.keys.swap_remove(first);
             }
         }

@@ -3,8 +3,13 @@
 //! shards: a copy of a segment under another address pair (a NAT's other side) is moved to
 //! its connection's addresses here, so that it is analysed in the shard of its connection.
 //! The decoded packet stays with the caller (it is large; it is passed on by reference).
+//!
+//! The front runs on the driver's thread, or on a thread of its own ([`run_front`]) between
+//! the driver and the shards' threads.
 
 use super::Config;
+use super::batch::{Feed, Intake, Item};
+use super::split::shard_of_decoded;
 use crate::capture::PacketRef;
 use crate::decode::{Decoded, Decoder};
 use crate::flow::{CopyFilter, Sighting};
@@ -42,5 +47,36 @@ impl Front {
     /// Capture time advanced to `now`.
     pub fn tick(&mut self, now: Timestamp) {
         self.copies.expire(now);
+    }
+}
+
+/// Body of the front's thread: every packet the driver hands over decoded, checked for copies
+/// and handed to its shard's thread (`feeds`: shard 1's first; the driver's shard 0 takes
+/// none), the epochs' ends to all of them, in the order of the input.
+pub(super) fn run_front(mut front: Front, by_hosts: bool, mut feeds: Vec<Feed>, intake: Intake) {
+    let shards = feeds.len() + 1;
+    for batch in intake.full {
+        for item in &batch.items {
+            match *item {
+                Item::Packet {
+                    packet,
+                    ordinal,
+                    now,
+                    ..
+                } => {
+                    let pkt = packet.get(&batch.data);
+                    let mut decoded = front.decode(&pkt);
+                    let sighting = front.check(&mut decoded, pkt.ts);
+                    let shard = shard_of_decoded(&decoded, by_hosts, shards).max(1);
+                    feeds[shard - 1].push_packet(&pkt, ordinal, now, &sighting);
+                }
+                Item::Epoch(now) => {
+                    front.tick(now);
+                    feeds.iter_mut().for_each(|f| f.end_epoch(now));
+                }
+                Item::End(now) => feeds.iter_mut().for_each(|f| f.hang_up(now)),
+            }
+        }
+        let _ = intake.free.send(batch);
     }
 }

@@ -9,6 +9,7 @@
 //!   capture's stop conditions, running totals and statistics.
 
 mod analyzer;
+mod batch;
 mod front;
 pub mod live;
 mod parallel;
@@ -16,14 +17,15 @@ mod recorder;
 mod result;
 mod run;
 mod shard;
+mod split;
 #[cfg(test)]
 mod tests;
 
 pub use analyzer::Analyzer;
-pub use parallel::shard_of;
 pub use recorder::{FlightRecorder, RecorderConfig};
 pub use result::{ShardResult, WarningKey, merge};
 pub use run::{RunError, RunHooks, RunOptions, run};
+pub use split::shard_of;
 
 pub use crate::app::tls::keylog::KeyLog;
 pub use crate::detect::{DetectConfig, DetectObserver};
