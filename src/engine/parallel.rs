@@ -10,10 +10,13 @@
 //! with; so both sides of a NAT land in the shard of the connection, whatever their own
 //! addresses hash to. The driver hands the other shards' packets over (with what the front
 //! found) in recycled batches ([`Feed`]); each other shard has a thread of its own (shard 0's
-//! packets are not decoded again). From [`PIPED_FROM`](super::split::PIPED_FROM) threads on, the front runs on a thread of
+//! packets are not decoded again). From [`PIPED_FROM`] threads on, the front runs on a thread of
 //! its own between the driver and the shards' threads, and the driver's shard takes no
-//! connections: the driver's thread only reads, hands the packets on and runs the verdict stage,
-//! which would otherwise bound the speed-up (the shards' threads then number `--threads`).
+//! connections: the driver's thread only reads, hands the packets on and runs the verdict
+//! stage; its work would otherwise bound the speed-up (the shards' threads then number
+//! `--threads`).
+//!
+//! [`PIPED_FROM`]: super::split::PIPED_FROM
 //!
 //! What crosses connections (a request's retry on another connection, the server's idle
 //! closes seen by the same client) is decided after the shards, by the verdict stage on the
@@ -165,8 +168,8 @@ pub(super) struct Shards {
 
 impl Shards {
     /// Start the shard threads of a run on `threads` threads: none for one, `threads - 1`
-    /// below [`PIPED_FROM`](super::split::PIPED_FROM), else `threads` and the front's thread. The shards share the cap
-    /// on tracked connections: `config` must carry each shard's part of it.
+    /// below `PIPED_FROM`, else `threads` and the front's thread. The shards share the cap on
+    /// tracked connections: `config` must carry each shard's part of it.
     pub fn start(
         threads: usize,
         config: &Config,
