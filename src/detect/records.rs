@@ -149,9 +149,11 @@ pub(crate) fn sort_parts<'a, T: 'a, K: Ord>(
     parts.into_iter().for_each(|p| p.sort_unstable_by_key(key));
 }
 
-/// The items of `heads` (each in the order of `key`), in the order of `key` across them: a
-/// merge of the parts, where sorting their concatenation would move every item about again.
-/// The keys must differ across the parts (each item's key is computed once).
+/// The items of `heads` (each in its order), in the order of `key` across them: a merge of the
+/// parts, where sorting their concatenation would move every item about again. `key` need only
+/// be the part of the order that differs across the parts (each item's is computed once): the
+/// packet's ordinal for what a packet brought, the connection for what a connection did (a
+/// packet and a connection are analysed in one shard).
 pub(crate) fn merged<I: Iterator, K: Ord, F: Fn(&I::Item) -> K>(
     heads: impl IntoIterator<Item = I>,
     key: F,
@@ -198,16 +200,17 @@ impl<I: Iterator, K: Ord, F: Fn(&I::Item) -> K> Iterator for Merged<I, K, F> {
     }
 }
 
-/// The items of `parts`, each sorted by `key` first ([`sort_parts`]), drained in the order of
-/// `key` across them ([`merged`]).
-pub(crate) fn drain_merged<'a, T: 'a, K: Ord>(
+/// The items of `parts`, each sorted by `order` first ([`sort_parts`]), drained in that order
+/// across them ([`merged`] by `key`, the part of `order` that differs across the parts).
+pub(crate) fn drain_merged<'a, T: 'a, O: Ord, K: Ord>(
     parts: impl IntoIterator<Item = &'a mut Vec<T>>,
-    key: impl Fn(&T) -> K + Copy,
+    order: impl Fn(&T) -> O + Copy,
+    key: impl Fn(&T) -> K,
 ) -> impl Iterator<Item = T> {
     let heads: Vec<&mut Vec<T>> = parts.into_iter().collect();
     merged(
         heads.into_iter().map(|p| {
-            p.sort_unstable_by_key(key);
+            p.sort_unstable_by_key(order);
             p.drain(..)
         }),
         key,
@@ -224,11 +227,17 @@ mod tests {
         let mut b = vec![4, 8];
         let mut c = vec![];
         let mut d = vec![7, 2, 3, 6];
-        let all: Vec<i32> = drain_merged([&mut a, &mut b, &mut c, &mut d], |x| *x).collect();
+        let parts = [&mut a, &mut b, &mut c, &mut d];
+        let all: Vec<i32> = drain_merged(parts, |x| *x, |x| *x).collect();
         assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         assert!(a.is_empty() && b.is_empty() && d.is_empty());
         let mut one = vec![(2, 'b'), (1, 'a')];
-        let all: Vec<_> = drain_merged([&mut one], |x| x.0).collect();
+        let all: Vec<_> = drain_merged([&mut one], |x| x.0, |x| x.0).collect();
         assert_eq!(all, [(1, 'a'), (2, 'b')]);
+        // ordered by (packet, index) within a part, merged by the packet across them
+        let mut p = vec![(7, 1), (3, 0), (7, 0)];
+        let mut q = vec![(5, 1), (5, 0), (9, 0)];
+        let all: Vec<_> = drain_merged([&mut p, &mut q], |x| *x, |x| x.0).collect();
+        assert_eq!(all, [(3, 0), (5, 0), (5, 1), (7, 0), (7, 1), (9, 0)]);
     }
 }

@@ -9,7 +9,7 @@
 //! not depend on how the input was split into shards, nor on the order the shards ran in.
 
 use super::DetectConfig;
-use super::client_leg::{ClientLegs, SharedLegs};
+use super::client_leg::{ClientLegs, FrontExchange, SharedLegs};
 use super::endpoints::FindingTally;
 use super::evidence::{self, IdleRange};
 use super::records::{FailedRequest, Records, drain_merged, merged, sort_parts};
@@ -121,7 +121,7 @@ impl Verdicts {
         }
         let order = |a: &Attempt| (a.at.ordinal, a.conn, a.index);
         sort_parts(parts.iter_mut().map(|r| &mut r.attempts), order);
-        for a in merged(parts.iter().map(|r| r.attempts.iter()), |a| order(a)) {
+        for a in merged(parts.iter().map(|r| r.attempts.iter()), |a| a.at.ordinal) {
             self.retries.on_attempt(a);
         }
         for d in parts.iter().flat_map(|r| r.digests.iter()) {
@@ -142,16 +142,17 @@ impl Verdicts {
         // the exchanges for the client leg, in an order independent of the split
         if let Ok(mut legs) = self.legs.lock() {
             let fronts = parts.iter_mut().map(|r| &mut r.fronts);
-            legs.add_fronts(drain_merged(fronts, |e| {
-                (e.known_at, e.answer_at.ordinal, e.conn, e.index)
+            let order = |e: &FrontExchange| (e.known_at, e.answer_at.ordinal, e.conn, e.index);
+            legs.add_fronts(drain_merged(fronts, order, |e| {
+                (e.known_at, e.answer_at.ordinal)
             }));
         }
         let failures = parts.iter_mut().map(|r| &mut r.failures);
-        for f in drain_merged(failures, |f| (f.conn, f.req.index)) {
+        for f in drain_merged(failures, |f| (f.conn, f.req.index), |f| f.conn) {
             self.on_failure(f);
         }
         let ended = parts.iter_mut().map(|r| &mut r.ended);
-        for (conn, connection, note) in drain_merged(ended, |e| e.0) {
+        for (conn, connection, note) in drain_merged(ended, |e| e.0, |e| e.0) {
             self.conn_ended(conn, &connection, &note);
         }
         parts.iter_mut().for_each(|r| r.clear());
