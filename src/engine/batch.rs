@@ -117,7 +117,7 @@ impl Feed {
         )
     }
 
-    pub fn push(&mut self, item: Item) {
+    fn push(&mut self, item: Item) {
         self.batch.items.push(item);
         if self.batch.full(self.items) {
             self.send();
