@@ -87,6 +87,8 @@ pub struct Analyzer {
     finished: Vec<ShardResult>,
     /// The other shards' running totals, as of the last epoch.
     others: Totals,
+    /// Records of an epoch the verdict stage emptied, for the driver's shard to fill again.
+    spare: Records,
 }
 
 /// Running totals of a shard.
@@ -124,6 +126,7 @@ impl Analyzer {
             fresh: Vec::new(),
             finished: Vec::new(),
             others: Totals::default(),
+            spare: Records::default(),
             front: None,
             config: cfg,
         }
@@ -264,7 +267,14 @@ impl Analyzer {
     /// The end of an epoch of the driver's shard at capture time `now`: its records, for the
     /// verdict stage once the other shards' are in ([`Analyzer::verdict_epoch`]).
     pub(super) fn end_shard_epoch(&mut self, now: Timestamp) -> Records {
-        std::mem::take(self.shard.end_epoch(now))
+        let spare = std::mem::take(&mut self.spare);
+        std::mem::replace(self.shard.end_epoch(now), spare)
+    }
+
+    /// Records of the driver's shard, emptied after the verdict stage took them: filled again
+    /// next epoch (their vectors keep their room).
+    pub(super) fn recycle(&mut self, records: Records) {
+        self.spare = records;
     }
 
     /// Every shard's records of an epoch that ended at capture time `now`, for the verdict

@@ -59,9 +59,11 @@ enum Answer {
     End(Box<(ShardResult, Records)>),
 }
 
-/// The driver's side of a shard thread: its answers (the packets go to it through a [`Feed`]).
+/// The driver's side of a shard thread: its answers (the packets go to it through a [`Feed`]),
+/// and where the records it handed over go back once the verdict stage emptied them.
 struct Worker {
     answers: Receiver<Answer>,
+    spare: Sender<Records>,
     thread: JoinHandle<()>,
 }
 
@@ -76,15 +78,17 @@ impl Worker {
     ) -> Result<(Worker, Feed), String> {
         let (feed, intake) = Feed::new(items);
         let (answer_tx, answer_rx) = mpsc::channel::<Answer>();
+        let (spare_tx, spare_rx) = mpsc::channel::<Records>();
         let thread = std::thread::Builder::new()
             .name(format!("tcprace-shard{n}"))
             .spawn(move || {
                 let shard = Shard::new(&config, inputs, Some(printer));
-                run_shard(shard, intake, answer_tx);
+                run_shard(shard, intake, answer_tx, spare_rx);
             })
             .map_err(|e| format!("cannot start an analysis thread: {e}"))?;
         let worker = Worker {
             answers: answer_rx,
+            spare: spare_tx,
             thread,
         };
         Ok((worker, feed))
@@ -99,8 +103,9 @@ fn join(thread: JoinHandle<()>) {
 }
 
 /// Body of a shard thread: analyse the batches until the feed hangs up, answering each epoch's
-/// end with its records and the end of the input with its results.
-fn run_shard(mut shard: Shard, intake: Intake, answers: Sender<Answer>) {
+/// end with its records (filling emptied ones that came back, `spare`, when there are) and the
+/// end of the input with its results.
+fn run_shard(mut shard: Shard, intake: Intake, answers: Sender<Answer>, spare: Receiver<Records>) {
     for batch in intake.full {
         for item in &batch.items {
             match *item {
@@ -114,7 +119,8 @@ fn run_shard(mut shard: Shard, intake: Intake, answers: Sender<Answer>) {
                     shard.on_routed(packet.get(&batch.data), ordinal, now, &s);
                 }
                 Item::Epoch(now) => {
-                    let records = std::mem::take(shard.end_epoch(now));
+                    let empty = spare.try_recv().unwrap_or_default();
+                    let records = std::mem::replace(shard.end_epoch(now), empty);
                     let _ = answers.send(Answer::Epoch(records, shard.totals()));
                 }
                 Item::End(now) => {
@@ -299,6 +305,15 @@ impl Shards {
             let mut records: Vec<Records> = e.parts.into_iter().flatten().collect();
             let mut parts: Vec<&mut Records> = records.iter_mut().collect();
             main.verdict_epoch(e.now, &mut parts);
+            // back to the shards that filled them, empty (their vectors keep their room)
+            records.iter_mut().for_each(Records::clear);
+            let mut records = records.into_iter();
+            if let Some(own) = records.next() {
+                main.recycle(own);
+            }
+            for (w, r) in self.workers.iter().zip(records) {
+                let _ = w.spare.send(r);
+            }
         }
     }
 
