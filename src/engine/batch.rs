@@ -24,7 +24,7 @@ const BATCHES: usize = 3;
 const PLAIN: u32 = u32::MAX;
 
 /// What a thread down the line is told, in the order of the input.
-pub(super) enum Item {
+enum Item {
     /// A packet (its bytes in the batch's `data`), its ordinal in the whole input, the
     /// input's capture time when it came and what the front found (an index into the batch's
     /// `sightings`, or `PLAIN`).
@@ -41,9 +41,9 @@ pub(super) enum Item {
 }
 
 /// A batch of items.
-pub(super) struct Batch {
-    pub items: Vec<Item>,
-    pub data: Vec<u8>,
+struct Batch {
+    items: Vec<Item>,
+    data: Vec<u8>,
     /// What the front found about the packets that are not plain.
     sightings: Vec<(bool, Option<Moved>)>,
 }
@@ -68,7 +68,7 @@ impl Batch {
     }
 
     /// What the front found about the packet whose item says `sighting`.
-    pub fn sighting(&self, sighting: u32) -> Sighting<'_> {
+    fn sighting(&self, sighting: u32) -> Sighting<'_> {
         self.sightings.get(sighting as usize).map_or_else(
             Sighting::default,
             |(duplicate, moved)| Sighting {
@@ -92,8 +92,49 @@ pub(super) struct Feed {
 
 /// The receiving side of a [`Feed`]: the full batches, and where to send them back.
 pub(super) struct Intake {
-    pub full: Receiver<Batch>,
-    pub free: Sender<Batch>,
+    full: Receiver<Batch>,
+    free: Sender<Batch>,
+}
+
+/// An item as the thread fed receives it: a packet with its bytes and what the front found.
+pub(super) enum Received<'a> {
+    Packet {
+        pkt: PacketRef<'a>,
+        ordinal: u64,
+        now: Timestamp,
+        sighting: Sighting<'a>,
+    },
+    /// The end of an epoch at this capture time.
+    Epoch(Timestamp),
+    /// The end of the input at this capture time.
+    End(Timestamp),
+}
+
+impl Intake {
+    /// Hand every item to `each`, in order, until the feed hangs up (each batch goes back to
+    /// the feed once its items are taken).
+    pub fn take_all(self, mut each: impl FnMut(Received<'_>)) {
+        for batch in self.full {
+            for item in &batch.items {
+                each(match *item {
+                    Item::Packet {
+                        packet,
+                        ordinal,
+                        now,
+                        sighting,
+                    } => Received::Packet {
+                        pkt: packet.get(&batch.data),
+                        ordinal,
+                        now,
+                        sighting: batch.sighting(sighting),
+                    },
+                    Item::Epoch(now) => Received::Epoch(now),
+                    Item::End(now) => Received::End(now),
+                });
+            }
+            let _ = self.free.send(batch);
+        }
+    }
 }
 
 impl Feed {

@@ -8,7 +8,7 @@
 //! the driver and the shards' threads.
 
 use super::Config;
-use super::batch::{Feed, Intake, Item};
+use super::batch::{Feed, Intake, Received};
 use super::split::shard_of_decoded;
 use crate::capture::PacketRef;
 use crate::decode::{Decoded, Decoder};
@@ -55,28 +55,19 @@ impl Front {
 /// none), the epochs' ends to all of them, in the order of the input.
 pub(super) fn run_front(mut front: Front, by_hosts: bool, mut feeds: Vec<Feed>, intake: Intake) {
     let shards = feeds.len() + 1;
-    for batch in intake.full {
-        for item in &batch.items {
-            match *item {
-                Item::Packet {
-                    packet,
-                    ordinal,
-                    now,
-                    ..
-                } => {
-                    let pkt = packet.get(&batch.data);
-                    let mut decoded = front.decode(&pkt);
-                    let sighting = front.check(&mut decoded, pkt.ts);
-                    let shard = shard_of_decoded(&decoded, by_hosts, shards).max(1);
-                    feeds[shard - 1].push_packet(&pkt, ordinal, now, &sighting);
-                }
-                Item::Epoch(now) => {
-                    front.tick(now);
-                    feeds.iter_mut().for_each(|f| f.end_epoch(now));
-                }
-                Item::End(now) => feeds.iter_mut().for_each(|f| f.hang_up(now)),
-            }
+    intake.take_all(|received| match received {
+        Received::Packet {
+            pkt, ordinal, now, ..
+        } => {
+            let mut decoded = front.decode(&pkt);
+            let sighting = front.check(&mut decoded, pkt.ts);
+            let shard = shard_of_decoded(&decoded, by_hosts, shards).max(1);
+            feeds[shard - 1].push_packet(&pkt, ordinal, now, &sighting);
         }
-        let _ = intake.free.send(batch);
-    }
+        Received::Epoch(now) => {
+            front.tick(now);
+            feeds.iter_mut().for_each(|f| f.end_epoch(now));
+        }
+        Received::End(now) => feeds.iter_mut().for_each(|f| f.hang_up(now)),
+    });
 }

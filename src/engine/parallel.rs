@@ -36,7 +36,7 @@
 
 use super::Config;
 use super::analyzer::{Analyzer, Totals};
-use super::batch::{BATCH_ITEMS, Feed, Intake, Item, STREAMING_BATCH_ITEMS};
+use super::batch::{BATCH_ITEMS, Feed, Intake, Received, STREAMING_BATCH_ITEMS};
 use super::front::{Front, run_front};
 use super::result::ShardResult;
 use super::shard::Shard;
@@ -106,30 +106,22 @@ fn join(thread: JoinHandle<()>) {
 /// end with its records (filling emptied ones that came back, `spare`, when there are) and the
 /// end of the input with its results.
 fn run_shard(mut shard: Shard, intake: Intake, answers: Sender<Answer>, spare: Receiver<Records>) {
-    for batch in intake.full {
-        for item in &batch.items {
-            match *item {
-                Item::Packet {
-                    packet,
-                    ordinal,
-                    now,
-                    sighting,
-                } => {
-                    let s = batch.sighting(sighting);
-                    shard.on_routed(packet.get(&batch.data), ordinal, now, &s);
-                }
-                Item::Epoch(now) => {
-                    let empty = spare.try_recv().unwrap_or_default();
-                    let records = std::mem::replace(shard.end_epoch(now), empty);
-                    let _ = answers.send(Answer::Epoch(records, shard.totals()));
-                }
-                Item::End(now) => {
-                    let _ = answers.send(Answer::End(Box::new(shard.finish(now))));
-                }
-            }
+    intake.take_all(|received| match received {
+        Received::Packet {
+            pkt,
+            ordinal,
+            now,
+            sighting,
+        } => shard.on_routed(pkt, ordinal, now, &sighting),
+        Received::Epoch(now) => {
+            let empty = spare.try_recv().unwrap_or_default();
+            let records = std::mem::replace(shard.end_epoch(now), empty);
+            let _ = answers.send(Answer::Epoch(records, shard.totals()));
         }
-        let _ = intake.free.send(batch);
-    }
+        Received::End(now) => {
+            let _ = answers.send(Answer::End(Box::new(shard.finish(now))));
+        }
+    });
 }
 
 pub(super) fn print(printer: &Mutex<WarningPrinter>, w: &Warning) {
