@@ -207,14 +207,11 @@ pub(crate) fn drain_merged<'a, T: 'a, O: Ord, K: Ord>(
     order: impl Fn(&T) -> O + Copy,
     key: impl Fn(&T) -> K,
 ) -> impl Iterator<Item = T> {
-    let heads: Vec<&mut Vec<T>> = parts.into_iter().collect();
-    merged(
-        heads.into_iter().map(|p| {
-            p.sort_unstable_by_key(order);
-            p.drain(..)
-        }),
-        key,
-    )
+    let heads = parts.into_iter().map(move |p| {
+        p.sort_unstable_by_key(order);
+        p.drain(..)
+    });
+    merged(heads, key)
 }
 
 #[cfg(test)]
