@@ -271,8 +271,8 @@ impl Analyzer {
         std::mem::replace(self.shard.end_epoch(now), spare)
     }
 
-    /// Records of the driver's shard, emptied after the verdict stage took them: filled again
-    /// next epoch (their vectors keep their room).
+    /// Records of the driver's shard, emptied by the verdict stage: filled again next epoch
+    /// (their vectors keep their room).
     pub(super) fn recycle(&mut self, records: Records) {
         self.spare = records;
     }

@@ -297,8 +297,8 @@ impl Shards {
             let mut records: Vec<Records> = e.parts.into_iter().flatten().collect();
             let mut parts: Vec<&mut Records> = records.iter_mut().collect();
             main.verdict_epoch(e.now, &mut parts);
-            // back to the shards that filled them, empty (their vectors keep their room)
-            records.iter_mut().for_each(Records::clear);
+            // emptied by the verdict stage: back to the shards that filled them (their vectors
+            // keep their room)
             let mut records = records.into_iter();
             if let Some(own) = records.next() {
                 main.recycle(own);
