@@ -55,19 +55,65 @@ impl Timestamp {
 
     /// ISO 8601 UTC with microseconds, e.g. `2026-11-24T22:59:33.123456Z`.
     pub fn to_iso8601(self) -> String {
-        self.format_utc("%Y-%m-%dT%H:%M:%S%.6fZ")
+        let mut buf = [0; ISO_LEN];
+        match self.write_iso8601(&mut buf) {
+            Some(s) => s.to_string(),
+            None => self.format_utc(ISO_FORMAT),
+        }
+    }
+
+    /// [`Timestamp::to_iso8601`] written into `buf` from the calendar fields (`None` for a
+    /// year outside 0-9999, which an i64 of nanoseconds cannot reach). A report writes a timestamp for every finding and event, and
+    /// strftime reads its format string anew each time (~3,800 instructions a timestamp).
+    fn write_iso8601(self, buf: &mut [u8; ISO_LEN]) -> Option<&str> {
+        use chrono::{Datelike, Timelike};
+        let micros = self.0.rem_euclid(1_000_000_000) as u32 / 1000;
+        let dt = chrono::DateTime::from_timestamp(self.0.div_euclid(1_000_000_000), 0)?;
+        let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+        let fields = [
+            (year, 4, b'-'),
+            (dt.month(), 2, b'-'),
+            (dt.day(), 2, b'T'),
+            (dt.hour(), 2, b':'),
+            (dt.minute(), 2, b':'),
+            (dt.second(), 2, b'.'),
+            (micros, 6, b'Z'),
+        ];
+        let mut at = 0;
+        for (mut value, digits, after) in fields {
+            for i in (at..at + digits).rev() {
+                buf[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+            buf[at + digits] = after;
+            at += digits + 1;
+        }
+        std::str::from_utf8(buf).ok()
     }
 }
 
+/// `strftime` format of [`Timestamp::to_iso8601`] (the fallback for years outside 0-9999).
+const ISO_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+/// Length of `2026-11-24T22:59:33.123456Z`.
+const ISO_LEN: usize = 27;
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_iso8601())
+        let mut buf = [0; ISO_LEN];
+        match self.write_iso8601(&mut buf) {
+            Some(s) => f.write_str(s),
+            None => f.write_str(&self.format_utc(ISO_FORMAT)),
+        }
     }
 }
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_iso8601())
+        let mut buf = [0; ISO_LEN];
+        match self.write_iso8601(&mut buf) {
+            Some(t) => s.serialize_str(t),
+            None => s.serialize_str(&self.format_utc(ISO_FORMAT)),
+        }
     }
 }
 
@@ -100,6 +146,28 @@ mod tests {
         let t = Timestamp::from_secs_nanos(1_700_000_000, 123_456_789);
         assert_eq!(t.to_iso8601(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(Timestamp(0).to_iso8601(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn iso_format_is_strftime_s_over_the_whole_range() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        // (nanoseconds in an i64 span the years 1677 to 2262)
+        let mut cases = vec![i64::MIN, i64::MAX, -1, 0, 1, 999, 1_000, -1_000, -1_001];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(x as i64);
+            // around today, in the range of the captures
+            cases.push(1_600_000_000_000_000_000 + (x % 400_000_000_000_000_000) as i64);
+        }
+        for ns in cases {
+            let t = Timestamp(ns);
+            let want = t.format_utc(ISO_FORMAT);
+            assert_eq!(t.to_iso8601(), want, "{ns}");
+            assert_eq!(t.to_string(), want, "{ns}");
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("{want:?}"), "{ns}");
+        }
     }
 
     #[test]
