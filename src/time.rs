@@ -166,7 +166,11 @@ mod tests {
             let want = t.format_utc(ISO_FORMAT);
             assert_eq!(t.to_iso8601(), want, "{ns}");
             assert_eq!(t.to_string(), want, "{ns}");
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("{want:?}"), "{ns}");
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("{want:?}"),
+                "{ns}"
+            );
         }
     }
 

@@ -13,6 +13,7 @@
 
 mod body;
 mod chunked;
+mod fields;
 mod head;
 mod headbuf;
 mod salvage;
@@ -21,7 +22,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use head::{MAX_SERVER_LEN, parse_decimal, request_id_of};
+pub(crate) use fields::{MAX_SERVER_LEN, parse_decimal, request_id_of};
 pub use stream::HttpStream;
 
 use super::{Anomaly, AppEvent, BodyDigest, Identity, Request, RequestId, Response, Text};

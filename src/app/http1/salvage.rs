@@ -1,7 +1,7 @@
 //! Heads cut short by a gap (typically the snaplen): what the capture kept of the first line
 //! and the complete header lines still names the message.
 
-use super::head::{header_facts, trim_cr, trim_ows};
+use super::fields::{header_facts, trim_cr, trim_ows};
 use super::sniff::{find_lf, is_method_byte};
 use super::stream::HttpStream;
 use super::{HttpEvent, RequestHead, ResponseHead, Role};
