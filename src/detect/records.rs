@@ -237,4 +237,24 @@ mod tests {
         let all: Vec<_> = drain_merged([&mut p, &mut q], |x| *x, |x| x.0).collect();
         assert_eq!(all, [(3, 0), (5, 0), (5, 1), (7, 0), (7, 1), (9, 0)]);
     }
+
+    #[test]
+    fn any_number_of_parts_merges_to_the_sorted_whole() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for parts in 0..=19 {
+            // distinct keys, dealt to the parts at random (some parts get none)
+            let mut all: Vec<u64> = (0..parts as u64 * 37).map(|i| i * 3 + 1).collect();
+            let mut dealt: Vec<Vec<u64>> = vec![Vec::new(); parts];
+            for &v in &all {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                dealt[(x % parts as u64) as usize].push(v);
+            }
+            dealt.iter_mut().for_each(|p| p.reverse());
+            let merged: Vec<u64> = drain_merged(dealt.iter_mut(), |v| *v, |v| *v).collect();
+            all.sort_unstable();
+            assert_eq!(merged, all, "{parts} parts");
+        }
+    }
 }
