@@ -160,7 +160,14 @@ impl ClientLegs {
         let Some(set) = &mut self.clients else {
             return;
         };
-        set.extend(clients);
+        // a proxy sends request after request: one look-up for each run of them
+        let mut last = None;
+        for client in clients {
+            if last != Some(client) {
+                set.insert(client);
+                last = Some(client);
+            }
+        }
         if set.len() > MAX_CLIENTS {
             self.clients = None;
         }
