@@ -76,15 +76,18 @@ impl IdleTally {
     }
 }
 
-/// The median of `s` (None when empty).
+/// The median of `s` (None when empty): selected, not sorted (linear time).
 pub(super) fn median_of(mut s: Vec<f64>) -> Option<f64> {
-    s.sort_by(f64::total_cmp);
     let n = s.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(s[n / 2]),
-        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    if n == 0 {
+        return None;
     }
+    let (below, &mut mid, _) = s.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(mid);
+    }
+    let before = below.iter().copied().max_by(f64::total_cmp)?;
+    Some((before + mid) / 2.0)
 }
 
 /// One server endpoint's statistics so far.
@@ -500,6 +503,31 @@ mod tests {
         assert!(rec.contains(&format!("about {median:.2} s")), "{rec}");
         assert!(rec.contains("up to 4.50 s"), "{rec}");
         assert_eq!(recs, [rec]);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_of_the_sorted_samples() {
+        let sorted_median = |mut s: Vec<f64>| {
+            s.sort_by(f64::total_cmp);
+            let n = s.len();
+            (n > 0).then(|| match n % 2 {
+                1 => s[n / 2],
+                _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+            })
+        };
+        let mut x: u64 = 88_172_645_463_325_252;
+        for n in 0..60 {
+            let s: Vec<f64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 17) as f64 / 4.0 // repeated values among them
+                })
+                .collect();
+            assert_eq!(median_of(s.clone()), sorted_median(s.clone()), "{s:?}");
+        }
+        assert_eq!(median_of(vec![3.0, 1.0, 2.0, 10.0]), Some(2.5));
     }
 
     #[test]
