@@ -179,6 +179,15 @@ impl ClientLegs {
         server.is_loopback() || self.clients.as_ref().is_none_or(|c| c.contains(&server))
     }
 
+    /// Drop the exchanges that cannot be client legs ([`ClientLegs::add_fronts`] would not
+    /// keep them): before the shards' parts are sorted and merged, which then costs nothing
+    /// on a capture of one leg.
+    pub fn keep_linkable(&self, fronts: &mut Vec<FrontExchange>) {
+        if self.clients.is_some() {
+            fronts.retain(|f| self.may_be_leg(f.server.ip()));
+        }
+    }
+
     pub fn add_fronts(&mut self, fronts: impl IntoIterator<Item = FrontExchange>) {
         for f in fronts {
             if self.kept >= MAX_FRONTS {

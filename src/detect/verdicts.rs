@@ -141,6 +141,9 @@ impl Verdicts {
         }
         // the exchanges for the client leg, in an order independent of the split
         if let Ok(mut legs) = self.legs.lock() {
+            parts
+                .iter_mut()
+                .for_each(|r| legs.keep_linkable(&mut r.fronts));
             let fronts = parts.iter_mut().map(|r| &mut r.fronts);
             let order = |e: &FrontExchange| (e.known_at, e.answer_at.ordinal, e.conn, e.index);
             legs.add_fronts(drain_merged(fronts, order, |e| {
