@@ -235,6 +235,11 @@ impl Detector {
     }
 
     /// The warnings about the input since the last call: (frame, message).
+    /// Whether there are warnings to take (checked on every packet: cheaper than taking none).
+    pub fn has_warnings(&self) -> bool {
+        !self.warnings.is_empty()
+    }
+
     pub fn take_warnings(&mut self) -> std::vec::Drain<'_, (FrameRef, String)> {
         self.warnings.drain(..)
     }

@@ -191,7 +191,15 @@ impl Shard {
     }
 
     /// The detector's warnings about the input, as warnings about the packet of `ordinal`.
+    #[inline]
     fn input_warnings(&mut self, ordinal: u64) {
+        if self.detector.has_warnings() {
+            self.warn_about_input(ordinal);
+        }
+    }
+
+    #[cold]
+    fn warn_about_input(&mut self, ordinal: u64) {
         let found: Vec<(FrameRef, String)> = self.detector.take_warnings().collect();
         for (at, message) in found {
             let w = Warning {

@@ -397,24 +397,15 @@ impl FileSource {
         Ok(())
     }
 
-    /// Wait for the reader thread after it has sent its last batch (it is ending).
-    fn join(&mut self) {
-        if let Run::Running(r) = std::mem::replace(&mut self.run, Run::Ended)
-            && let Err(panic) = r.thread.join()
-        {
-            std::panic::resume_unwind(panic);
-        }
-    }
-}
-
-impl PacketSource for FileSource {
-    /// The next packet, borrowed from the reader's batch (no copy); valid until the next call.
-    fn next(&mut self) -> Result<Next<'_>, InputError> {
+    /// The reader's next batch, once the one handed out is used up (it goes back to the
+    /// reader); false at the end of the inputs. (Out of line: `next` stays short.)
+    #[cold]
+    fn next_batch(&mut self) -> Result<bool, InputError> {
         loop {
             if let Some(batch) = &self.batch
                 && self.at < batch.items.len()
             {
-                break;
+                return Ok(true);
             }
             if let Some(done) = self.batch.take() {
                 let end = done.end;
@@ -427,7 +418,7 @@ impl PacketSource for FileSource {
                 }
             }
             match &mut self.run {
-                Run::Ended => return Ok(Next::End),
+                Run::Ended => return Ok(false),
                 Run::Idle(_) => {
                     let Run::Idle(inputs) = std::mem::replace(&mut self.run, Run::Ended) else {
                         unreachable!()
@@ -443,6 +434,25 @@ impl PacketSource for FileSource {
                     Err(_) => self.join(),
                 },
             }
+        }
+    }
+
+    /// Wait for the reader thread after it has sent its last batch (it is ending).
+    fn join(&mut self) {
+        if let Run::Running(r) = std::mem::replace(&mut self.run, Run::Ended)
+            && let Err(panic) = r.thread.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl PacketSource for FileSource {
+    /// The next packet, borrowed from the reader's batch (no copy); valid until the next call.
+    fn next(&mut self) -> Result<Next<'_>, InputError> {
+        let ready = matches!(&self.batch, Some(b) if self.at < b.items.len());
+        if !ready && !self.next_batch()? {
+            return Ok(Next::End);
         }
         let batch = self.batch.as_ref().expect("a batch with items left");
         let item = &batch.items[self.at];
