@@ -6,7 +6,7 @@
 //! recently active one is at hand when the cap is reached or when connections fall idle;
 //! closed connections wait for their linger time in a heap by deadline.
 
-use super::conn::TcpConn;
+use super::conn::{Pair, TcpConn};
 use super::copies::Sighting;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
@@ -66,6 +66,22 @@ impl TupleKey {
     fn of_conn(tcp: &TcpConn) -> TupleKey {
         let [a, b] = tcp.addrs.get().0;
         TupleKey::of(a, b, tcp.vnet())
+    }
+
+    /// Whether this is the key of connection `tcp`: for IPv4, its addresses (kept in line)
+    /// packed and compared as they are, without working out its whole key (every look-up
+    /// compares at least once).
+    fn is_of(&self, tcp: &TcpConn) -> bool {
+        match (self, &tcp.addrs) {
+            (TupleKey::V4(p, q, net), Pair::V4 { ip, port }) => {
+                let a = u64::from(ip[0]) << 16 | u64::from(port[0]);
+                let b = u64::from(ip[1]) << 16 | u64::from(port[1]);
+                (a.min(b), a.max(b)) == (*p, *q)
+                    && *net == tcp.vnet().map_or(0, |v| v.wrapping_add(1))
+            }
+            (TupleKey::V4(..), Pair::V6(_)) | (TupleKey::V6(..), Pair::V4 { .. }) => false,
+            (TupleKey::V6(..), Pair::V6(_)) => TupleKey::of_conn(tcp) == *self,
+        }
     }
 }
 
@@ -330,14 +346,18 @@ impl<T: Default> FlowTable<T> {
     fn find(&self, hash: u64, key: &TupleKey) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(hash, |&i| Self::slot_key(slots, i) == *key)
+            .find(hash, |&i| key.is_of(&Self::tracked_in(slots, i).tcp))
             .copied()
     }
 
     /// The key of the connection in slot `i`.
     fn slot_key(slots: &[Slot<T>], i: u32) -> TupleKey {
-        let t = slots[i as usize].conn.as_deref().expect("an indexed slot");
-        TupleKey::of_conn(&t.tcp)
+        TupleKey::of_conn(&Self::tracked_in(slots, i).tcp)
+    }
+
+    /// The connection in slot `i` of `slots`.
+    fn tracked_in(slots: &[Slot<T>], i: u32) -> &Tracked<T> {
+        slots[i as usize].conn.as_deref().expect("an indexed slot")
     }
 
     fn tracked(&self, slot: u32) -> &Tracked<T> {
@@ -448,4 +468,49 @@ pub(super) fn tracked_size<T>() -> usize {
 #[cfg(test)]
 pub(super) fn bytes_per_connection() -> usize {
     std::mem::size_of::<Slot<()>>() + (5usize * 16).div_ceil(7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TcpConn, TupleKey};
+    use crate::flow::FrameRef;
+    use std::net::SocketAddr;
+
+    /// A look-up's comparison says what comparing whole keys says: either direction, IPv4,
+    /// IPv6 and the two mixed, in a virtual network or none.
+    #[test]
+    fn a_key_is_of_a_connection_as_its_whole_key_says() {
+        let addrs: Vec<SocketAddr> = [
+            "192.0.2.1:32768",
+            "192.0.2.1:8080",
+            "198.51.100.1:8080",
+            "198.51.100.1:32768",
+            "[2001:db8::1]:32768",
+            "[2001:db8::2]:8080",
+            "[::ffff:192.0.2.1]:32768",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let nets = [None, Some(0), Some(7), Some(u32::MAX)];
+        let mut matched = 0;
+        for (a, b) in addrs.iter().flat_map(|a| addrs.iter().map(move |b| (a, b))) {
+            for vnet in nets {
+                let conn = TcpConn::new(1, *a, *b, vnet, FrameRef::default());
+                for (x, y) in addrs.iter().flat_map(|x| addrs.iter().map(move |y| (x, y))) {
+                    for net in nets {
+                        let key = TupleKey::of(*x, *y, net);
+                        let whole = key == TupleKey::of_conn(&conn);
+                        assert_eq!(
+                            key.is_of(&conn),
+                            whole,
+                            "{a} {b} {vnet:?} / {x} {y} {net:?}"
+                        );
+                        matched += usize::from(whole);
+                    }
+                }
+            }
+        }
+        assert!(matched > 0);
+    }
 }
