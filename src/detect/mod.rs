@@ -234,12 +234,12 @@ impl Detector {
         }
     }
 
-    /// The warnings about the input since the last call: (frame, message).
     /// Whether there are warnings to take (checked on every packet: cheaper than taking none).
     pub fn has_warnings(&self) -> bool {
         !self.warnings.is_empty()
     }
 
+    /// The warnings about the input since the last call: (frame, message).
     pub fn take_warnings(&mut self) -> std::vec::Drain<'_, (FrameRef, String)> {
         self.warnings.drain(..)
     }
