@@ -190,7 +190,7 @@ bench_capture() { # bench_capture FILE LABEL SMALL: SMALL (the same traffic, few
 # beside it) over those with N (a model, not a timing: it leaves out memory traffic between
 # cores and the waits on channels).
 thread_model() {
-    local small=$1 packets floor dir one=""
+    local small=$1 packets floor dir one="" each=""
     packets=$("$OUT/readloop" "$small" | cut -d' ' -f1)
     floor=$(instructions "$OUT/readloop" "$small")
     dir=$(mktemp -d)
@@ -209,8 +209,12 @@ thread_model() {
         [ "$which" != 1 ] && name="thread $which"
         report "$(printf '%-8s %10d %16d %-12s %13.2fx %15.2fx' "$t" $((all / packets)) $((max / packets)) "($name)" \
             "$(awk -v a="$one" -v b="$max" 'BEGIN{print a/b}')" "$(awk -v a="$max" -v b="$floor" 'BEGIN{print a/b}')")"
+        each="$each
+$(printf '%-8s' "$t")$(for f in "$dir"/cg-*; do sed -n 's/^totals: *//p' "$f" | head -n 1; done |
+            awk -v p="$packets" '{printf " %d", $1 / p}')"
     done
     report "(read loop: $((floor / packets)) instructions per packet)"
+    report "each thread, in the order they start (the driver; the analysis threads; from 4 threads the front's; the reader):$each"
     rm -rf "$dir"
 }
 
