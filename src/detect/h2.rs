@@ -124,7 +124,7 @@ impl Detector {
         if refusing(ex.h2(), Some(stream)).is_some() {
             return;
         }
-        let Some(req) = ex.pending.remove(i) else {
+        let Some(req) = ex.pending.remove(i, &mut self.spare) else {
             return;
         };
         if error != REFUSED_STREAM {

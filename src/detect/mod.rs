@@ -44,7 +44,7 @@ use crate::report::schema::ConnectionInfo;
 use crate::time::Timestamp;
 use client_leg::{Answer, FrontExchange, front_key};
 use evidence::RelativeSeq;
-use exchanges::PendingRequest;
+use exchanges::{PendingRequest, SpareQueues};
 use records::{Digest, FailedRequest, IdleClose};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -167,6 +167,8 @@ pub struct Detector {
     open: FxHashMap<u64, Dir>,
     /// The capture time of the analysis.
     now: Timestamp,
+    /// Emptied pending-request queues, for the next requests.
+    spare: SpareQueues,
     /// The most requests waiting on one connection, and the pending requests looked at for
     /// retransmissions (the tests bound them).
     #[cfg(test)]
@@ -334,7 +336,7 @@ impl Detector {
         if let Some(Some(idle)) = idle_before {
             self.endpoint(pair.1).add_reuse(idle);
         }
-        if idle_before.is_some() && !ex.push_pending(req) {
+        if idle_before.is_some() && !ex.push_pending(req, &mut self.spare) {
             self.stats.requests_beyond_pending_cap += 1;
         }
         #[cfg(test)]
@@ -408,7 +410,7 @@ impl Detector {
         if let Some(p) = answered {
             self.front(conn, client, p, Answer::Response(r.status), r.first.at);
         }
-        if !ex.on_final_response(r) && !ex.wait_for_request(at.ack_off) {
+        if !ex.on_final_response(r, &mut self.spare) && !ex.wait_for_request(at.ack_off) {
             self.stats.responses_without_request += 1;
         }
     }
