@@ -55,10 +55,15 @@ impl Timestamp {
 
     /// ISO 8601 UTC with microseconds, e.g. `2026-11-24T22:59:33.123456Z`.
     pub fn to_iso8601(self) -> String {
+        self.with_iso8601(str::to_string)
+    }
+
+    /// `f` of [`Timestamp::to_iso8601`]'s text, written on the stack (no heap string).
+    fn with_iso8601<R>(self, f: impl FnOnce(&str) -> R) -> R {
         let mut buf = [0; ISO_LEN];
         match self.write_iso8601(&mut buf) {
-            Some(s) => s.to_string(),
-            None => self.format_utc(ISO_FORMAT),
+            Some(s) => f(s),
+            None => f(&self.format_utc(ISO_FORMAT)),
         }
     }
 
@@ -99,21 +104,13 @@ const ISO_LEN: usize = 27;
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0; ISO_LEN];
-        match self.write_iso8601(&mut buf) {
-            Some(s) => f.write_str(s),
-            None => f.write_str(&self.format_utc(ISO_FORMAT)),
-        }
+        self.with_iso8601(|s| f.write_str(s))
     }
 }
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0; ISO_LEN];
-        match self.write_iso8601(&mut buf) {
-            Some(t) => s.serialize_str(t),
-            None => s.serialize_str(&self.format_utc(ISO_FORMAT)),
-        }
+        self.with_iso8601(|t| s.serialize_str(t))
     }
 }
 
