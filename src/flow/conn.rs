@@ -12,6 +12,12 @@ use crate::decode::{Segment, Tunnel};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 
+/// A virtual network as a number: 0 for none, else its VNI + 1 (how connections, table keys
+/// and copies' views keep it).
+pub(super) fn vnet_code(vnet: Option<u32>) -> u32 {
+    vnet.map_or(0, |v| v.wrapping_add(1))
+}
+
 /// Handshake progress, as seen in the capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Handshake {
@@ -130,7 +136,7 @@ impl TcpConn {
             times: Times([NO_TIME; 3]),
             last_ts: at.ts,
             trace: false,
-            vnet: vnet.map_or(0, |v| v.wrapping_add(1)),
+            vnet: vnet_code(vnet),
             tunnel: None,
             twin: None,
         }
@@ -139,6 +145,11 @@ impl TcpConn {
     /// The virtual network the connection is in (its segments' `vnet`).
     pub fn vnet(&self) -> Option<u32> {
         self.vnet.checked_sub(1)
+    }
+
+    /// [`TcpConn::vnet`] as [`vnet_code`] writes it.
+    pub(super) fn vnet_code(&self) -> u32 {
+        self.vnet
     }
 
     /// Record where a segment of the connection (a duplicate too) was captured: in a tunnel,

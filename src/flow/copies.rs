@@ -27,6 +27,7 @@
 //! then analysed as a retransmission) and the aliases in a map that is only consulted when it
 //! is not empty.
 
+use super::conn::vnet_code;
 use super::table::TupleKey;
 use crate::decode::Segment;
 use crate::time::Timestamp;
@@ -107,7 +108,7 @@ fn pack(seg: &Segment<'_>) -> u128 {
                 | u128::from(s.port()) << 80
                 | u128::from(u32::from(*d.ip())) << 48
                 | u128::from(d.port()) << 32
-                | u128::from(seg.vnet.map_or(0, |v| v.wrapping_add(1)))
+                | u128::from(vnet_code(seg.vnet))
         }
         _ => IPV6_VIEW,
     }

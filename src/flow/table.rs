@@ -6,7 +6,7 @@
 //! recently active one is at hand when the cap is reached or when connections fall idle;
 //! closed connections wait for their linger time in a heap by deadline.
 
-use super::conn::{Pair, TcpConn};
+use super::conn::{Pair, TcpConn, vnet_code};
 use super::copies::Sighting;
 use super::{ConnMeta, FlowEvent, FlowStats, FrameRef};
 use crate::decode::Segment;
@@ -27,7 +27,7 @@ pub(super) enum TupleKey {
 
 impl TupleKey {
     pub(super) fn of(a: SocketAddr, b: SocketAddr, vnet: Option<u32>) -> TupleKey {
-        let net = vnet.map_or(0, |v| v.wrapping_add(1));
+        let net = vnet_code(vnet);
         fn order<K: Ord>(x: K, y: K) -> (K, K) {
             if x <= y { (x, y) } else { (y, x) }
         }
@@ -76,8 +76,7 @@ impl TupleKey {
             (TupleKey::V4(p, q, net), Pair::V4 { ip, port }) => {
                 let a = u64::from(ip[0]) << 16 | u64::from(port[0]);
                 let b = u64::from(ip[1]) << 16 | u64::from(port[1]);
-                (a.min(b), a.max(b)) == (*p, *q)
-                    && *net == tcp.vnet().map_or(0, |v| v.wrapping_add(1))
+                (a.min(b), a.max(b)) == (*p, *q) && *net == tcp.vnet_code()
             }
             (TupleKey::V4(..), Pair::V6(_)) | (TupleKey::V6(..), Pair::V4 { .. }) => false,
             (TupleKey::V6(..), Pair::V6(_)) => TupleKey::of_conn(tcp) == *self,
