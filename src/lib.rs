@@ -51,6 +51,7 @@ pub(crate) mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;
+pub(crate) mod mix;
 pub mod report;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;

@@ -17,12 +17,9 @@ const MAX_IDLE_SAMPLES: usize = 4096;
 /// `Keep-Alive` values kept per endpoint.
 const MAX_KEEP_ALIVE_VALUES: usize = 8;
 
-/// A bijective mix of a connection id (splitmix64's finalizer): distinct ids, distinct ranks.
+/// A connection id's rank among the samples: mixed (a bijection: distinct ids, distinct ranks).
 pub(super) fn sample_rank(id: u64) -> u64 {
-    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::mix::splitmix64(id)
 }
 
 /// The server's idle closes so far.

@@ -3,6 +3,7 @@
 //! (the front, handing packets over, the verdict stage) counted in.
 
 use crate::decode::{Decoded, Decoder};
+use crate::mix::finalize;
 use std::net::SocketAddr;
 
 /// From this many threads on, the driver's thread analyses no connections and the front
@@ -55,18 +56,11 @@ fn endpoint_word(s: SocketAddr) -> u64 {
     }
 }
 
-/// A word's bits spread over all of it (the finaliser of SplitMix64).
-fn mix(mut h: u64) -> u64 {
-    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    h ^ (h >> 31)
-}
-
 /// A hash (32 bits) of the unordered pair of endpoints `a` and `b`: each endpoint's mixed
 /// word, added (which does not depend on their order) and mixed again. (Ordering the pair and
 /// hashing it word by word cost ~110 instructions a packet on the front's thread.)
 fn tuple_hash(a: SocketAddr, b: SocketAddr) -> u64 {
-    mix(mix(endpoint_word(a)).wrapping_add(mix(endpoint_word(b)))) >> 32
+    finalize(finalize(endpoint_word(a)).wrapping_add(finalize(endpoint_word(b)))) >> 32
 }
 
 /// The shard (of `shards`) the connection between `a` and `b` is analysed in.
