@@ -19,6 +19,7 @@
 //! known by then, in a fixed order: so the result does not depend on how the input was split
 //! over shards, nor on the order the shards report in.
 
+use super::records::drain_merged;
 use crate::flow::FrameRef;
 use crate::report::schema::{ClientEffect, Finding, Kind, Outcome};
 use crate::time::Timestamp;
@@ -179,22 +180,21 @@ impl ClientLegs {
         server.is_loopback() || self.clients.as_ref().is_none_or(|c| c.contains(&server))
     }
 
-    /// Drop the exchanges that cannot be client legs ([`ClientLegs::add_fronts`] would not
-    /// keep them): before the shards' parts are sorted and merged, which then costs nothing
-    /// on a capture of one leg.
-    pub fn keep_linkable(&self, fronts: &mut Vec<FrontExchange>) {
+    /// Keep the exchanges of an epoch that can be client legs, handed over as one part per
+    /// shard (each emptied), in an order that does not depend on the split. Those that cannot
+    /// be one are dropped before the parts are sorted and merged: on a capture of one leg
+    /// that leaves nothing to merge.
+    pub fn add_fronts<'a>(&mut self, parts: impl IntoIterator<Item = &'a mut Vec<FrontExchange>>) {
+        let mut parts: Vec<&mut Vec<FrontExchange>> = parts.into_iter().collect();
         if self.clients.is_some() {
-            fronts.retain(|f| self.may_be_leg(f.server.ip()));
+            for p in parts.iter_mut() {
+                p.retain(|f| self.may_be_leg(f.server.ip()));
+            }
         }
-    }
-
-    pub fn add_fronts(&mut self, fronts: impl IntoIterator<Item = FrontExchange>) {
-        for f in fronts {
+        let order = |e: &FrontExchange| (e.known_at, e.answer_at.ordinal, e.conn, e.index);
+        for f in drain_merged(parts, order, |e| (e.known_at, e.answer_at.ordinal)) {
             if self.kept >= MAX_FRONTS {
                 return;
-            }
-            if !self.may_be_leg(f.server.ip()) {
-                continue;
             }
             self.fronts.entry(f.key).or_default().push_back(f);
             self.kept += 1;

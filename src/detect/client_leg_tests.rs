@@ -107,13 +107,13 @@ mod links {
         let legs = ClientLegs::shared(1, vec!["p.pcap".into()], 5.0);
         {
             let mut l = legs.lock().unwrap();
-            l.add_fronts([
+            l.add_fronts([&mut vec![
                 front(7, 99.0, "/a", Answer::Response(502), 102.0),
                 // answered before the failure: not its client
                 front(8, 98.0, "/b", Answer::Response(200), 100.5),
                 front(9, 98.0, "/b", Answer::Response(200), 103.0),
                 front(10, 98.5, "/b", Answer::Response(200), 103.0),
-            ]);
+            ]]);
             l.add_final(0, failure(1, 10, 100.0, "/a", Kind::CrossedFin), ts(3000.0));
             l.add_final(0, failure(2, 20, 100.0, "/b", Kind::CrossedFin), ts(3000.0));
         }
@@ -143,7 +143,7 @@ mod links {
                 "127.0.0.1:50000".parse().unwrap(),
                 "127.0.0.1:8080".parse().unwrap(),
             );
-            l.add_fronts([front(7, 99.0, "/a", Answer::Closed, 102.0)]);
+            l.add_fronts([&mut vec![front(7, 99.0, "/a", Answer::Closed, 102.0)]]);
             let upstream = failure(1, 10, 100.0, "/a", Kind::CrossedFin);
             if upstream_first {
                 l.add_final(1, upstream, ts(3000.0));
@@ -188,7 +188,7 @@ mod proxy_tests {
             at_proxy.server = "10.0.0.1:443".parse().unwrap();
             // the proxy (10.0.0.1) sent requests upstream; so did 10.0.0.8
             l.add_clients(["10.0.0.1".parse().unwrap(), "10.0.0.8".parse().unwrap()]);
-            l.add_fronts([other, at_proxy]);
+            l.add_fronts([&mut vec![other, at_proxy]]);
             l.add_final(0, failure(1, 10, 100.0, "/a", Kind::CrossedFin), ts(3000.0));
             l.add_final(0, failure(2, 20, 100.0, "/b", Kind::CrossedFin), ts(3000.0));
         }
@@ -209,18 +209,18 @@ mod proxy_tests {
             f
         };
         l.add_clients(["10.0.0.1".parse().unwrap()]);
-        l.add_fronts([
+        l.add_fronts([&mut vec![
             at(1, "10.0.0.9:8000"),
             at(2, "10.0.0.1:443"),
             at(3, "127.0.0.1:8080"),
             at(4, "[::1]:8080"),
-        ]);
+        ]]);
         let kept: Vec<u64> = l.fronts.values().flatten().map(|f| f.conn).collect();
         assert_eq!(kept, [2, 3, 4]);
         assert_eq!(l.kept, 3);
         // beyond the bound on remembered clients, every exchange is kept
         l.add_clients((0..=MAX_CLIENTS as u32).map(|i| IpAddr::from(i.to_be_bytes())));
-        l.add_fronts([at(5, "10.0.0.9:8000")]);
+        l.add_fronts([&mut vec![at(5, "10.0.0.9:8000")]]);
         assert_eq!(l.kept, 4);
     }
 }

@@ -9,7 +9,7 @@
 //! not depend on how the input was split into shards, nor on the order the shards ran in.
 
 use super::DetectConfig;
-use super::client_leg::{ClientLegs, FrontExchange, SharedLegs};
+use super::client_leg::{ClientLegs, SharedLegs};
 use super::endpoints::FindingTally;
 use super::evidence::{self, IdleRange};
 use super::records::{FailedRequest, Records, drain_merged, merged, sort_parts};
@@ -141,14 +141,7 @@ impl Verdicts {
         }
         // the exchanges for the client leg, in an order independent of the split
         if let Ok(mut legs) = self.legs.lock() {
-            parts
-                .iter_mut()
-                .for_each(|r| legs.keep_linkable(&mut r.fronts));
-            let fronts = parts.iter_mut().map(|r| &mut r.fronts);
-            let order = |e: &FrontExchange| (e.known_at, e.answer_at.ordinal, e.conn, e.index);
-            legs.add_fronts(drain_merged(fronts, order, |e| {
-                (e.known_at, e.answer_at.ordinal)
-            }));
+            legs.add_fronts(parts.iter_mut().map(|r| &mut r.fronts));
         }
         let failures = parts.iter_mut().map(|r| &mut r.failures);
         for f in drain_merged(failures, |f| (f.conn, f.req.index), |f| f.conn) {
